@@ -1,0 +1,18 @@
+"""Damselfly's headless engine: data model, file I/O, the action registry and the actions.
+
+No Qt and no macro language here: ``engine`` never imports ``macros`` or ``app``.
+"""
+
+from . import io, phantoms, progress
+from .data import LabelClass, Labels, Table, Volume, make_classes
+from .errors import Cancelled, DamselflyError, InputError, ParameterError
+from .registry import InputPath, OutputPath, action, all_actions, get_action
+from .session import ActionEvent, Session, Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionEvent", "Cancelled", "DamselflyError", "InputError", "InputPath", "LabelClass", "Labels",
+    "OutputPath", "ParameterError", "Session", "Settings", "Table", "Volume", "action", "all_actions",
+    "get_action", "io", "make_classes", "phantoms", "progress",
+]

@@ -1,0 +1,3 @@
+"""The built-in actions. Importing this package registers them all."""
+
+from . import io_actions, processing  # noqa: F401

@@ -1,0 +1,113 @@
+"""Actions that read and write files: ``load``, ``load_labels``, ``save``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from .. import io, progress
+from ..data import Labels, Table, Volume
+from ..errors import InputError, ParameterError
+from ..registry import InputPath, OutputPath, action
+from ..session import current_settings
+
+
+def nan_count(vol: Volume) -> int:
+    """Number of NaN/Inf voxels (0 for integer data), counted slab by slab."""
+    if vol.data.dtype.kind != "f":
+        return 0
+    n = 0
+    for z in range(0, vol.shape[0], 32):
+        n += int(np.count_nonzero(~np.isfinite(vol.data[z:z + 32])))
+    return n
+
+
+def require_finite(vol: Volume) -> None:
+    """Raise :class:`InputError` naming the volume's file if it holds NaN or infinite values."""
+    n = nan_count(vol)
+    if n:
+        raise InputError(f"{n} voxel(s) are NaN or infinite; load it with nan=\"zero\" to replace them",
+                         vol.source)
+
+
+@action("load", result="raw", category="File")
+def load(path: InputPath, spacing: list[float] | None = None,
+         mmap: Literal["auto", "yes", "no"] = "auto",
+         nan: Literal["error", "zero"] = "error") -> Volume:
+    """Load a scanned volume.
+
+    Reads a multi-page TIFF, a folder of TIFF slices, ``.npy``, NRRD or NIfTI. Spacing, origin and
+    unit come from the file where the format stores them.
+
+    Parameters
+    ----------
+    path : path
+        The file or folder, relative to the macro's folder.
+    spacing : list of float, optional
+        Voxel size ``[z, y, x]``; overrides the file's.
+    mmap : {"auto", "yes", "no"}
+        Memory-map the file instead of reading it (uncompressed TIFF, NPY, NIfTI); ``auto`` maps files
+        over 1 GiB.
+    nan : {"error", "zero"}
+        What to do with NaN or infinite voxels: stop with an error naming the file, or set them to 0.
+
+    Returns
+    -------
+    Volume
+    """
+    vol = io.read_volume(path, spacing=spacing, mmap={"auto": "auto", "yes": True, "no": False}[mmap])
+    if nan_count(vol):
+        if nan == "error":
+            require_finite(vol)
+        vol = vol.with_data(np.nan_to_num(np.asarray(vol.data), nan=0.0, posinf=0.0, neginf=0.0))
+    return vol
+
+
+@action("load_labels", result="labels", category="File")
+def load_labels(path: InputPath, classes: list[str] | None = None,
+                spacing: list[float] | None = None) -> Labels:
+    """Load a label volume (multi-ROI) with its class names and colours.
+
+    Parameters
+    ----------
+    path : path
+        A labels file (any volume format); class names and colours come from its ``.json`` sidecar.
+    classes : list of str, optional
+        Class names for values 1..K, overriding the sidecar.
+    spacing : list of float, optional
+        Voxel size ``[z, y, x]``; overrides the file's.
+
+    Returns
+    -------
+    Labels
+    """
+    return io.read_labels(path, classes=classes, spacing=spacing)
+
+
+@action("save", category="File")
+def save(obj: Volume | Table, path: OutputPath) -> None:
+    """Save a volume, labels or table; the format follows the file name.
+
+    Volumes and labels: ``.tif`` (ImageJ-compatible, spacing kept), ``.npy``, ``.nrrd``, ``.nii.gz``,
+    or a name without suffix for a folder of TIFF slices; labels also write a ``.json`` sidecar with
+    their classes. Tables: ``.csv``. Writes are atomic.
+
+    Parameters
+    ----------
+    obj : Volume, Labels or Table
+        What to save.
+    path : path
+        Where, relative to the run's output folder.
+    """
+    overwrite = current_settings().overwrite
+    task = progress.task(f"Saving {path}", total=1)
+    if isinstance(obj, Table):
+        if io.file_kind(path) != "csv":
+            raise ParameterError(f"a table is saved as .csv, not {path}")
+        io.write_table(obj, path, overwrite=overwrite)
+    else:
+        if io.file_kind(path) == "csv":
+            raise ParameterError(f"a volume cannot be saved as CSV: {path}")
+        io.write_volume(obj, path, overwrite=overwrite)
+    task.finish()

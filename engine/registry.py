@@ -1,0 +1,366 @@
+"""The action registry: every user-visible operation, described from its signature.
+
+An action is a plain typed function with a numpydoc docstring::
+
+    @action("calibrate", result="cal", category="Process")
+    def calibrate(volume: Volume, method: Literal["percentile", "two_point", "match"] = "percentile",
+                  low: float = 0.5, high: float = 99.5, ...) -> Volume:
+        '''Map grey values to a common scale. ...'''
+
+The registry reads the parameters, their types, defaults and allowed values (``Literal``) and the return
+type from the signature, so the macro checker, the command line (``damselfly actions``) and the app's
+parameter dialogs need nothing else. Parameters whose Python name ends in ``_`` (``class_``) are
+exposed without it (``class``). Paths are typed :class:`InputPath` (read; resolved against the macro's
+folder) or :class:`OutputPath` (written; resolved against the run's output folder).
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, TypeVar, Union
+
+from .data import Labels, Table, Volume, suggest
+from .errors import ParameterError
+
+
+class InputPath(str):
+    """A file or folder an action reads. Relative paths are resolved against the macro's folder."""
+
+
+class OutputPath(str):
+    """A file an action writes. Relative paths are resolved against the run's output folder."""
+
+
+#: Objects that macros pass around by name (the "type flow" of the checker).
+OBJECT_TYPES: dict[str, type] = {"Volume": Volume, "Labels": Labels, "Table": Table}
+
+_REQUIRED = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class StaticObject:
+    """Stands for "some object of type ``cls``" when values are checked before anything runs."""
+
+    cls: type
+
+
+def _args(ann) -> tuple:
+    return typing.get_args(ann)
+
+
+def _is_union(ann) -> bool:
+    return typing.get_origin(ann) in (Union, types.UnionType)
+
+
+def type_name(ann) -> str:
+    """Human/macro name of an annotation: ``float``, ``list[float]``, ``Volume | none``, ``"a" | "b"``."""
+    if ann is type(None) or ann is None:
+        return "none"
+    if isinstance(ann, TypeVar):
+        return type_name(ann.__bound__) if ann.__bound__ else "any"
+    if _is_union(ann):
+        return " | ".join(type_name(a) for a in _args(ann))
+    origin = typing.get_origin(ann)
+    if origin is Literal:
+        return " | ".join(f'"{a}"' if isinstance(a, str) else repr(a) for a in _args(ann))
+    if origin in (list, tuple, typing.Sequence):
+        inner = _args(ann)
+        return f"list[{type_name(inner[0])}]" if inner else "list"
+    if ann in (InputPath, OutputPath):
+        return "path"
+    if ann is Any:
+        return "any"
+    return getattr(ann, "__name__", str(ann))
+
+
+def value_type_name(v) -> str:
+    """Macro name of a value's type, for error messages."""
+    if isinstance(v, StaticObject):
+        return v.cls.__name__
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (list, tuple)):
+        return "list"
+    if isinstance(v, (Volume, Table)):
+        return type(v).__name__
+    return type(v).__name__
+
+
+def matches(ann, v) -> bool:
+    """Whether value ``v`` (or a :class:`StaticObject`) fits annotation ``ann``."""
+    if ann is Any or ann is _REQUIRED:
+        return True
+    if ann is type(None) or ann is None:
+        return v is None
+    if isinstance(ann, TypeVar):
+        return matches(ann.__bound__ or Any, v)
+    if _is_union(ann):
+        return any(matches(a, v) for a in _args(ann))
+    origin = typing.get_origin(ann)
+    if origin is Literal:
+        return any(type(v) is type(a) and v == a for a in _args(ann))
+    if origin in (list, tuple, typing.Sequence):
+        inner = _args(ann)
+        if not isinstance(v, (list, tuple)):
+            return False
+        return not inner or all(matches(inner[0], x) for x in v)
+    if isinstance(v, StaticObject):
+        return isinstance(ann, type) and issubclass(v.cls, ann)
+    if ann is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if ann is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if ann in (str, InputPath, OutputPath):
+        return isinstance(v, str)
+    if isinstance(ann, type):
+        return isinstance(v, ann)
+    return True
+
+
+def choices(ann) -> list | None:
+    """Allowed values of a ``Literal`` annotation (also inside ``Optional``), else ``None``."""
+    if typing.get_origin(ann) is Literal:
+        return list(_args(ann))
+    if _is_union(ann):
+        for a in _args(ann):
+            c = choices(a)
+            if c is not None:
+                return c
+    return None
+
+
+def path_kind(ann) -> str | None:
+    """``"input"``/``"output"`` if the annotation is (or contains) a path type."""
+    if ann is InputPath:
+        return "input"
+    if ann is OutputPath:
+        return "output"
+    if _is_union(ann) or typing.get_origin(ann) in (list, tuple):
+        for a in _args(ann):
+            k = path_kind(a)
+            if k:
+                return k
+    return None
+
+
+def object_classes(ann) -> tuple[type, ...]:
+    """The object types (Volume, Labels, Table) an annotation admits."""
+    if isinstance(ann, TypeVar):
+        return object_classes(ann.__bound__) if ann.__bound__ else ()
+    if _is_union(ann):
+        return tuple(c for a in _args(ann) for c in object_classes(a))
+    if isinstance(ann, type) and ann in OBJECT_TYPES.values():
+        return (ann,)
+    return ()
+
+
+@dataclass
+class Param:
+    """One parameter of an action."""
+
+    name: str            # as written in macros
+    pyname: str          # as the Python function names it
+    annotation: Any
+    default: Any = _REQUIRED
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    @property
+    def choices(self) -> list | None:
+        return choices(self.annotation)
+
+    @property
+    def path_kind(self) -> str | None:
+        return path_kind(self.annotation)
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.annotation)
+
+
+@dataclass
+class ActionSpec:
+    """What the registry knows about one action."""
+
+    name: str
+    func: Callable
+    params: list[Param]
+    returns: Any
+    doc: str
+    result_name: str = "result"
+    category: str = "Process"
+    _by_name: dict[str, Param] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self._by_name = {p.name: p for p in self.params}
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().split("\n\n")[0].replace("\n", " ") if self.doc else ""
+
+    def param(self, name: str) -> Param:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ParameterError(f"{self.name}() has no parameter '{name}'"
+                                 f"{suggest(name, self._by_name)}") from None
+
+    def has_param(self, name: str) -> bool:
+        return name in self._by_name
+
+    @property
+    def returns_value(self) -> bool:
+        return self.returns not in (None, type(None))
+
+    def return_class(self, arg_classes: dict[str, type] | None = None) -> type | None:
+        """The object type this action returns; a ``TypeVar`` return takes the type of its argument."""
+        r = self.returns
+        if isinstance(r, TypeVar) and arg_classes:
+            for p in self.params:
+                if p.annotation is r and p.name in arg_classes:
+                    return arg_classes[p.name]
+            return r.__bound__
+        classes = object_classes(r)
+        if len(classes) == 1:
+            return classes[0]
+        if classes:
+            return classes[0]
+        return None
+
+    def signature(self) -> str:
+        parts = []
+        for p in self.params:
+            s = f"{p.name}: {p.type_name}"
+            if not p.required:
+                s += f" = {format_default(p.default)}"
+            parts.append(s)
+        ret = f" -> {type_name(self.returns)}" if self.returns_value else ""
+        return f"{self.name}({', '.join(parts)}){ret}"
+
+    def bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        """Map positional and keyword arguments (macro names) to parameters; check count and names."""
+        bound: dict[str, Any] = {}
+        if len(args) > len(self.params):
+            raise ParameterError(f"{self.name}() takes at most {len(self.params)} positional arguments, "
+                                 f"got {len(args)}")
+        for p, v in zip(self.params, args):
+            bound[p.name] = v
+        for k, v in kwargs.items():
+            p = self.param(k)
+            if p.name in bound:
+                raise ParameterError(f"{self.name}() got '{k}' twice")
+            bound[p.name] = v
+        missing = [p.name for p in self.params if p.required and p.name not in bound]
+        if missing:
+            raise ParameterError(f"{self.name}() is missing required argument(s): {', '.join(missing)}")
+        return bound
+
+    def check_value(self, name: str, value) -> None:
+        """Raise :class:`ParameterError` if ``value`` does not fit parameter ``name``."""
+        p = self.param(name)
+        if matches(p.annotation, value):
+            return
+        ch = p.choices
+        if ch is not None and isinstance(value, str):
+            raise ParameterError(f"{self.name}(): {name}={value!r} is not one of "
+                                 f"{', '.join(repr(c) for c in ch)}{suggest(value, [str(c) for c in ch])}")
+        raise ParameterError(f"{self.name}(): {name} expects {p.type_name}, got {value_type_name(value)}"
+                             + ("" if isinstance(value, (StaticObject, Volume, Table)) else f" {value!r}"))
+
+
+def format_default(v) -> str:
+    if v is None:
+        return "none"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(format_default(x) for x in v) + "]"
+    return repr(v)
+
+
+def _param_docs(doc: str) -> dict[str, str]:
+    """Parameter descriptions from a numpydoc ``Parameters`` section."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    out: dict[str, str] = {}
+    in_section, cur = False, None
+    for i, ln in enumerate(lines):
+        is_header = i + 1 < len(lines) and lines[i + 1].strip() and set(lines[i + 1].strip()) == {"-"}
+        if is_header:
+            in_section, cur = ln.strip() == "Parameters", None
+            continue
+        if not in_section or set(ln.strip()) == {"-"}:
+            continue
+        if ln and not ln.startswith(" "):
+            cur = ln.split(":")[0].strip()
+            out[cur] = ""
+        elif cur is not None and ln.strip():
+            out[cur] = (out[cur] + " " + ln.strip()).strip()
+    return out
+
+
+REGISTRY: dict[str, ActionSpec] = {}
+
+
+def action(name: str | None = None, *, result: str = "result", category: str = "Process"):
+    """Register a function as an action (decorator).
+
+    Parameters
+    ----------
+    name : str, optional
+        The name used in macros; the function name by default.
+    result : str
+        Default variable name for the result when recorded (``raw``, ``cal``, ``seg`` ...).
+    category : str
+        The menu the app puts the action in.
+    """
+
+    def deco(func):
+        hints = typing.get_type_hints(func)
+        sig = inspect.signature(func)
+        pdocs = _param_docs(func.__doc__ or "")
+        params = []
+        for pn, p in sig.parameters.items():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise TypeError(f"action {func.__name__}: *args/**kwargs are not serialisable")
+            mname = pn[:-1] if pn.endswith("_") else pn
+            params.append(Param(mname, pn, hints.get(pn, Any), p.default, pdocs.get(pn, pdocs.get(mname, ""))))
+        spec = ActionSpec(name or func.__name__, func, params, hints.get("return", None),
+                          inspect.cleandoc(func.__doc__ or ""), result, category)
+        if spec.name in REGISTRY and REGISTRY[spec.name].func is not func:
+            raise ValueError(f"action '{spec.name}' registered twice")
+        REGISTRY[spec.name] = spec
+        func.action_spec = spec
+        return func
+
+    return deco
+
+
+def get_action(name: str) -> ActionSpec:
+    """The registered action called ``name``; a :class:`ParameterError` with did-you-mean if none."""
+    _load_builtin_actions()
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ParameterError(f"unknown action '{name}'{suggest(name, REGISTRY)}") from None
+
+
+def all_actions() -> list[ActionSpec]:
+    """Every registered action, sorted by name."""
+    _load_builtin_actions()
+    return [REGISTRY[k] for k in sorted(REGISTRY)]
+
+
+def _load_builtin_actions() -> None:
+    from . import actions  # noqa: F401  (registers on import)

@@ -1,0 +1,192 @@
+"""The session: named objects, run settings, and one event per executed action.
+
+The app and the macro interpreter both call actions through :meth:`Session.run`; the recorder is just a
+subscriber to the events it emits. Recording and replay are therefore one code path.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from . import progress
+from .data import Labels, Table, Volume
+from .errors import ParameterError
+from .registry import ActionSpec, get_action
+
+
+@dataclass
+class Settings:
+    """Run settings: not part of a macro, so the same macro runs on a laptop and a GPU node.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"}
+        Where networks run; ``auto`` takes a GPU when there is one.
+    threads : int, optional
+        CPU threads for numerical work (``None``: the library default).
+    base_dir : Path
+        Relative input paths are resolved against it (the macro's folder).
+    out_dir : Path
+        Relative output paths are resolved against it.
+    overwrite : bool
+        Whether an action may replace an existing output file.
+    """
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+    out_dir: Path = field(default_factory=Path.cwd)
+    overwrite: bool = True
+
+    def __post_init__(self):
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        self.base_dir = Path(self.base_dir).resolve()
+        self.out_dir = Path(self.out_dir).resolve()
+
+
+@dataclass
+class ActionEvent:
+    """Emitted after an action ran.
+
+    Attributes
+    ----------
+    action : str
+        The action's name.
+    target : str or None
+        The name its result was bound to.
+    args : dict
+        The arguments as the caller gave them (macro parameter names, in call order), paths unresolved.
+    arg_names : dict
+        For arguments that were session objects, the name they had when the action was called.
+    result : object
+        What the action returned.
+    resolved : dict
+        Path arguments after resolution (absolute paths).
+    seconds : float
+        Wall time of the action.
+    """
+
+    action: str
+    target: str | None
+    args: dict[str, Any]
+    arg_names: dict[str, str]
+    result: Any
+    resolved: dict[str, str]
+    seconds: float
+
+
+class Session:
+    """Named objects plus run settings; runs actions and tells subscribers about each one.
+
+    Examples
+    --------
+    >>> s = Session(Settings(out_dir="out"))                               # doctest: +SKIP
+    >>> raw = s.run("load", "scan.tif", target="raw")                      # doctest: +SKIP
+    >>> cal = s.run("calibrate", raw, method="percentile", target="cal")   # doctest: +SKIP
+    """
+
+    def __init__(self, settings: Settings | None = None, reporter: progress.Reporter | None = None):
+        self.settings = settings or Settings()
+        self.reporter = reporter or progress.Reporter()
+        self.objects: dict[str, Any] = {}
+        self._subscribers: list[Callable[[ActionEvent], None]] = []
+
+    # -- events ---------------------------------------------------------------------------------
+    def subscribe(self, fn: Callable[[ActionEvent], None]) -> Callable[[], None]:
+        """Call ``fn(event)`` after every action; returns a function that unsubscribes."""
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
+
+    # -- objects --------------------------------------------------------------------------------
+    def __getitem__(self, name: str):
+        return self.objects[name]
+
+    def name_of(self, obj) -> str | None:
+        """The name ``obj`` is bound to (by identity), or ``None``."""
+        for k, v in self.objects.items():
+            if v is obj:
+                return k
+        return None
+
+    def add(self, name: str, obj) -> None:
+        """Bind ``obj`` to ``name`` (objects made outside actions, e.g. painted labels in the app)."""
+        if not isinstance(obj, (Volume, Labels, Table)) and not hasattr(obj, "action_object"):
+            raise ParameterError(f"cannot hold {type(obj).__name__} in a session")
+        self.objects[name] = obj
+
+    def unique_name(self, base: str) -> str:
+        if base not in self.objects:
+            return base
+        i = 2
+        while f"{base}{i}" in self.objects:
+            i += 1
+        return f"{base}{i}"
+
+    # -- paths ----------------------------------------------------------------------------------
+    def resolve(self, path: str, kind: str) -> str:
+        """Resolve an input path against ``base_dir`` or an output path against ``out_dir``."""
+        p = Path(os.path.expanduser(str(path)))
+        if not p.is_absolute():
+            p = (self.settings.base_dir if kind == "input" else self.settings.out_dir) / p
+        return str(p)
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, action: str | ActionSpec, *args, target: str | None = None, **kwargs):
+        """Run an action by name with macro-style arguments and bind its result.
+
+        Keyword names are the macro names (``**{"class": "metal"}`` for ``class_``). Arguments are
+        type-checked against the action's signature; path arguments are resolved; the result (if any)
+        is bound to ``target`` (or a fresh name) and an :class:`ActionEvent` is emitted.
+        """
+        spec = action if isinstance(action, ActionSpec) else get_action(action)
+        bound = spec.bind(args, kwargs)
+        call: dict[str, Any] = {}
+        resolved: dict[str, str] = {}
+        arg_names: dict[str, str] = {}
+        for name, value in bound.items():
+            spec.check_value(name, value)
+            p = spec.param(name)
+            kind = p.path_kind
+            if kind and isinstance(value, str):
+                value = resolved[name] = self.resolve(value, kind)
+            elif kind and isinstance(value, (list, tuple)):
+                value = [self.resolve(v, kind) if isinstance(v, str) else v for v in value]
+                resolved[name] = value
+            n = self.name_of(value) if isinstance(value, (Volume, Table)) else None
+            if n is not None:
+                arg_names[name] = n
+            call[p.pyname] = value
+        t0 = time.perf_counter()
+        token = _current.set(self.settings)
+        try:
+            with progress.reporting(self.reporter):
+                self.reporter.reset()
+                result = spec.func(**call)
+        finally:
+            _current.reset(token)
+        seconds = time.perf_counter() - t0
+        if spec.returns_value:
+            if target is None:
+                target = self.unique_name(spec.result_name)
+            self.objects[target] = result
+        else:
+            target = None
+        event = ActionEvent(spec.name, target, dict(bound), arg_names, result, resolved, seconds)
+        for fn in list(self._subscribers):
+            fn(event)
+        return result
+
+
+_current: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("damselfly_settings", default=None)
+
+
+def current_settings() -> Settings:
+    """The settings of the session running the current action (defaults outside any session)."""
+    s = _current.get()
+    return s if s is not None else Settings()
