@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,14 +93,14 @@ class Volume:
         """Where the volume came from: its file, else its name (for error messages)."""
         return str(self.metadata.get("source") or self.name or "<volume>")
 
-    def with_data(self, data: np.ndarray, **changes) -> "Volume":
+    def with_data(self, data: np.ndarray, **changes) -> Volume:
         """A new :class:`Volume` with the same geometry, name and metadata but new data."""
         return replace(self, data=data, metadata=dict(self.metadata), **changes)
 
-    def same_geometry(self, other: "Volume") -> bool:
+    def same_geometry(self, other: Volume) -> bool:
         return self.shape == other.shape and np.allclose(self.spacing, other.spacing, rtol=1e-6)
 
-    def check_same_geometry(self, other: "Volume") -> None:
+    def check_same_geometry(self, other: Volume) -> None:
         """Raise :class:`InputError`, naming both files, if ``other`` has another shape or spacing."""
         if self.shape != other.shape:
             raise InputError(f"shape {other.shape} (z, y, x) does not match {self.shape} of "

@@ -20,8 +20,8 @@ import contextlib
 import contextvars
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import Cancelled
 

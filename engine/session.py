@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextvars
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from . import progress
 from .data import Labels, Table, Volume

@@ -1,0 +1,249 @@
+"""The ``damselfly`` command line::
+
+    damselfly run MACRO [--set k=v]... [--out DIR] [--batch GLOB [--param scan]] [--jobs N]
+                        [--device auto|cpu|cuda] [--threads N] [--dry-run] [--resume] [--no-overwrite]
+    damselfly check MACRO... [--set k=v]...
+    damselfly fmt MACRO... [--check | --write]
+    damselfly actions [NAME]
+    damselfly demo [--out DIR] [--size N] [--seed S]
+    damselfly app [MACRO]
+
+Exit status: 0 on success, 1 on any error (a bad macro, a failed run, a batch with a failed scan),
+2 on a usage error, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+from engine.errors import DamselflyError
+from engine.progress import ProgressEvent, Reporter
+
+from .checker import check
+from .diagnostics import MacroError
+from .formatter import format_macro
+from .parser import parse_file
+
+
+class TextProgress:
+    """A one-line progress bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        if not self.tty:
+            return
+        if ev.total:
+            frac = min(1.0, ev.done / ev.total)
+            bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+            line = f"\r  [{bar}] {100 * frac:5.1f}%  {ev.message}  {ev.elapsed:6.1f}s"
+        else:
+            line = f"\r  {ev.message} ... {ev.done}  {ev.elapsed:6.1f}s"
+        self.stream.write(line + ("\n" if ev.finished else ""))
+        self.stream.flush()
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def cmd_check(args) -> int:
+    from .runner import parse_overrides
+
+    overrides = parse_overrides(args.set)
+    bad = 0
+    for path in args.macros:
+        try:
+            macro = parse_file(path)
+            res = check(macro, overrides={k: v for k, v in overrides.items()
+                                          if k in {p.name for p in macro.params()}} if len(args.macros) > 1
+                        else overrides)
+        except MacroError as e:
+            _err(str(e))
+            bad += 1
+            continue
+        if res.ok:
+            print(f"{path}: ok")
+        else:
+            _err("\n".join(d.format() for d in res.diagnostics))
+            bad += 1
+    return 1 if bad else 0
+
+
+def cmd_fmt(args) -> int:
+    status = 0
+    for path in args.macros:
+        try:
+            macro = parse_file(path)
+        except MacroError as e:
+            _err(str(e))
+            status = 1
+            continue
+        text = format_macro(macro)
+        if args.check:
+            if text != macro.source:
+                _err(f"{path}: not in canonical form (run: damselfly fmt --write {path})")
+                status = 1
+        elif args.write:
+            if text != macro.source:
+                from engine.io import _write_text
+
+                _write_text(Path(path), text)
+                print(f"formatted {path}")
+        else:
+            sys.stdout.write(text)
+    return status
+
+
+def cmd_actions(args) -> int:
+    from engine.registry import all_actions, get_action
+
+    if args.name:
+        try:
+            spec = get_action(args.name)
+        except DamselflyError as e:
+            _err(f"error: {e}")
+            return 1
+        print(spec.signature())
+        print()
+        print(textwrap.indent(spec.doc, "    "))
+        return 0
+    for spec in all_actions():
+        print(spec.signature())
+        if spec.summary:
+            print(textwrap.indent(textwrap.fill(spec.summary, 96), "    "))
+    return 0
+
+
+def _statement_printer(st, i, n):
+    target = f"{st.target} = " if hasattr(st, "target") else ""
+    print(f"[{i + 1}/{n}] line {st.line}: {target}{st.call.action}(...)", file=sys.stderr, flush=True)
+
+
+def cmd_run(args) -> int:
+    from .runner import RunFailed, parse_overrides, run_batch, run_file
+
+    overrides = parse_overrides(args.set)
+    if args.batch:
+        def on_item(r):
+            mark = {"ok": "ok", "skipped": "skipped (done before)"}.get(r.status, r.status.upper())
+            print(f"  {mark:8s} {r.item}  ({r.seconds:.1f}s)", flush=True)
+
+        print(f"batch: {args.macro} over {args.batch!r}", flush=True)
+        results = run_batch(args.macro, args.batch, args.param, overrides, args.out, args.jobs, args.device,
+                            args.threads, not args.no_overwrite, args.resume, on_item=on_item)
+        bad = [r for r in results if r.status not in ("ok", "skipped")]
+        print(f"\n{len(results) - len(bad)} of {len(results)} scans done, {len(bad)} failed; "
+              f"outputs in {Path(args.out).resolve()}")
+        for r in bad:
+            first = (r.error or "").strip().splitlines()
+            print(f"FAILED {r.item}:\n    " + "\n    ".join(first[:4]), file=sys.stderr)
+        return 1 if bad else 0
+    reporter = Reporter(TextProgress())
+    try:
+        result = run_file(args.macro, overrides, args.out, args.device, args.threads, not args.no_overwrite,
+                          args.dry_run, reporter, None if args.dry_run else _statement_printer)
+    except RunFailed as e:
+        _err(e.result.error)
+        _err(f"run record: {e.result.out_dir / 'run.json'}")
+        return 1
+    if args.dry_run:
+        print(f"{args.macro}: ok (dry run: nothing computed)")
+        for k, v in result.record["params"].items():
+            print(f"  param {k} = {v!r}")
+        for p in result.record["inputs"]:
+            print(f"  reads  {p}")
+        return 0
+    if result.status == "cancelled":
+        _err("cancelled")
+        return 130
+    print(f"done in {result.seconds:.1f}s; outputs in {result.out_dir}")
+    for o in result.outputs:
+        print(f"  {o}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), size=args.size, seed=args.seed, reporter=Reporter(TextProgress()))
+    return 0
+
+
+def cmd_app(args) -> int:
+    try:
+        from app import main as app_main
+    except ImportError as e:
+        _err(f"error: the desktop app cannot start: {e}")
+        return 1
+    return app_main(args.macro)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="damselfly", description="Record once, replay on every scan.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a macro (or a batch of scans)")
+    r.add_argument("macro")
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a param")
+    r.add_argument("--out", default="out", help="output folder (default: ./out)")
+    r.add_argument("--batch", metavar="GLOB", help="run once per matching file, each into OUT/<stem>/")
+    r.add_argument("--param", default="scan", help="the param a batch sets (default: scan)")
+    r.add_argument("--jobs", type=int, default=1, help="batch items run at once (processes)")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads for numerical work")
+    r.add_argument("--dry-run", action="store_true", help="check and resolve inputs; compute nothing")
+    r.add_argument("--resume", action="store_true", help="batch: skip scans whose run finished before")
+    r.add_argument("--no-overwrite", action="store_true", help="fail rather than replace an existing output")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="check macros without running them")
+    c.add_argument("macros", nargs="+")
+    c.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    c.set_defaults(func=cmd_check)
+
+    f = sub.add_parser("fmt", help="print macros in canonical form")
+    f.add_argument("macros", nargs="+")
+    g = f.add_mutually_exclusive_group()
+    g.add_argument("--check", action="store_true", help="exit 1 if a file is not canonical")
+    g.add_argument("--write", "-w", action="store_true", help="rewrite files in place")
+    f.set_defaults(func=cmd_fmt)
+
+    a = sub.add_parser("actions", help="list actions, or show one")
+    a.add_argument("name", nargs="?")
+    a.set_defaults(func=cmd_actions)
+
+    d = sub.add_parser("demo", help="the main job on the bundled example, end to end")
+    d.add_argument("--out", default="damselfly-demo", help="output folder (default: ./damselfly-demo)")
+    d.add_argument("--size", type=int, default=128, help="phantom size in voxels per side (default 128)")
+    d.add_argument("--seed", type=int, default=1)
+    d.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("app", help="the desktop app")
+    p.add_argument("macro", nargs="?")
+    p.set_defaults(func=cmd_app)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MacroError as e:
+        _err(str(e))
+        return 1
+    except DamselflyError as e:
+        _err(f"error: {e}")
+        return 1
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

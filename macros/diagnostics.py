@@ -1,0 +1,59 @@
+"""Diagnostics: errors that point at a file, line and column, printed compiler-style::
+
+    casting.dfm:7:8: error: unknown action 'calibrat'; did you mean 'calibrate'?
+        cal = calibrat(raw)
+              ^~~~~~~~
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.errors import DamselflyError
+
+
+@dataclass
+class Diagnostic:
+    path: str
+    line: int          # 1-based; 0 when the problem is not at a line (e.g. a --set value)
+    column: int        # 1-based
+    message: str
+    source_line: str = ""
+    length: int = 1
+    severity: str = "error"
+
+    def format(self) -> str:
+        where = f"{self.path}:{self.line}:{self.column}" if self.line else self.path
+        out = f"{where}: {self.severity}: {self.message}"
+        if self.line and self.source_line:
+            text = self.source_line.rstrip("\r\n")
+            col = max(1, self.column)
+            out += f"\n    {text}\n    {' ' * (col - 1)}^{'~' * max(0, min(self.length, len(text) - col + 1) - 1)}"
+        return out
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+class MacroError(DamselflyError):
+    """One or more diagnostics; ``str()`` prints them all."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(d.format() for d in self.diagnostics))
+
+
+def source_line(source: str, line: int) -> str:
+    lines = source.splitlines()
+    return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+def at(macro_or_source, path: str | None, node, message: str, length: int | None = None) -> Diagnostic:
+    """A diagnostic at ``node`` (anything with ``line``/``column``; ``None`` for the whole file)."""
+    source = getattr(macro_or_source, "source", macro_or_source) or ""
+    line = getattr(node, "line", 0) or 0
+    col = getattr(node, "column", 0) or 0
+    if length is None:
+        end = getattr(node, "end_column", 0) or 0
+        length = max(1, end - col) if end > col else 1
+    return Diagnostic(path or "<macro>", line, col, message, source_line(source, line), length)

@@ -1,0 +1,175 @@
+"""The recorder: a session subscriber that turns executed actions into canonical macro text.
+
+- Input paths become params: the first one is ``param scan``; later ones ``param <result>_file``
+  (relative to the macro's folder when they are inside it), so the macro replays on other scans.
+- Output paths are written relative to the session's output folder, and the scan's file stem inside
+  an output name becomes ``{scan.stem}``, so a batch writes one set of outputs per scan.
+- Arguments equal to the action's default are left out.
+- What the user meant, not every step: an action that re-makes the result it just made (same action,
+  same target, nothing used it yet, e.g. dragging a slider) replaces the previous statement.
+- Objects made outside actions (painted labels) are saved as files beside the macro and loaded there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine import io
+from engine.data import Labels, Table, Volume
+from engine.registry import get_action
+from engine.session import ActionEvent, Session
+
+from . import ast
+from .formatter import format_macro
+
+_COMPARE_DEFAULT = (int, float, str, bool, type(None), list, tuple)
+
+
+def _const(value) -> ast.Expr:
+    if isinstance(value, (list, tuple)):
+        return ast.ListExpr([_const(v) for v in value])
+    return ast.Const(value)
+
+
+def _is_default(value, default) -> bool:
+    if not isinstance(default, _COMPARE_DEFAULT) or not isinstance(value, _COMPARE_DEFAULT):
+        return False
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+        return list(value) == list(default)
+    return type(value) is type(default) and value == default or (
+        isinstance(value, (int, float)) and isinstance(default, float) and not isinstance(value, bool)
+        and float(value) == default)
+
+
+class Recorder:
+    """Record the actions run through ``session`` as a macro.
+
+    Parameters
+    ----------
+    session : Session
+        The session to listen to (recording starts at once; call :meth:`stop` to end it).
+    macro_dir : path, optional
+        Where the macro will be saved: input paths inside it are written relative to it, and hand-made
+        objects (painted labels) are saved under ``macro_dir/assets``. Default: the session's
+        ``base_dir``.
+    comment : str, optional
+        A first comment line for the macro.
+    """
+
+    def __init__(self, session: Session, macro_dir: str | os.PathLike | None = None, comment: str | None = None):
+        self.session = session
+        self.macro_dir = Path(macro_dir or session.settings.base_dir).resolve()
+        self.header: list[ast.Statement] = [ast.Comment(comment=f" {comment}")] if comment else []
+        self.params: list[ast.ParamDecl] = []
+        self.body: list[ast.Statement] = []
+        self._param_for_path: dict[str, str] = {}
+        self._scan_stem: str | None = None
+        self._last_target_used = True
+        self._unsubscribe = session.subscribe(self._on_event)
+
+    # -- public ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop listening to the session."""
+        self._unsubscribe()
+
+    def macro(self) -> ast.Macro:
+        stmts: list[ast.Statement] = list(self.header) + [ast.Version(1)]
+        if self.params:
+            stmts += [ast.Blank()] + list(self.params)
+        if self.body:
+            stmts += [ast.Blank()] + list(self.body)
+        return ast.Macro(stmts)
+
+    def text(self) -> str:
+        """The recorded macro in canonical form."""
+        return format_macro(self.macro())
+
+    def save(self, path: str | os.PathLike) -> Path:
+        p = Path(path)
+        io._write_text(p, self.text())
+        return p
+
+    # -- events ---------------------------------------------------------------------------------
+    def _input_param(self, raw: str, resolved: str, target: str | None, pname: str) -> str:
+        key = str(Path(resolved).resolve())
+        if key in self._param_for_path:
+            return self._param_for_path[key]
+        if not self._param_for_path:
+            name = "scan"
+            self._scan_stem = Path(key).name.split(".")[0]
+        else:
+            base = f"{target}_file" if target else f"{pname}_file"
+            name, k = base, 2
+            taken = {p.name for p in self.params}
+            while name in taken:
+                name, k = f"{base}{k}", k + 1
+        try:
+            value = os.path.relpath(key, self.macro_dir)
+            if value.startswith(".."):
+                value = key
+        except ValueError:  # another drive on Windows
+            value = key
+        self._param_for_path[key] = name
+        self.params.append(ast.ParamDecl(name, ast.Const(Path(value).as_posix() if value != key else value)))
+        return name
+
+    def _output_value(self, raw: str, resolved: str) -> str:
+        out_dir = self.session.settings.out_dir
+        p = Path(resolved)
+        try:
+            text = p.relative_to(out_dir).as_posix()
+        except ValueError:
+            text = raw
+        if self._scan_stem and self._scan_stem in Path(text).name:
+            parent = str(Path(text).parent)
+            name = Path(text).name.replace(self._scan_stem, "{scan.stem}")
+            text = name if parent in ("", ".") else f"{Path(parent).as_posix()}/{name}"
+        return text
+
+    def _object_ref(self, obj) -> ast.Name:
+        """A name for an object the session does not know: save it beside the macro and load it."""
+        if isinstance(obj, Table):
+            raise TypeError("cannot record a table that no action made")
+        assets = self.macro_dir / "assets"
+        base = obj.name or ("labels" if isinstance(obj, Labels) else "volume")
+        name = self.session.unique_name("".join(c if c.isalnum() else "_" for c in base) or "obj")
+        fname = f"{name}.tif"
+        io.write_volume(obj, assets / fname)
+        action = "load_labels" if isinstance(obj, Labels) else "load"
+        args = [ast.Arg(None, ast.Const(f"assets/{fname}"))]
+        if not all(s == 1.0 for s in obj.spacing):
+            args.append(ast.Arg("spacing", _const(list(obj.spacing))))
+        self.body.append(ast.Assign(name, ast.Call(action, args)))
+        self.session.objects[name] = obj
+        return ast.Name(name)
+
+    def _on_event(self, ev: ActionEvent) -> None:
+        spec = get_action(ev.action)
+        args: list[ast.Arg] = []
+        used_names: set[str] = set()
+        for p in spec.params:
+            if p.name not in ev.args:
+                continue
+            value = ev.args[p.name]
+            if not p.required and _is_default(value, p.default):
+                continue
+            if isinstance(value, (Volume, Table)):
+                name = ev.arg_names.get(p.name)
+                expr = ast.Name(name) if name else self._object_ref(value)
+                used_names.add(expr.id)
+            elif p.path_kind == "input" and isinstance(value, str):
+                expr = ast.Name(self._input_param(value, ev.resolved[p.name], ev.target, p.name))
+            elif p.path_kind == "output" and isinstance(value, str):
+                expr = ast.Const(self._output_value(value, ev.resolved[p.name]))
+            else:
+                expr = _const(value)
+            args.append(ast.Arg(None if p.required else p.name, expr))
+        call = ast.Call(spec.name, args)
+        stmt = ast.Assign(ev.target, call) if ev.target else ast.CallStmt(call)
+        last = self.body[-1] if self.body else None
+        if (ev.target and isinstance(last, ast.Assign) and last.target == ev.target
+                and last.call.action == ev.action and ev.target not in used_names):
+            self.body[-1] = stmt  # the user adjusted what they just made: keep the final version
+        else:
+            self.body.append(stmt)
