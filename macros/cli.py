@@ -176,8 +176,16 @@ def cmd_demo(args) -> int:
 
 
 def cmd_app(args) -> int:
+    # The app sits above this layer: it is found through the "damselfly.commands" entry-point group
+    # (registered by the app package in pyproject.toml), never imported by name from here.
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="damselfly.commands") if ep.name == "app"]
+    if not found:
+        _err("error: the desktop app is not installed (no 'app' in the damselfly.commands entry points)")
+        return 1
     try:
-        from app import main as app_main
+        app_main = found[0].load()
     except ImportError as e:
         _err(f"error: the desktop app cannot start: {e}")
         return 1

@@ -226,7 +226,7 @@ def evaluate(seg: Labels, truth: Labels) -> Table:
     Table
         Columns ``class``, ``dice``, ``iou``, ``truth_voxels``, ``seg_voxels``, ``intersection``.
     """
-    truth.check_same_geometry(seg)
+    seg.check_same_geometry(truth)
     k_t, k_s = len(truth.classes), len(seg.classes)
     conf = np.zeros((k_t + 1, k_s + 1), np.int64)
     task = progress.task("Evaluating", total=seg.shape[0])
