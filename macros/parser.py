@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -118,6 +119,12 @@ def _expected(tokens) -> str:
     return ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + names[-1] if names else "nothing"
 
 
+def _keyword_before(text: str, pos: int):
+    """``(word, offset)`` if the text just before ``pos`` ends in a keyword, else ``None``."""
+    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", text[:pos])
+    return (m.group(1), m.start(1)) if m and m.group(1) in KEYWORDS else None
+
+
 def _syntax_error(e: UnexpectedInput, text: str, path: str) -> Diagnostic:
     line, col = e.line, e.column
     if isinstance(e, UnexpectedCharacters):
@@ -134,6 +141,10 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> Diagnostic:
             msg = f"unexpected end of line; expected {_expected(e.expected)}"
         elif str(tok) in KEYWORDS and "NAME" in e.expected:
             msg = f"'{tok}' is a keyword and cannot be used as a name"
+        elif tok.type == "EQUAL" and _keyword_before(text, e.pos_in_stream):
+            word, start = _keyword_before(text, e.pos_in_stream)
+            col -= e.pos_in_stream - start
+            msg = f"'{word}' is a keyword and cannot be used as a name"
         else:
             kind = {"NAME": "name ", "STRING": "string ", "INT": "number ", "FLOAT": "number "}.get(tok.type, "")
             msg = f"unexpected {kind}{str(tok)!r}; expected {_expected(e.expected)}"

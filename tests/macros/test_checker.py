@@ -1,0 +1,89 @@
+import pytest
+
+from engine import io, phantoms
+from macros.checker import check
+from macros.parser import parse
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    v, t = phantoms.casting((24, 32, 32), seed=0)
+    io.write_volume(v, d / "scan.tif")
+    io.write_volume(t, d / "truth.tif")
+    return d
+
+
+def diags(text, data_dir, **kw):
+    m = parse(text, str(data_dir / "m.dfm"))
+    return check(m, **kw).diagnostics
+
+
+HEAD = 'version 1\nparam scan = "scan.tif"\nraw = load(scan)\n'
+
+
+def one(text, data_dir, **kw):
+    ds = diags(HEAD + text, data_dir, **kw)
+    assert len(ds) == 1, [d.format() for d in ds]
+    return ds[0]
+
+
+def test_a_good_macro_checks_clean_and_resolves_inputs(data_dir):
+    m = parse(HEAD + 'cal = calibrate(raw)\nlab = load_labels("truth.tif")\nseg = threshold(cal)\n'
+                     's = evaluate(seg, lab)\nsave(s, "{scan.stem}.csv")\n', str(data_dir / "m.dfm"))
+    res = check(m)
+    assert res.ok, [d.format() for d in res.diagnostics]
+    assert res.inputs == [str(data_dir / "scan.tif"), str(data_dir / "truth.tif")]
+
+
+@pytest.mark.parametrize("line, col, pattern", [
+    ("cal = calibrat(raw)", 7, "unknown action 'calibrat'; did you mean 'calibrate'?"),
+    ("cal = calibrate(raw, metod=\"match\")", 22, "no parameter 'metod'; did you mean 'method'?"),
+    ("cal = calibrate(raw, method=\"percentil\")", 29, "did you mean 'percentile'?"),
+    ("cal = calibrate(raw, low=\"x\")", 26, "low expects float, got str 'x'"),
+    ("cal = calibrate(rwa)", 17, "undefined name 'rwa'; did you mean 'raw'?"),
+    ("t = threshold(raw, classes=2.0)", 28, "classes expects int, got float"),
+    ("cal = calibrate()", 7, "missing required argument(s): volume"),
+    ("cal = calibrate(raw, raw)", 22, "method expects"),
+    ("cal = calibrate(volume=raw, 1)", 29, "positional argument after a keyword"),
+    ("cal = calibrate(raw, volume=raw)", 22, "got 'volume' twice"),
+    ("x = save(raw, \"a.tif\")", 1, "returns nothing"),
+    ("save(raw, \"{scam}.tif\")", 11, "template '{scam}' names no param; did you mean 'scan'?"),
+    ("lab = load_labels(\"nope.tif\")", 19, "input file 'nope.tif' not found"),
+    ("version 1", 1, "'version' given twice"),
+    ("param scan = \"b.tif\"", 7, "param 'scan' declared twice"),
+    ("scan = calibrate(raw)", 1, "'scan' is a param"),
+])
+def test_each_error_names_its_line_and_column(data_dir, line, col, pattern):
+    d = one(line, data_dir)
+    assert (d.line, d.column) == (4, col), d.format()
+    assert pattern in d.message, d.format()
+    assert d.format().startswith(f"{data_dir / 'm.dfm'}:4:{col}: error: ")
+
+
+def test_type_flow_catches_a_table_where_a_volume_is_expected(data_dir):
+    d = one('lab = load_labels("truth.tif")\ns = evaluate(lab, lab)\nc = calibrate(s)', data_dir)
+    assert d.line == 6 and "volume expects Volume, got Table" in d.message
+
+
+def test_type_flow_through_crop_keeps_labels(data_dir):
+    ds = diags(HEAD + 'lab = load_labels("truth.tif")\nc = crop(lab, [0, 0, 0, 4, 4, 4])\n'
+                      's = evaluate(c, c)\nv = crop(raw, [0, 0, 0, 4, 4, 4])\nt = evaluate(v, c)\n', data_dir)
+    assert len(ds) == 1 and ds[0].line == 8 and "seg expects Labels, got Volume" in ds[0].message
+
+
+def test_unknown_action_does_not_cascade(data_dir):
+    ds = diags(HEAD + "x = nosuch(raw)\ny = calibrate(x)\n", data_dir)
+    assert [d.line for d in ds] == [4]
+
+
+def test_overrides_replace_params_and_unknown_overrides_are_errors(data_dir):
+    ds = diags(HEAD, data_dir, overrides={"scan": "missing.tif", "sacn": 1})
+    msgs = sorted(d.message for d in ds)
+    assert any("no param 'sacn'; did you mean 'scan'?" in m for m in msgs)
+    assert any("input file 'missing.tif' not found" in m for m in msgs)
+
+
+def test_param_values_must_be_literals_and_version_must_be_known(data_dir):
+    ds = diags("version 2\nparam a = b\n", data_dir)
+    assert ["unsupported macro version 2" in ds[0].message, "must be a literal" in ds[1].message] == [True, True]
