@@ -117,7 +117,7 @@ class Session:
 
     def add(self, name: str, obj) -> None:
         """Bind ``obj`` to ``name`` (objects made outside actions, e.g. painted labels in the app)."""
-        if not isinstance(obj, (Volume, Labels, Table)) and not hasattr(obj, "action_object"):
+        if not isinstance(obj, (Volume, Labels, Table)):
             raise ParameterError(f"cannot hold {type(obj).__name__} in a session")
         self.objects[name] = obj
 

@@ -34,7 +34,8 @@ def evaluate(v: ast.Expr, params: dict, session: Session):
 
 
 def execute(macro: ast.Macro, session: Session, params: dict,
-            on_statement: Callable[[ast.Statement, int, int], None] | None = None) -> list[StatementTiming]:
+            on_statement: Callable[[ast.Statement, int, int], None] | None = None,
+            timings: list[StatementTiming] | None = None) -> list[StatementTiming]:
     """Execute the statements of ``macro`` (already checked) with final ``params``.
 
     Errors from actions are re-raised as :class:`MacroError` pointing at the statement's line, except
@@ -44,9 +45,11 @@ def execute(macro: ast.Macro, session: Session, params: dict,
     ----------
     on_statement : callable, optional
         Called as ``on_statement(statement, index, count)`` before each action.
+    timings : list, optional
+        Filled with a :class:`StatementTiming` per finished statement (kept when a later one fails).
     """
     calls = macro.calls()
-    timings = []
+    timings = [] if timings is None else timings
     for i, st in enumerate(calls):
         if on_statement is not None:
             on_statement(st, i, len(calls))

@@ -135,12 +135,15 @@ def run_macro(macro: ast.Macro, overrides: dict | None = None, out_dir: str | os
     }
     t0 = time.perf_counter()
     status, error, timings = "ok", None, []
+    interrupted = None
     try:
-        timings = execute(macro, session, res.params, on_statement)
+        execute(macro, session, res.params, on_statement, timings)
     except engine.Cancelled as e:
         status, error = "cancelled", str(e)
     except MacroError as e:
         status, error = "failed", str(e)
+    except KeyboardInterrupt as e:  # Ctrl-C: record it, then let it stop the program
+        status, error, interrupted = "cancelled", "interrupted (Ctrl-C)", e
     seconds = time.perf_counter() - t0
     record.update({
         "status": status, "error": error, "seconds": round(seconds, 3),
@@ -151,6 +154,8 @@ def run_macro(macro: ast.Macro, overrides: dict | None = None, out_dir: str | os
         "outputs": outputs, "versions": versions(),
     })
     _write_record(out, record)
+    if interrupted is not None:
+        raise interrupted
     result = RunResult(out, status, error, outputs, seconds, record)
     if status == "failed":
         raise RunFailed(result)

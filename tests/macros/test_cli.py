@@ -173,9 +173,28 @@ def test_device_cuda_without_a_gpu_is_a_clear_error(workdir, capsys):
 def test_demo_end_to_end(workdir, capsys):
     assert main(["demo", "--out", "demo", "--size", "48"]) == 0
     out = capsys.readouterr().out
-    assert "Otsu threshold vs. the phantom's truth" in out
+    assert "Multi-Otsu thresholds vs. the phantom's truth" in out
     res = workdir / "demo" / "results"
     scores = io.read_table(res / "casting_scores.csv")
     assert scores["class"] == ["air", "metal", "pore"]
-    assert scores.row("class", "metal")["dice"] > 0.8 and scores.row("class", "pore")["dice"] == 0
+    # the phantom is made so that grey-value thresholds visibly fail on the pores
+    assert scores.row("class", "air")["dice"] > 0.9 and scores.row("class", "pore")["dice"] < 0.2
     assert json.loads((res / "run.json").read_text())["status"] == "ok"
+
+
+def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):
+    """A Stop (cancel) during an action: the run record says cancelled, no output is half-written."""
+    from engine.progress import Reporter
+    from macros.runner import run_file
+
+    write_scan(workdir / "s.tif", 0, size=(64, 32, 32))
+    m = workdir / "m.dfm"
+    m.write_text('version 1\nparam scan = "s.tif"\nraw = load(scan)\nsave(raw, "first.tif")\n'
+                 'cal = calibrate(raw)\nsave(cal, "never.tif")\n')
+    rep = Reporter(interval=0)
+    rep.callback = lambda ev: rep.cancel() if ev.message == "Calibrating" and ev.done >= 16 else None
+    result = run_file(m, out_dir=workdir / "o", reporter=rep)
+    assert result.status == "cancelled"
+    rec = json.loads((workdir / "o" / "run.json").read_text())
+    assert rec["status"] == "cancelled" and [s["action"] for s in rec["statements"]] == ["load", "save"]
+    assert sorted(p.name for p in (workdir / "o").iterdir()) == ["first.tif", "run.json"]
