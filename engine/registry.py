@@ -17,6 +17,8 @@ folder) or :class:`OutputPath` (written; resolved against the run's output folde
 from __future__ import annotations
 
 import inspect
+import json
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -241,7 +243,7 @@ class ActionSpec:
         for p in self.params:
             s = f"{p.name}: {p.type_name}"
             if not p.required:
-                s += f" = {format_default(p.default)}"
+                s += f" = {format_literal(p.default)}"
             parts.append(s)
         ret = f" -> {type_name(self.returns)}" if self.returns_value else ""
         return f"{self.name}({', '.join(parts)}){ret}"
@@ -277,18 +279,26 @@ class ActionSpec:
                              + ("" if isinstance(value, (StaticObject, Volume, Table)) else f" {value!r}"))
 
 
-def format_default(v) -> str:
-    if v is None:
+def format_literal(x) -> str:
+    """Canonical macro text of a literal value: ``none``, ``true``, ints, shortest-repr floats, JSON-escaped
+    strings, and lists of these. The macro formatter and the signatures shown to users both use it."""
+    if x is None:
         return "none"
-    if v is True:
+    if x is True:
         return "true"
-    if v is False:
+    if x is False:
         return "false"
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(format_default(x) for x in v) + "]"
-    return repr(v)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise ValueError(f"{x} cannot be written in a macro")
+        return repr(x)
+    if isinstance(x, str):
+        return json.dumps(x, ensure_ascii=False)
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(format_literal(v) for v in x) + "]"
+    raise TypeError(f"cannot write a {type(x).__name__} in a macro")
 
 
 def _param_docs(doc: str) -> dict[str, str]:

@@ -8,8 +8,7 @@ lines kept, runs collapsed; a final newline. ``parse(format_macro(m)) == m`` for
 
 from __future__ import annotations
 
-import json
-import math
+from engine.registry import format_literal
 
 from . import ast
 
@@ -22,25 +21,7 @@ def format_value(v: ast.Expr) -> str:
     return format_const(v.value)
 
 
-def format_const(x) -> str:
-    """Canonical text of a Python literal value (also lists of them)."""
-    if x is None:
-        return "none"
-    if x is True:
-        return "true"
-    if x is False:
-        return "false"
-    if isinstance(x, int):
-        return str(x)
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            raise ValueError(f"{x} cannot be written in a macro")
-        return repr(x)
-    if isinstance(x, str):
-        return json.dumps(x, ensure_ascii=False)
-    if isinstance(x, (list, tuple)):
-        return "[" + ", ".join(format_const(v) for v in x) + "]"
-    raise TypeError(f"cannot write a {type(x).__name__} in a macro")
+format_const = format_literal
 
 
 def format_call(c: ast.Call) -> str:
