@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class Settings:
     device : {"auto", "cpu", "cuda"}
         Where networks run; ``auto`` takes a GPU when there is one.
     threads : int, optional
-        CPU threads for numerical work (``None``: the library default).
+        CPU threads for PyTorch's work (``None``: the library default).
     base_dir : Path
         Relative input paths are resolved against it (the macro's folder).
     out_dir : Path
@@ -138,6 +139,14 @@ class Session:
         return str(p)
 
     # -- running --------------------------------------------------------------------------------
+    def _apply_threads(self) -> None:
+        """Apply ``settings.threads`` to PyTorch's CPU thread pool (our numpy/scipy actions run on one
+        thread, so PyTorch's pool is the one that matters); only when PyTorch is already loaded."""
+        n = self.settings.threads
+        torch = sys.modules.get("torch")
+        if n and torch is not None and torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
     def run(self, action: str | ActionSpec, *args, target: str | None = None, **kwargs):
         """Run an action by name with macro-style arguments and bind its result.
 
@@ -163,6 +172,7 @@ class Session:
             if n is not None:
                 arg_names[name] = n
             call[p.pyname] = value
+        self._apply_threads()
         t0 = time.perf_counter()
         token = _current.set(self.settings)
         try:

@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--param", default="scan", help="the param a batch sets (default: scan)")
     r.add_argument("--jobs", type=int, default=1, help="batch items run at once (processes)")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads for numerical work")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (networks)")
     r.add_argument("--dry-run", action="store_true", help="check and resolve inputs; compute nothing")
     r.add_argument("--resume", action="store_true", help="batch: skip scans whose run finished before")
     r.add_argument("--no-overwrite", action="store_true", help="fail rather than replace an existing output")

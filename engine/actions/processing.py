@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -28,9 +30,26 @@ def sample(vol: Volume) -> np.ndarray:
     return np.asarray(data[zs]).reshape(-1)
 
 
+def scratch_array(shape, dtype) -> np.memmap:
+    """A writable array backed by an anonymous temporary file, for results larger than memory.
+
+    The file lives in ``$DAMSELFLY_SCRATCH`` (default: the system temp folder) and is already unlinked,
+    so it disappears with the array.
+    """
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    f = tempfile.TemporaryFile(dir=os.environ.get("DAMSELFLY_SCRATCH") or None)
+    f.truncate(max(nbytes, 1))
+    return np.memmap(f, dtype=dtype, mode="w+", shape=tuple(shape))
+
+
 def map_slabs(vol: Volume, fn, dtype, message: str) -> np.ndarray:
-    """Apply ``fn`` to ``vol.data`` slab by slab (so memory-mapped input is streamed), with progress."""
-    out = np.empty(vol.data.shape, dtype)
+    """Apply ``fn`` to ``vol.data`` slab by slab, with progress.
+
+    Memory-mapped input is streamed and gets a disk-backed (:func:`scratch_array`) output, so volumes
+    larger than memory can be processed; in-memory input gets an in-memory output.
+    """
+    on_disk = isinstance(vol.data, np.memmap)
+    out = scratch_array(vol.data.shape, dtype) if on_disk else np.empty(vol.data.shape, dtype)
     task = progress.task(message, total=vol.shape[0])
     for z in range(0, vol.shape[0], SLAB):
         out[z:z + SLAB] = fn(np.asarray(vol.data[z:z + SLAB]))

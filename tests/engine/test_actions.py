@@ -112,3 +112,18 @@ def test_labels_file_of_wrong_shape_fails_through_the_session(tmp_path, casting_
     lab = s.run("load_labels", "small_truth.tif")
     with pytest.raises(InputError, match=r"small_truth\.tif: shape \(10, 10, 10\) \(z, y, x\) does not match"):
         s.run("evaluate", seg, lab)
+
+
+def test_memory_mapped_input_is_streamed_into_a_disk_backed_result(tmp_path, casting_small):
+    vol, _ = casting_small
+    io.write_volume(vol, tmp_path / "big.npy")
+    mapped = load(str(tmp_path / "big.npy"), mmap="yes")
+    assert isinstance(mapped.data, np.memmap)
+    cal_mapped = calibrate(mapped)
+    seg_mapped = threshold(cal_mapped, method="multiotsu", classes=3)
+    assert isinstance(cal_mapped.data, np.memmap) and isinstance(seg_mapped.data, np.memmap)
+    cal = calibrate(vol)
+    np.testing.assert_array_equal(np.asarray(cal_mapped.data), cal.data)
+    assert seg_mapped.hash() == threshold(cal, method="multiotsu", classes=3).hash()
+    io.write_volume(seg_mapped, tmp_path / "seg.tif")
+    assert io.read_labels(tmp_path / "seg.tif").hash() == seg_mapped.hash()

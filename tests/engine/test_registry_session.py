@@ -127,3 +127,13 @@ def test_cancel_from_another_thread():
 def test_settings_validate_device():
     with pytest.raises(ParameterError, match="device"):
         Settings(device="gpu")
+
+
+def test_threads_setting_reaches_torch(toy_action):
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        Session(Settings(threads=1)).run("toy_scale", Volume(np.ones((2, 2, 2))))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

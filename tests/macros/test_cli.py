@@ -198,3 +198,23 @@ def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):
     rec = json.loads((workdir / "o" / "run.json").read_text())
     assert rec["status"] == "cancelled" and [s["action"] for s in rec["statements"]] == ["load", "save"]
     assert sorted(p.name for p in (workdir / "o").iterdir()) == ["first.tif", "run.json"]
+
+
+def test_text_progress_bar_draws_on_a_terminal_only():
+    import io as _io
+
+    from engine.progress import ProgressEvent
+    from macros.cli import TextProgress
+
+    class Tty(_io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Tty(), _io.StringIO()
+    for stream in (tty, pipe):
+        bar = TextProgress(stream)
+        bar(ProgressEvent("Calibrating", 5, 10, 1.0))
+        bar(ProgressEvent("Calibrating", 10, 10, 2.0, finished=True))
+    assert "[###############---------------]  50.0%  Calibrating" in tty.getvalue()
+    assert tty.getvalue().endswith("\n") and "100.0%" in tty.getvalue()
+    assert pipe.getvalue() == ""
