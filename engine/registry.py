@@ -232,11 +232,7 @@ class ActionSpec:
                     return arg_classes[p.name]
             return r.__bound__
         classes = object_classes(r)
-        if len(classes) == 1:
-            return classes[0]
-        if classes:
-            return classes[0]
-        return None
+        return classes[0] if classes else None
 
     def signature(self) -> str:
         parts = []
@@ -313,11 +309,13 @@ def _param_docs(doc: str) -> dict[str, str]:
             continue
         if not in_section or set(ln.strip()) == {"-"}:
             continue
-        if ln and not ln.startswith(" "):
-            cur = ln.split(":")[0].strip()
-            out[cur] = ""
-        elif cur is not None and ln.strip():
-            out[cur] = (out[cur] + " " + ln.strip()).strip()
+        if ln and not ln.startswith(" "):  # "name : type" or "a, b : type"
+            cur = [n.strip() for n in ln.split(":")[0].split(",") if n.strip()]
+            for n in cur:
+                out[n] = ""
+        elif cur and ln.strip():
+            for n in cur:
+                out[n] = (out[n] + " " + ln.strip()).strip()
     return out
 
 

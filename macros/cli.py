@@ -60,9 +60,10 @@ def cmd_check(args) -> int:
     for path in args.macros:
         try:
             macro = parse_file(path)
-            res = check(macro, overrides={k: v for k, v in overrides.items()
-                                          if k in {p.name for p in macro.params()}} if len(args.macros) > 1
-                        else overrides)
+            mine = overrides
+            if len(args.macros) > 1:  # several macros: each takes the --set values it declares
+                mine = {k: v for k, v in overrides.items() if k in {p.name for p in macro.params()}}
+            res = check(macro, overrides=mine)
         except MacroError as e:
             _err(str(e))
             bad += 1

@@ -137,3 +137,14 @@ def test_threads_setting_reaches_torch(toy_action):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("spec", __import__("engine").all_actions(), ids=lambda s: s.name)
+def test_every_action_is_typed_and_documented(spec):
+    """The registry contract: a typed function with a numpydoc docstring documenting every parameter."""
+    import typing
+
+    assert spec.summary, f"{spec.name} has no docstring summary"
+    for p in spec.params:
+        assert p.annotation is not typing.Any, f"{spec.name}({p.name}) has no type hint"
+        assert p.doc, f"{spec.name}({p.name}) is not documented in the Parameters section"
