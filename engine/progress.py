@@ -45,12 +45,17 @@ class Reporter:
     callback : callable, optional
         Called with a :class:`ProgressEvent` at most every ``interval`` seconds per task, and always for
         the first and last event of a task.
+    on_event : callable, optional
+        Called with ``(name, data)`` for named events of long work, e.g. ``("epoch", history_row)``
+        after every training epoch (the app plots them live).
     interval : float
         Minimum seconds between two reports of the same task.
     """
 
-    def __init__(self, callback: Callable[[ProgressEvent], None] | None = None, interval: float = 0.1):
+    def __init__(self, callback: Callable[[ProgressEvent], None] | None = None, interval: float = 0.1,
+                 on_event: Callable[[str, dict], None] | None = None):
         self.callback = callback
+        self.on_event = on_event
         self.interval = interval
         self._cancel = threading.Event()
 
@@ -120,6 +125,13 @@ def check() -> None:
     rep = _current.get()
     if rep is not None and rep.cancelled:
         raise Cancelled()
+
+
+def event(name: str, **data) -> None:
+    """Tell the active reporter's ``on_event`` about a named event (nothing happens without one)."""
+    rep = _current.get()
+    if rep is not None and rep.on_event is not None:
+        rep.on_event(name, data)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar, Union
 
 from .data import Labels, Table, Volume, suggest
 from .errors import ParameterError
+from .model import Model
 
 
 class InputPath(str):
@@ -38,7 +39,7 @@ class OutputPath(str):
 
 
 #: Objects that macros pass around by name (the "type flow" of the checker).
-OBJECT_TYPES: dict[str, type] = {"Volume": Volume, "Labels": Labels, "Table": Table}
+OBJECT_TYPES: dict[str, type] = {"Volume": Volume, "Labels": Labels, "Table": Table, "Model": Model}
 
 _REQUIRED = inspect.Parameter.empty
 
@@ -89,7 +90,7 @@ def value_type_name(v) -> str:
         return "bool"
     if isinstance(v, (list, tuple)):
         return "list"
-    if isinstance(v, (Volume, Table)):
+    if isinstance(v, (Volume, Table, Model)):
         return type(v).__name__
     return type(v).__name__
 

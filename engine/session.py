@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import progress
-from .data import Labels, Table, Volume
-from .errors import ParameterError
-from .registry import ActionSpec, get_action
+from .errors import Cancelled, ParameterError
+from .registry import OBJECT_TYPES, ActionSpec, get_action
+
+OBJECT_CLASSES = tuple(OBJECT_TYPES.values())
 
 
 @dataclass
@@ -118,7 +119,7 @@ class Session:
 
     def add(self, name: str, obj) -> None:
         """Bind ``obj`` to ``name`` (objects made outside actions, e.g. painted labels in the app)."""
-        if not isinstance(obj, (Volume, Labels, Table)):
+        if not isinstance(obj, OBJECT_CLASSES):
             raise ParameterError(f"cannot hold {type(obj).__name__} in a session")
         self.objects[name] = obj
 
@@ -168,7 +169,7 @@ class Session:
             elif kind and isinstance(value, (list, tuple)):
                 value = [self.resolve(v, kind) if isinstance(v, str) else v for v in value]
                 resolved[name] = value
-            n = self.name_of(value) if isinstance(value, (Volume, Table)) else None
+            n = self.name_of(value) if isinstance(value, OBJECT_CLASSES) else None
             if n is not None:
                 arg_names[name] = n
             call[p.pyname] = value
@@ -191,6 +192,10 @@ class Session:
         event = ActionEvent(spec.name, target, dict(bound), arg_names, result, resolved, seconds)
         for fn in list(self._subscribers):
             fn(event)
+        if self.reporter.cancelled:
+            # The action stopped early but returned what it had (training keeps its best model): the
+            # result is bound and recorded above, and the run still stops here.
+            raise Cancelled(f"stopped during '{spec.name}'; its result so far was kept as '{target}'")
         return result
 
 

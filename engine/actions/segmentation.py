@@ -1,0 +1,317 @@
+"""Deep-learning segmentation actions: train, infer, infer_probabilities, save/load models, helpers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from .. import inference, training
+from .. import model as model_io
+from ..data import Labels, Table, Volume
+from ..errors import InputError, ParameterError
+from ..model import Model
+from ..registry import InputPath, OutputPath, action
+from ..session import current_settings
+from .processing import scratch_array
+
+
+class _MaskView:
+    """A boolean mask computed slab by slab from a volume or labels (memory-mapped inputs stay on disk)."""
+
+    def __init__(self, vol: Volume, classes: list[str] | None):
+        self.vol = vol
+        self.shape = vol.shape
+        if classes:
+            if not isinstance(vol, Labels):
+                raise ParameterError("mask_classes needs a Labels mask (a segmentation), not a plain volume")
+            self.index = [vol.class_index(c) for c in classes]
+        else:
+            self.index = None
+
+    def __getitem__(self, key) -> np.ndarray:
+        a = np.asarray(self.vol.data[key])
+        return np.isin(a, self.index) if self.index is not None else a != 0
+
+
+def _mask(mask: Volume | None, classes: list[str] | None, image: Volume):
+    if mask is None:
+        if classes:
+            raise ParameterError("mask_classes was given without a mask")
+        return None
+    image.check_same_geometry(mask)
+    if mask.data.ndim != 3:
+        raise InputError(f"a mask must be 3-D, got shape {mask.data.shape}", mask.source)
+    return _MaskView(mask, classes)
+
+
+def _images(image: Volume | list[Volume]) -> list[Volume]:
+    images = list(image) if isinstance(image, (list, tuple)) else [image]
+    if not images:
+        raise ParameterError("no input volume given")
+    return images
+
+
+def _output(images: list[Volume], shape, dtype) -> np.ndarray:
+    """Disk-backed output for memory-mapped or very large inputs, else in memory."""
+    big = int(np.prod(shape)) * np.dtype(dtype).itemsize > 2 ** 30
+    if big or any(isinstance(im.data, np.memmap) for im in images):
+        return scratch_array(shape, dtype)
+    return np.empty(shape, dtype)
+
+
+@action("train", result="model", category="Segment")
+def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "msd", "unet3d"] = "unet",
+          input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5, width: int | None = None,
+          depth: int | None = None, epochs: int = 30, steps: int = 50, batch: int = 8,
+          patch: int | None = None, lr: float = 0.001, validation: float = 0.2,
+          val_image: Volume | list[Volume] | None = None, val_labels: Labels | None = None,
+          patience: int = 5, seed: int = 0, init: Model | None = None, mask: Volume | None = None,
+          mask_classes: list[str] | None = None, flip: bool = True, rotate: bool = True,
+          contrast: float = 0.1, noise: float = 0.03, poisson: float = 0.0, blur: float = 0.0,
+          preview: list[int] | None = None, preview_dir: OutputPath | None = None) -> Model:
+    """Train a segmentation network from sparse labels (a few painted slices).
+
+    Label 0 is unlabelled and ignored; every class must be painted somewhere. Patches are drawn around
+    labelled voxels, class by class in turn. The best epoch (lowest validation loss) is kept; training
+    stops early after ``patience`` epochs without improvement, and Stop keeps the best model so far.
+
+    Parameters
+    ----------
+    image : Volume or list of Volume
+        The scan; several volumes of the same geometry (modalities) become extra input channels.
+    labels : Labels
+        Sparse labels on the scan's grid: 0 = unlabelled, 1..K the classes.
+    arch : {"unet", "msd", "unet3d"}
+        2-D U-Net (default), Mixed-Scale Dense network, or 3-D U-Net (with ``input="3d"``; best on a GPU).
+    input : {"2d", "2.5d", "3d"}
+        What the network sees: one slice, a slice with its neighbours as channels, or a 3-D patch.
+    context : int
+        Slices per input in 2.5d (odd).
+    width : int, optional
+        U-Net channels at the top level (default 16); MS-D layer width (default 1).
+    depth : int, optional
+        U-Net levels (default 4); MS-D layers (default 100).
+    epochs : int
+        At most this many epochs.
+    steps : int
+        Batches per epoch.
+    batch : int
+        Patches per batch.
+    patch : int, optional
+        Patch edge in voxels (default 128 in 2-D, 48 in 3-D).
+    lr : float
+        Initial learning rate (AdamW, cosine decay to 2 % of it).
+    validation : float
+        Fraction of labelled blocks held out for validation (0 = none), when no ``val_labels`` is given.
+    val_image : Volume or list of Volume, optional
+        A separate scan for validation (default: ``image``).
+    val_labels : Labels, optional
+        Labels for validation on ``val_image``.
+    patience : int
+        Epochs without a better validation loss before stopping early.
+    seed : int
+        Random seed; on the CPU the same seed gives the same model.
+    init : Model, optional
+        Continue training this model (transfer learning); architecture, inputs and classes must match.
+    mask : Volume, optional
+        Draw training patches only where the mask is non-zero (or in ``mask_classes`` of a Labels).
+    mask_classes : list of str, optional
+        Classes of a Labels ``mask`` that count as inside.
+    flip, rotate : bool
+        In-plane flips and 90-degree rotations.
+    contrast : float
+        Strength of random intensity scale and shift (0 = off).
+    noise : float
+        Standard deviation of added Gaussian noise, in normalised units (0 = off).
+    poisson : float
+        Strength of signal-dependent (shot) noise (0 = off).
+    blur : float
+        Largest sigma of a random in-plane Gaussian blur, in voxels (0 = off).
+    preview : list of int, optional
+        A box ``[z, y0, x0, z + 1, y1, x1]`` on one slice whose prediction is saved after every epoch.
+    preview_dir : path, optional
+        Folder for the preview PNGs (default: ``preview`` in the output folder).
+    """
+    images = _images(image)
+    hp = {}
+    if width is not None:
+        hp["width" if arch == "msd" else "base"] = width
+    if depth is not None:
+        hp["depth" if arch == "msd" else "levels"] = depth
+    if patch is None:
+        patch = 48 if input == "3d" else 128
+    vimgs = _images(val_image) if val_image is not None else None
+    if vimgs is not None and val_labels is None:
+        raise ParameterError("val_image needs val_labels")
+    settings = current_settings()
+    pdir = None
+    if preview is not None:
+        if len(preview) != 6 or preview[3] - preview[0] != 1:
+            raise ParameterError(f"preview must be a box on one slice [z, y0, x0, z + 1, y1, x1], got {preview}")
+        pdir = preview_dir or str(settings.out_dir / "preview")
+    m = _mask(mask, mask_classes, images[0])
+    model = training.train(
+        images, labels, arch=arch, input=input, context=context, hparams=hp, epochs=epochs, steps=steps,
+        batch=batch, patch=patch, lr=lr, validation=validation, val_images=vimgs, val_labels=val_labels,
+        patience=patience, seed=seed, init=init, mask=m,
+        augment_opts={"flip": flip, "rotate": rotate, "contrast": contrast, "noise": noise,
+                      "poisson": poisson, "blur": blur},
+        preview=preview, preview_dir=pdir, device=settings.device)
+    return model
+
+
+@action("infer", result="seg", category="Segment")
+def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None,
+          mask_classes: list[str] | None = None, outside: str | None = None, tile: int = 256,
+          overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian", tta: bool = False) -> Labels:
+    """Segment a whole volume with a trained model, streamed slab by slab.
+
+    Parameters
+    ----------
+    model : Model
+        A trained model (from ``train`` or ``load_model``).
+    image : Volume or list of Volume
+        The scan (as many volumes as the model was trained with), calibrated like its training data.
+    mask : Volume, optional
+        Segment only where the mask is non-zero (or in ``mask_classes``); other voxels get ``outside``.
+    mask_classes : list of str, optional
+        Classes of a Labels ``mask`` that count as inside.
+    outside : str, optional
+        The class given to voxels outside the mask (default: the model's first class).
+    tile : int
+        Tile edge in voxels.
+    overlap : float
+        Fraction of a tile shared with its neighbours; blended so that seams do not show.
+    blend : {"gaussian", "linear"}
+        The blending window.
+    tta : bool
+        Average over in-plane flips (test-time augmentation; 4x slower).
+    """
+    images = _images(image)
+    m = _mask(mask, mask_classes, images[0])
+    names = model.class_names
+    if outside is None:
+        out_index = 1
+    elif outside in names:
+        out_index = names.index(outside) + 1
+    else:
+        from ..data import suggest
+
+        raise ParameterError(f"outside: model '{model.name}' has no class '{outside}'{suggest(outside, names)}"
+                             f" (classes: {', '.join(names)})")
+    out = _output(images, images[0].shape, np.uint8 if len(names) < 255 else np.uint16)
+    inference.segment(model, images, out, mask=m, outside=out_index, device=current_settings().device,
+                      tile=tile, overlap=overlap, blend=blend, tta=tta)
+    return inference.labels_like(model, images[0], out)
+
+
+@action("infer_probabilities", result="prob", category="Segment")
+def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str | None = None,
+                        mask: Volume | None = None, mask_classes: list[str] | None = None, tile: int = 256,
+                        overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian",
+                        tta: bool = False) -> Volume:
+    """Class probabilities (0..1) of a trained model: one class, or all as channels (z, y, x, class).
+
+    Parameters
+    ----------
+    model : Model
+        A trained model.
+    image : Volume or list of Volume
+        The scan(s), as for ``infer``.
+    class_ : str, optional
+        The class whose probability to return; all classes when omitted.
+    mask : Volume, optional
+        Compute only inside the mask (zero outside).
+    mask_classes : list of str, optional
+        Classes of a Labels ``mask`` that count as inside.
+    tile : int
+        Tile edge in voxels.
+    overlap : float
+        Fraction of a tile shared with its neighbours.
+    blend : {"gaussian", "linear"}
+        The blending window.
+    tta : bool
+        Average over in-plane flips.
+    """
+    images = _images(image)
+    m = _mask(mask, mask_classes, images[0])
+    index = None
+    if class_ is not None:
+        names = model.class_names
+        if class_ not in names:
+            from ..data import suggest
+
+            raise ParameterError(f"model '{model.name}' has no class '{class_}'{suggest(class_, names)}")
+        index = names.index(class_) + 1
+    shape = images[0].shape + (() if index else (len(model.class_names),))
+    out = _output(images, shape, np.float32)
+    inference.probabilities(model, images, out, index=index, mask=m, device=current_settings().device,
+                            tile=tile, overlap=overlap, blend=blend, tta=tta)
+    im = images[0]
+    return Volume(out, spacing=im.spacing, origin=im.origin, unit=im.unit,
+                  name=f"{im.name}_{class_ or 'prob'}", metadata={"model": model.name, "class": class_})
+
+
+@action("save_model", category="File")
+def save_model(model: Model, path: OutputPath) -> None:
+    """Save a model as one ``.dfmodel`` file (safetensors weights + JSON); the history goes beside it as CSV.
+
+    Parameters
+    ----------
+    model : Model
+        The model to save.
+    path : path
+        Where to write it; must end in ``.dfmodel``.
+    """
+    model_io.save_model(model, path, overwrite=current_settings().overwrite)
+
+
+@action("load_model", result="model", category="File")
+def load_model(path: InputPath) -> Model:
+    """Load a model saved by ``save_model`` (no code is executed from the file).
+
+    Parameters
+    ----------
+    path : path
+        A ``.dfmodel`` file.
+    """
+    return model_io.load_model(path)
+
+
+@action("training_history", result="history", category="Measure")
+def training_history(model: Model) -> Table:
+    """The per-epoch training history of a model (loss, val_loss, Dice per class, learning rate, seconds).
+
+    Parameters
+    ----------
+    model : Model
+        A trained model.
+    """
+    return model.history
+
+
+@action("sparse_labels", result="painted", category="Segment")
+def sparse_labels(labels: Labels, slices: list[int], axis: Literal["z", "y", "x"] = "z") -> Labels:
+    """Keep only some slices of a labels volume (0 elsewhere): painted slices made from a full truth.
+
+    Parameters
+    ----------
+    labels : Labels
+        Labels to thin out.
+    slices : list of int
+        Slice indices to keep.
+    axis : {"z", "y", "x"}
+        The axis the slices are taken across.
+    """
+    ax = "zyx".index(axis)
+    n = labels.shape[ax]
+    bad = [s for s in slices if not 0 <= s < n]
+    if bad or not slices:
+        raise ParameterError(f"slices {bad or slices} are outside 0..{n - 1} along {axis}")
+    data = np.zeros(labels.shape, labels.data.dtype)
+    idx = [slice(None)] * 3
+    idx[ax] = list(slices)
+    data[tuple(idx)] = np.asarray(labels.data)[tuple(idx)]
+    return labels.with_data(data, name=f"{labels.name}_sparse" if labels.name else "painted")
+
