@@ -16,9 +16,11 @@ import os
 from pathlib import Path
 
 from engine import io
-from engine.data import Labels, Table, Volume
+from engine import model as model_io
+from engine.data import Labels, Table
+from engine.model import Model
 from engine.registry import get_action
-from engine.session import ActionEvent, Session
+from engine.session import OBJECT_CLASSES, ActionEvent, Session
 
 from . import ast
 from .formatter import format_macro
@@ -127,18 +129,27 @@ class Recorder:
             text = name if parent in ("", ".") else f"{Path(parent).as_posix()}/{name}"
         return text
 
+    def _name_for(self, obj, name: str | None) -> ast.Name:
+        name = name or self.session.name_of(obj)
+        return ast.Name(name) if name else self._object_ref(obj)
+
     def _object_ref(self, obj) -> ast.Name:
         """A name for an object the session does not know: save it beside the macro and load it."""
         if isinstance(obj, Table):
             raise TypeError("cannot record a table that no action made")
         assets = self.macro_dir / "assets"
-        base = obj.name or ("labels" if isinstance(obj, Labels) else "volume")
+        base = obj.name or ("labels" if isinstance(obj, Labels) else "model" if isinstance(obj, Model) else "volume")
         name = self.session.unique_name("".join(c if c.isalnum() else "_" for c in base) or "obj")
-        fname = f"{name}.tif"
-        io.write_volume(obj, assets / fname)
-        action = "load_labels" if isinstance(obj, Labels) else "load"
+        if isinstance(obj, Model):
+            fname = f"{name}{model_io.SUFFIX}"
+            model_io.save_model(obj, assets / fname)
+            action = "load_model"
+        else:
+            fname = f"{name}.tif"
+            io.write_volume(obj, assets / fname)
+            action = "load_labels" if isinstance(obj, Labels) else "load"
         args = [ast.Arg(None, ast.Const(f"assets/{fname}"))]
-        if not all(s == 1.0 for s in obj.spacing):
+        if not isinstance(obj, Model) and not all(s == 1.0 for s in obj.spacing):
             args.append(ast.Arg("spacing", _const(list(obj.spacing))))
         self.body.append(ast.Assign(name, ast.Call(action, args)))
         self.session.objects[name] = obj
@@ -154,10 +165,12 @@ class Recorder:
             value = ev.args[p.name]
             if not p.required and _is_default(value, p.default):
                 continue
-            if isinstance(value, (Volume, Table)):
-                name = ev.arg_names.get(p.name)
-                expr = ast.Name(name) if name else self._object_ref(value)
+            if isinstance(value, OBJECT_CLASSES):
+                expr = self._name_for(value, ev.arg_names.get(p.name))
                 used_names.add(expr.id)
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, OBJECT_CLASSES) for v in value):
+                expr = ast.ListExpr([self._name_for(v, None) for v in value])
+                used_names.update(e.id for e in expr.items)
             elif p.path_kind == "input" and isinstance(value, str):
                 expr = ast.Name(self._input_param(value, ev.resolved[p.name], ev.target, p.name))
             elif p.path_kind == "output" and isinstance(value, str):

@@ -1,6 +1,7 @@
 import numpy as np
 
 from engine import Labels, Session, Settings, io, make_classes, phantoms
+from engine import model as model_io
 from engine.actions.processing import crop
 from macros.parser import parse
 from macros.recorder import Recorder
@@ -91,3 +92,69 @@ def test_an_action_that_uses_its_own_previous_result_is_not_coalesced(tmp_path):
     s.run("crop", c, [0, 0, 0, 10, 10, 10], target="c")
     assert rec.text().count("c = crop(") == 2
     assert crop(c, [0, 0, 0, 10, 10, 10]).shape == s["c"].shape
+
+
+def test_training_session_records_and_replays_to_the_same_model_and_labels(tmp_path):
+    """Painted slices → train → save_model → infer, recorded; the replay retrains to identical weights
+    (CPU determinism), and a second macro applies the saved model to another scan unattended."""
+    scan, truth = make_inputs(tmp_path)
+    s = Session(Settings(device="cpu", base_dir=tmp_path, out_dir=tmp_path / "rec_out"))
+    rec = Recorder(s, macro_dir=tmp_path)
+    raw = s.run("load", str(scan), target="raw")
+    cal = s.run("calibrate", raw, target="cal")
+    full = s.run("load_labels", str(truth), target="truth")
+    painted = s.run("sparse_labels", full, slices=[4, 12, 20], target="painted")
+    model = s.run("train", [cal, raw], painted, input="2d", epochs=2, steps=2, batch=2, patch=16,
+                  target="model")
+    s.run("save_model", model, "part_07.dfmodel")
+    seg = s.run("infer", model, [cal, raw], tile=32, target="seg")
+    s.run("save", seg, "part_07_seg.tif")
+    rec.stop()
+    text = rec.text()
+    assert ('model = train([cal, raw], painted, input="2d", epochs=2, steps=2, batch=2, patch=16)'
+            in text)
+    assert 'save_model(model, "{scan.stem}.dfmodel")' in text
+    assert "seg = infer(model, [cal, raw], tile=32)" in text
+    macro = rec.save(tmp_path / "train.dfm")
+    result = run_file(macro, out_dir=tmp_path / "replay", device="cpu")
+    assert result.status == "ok", result.record
+    replayed = model_io.load_model(tmp_path / "replay" / "part_07.dfmodel")
+    assert replayed.hash == model.hash
+    assert io.read_labels(tmp_path / "replay" / "part_07_seg.tif").hash() == seg.hash()
+
+    # apply the saved model to a second scan (another seed), as a batch would
+    v2, _ = phantoms.casting((24, 32, 32), seed=11)
+    io.write_volume(v2, tmp_path / "data" / "part_08.tif")
+    s2 = Session(Settings(device="cpu", base_dir=tmp_path, out_dir=tmp_path / "apply_out"))
+    rec2 = Recorder(s2, macro_dir=tmp_path)
+    raw2 = s2.run("load", str(tmp_path / "data" / "part_08.tif"), target="raw")
+    cal2 = s2.run("calibrate", raw2, target="cal")
+    m2 = s2.run("load_model", str(tmp_path / "replay" / "part_07.dfmodel"), target="model")
+    s2.run("save", s2.run("infer", m2, [cal2, raw2], target="seg"), "part_08_seg.tif")
+    rec2.stop()
+    assert "model = load_model(model_file)" in rec2.text()
+    out = run_file(rec2.save(tmp_path / "apply.dfm"), out_dir=tmp_path / "apply_replay")
+    assert out.status == "ok"
+    assert (io.read_labels(tmp_path / "apply_replay" / "part_08_seg.tif").hash()
+            == io.read_labels(tmp_path / "apply_out" / "part_08_seg.tif").hash())
+
+
+def test_a_model_made_outside_actions_is_saved_beside_the_macro(tmp_path):
+    import torch
+
+    from engine.model import Model
+
+    scan, _ = make_inputs(tmp_path)
+    s = Session(Settings(device="cpu", base_dir=tmp_path, out_dir=tmp_path / "o"))
+    raw = s.run("load", str(scan), target="raw")
+    painted = np.zeros(raw.shape, np.uint8)
+    painted[3, :16] = 1
+    painted[3, 16:] = 2
+    lab = Labels(painted, spacing=raw.spacing, classes=make_classes(["a", "b"]), name="painted")
+    model = s.run("train", raw, lab, input="2d", epochs=1, steps=1, batch=1, patch=16)
+    loose = Model(model.config, {k: torch.clone(v) for k, v in model.state.items()}, name="mine")
+    rec = Recorder(s, macro_dir=tmp_path)
+    s.run("infer", loose, raw, target="seg")
+    rec.stop()
+    assert 'mine = load_model("assets/mine.dfmodel")' in rec.text()
+    assert model_io.load_model(tmp_path / "assets" / "mine.dfmodel").hash == model.hash
