@@ -97,9 +97,9 @@ def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
     """Tile origins covering ``0..size`` with tiles of ``tile`` overlapping by about ``overlap``."""
     if size <= tile:
         return [0]
-    step = max(1, int(round(tile * (1.0 - overlap))))
-    starts = list(range(0, size - tile, step))
-    return starts + [size - tile]
+    step = max(1, int(tile * (1.0 - overlap)))
+    n = int(math.ceil((size - tile) / step)) + 1  # fewest tiles that keep at least the overlap
+    return [int(round(v)) for v in np.linspace(0, size - tile, n)]
 
 
 def _round_up(n: int, m: int) -> int:
@@ -134,7 +134,8 @@ class Predictor:
         ``auto``, ``cpu``, ``cuda`` or a torch device.
     tile : int
         Tile edge in voxels (in-plane; 3-D tiles are ``tile`` deep too, at most 64). Rounded up to what
-        the network needs.
+        the network needs. Larger tiles waste less work on overlaps; a slice that fits in one tile is
+        predicted whole.
     overlap : float
         Fraction of a tile shared with its neighbour (0 .. 0.9).
     blend : {"gaussian", "linear"}
@@ -146,7 +147,7 @@ class Predictor:
         Use this (training) network instead of building one from the model's weights.
     """
 
-    def __init__(self, model: Model, device="auto", tile: int = 256, overlap: float = 0.25,
+    def __init__(self, model: Model, device="auto", tile: int = 512, overlap: float = 0.25,
                  blend: str = "gaussian", tta: bool = False, batch: int | None = None,
                  network: nn.Module | None = None):
         if not 0.0 <= overlap < 0.9:

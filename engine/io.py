@@ -92,6 +92,10 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     tmp.unlink()
     try:
         yield tmp
+        if tmp.is_file():  # mkstemp makes 0600 files; give the usual permissions (umask applied)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         if dest.is_dir() and not dest.is_symlink():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, old)

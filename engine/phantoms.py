@@ -76,13 +76,15 @@ def casting(shape=(128, 128, 128), seed: int = 0, spacing=(0.05, 0.05, 0.05), n_
 
     if n_pores is None:
         n_pores = max(8, int(60 * nz * ny * nx / 128 ** 3))
-    rmax = max(1.5, R / 7)
+    rmax = max(1.5, min(R / 7, (z1 - z0) / 2 - 3))  # pores fit inside the part, also a thin one
     pores: list[tuple[float, float, float, float]] = []
     pore_occ = np.zeros(shape, np.float32)
     tries = 0
     while len(pores) < n_pores and tries < 50 * n_pores:
         tries += 1
         r = float(np.exp(rng.uniform(np.log(1.0), np.log(rmax))))
+        if z1 - z0 < 2 * r + 4:
+            continue
         pz = rng.uniform(z0 + r + 2, z1 - r - 2)
         ang, rad = rng.uniform(0, 2 * np.pi), (R - r - 2) * np.sqrt(rng.uniform(0, 1))
         py, px = cy + rad * np.sin(ang), cx + rad * np.cos(ang)

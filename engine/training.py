@@ -457,7 +457,8 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
                     wait += 1
                 if preview is not None:
                     net.eval()
-                    _save_preview(net, config, arrays, preview, Path(preview_dir or "preview"), epoch, dev)
+                    row["preview"] = str(_save_preview(net, config, arrays, preview,
+                                                       Path(preview_dir or "preview"), epoch, dev))
                 row["seconds"] = round(time.perf_counter() - t0, 3)
                 for key in hist:
                     hist[key].append(row.get(key, float("nan")))
@@ -505,7 +506,7 @@ def _validate(net, val_set, k, dev, fmt, amp) -> tuple[float, list[float]]:
     return float(np.sum(losses) / len(x)), dice_scores(np.concatenate(preds), y, k)
 
 
-def _save_preview(net, config, arrays, box, folder: Path, epoch: int, dev) -> None:
+def _save_preview(net, config, arrays, box, folder: Path, epoch: int, dev) -> Path:
     z0, y0, x0, z1, y1, x1 = (int(v) for v in box)
     margin = 32
     ya, xa = max(0, y0 - margin), max(0, x0 - margin)
@@ -517,7 +518,9 @@ def _save_preview(net, config, arrays, box, folder: Path, epoch: int, dev) -> No
     seg = (np.argmax(probs[:, 0], axis=0) + 1)[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
     lo, hi = model.normalization[0]
     img = normalize(np.asarray(arrays[0][z0, y0:y1, x0:x1]), lo, hi)
-    preview_png(folder / f"epoch_{epoch:03d}.png", img, seg, [c["color"] for c in config["classes"]])
+    path = folder / f"epoch_{epoch:03d}.png"
+    preview_png(path, img, seg, [c["color"] for c in config["classes"]])
+    return path
 
 
 def _check_setup(images, labels, arch, input, context, epochs, steps, batch, patch, validation, patience):

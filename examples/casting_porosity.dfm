@@ -1,15 +1,23 @@
-# Porosity in a cast part: calibrate the grey values, segment air, pores and metal with multi-Otsu
-# thresholds (the classic baseline), and score the result against the ground truth.
+# Porosity in a cast part: calibrate the grey values, train a U-Net on three painted slices, segment the
+# whole scan with it, score it and the classic multi-Otsu baseline against the truth, and save the model
+# so that casting_apply.dfm can segment new scans with it.
 version 1
 
 param scan = "data/casting.tif"  # override: --set scan=..., or --batch "scans/*.tif"
-param truth = "data/casting_truth.tif"
+param painted_file = "data/casting_painted.tif"  # three slices painted air / metal / pore (0 = unpainted)
+param truth_file = "data/casting_truth.tif"
+param epochs = 15
 
 raw = load(scan)
 cal = calibrate(raw, method="percentile", low=0.5, high=99.5)
-seg = threshold(cal, method="multiotsu", classes=3, names=["air", "pore", "metal"])
-labels = load_labels(truth)
-scores = evaluate(seg, labels)
-save(cal, "{scan.stem}_calibrated.tif")
-save(seg, "{scan.stem}_otsu.tif")
+painted = load_labels(painted_file)
+model = train(cal, painted, epochs=epochs, steps=20, patch=64, seed=7)
+save_model(model, "{scan.stem}.dfmodel")
+seg = infer(model, cal)
+otsu = threshold(cal, method="multiotsu", classes=3, names=["air", "pore", "metal"])
+truth = load_labels(truth_file)
+scores = evaluate(seg, truth)
+otsu_scores = evaluate(otsu, truth)
+save(seg, "{scan.stem}_seg.tif")
 save(scores, "{scan.stem}_scores.csv")
+save(otsu_scores, "{scan.stem}_otsu_scores.csv")

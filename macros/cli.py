@@ -5,7 +5,7 @@
     damselfly check MACRO... [--set k=v]...
     damselfly fmt MACRO... [--check | --write]
     damselfly actions [NAME]
-    damselfly demo [--out DIR] [--size N] [--seed S]
+    damselfly demo [--out DIR] [--size N] [--seed S] [--epochs E] [--device D]
     damselfly app [MACRO]
 
 Exit status: 0 on success, 1 on any error (a bad macro, a failed run, a batch with a failed scan),
@@ -172,7 +172,8 @@ def cmd_run(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), size=args.size, seed=args.seed, reporter=Reporter(TextProgress()))
+    run_demo(Path(args.out), size=args.size, seed=args.seed, epochs=args.epochs, device=args.device,
+             reporter=Reporter(TextProgress()))
     return 0
 
 
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="damselfly-demo", help="output folder (default: ./damselfly-demo)")
     d.add_argument("--size", type=int, default=128, help="phantom size in voxels per side (default 128)")
     d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--epochs", type=int, default=None, help="training epochs (default: the macro's)")
+    d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     d.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("app", help="the desktop app")

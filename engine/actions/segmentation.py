@@ -163,7 +163,7 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
 
 @action("infer", result="seg", category="Segment")
 def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None,
-          mask_classes: list[str] | None = None, outside: str | None = None, tile: int = 256,
+          mask_classes: list[str] | None = None, outside: str | None = None, tile: int = 512,
           overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian", tta: bool = False) -> Labels:
     """Segment a whole volume with a trained model, streamed slab by slab.
 
@@ -208,7 +208,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None
 
 @action("infer_probabilities", result="prob", category="Segment")
 def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str | None = None,
-                        mask: Volume | None = None, mask_classes: list[str] | None = None, tile: int = 256,
+                        mask: Volume | None = None, mask_classes: list[str] | None = None, tile: int = 512,
                         overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian",
                         tta: bool = False) -> Volume:
     """Class probabilities (0..1) of a trained model: one class, or all as channels (z, y, x, class).

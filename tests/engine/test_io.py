@@ -122,3 +122,15 @@ def test_slice_folder_with_mismatched_slice_is_an_error(tmp_path):
     tifffile.imwrite(folder / "slice_9999.tif", np.zeros((3, 3), np.uint8))
     with pytest.raises(InputError, match=r"slice_9999\.tif: slice shape"):
         io.read_volume(folder)
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        p = io.write_volume(Volume(np.zeros((2, 3, 3), np.uint8)), tmp_path / "v.tif")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644

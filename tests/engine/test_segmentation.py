@@ -219,9 +219,15 @@ def test_preview_png_after_every_epoch(painted, tmp_path):
     import imageio.v3 as iio
 
     vol, _, lab = painted
-    train(vol, lab, preview=[20, 4, 4, 21, 36, 44], preview_dir=str(tmp_path), **TINY)
+    events = []
+    with progress.reporting(progress.Reporter(on_event=lambda name, data: events.append((name, data)))):
+        train(vol, lab, preview=[20, 4, 4, 21, 36, 44], preview_dir=str(tmp_path), **TINY)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["epoch_001.png", "epoch_002.png"]
+    # the app hears of each epoch with its losses and the preview to show
+    assert [(n, d["epoch"], d["preview"]) for n, d in events] == [
+        ("epoch", 1, str(tmp_path / "epoch_001.png")), ("epoch", 2, str(tmp_path / "epoch_002.png"))]
+    assert all(np.isfinite(d["loss"]) for _, d in events)
     img = iio.imread(tmp_path / files[0])
     assert img.shape == (32, 40 * 2 + 4, 3)
 
@@ -344,3 +350,21 @@ def test_model_file_never_unpickles(tiny_model, tmp_path):
     header = json.loads(raw[8:8 + n])
     assert "damselfly" in header["__metadata__"]
     assert not raw.startswith(b"\x80")  # a pickle would begin with PROTO
+
+
+def test_out_of_memory_halves_the_batch_and_carries_on(painted, tiny_model, monkeypatch):
+    pred = inf.Predictor(tiny_model, "cpu", tile=16, overlap=0.0, batch=8)
+    real = pred._forward
+    seen = []
+
+    def forward(x):
+        seen.append(len(x))
+        if len(x) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(x)
+
+    monkeypatch.setattr(pred, "_forward", forward)
+    probs = pred.predict_slab([painted[0].data], 0, 2)
+    assert pred.batch == 2 and seen[:3] == [8, 4, 2]
+    expected = inf.Predictor(tiny_model, "cpu", tile=16, overlap=0.0).predict_slab([painted[0].data], 0, 2)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)

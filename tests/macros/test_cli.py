@@ -78,20 +78,27 @@ def test_actions_lists_every_action(capsys):
 
 
 def test_run_with_set_writes_outputs_and_run_record(workdir, capsys):
+    from engine.actions.segmentation import sparse_labels
+
     t = write_scan(workdir / "scan_a.tif", 1)
     io.write_volume(t, workdir / "truth_a.tif")
+    io.write_volume(sparse_labels(t, slices=[5, 15]), workdir / "painted_a.tif")
     code = main(["run", str(EXAMPLE), "--set", f"scan={workdir / 'scan_a.tif'}",
-                 "--set", f"truth={workdir / 'truth_a.tif'}", "--out", "res", "--device", "cpu"])
+                 "--set", f"truth_file={workdir / 'truth_a.tif'}", "--set", f"painted_file={workdir / 'painted_a.tif'}",
+                 "--set", "epochs=1", "--out", "res", "--device", "cpu"])
     assert code == 0
     out = workdir / "res"
     assert sorted(p.name for p in out.iterdir()) == [
-        "run.json", "scan_a_calibrated.tif", "scan_a_otsu.tif", "scan_a_otsu.tif.json", "scan_a_scores.csv"]
+        "run.json", "scan_a.dfmodel", "scan_a.history.csv", "scan_a_otsu_scores.csv", "scan_a_scores.csv",
+        "scan_a_seg.tif", "scan_a_seg.tif.json"]
     rec = json.loads((out / "run.json").read_text())
     assert rec["status"] == "ok" and rec["params"]["scan"] == str(workdir / "scan_a.tif")
+    assert rec["params"]["epochs"] == 1
     assert rec["macro_text"] == EXAMPLE.read_text() and len(rec["macro_sha256"]) == 64
-    assert set(rec["inputs"]) == {str(workdir / "scan_a.tif"), str(workdir / "truth_a.tif")}
+    assert set(rec["inputs"]) == {str(workdir / n) for n in ("scan_a.tif", "truth_a.tif", "painted_a.tif")}
     assert all(len(h) == 64 for h in rec["inputs"].values())
-    assert [s["action"] for s in rec["statements"]][:3] == ["load", "calibrate", "threshold"]
+    assert [s["action"] for s in rec["statements"]][:5] == ["load", "calibrate", "load_labels", "train",
+                                                            "save_model"]
     assert rec["settings"]["device"] == "cpu" and "numpy" in rec["versions"]
 
 
@@ -171,15 +178,23 @@ def test_device_cuda_without_a_gpu_is_a_clear_error(workdir, capsys):
 
 
 def test_demo_end_to_end(workdir, capsys):
-    assert main(["demo", "--out", "demo", "--size", "48"]) == 0
+    assert main(["demo", "--out", "demo", "--size", "48", "--epochs", "2", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "Multi-Otsu thresholds vs. the phantom's truth" in out
+    assert "Dice per class against the phantom's truth" in out
     res = workdir / "demo" / "results"
-    scores = io.read_table(res / "casting_scores.csv")
-    assert scores["class"] == ["air", "metal", "pore"]
+    otsu = io.read_table(res / "casting_otsu_scores.csv")
+    assert otsu["class"] == ["air", "metal", "pore"]
     # the phantom is made so that grey-value thresholds visibly fail on the pores
-    assert scores.row("class", "air")["dice"] > 0.9 and scores.row("class", "pore")["dice"] < 0.2
+    assert otsu.row("class", "air")["dice"] > 0.9 and otsu.row("class", "pore")["dice"] < 0.2
+    unet = io.read_table(res / "casting_scores.csv")
+    assert unet["class"] == ["air", "metal", "pore"]
     assert json.loads((res / "run.json").read_text())["status"] == "ok"
+    # the saved model segmented a second scan, unattended
+    applied = json.loads((workdir / "demo" / "applied" / "run.json").read_text())
+    assert applied["status"] == "ok"
+    seg = io.read_labels(workdir / "demo" / "applied" / "casting_2_seg.tif")
+    assert seg.shape == (48, 48, 48) and seg.class_names == ["air", "metal", "pore"]
+    assert (res / "casting.history.csv").exists()
 
 
 def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):
