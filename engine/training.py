@@ -462,6 +462,8 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
                 row["seconds"] = round(time.perf_counter() - t0, 3)
                 for key in hist:
                     hist[key].append(row.get(key, float("nan")))
+                task.message = (f"Training: epoch {epoch}/{epochs} done, loss {row['loss']:.3f}"
+                                + (f", val_loss {val_loss:.3f}" if val_set is not None else ""))
                 if on_epoch is not None:
                     on_epoch(row)
                 progress.event("epoch", **row)

@@ -1,10 +1,10 @@
-# Porosity in a cast part: calibrate the grey values, train a U-Net on three painted slices, segment the
+# Porosity in a cast part: calibrate the grey values, train a U-Net on four painted slices, segment the
 # whole scan with it, score it and the classic multi-Otsu baseline against the truth, and save the model
 # so that casting_apply.dfm can segment new scans with it.
 version 1
 
 param scan = "data/casting.tif"  # override: --set scan=..., or --batch "scans/*.tif"
-param painted_file = "data/casting_painted.tif"  # three slices painted air / metal / pore (0 = unpainted)
+param painted_file = "data/casting_painted.tif"  # four slices painted air / metal / pore (0 = unpainted)
 param truth_file = "data/casting_truth.tif"
 param epochs = 15
 

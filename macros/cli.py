@@ -44,7 +44,7 @@ class TextProgress:
             line = f"\r  [{bar}] {100 * frac:5.1f}%  {ev.message}  {ev.elapsed:6.1f}s"
         else:
             line = f"\r  {ev.message} ... {ev.done}  {ev.elapsed:6.1f}s"
-        self.stream.write(line + ("\n" if ev.finished else ""))
+        self.stream.write(line + "\x1b[K" + ("\n" if ev.finished else ""))
         self.stream.flush()
 
 
