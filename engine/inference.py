@@ -133,8 +133,8 @@ class Predictor:
     device : str or torch.device
         ``auto``, ``cpu``, ``cuda`` or a torch device.
     tile : int
-        Tile edge in voxels (in-plane; 3-D tiles are ``tile`` deep too, at most 64). Rounded up to what
-        the network needs. Larger tiles waste less work on overlaps; a slice that fits in one tile is
+        Tile edge in voxels (3-D tiles: at most 128 across and 64 deep). Rounded up to what the network
+        needs. Larger tiles waste less work on overlaps; a slice that fits in one tile is
         predicted whole.
     overlap : float
         Fraction of a tile shared with its neighbour (0 .. 0.9).
@@ -162,8 +162,12 @@ class Predictor:
         self.net = network
         self.ndim = 3 if model.input == "3d" else 2
         self.multiple = getattr(network, "size_multiple", 1)
-        self.tile = _round_up(tile, self.multiple)
-        self.tile_z = _round_up(min(tile, 64), self.multiple) if self.ndim == 3 else 1
+        if self.ndim == 3:  # 3-D activations are big: at most 64 deep and 128 across
+            self.tile = _round_up(min(tile, 128), self.multiple)
+            self.tile_z = _round_up(min(tile, 64), self.multiple)
+        else:
+            self.tile = _round_up(tile, self.multiple)
+            self.tile_z = 1
         self.overlap = overlap
         self.blend = blend
         self.tta = tta

@@ -180,7 +180,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None
     outside : str, optional
         The class given to voxels outside the mask (default: the model's first class).
     tile : int
-        Tile edge in voxels.
+        Tile edge in voxels (a slice that fits in one tile is predicted whole; 3-D: at most 128 x 64).
     overlap : float
         Fraction of a tile shared with its neighbours; blended so that seams do not show.
     blend : {"gaussian", "linear"}
@@ -226,7 +226,7 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
     mask_classes : list of str, optional
         Classes of a Labels ``mask`` that count as inside.
     tile : int
-        Tile edge in voxels.
+        Tile edge in voxels (a slice that fits in one tile is predicted whole; 3-D: at most 128 x 64).
     overlap : float
         Fraction of a tile shared with its neighbours.
     blend : {"gaussian", "linear"}

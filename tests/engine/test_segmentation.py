@@ -368,3 +368,15 @@ def test_out_of_memory_halves_the_batch_and_carries_on(painted, tiny_model, monk
     assert pred.batch == 2 and seen[:3] == [8, 4, 2]
     expected = inf.Predictor(tiny_model, "cpu", tile=16, overlap=0.0).predict_slab([painted[0].data], 0, 2)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
+def test_3d_streaming_in_slabs_agrees_with_one_slab(painted, monkeypatch):
+    vol, _, lab = painted
+    model = training.train([vol], lab, arch="unet3d", input="3d", hparams={"levels": 2}, epochs=1, steps=3,
+                           batch=2, patch=16, device="cpu")
+    one = np.zeros(vol.shape, np.uint8)
+    inf.segment(model, [vol], one, device="cpu", tile=48)
+    monkeypatch.setattr(inf, "slab_size", lambda pred, shape, budget=0: 16)
+    slabs = np.zeros(vol.shape, np.uint8)
+    inf.segment(model, [vol], slabs, device="cpu", tile=48)
+    assert np.mean(one == slabs) > 0.98
