@@ -14,5 +14,14 @@ __version__ = "0.1.0"
 __all__ = [
     "ActionEvent", "Cancelled", "DamselflyError", "InputError", "InputPath", "LabelClass", "Labels",
     "OutputPath", "ParameterError", "Session", "Settings", "Table", "Volume", "action", "all_actions",
-    "get_action", "io", "make_classes", "phantoms", "progress",
+    "get_action", "io", "local_thickness", "make_classes", "phantoms", "progress",
 ]
+
+
+def __getattr__(name):
+    # ``engine.local_thickness`` loads numba (about half a second) only when it is used
+    if name == "local_thickness":
+        from .thickness import local_thickness
+
+        return local_thickness
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -1,0 +1,99 @@
+"""Measurement actions: local thickness and its statistics."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from .. import progress
+from ..data import Labels, Table, Volume
+from ..errors import InputError, ParameterError
+from ..registry import action
+
+
+@action("local_thickness", result="thick", category="Measure")
+def local_thickness(labels: Volume, class_: str | None = None, border: bool = False,
+                    outside: Literal["zero", "nan"] = "zero") -> Volume:
+    """Local thickness of one class (or a mask): per voxel, the diameter of the largest ball that fits
+    inside the phase and contains the voxel, in physical units (Hildebrand & Rüegsegger 1997; exact).
+
+    Parameters
+    ----------
+    labels : Volume
+        A segmentation (Labels) with ``class`` to measure, or a mask volume (non-zero = phase).
+    class_ : str, optional
+        The class of a Labels to measure (e.g. ``"metal"`` for walls, ``"pore"`` for pores).
+    border : bool
+        Treat the image border as background (default: the phase may continue beyond the image).
+    outside : {"zero", "nan"}
+        The value of voxels outside the phase.
+    """
+    if isinstance(labels, Labels):
+        if class_ is None:
+            raise ParameterError(f"local_thickness of a segmentation needs class=... "
+                                 f"(one of: {', '.join(labels.class_names)})")
+        mask = np.asarray(labels.data) == labels.class_index(class_)
+        what = f"class '{class_}'"
+    else:
+        if class_ is not None:
+            raise ParameterError("class=... needs a segmentation (Labels); this is a plain volume")
+        if labels.data.ndim != 3:
+            raise InputError(f"expected a 3-D mask, got shape {labels.data.shape}", labels.source)
+        mask = np.asarray(labels.data) != 0
+        what = "the mask"
+    if not mask.any():
+        raise InputError(f"{what} is empty: there is nothing to measure", labels.source)
+    from ..thickness import local_thickness as _local_thickness
+
+    task = progress.task(f"Local thickness of {what}", total=1)
+    try:
+        thick = _local_thickness(mask, labels.spacing, border=border,
+                                 outside=np.nan if outside == "nan" else 0.0)
+    except InputError as e:
+        raise InputError(f"{what}: {e}", labels.source) from None
+    task.finish()
+    name = f"{labels.name}_thickness" if labels.name else "thickness"
+    return Volume(thick, spacing=labels.spacing, origin=labels.origin, unit=labels.unit, name=name,
+                  metadata={"measure": "local_thickness", "class": class_, "border": border,
+                            "source_of_phase": labels.source})
+
+
+@action("thickness_stats", result="stats", category="Measure")
+def thickness_stats(thickness: Volume, bins: int = 20) -> Table:
+    """Statistics of a thickness map over its phase (voxels > 0): a first row over all of them (mean,
+    standard deviation, median, max, voxel count), then one row per histogram bin.
+
+    Parameters
+    ----------
+    thickness : Volume
+        A map from ``local_thickness``.
+    bins : int
+        Histogram bins, of equal width from 0 to the maximum.
+    """
+    if bins < 1:
+        raise ParameterError(f"bins must be at least 1, got {bins}")
+    v = np.asarray(thickness.data, dtype=np.float32)
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        raise InputError("the thickness map has no voxel with a thickness (is it the right volume?)",
+                         thickness.source)
+    cols: dict[str, list] = {k: [] for k in ("range", "from", "to", "voxels", "fraction", "mean", "std",
+                                             "median", "max")}
+
+    def add(label, lo, hi, part):
+        cols["range"].append(label)
+        cols["from"].append(float(lo))
+        cols["to"].append(float(hi))
+        cols["voxels"].append(int(part.size))
+        cols["fraction"].append(float(part.size / v.size))
+        for key, fn in (("mean", np.mean), ("std", np.std), ("median", np.median), ("max", np.max)):
+            cols[key].append(float(fn(part.astype(np.float64))) if part.size else float("nan"))
+
+    add("all", v.min(), v.max(), v)
+    edges = np.linspace(0.0, float(v.max()), bins + 1)
+    idx = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, bins - 1)
+    for i in range(bins):
+        add("bin", edges[i], edges[i + 1], v[idx == i])
+    return Table(cols, name=f"{thickness.name}_stats" if thickness.name else "thickness_stats",
+                 metadata={"unit": thickness.unit})

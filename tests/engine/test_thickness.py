@@ -1,0 +1,136 @@
+"""Local thickness: equal to a brute-force oracle of the definition, analytic shapes, actions, errors."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from engine import InputError, Labels, ParameterError, Volume, local_thickness, make_classes
+from engine.actions.measure import local_thickness as lt_action
+from engine.actions.measure import thickness_stats
+
+
+def oracle(mask, spacing=(1.0, 1.0, 1.0), border=False):
+    """The definition, literally: r(x) = distance to the nearest voxel outside the phase; thickness(y) =
+    2 max r(x) over phase voxels x with |y - x| <= r(x). Every phase voxel is a ball centre."""
+    s = np.asarray(spacing, float)
+    phase = np.argwhere(mask)
+    outside = np.argwhere(~mask)
+    if border:  # a one-voxel frame of background around the image
+        frame = np.argwhere(np.pad(np.zeros(mask.shape, bool), 1, constant_values=True)) - 1
+        outside = np.concatenate([outside, frame])
+
+    def d2(offsets):
+        p = offsets * s
+        return p[..., 0] ** 2 + (p[..., 1] ** 2 + p[..., 2] ** 2)
+
+    r2 = np.array([d2(outside - x).min() for x in phase])
+    out = np.zeros(mask.shape, np.float32)
+    for y in phase:
+        covering = d2(phase - y) <= r2
+        out[tuple(y)] = np.float32(2.0 * np.sqrt(r2[covering].max()))
+    return out
+
+
+SPACINGS = [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 0.7, 0.45), (0.3, 1.1, 0.9)]
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("border", [False, True])
+def test_equals_the_brute_force_definition_on_random_volumes(spacing, border):
+    rng = np.random.default_rng(hash((spacing, border)) % 2 ** 32)
+    checked = 0
+    for _ in range(6):
+        shape = tuple(int(v) for v in rng.integers(5, 13, 3))
+        mask = ndimage.gaussian_filter(rng.random(shape), 1.0) > rng.uniform(0.4, 0.6)
+        if not mask.any() or (mask.all() and not border):
+            continue
+        got = local_thickness(mask, spacing, border=border)
+        assert got.dtype == np.float32 and got.shape == mask.shape
+        np.testing.assert_array_equal(got, oracle(mask, spacing, border))
+        checked += 1
+    assert checked >= 4
+
+
+def test_plates_have_their_thickness():
+    # a plate n voxels thick: the centre voxel is (n + 1) / 2 voxels from the background on either side,
+    # so the definition gives n for even n and n + 1 for odd n (centre-to-centre distances)
+    for n in range(1, 9):
+        for sz in (1.0, 0.5):
+            m = np.zeros((n + 6, 12, 12), bool)
+            m[3:3 + n] = True
+            t = local_thickness(m, (sz, 1.0, 1.0))
+            assert np.all(t[m] == np.float32((n + n % 2) * sz)), (n, sz)
+            assert np.all(t[~m] == 0)
+
+
+@pytest.mark.parametrize("d", [8, 13, 20])
+def test_cylinders_and_spheres_measure_their_diameter(d):
+    n = d + 8
+    zz, yy, xx = np.mgrid[:n, :n, :n] - (n - 1) / 2
+    cyl = np.hypot(yy, xx) <= d / 2
+    sphere = np.sqrt(zz ** 2 + yy ** 2 + xx ** 2) <= d / 2
+    for shape in (cyl, sphere):
+        t = local_thickness(shape)
+        centre = t[n // 2, n // 2, n // 2]
+        # measured between voxel centres, and for even d the shape's centre falls between voxels, so a
+        # ball centred on a voxel is up to about a voxel narrower (d = 8: 7.2 cylinder, 6.6 sphere)
+        assert d - 1.5 <= centre <= d + 1, (d, centre)
+        assert np.median(t[shape]) == centre  # the largest ball reaches (nearly) every voxel
+
+
+def test_anisotropic_spacing_scales_like_physical_units():
+    m = np.zeros((20, 30, 30), bool)
+    m[5:15, 5:25, 5:25] = True
+    iso = local_thickness(m, (1, 1, 1), border=True)
+    scaled = local_thickness(m, (0.5, 0.5, 0.5), border=True)
+    np.testing.assert_allclose(scaled, iso * 0.5, rtol=1e-6)
+
+
+def test_outside_value_border_and_2d():
+    m = np.zeros((1, 9, 9), bool)
+    m[0, 2:7, 2:7] = True
+    t = local_thickness(m, outside=np.nan)
+    assert np.isnan(t[~m]).all() and np.isfinite(t[m]).all()
+    full = np.ones((4, 5, 6), bool)
+    with pytest.raises(InputError, match="fills the whole image"):
+        local_thickness(full)
+    assert np.all(local_thickness(full, border=True) > 0)
+    np.testing.assert_array_equal(local_thickness(m[0]), local_thickness(m)[0])
+    with pytest.raises(InputError, match="empty"):
+        local_thickness(np.zeros((3, 3, 3), bool))
+    with pytest.raises(ParameterError, match="boolean"):
+        local_thickness(np.zeros((3, 3, 3), np.uint8))
+
+
+def test_action_measures_a_class_of_labels_and_a_mask(casting_small):
+    vol, truth = casting_small
+    thick = lt_action(truth, class_="metal")
+    metal = truth.mask("metal")
+    assert thick.unit == truth.unit and thick.spacing == truth.spacing
+    np.testing.assert_array_equal(thick.data, local_thickness(metal, truth.spacing))
+    from_mask = lt_action(Volume(metal.astype(np.uint8), spacing=truth.spacing))
+    np.testing.assert_array_equal(from_mask.data, thick.data)
+    with pytest.raises(ParameterError, match="class=..."):
+        lt_action(truth)
+    with pytest.raises(InputError, match="unknown class 'metl'; did you mean 'metal'"):
+        lt_action(truth, class_="metl")
+    empty = Labels(np.ones(truth.shape, np.uint8), classes=make_classes(["a", "b"]), name="l")
+    with pytest.raises(InputError, match="class 'b' is empty"):
+        lt_action(empty, class_="b")
+
+
+def test_thickness_stats_table():
+    m = np.zeros((10, 12, 12), bool)
+    m[2:6] = True  # a plate 4 voxels thick: every voxel 4.0
+    m[8, 5, 5] = True  # one voxel: thickness 2.0
+    t = Volume(local_thickness(m), name="t")
+    tab = thickness_stats(t, bins=4)
+    first = tab.rows()[0]
+    assert first["range"] == "all" and first["voxels"] == int(m.sum())
+    assert first["max"] == 4.0 and first["median"] == 4.0
+    assert first["mean"] == pytest.approx((4.0 * (m.sum() - 1) + 2.0) / m.sum())
+    bins = [r for r in tab.rows() if r["range"] == "bin"]
+    assert len(bins) == 4 and sum(r["voxels"] for r in bins) == m.sum()
+    assert [r["voxels"] for r in bins] == [0, 0, 1, int(m.sum()) - 1]  # edges 0, 1, 2, 3, 4
+    with pytest.raises(InputError, match="no voxel with a thickness"):
+        thickness_stats(Volume(np.zeros((2, 2, 2), np.float32)))
