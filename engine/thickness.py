@@ -325,14 +325,37 @@ def _ridge_collect(keep, oz, oy, ox, s0, s1, s2, starts, pz, py, px, pr2):
                     i += 1
 
 
+BLOCK = 8  # edge of the blocks whose unfilled voxels are counted while filling
+
+
 @njit(parallel=True, cache=True)
-def _fill(mask, out, pz, py, px, pr2, s0, s1, s2, slab):
-    """Fill balls (sorted by decreasing radius) into ``out``, slab by slab along z in parallel."""
+def _block_counts(mask, counts):
+    """Phase voxels per BLOCK^3 block (all unfilled at the start)."""
     nz, ny, nx = mask.shape
-    nslabs = (nz + slab - 1) // slab
-    for b in prange(nslabs):
-        za = b * slab
-        zb = min(nz, za + slab)
+    for bz in prange(counts.shape[0]):
+        for z in range(bz * BLOCK, min(nz, bz * BLOCK + BLOCK)):
+            for y in range(ny):
+                for x in range(nx):
+                    if mask[z, y, x]:
+                        counts[bz, y // BLOCK, x // BLOCK] += 1
+
+
+@njit(parallel=True, cache=True)
+def _fill(mask, out, pz, py, px, pr2, s0, s1, s2, zblocks, counts):
+    """Fill balls (sorted by decreasing radius) into ``out``, in parallel over slabs of ``zblocks``
+    blocks along z.
+
+    The first ball to reach a voxel is the largest, so only unfilled voxels are written. Every block
+    counts its unfilled phase voxels: a ball passes over complete blocks, and over blocks it does not
+    reach, with one test each, and scans only the rest, row by row within its exact extent."""
+    nz, ny, nx = mask.shape
+    nbz, nby, nbx = counts.shape
+    nslabs = (nbz + zblocks - 1) // zblocks
+    for sl in prange(nslabs):
+        bza = sl * zblocks
+        bzb = min(nbz, bza + zblocks)
+        za = bza * BLOCK
+        zb = min(nz, bzb * BLOCK)
         for i in range(pz.shape[0]):
             r2 = pr2[i]
             r = math.sqrt(r2)
@@ -342,23 +365,43 @@ def _fill(mask, out, pz, py, px, pr2, s0, s1, s2, slab):
                 continue
             cy = py[i]
             cx = px[i]
-            val = np.float32(2.0 * r)
             ey = int(r / s1)
-            for z in range(max(za, cz - ez), min(zb, cz + ez + 1)):
-                dz = z - cz
-                for y in range(max(0, cy - ey), min(ny, cy + ey + 1)):
-                    dy = y - cy
-                    if _d2(dz, dy, 0, s0, s1, s2) > r2:
-                        continue
-                    rem = r2 - _d2(dz, dy, 0, s0, s1, s2)
-                    ex = int(math.sqrt(max(rem, 0.0)) / s2)
-                    while _d2(dz, dy, ex + 1, s0, s1, s2) <= r2:
-                        ex += 1
-                    while ex > 0 and _d2(dz, dy, ex, s0, s1, s2) > r2:
-                        ex -= 1
-                    for x in range(max(0, cx - ex), min(nx, cx + ex + 1)):
-                        if mask[z, y, x] and out[z, y, x] == 0:
-                            out[z, y, x] = val
+            ex_ = int(r / s2)
+            val = np.float32(2.0 * r)
+            for bz in range(max(bza, (cz - ez) // BLOCK), min(bzb, (cz + ez) // BLOCK + 1)):
+                z0 = bz * BLOCK
+                z1 = min(nz, z0 + BLOCK)
+                nzc = min(max(cz, z0), z1 - 1) - cz
+                for by in range(max(0, (cy - ey) // BLOCK), min(nby, (cy + ey) // BLOCK + 1)):
+                    y0 = by * BLOCK
+                    y1 = min(ny, y0 + BLOCK)
+                    nyc = min(max(cy, y0), y1 - 1) - cy
+                    for bx in range(max(0, (cx - ex_) // BLOCK), min(nbx, (cx + ex_) // BLOCK + 1)):
+                        if counts[bz, by, bx] == 0:
+                            continue
+                        x0 = bx * BLOCK
+                        x1 = min(nx, x0 + BLOCK)
+                        nxc = min(max(cx, x0), x1 - 1) - cx
+                        if _d2(nzc, nyc, nxc, s0, s1, s2) > r2:
+                            continue  # the block's nearest voxel is outside the ball
+                        done = 0
+                        for z in range(max(z0, cz - ez), min(z1, cz + ez + 1)):
+                            dz = z - cz
+                            for y in range(max(y0, cy - ey), min(y1, cy + ey + 1)):
+                                dy = y - cy
+                                rz = _d2(dz, dy, 0, s0, s1, s2)
+                                if rz > r2:
+                                    continue
+                                ex = int(math.sqrt(r2 - rz) / s2)
+                                while _d2(dz, dy, ex + 1, s0, s1, s2) <= r2:
+                                    ex += 1
+                                while ex > 0 and _d2(dz, dy, ex, s0, s1, s2) > r2:
+                                    ex -= 1
+                                for x in range(max(x0, cx - ex), min(x1, cx + ex + 1)):
+                                    if out[z, y, x] == 0 and mask[z, y, x]:
+                                        out[z, y, x] = val
+                                        done += 1
+                        counts[bz, by, bx] -= done
 
 
 def distance_offsets(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False):
@@ -436,8 +479,11 @@ def local_thickness(mask: np.ndarray, spacing=None, border: bool = False, outsid
     mask = np.ascontiguousarray(mask)
     pz, py, px, pr2 = distance_ridge(mask, sp, border)
     out = np.zeros(mask.shape, np.float32)
-    slab = max(1, min(8, mask.shape[0] // (4 * max(1, numba.get_num_threads())) or 1))
-    _fill(mask, out, pz, py, px, pr2, sp[0], sp[1], sp[2], slab)
+    nb = tuple(-(-n // BLOCK) for n in mask.shape)
+    counts = np.zeros(nb, np.int32)
+    _block_counts(mask, counts)
+    zblocks = max(1, nb[0] // (4 * max(1, numba.get_num_threads())))
+    _fill(mask, out, pz, py, px, pr2, sp[0], sp[1], sp[2], zblocks, counts)
     if outside != 0.0:
         out[~mask] = outside
     return out[0] if squeeze else out

@@ -1,6 +1,6 @@
 # Porosity in a cast part: calibrate the grey values, train a U-Net on four painted slices, segment the
-# whole scan with it, score it and the classic multi-Otsu baseline against the truth, and save the model
-# so that casting_apply.dfm can segment new scans with it.
+# whole scan with it, score it and the classic multi-Otsu baseline against the truth, measure the local
+# thickness of the metal walls, and save the model so that casting_apply.dfm can segment new scans with it.
 version 1
 
 param scan = "data/casting.tif"  # override: --set scan=..., or --batch "scans/*.tif"
@@ -21,3 +21,7 @@ otsu_scores = evaluate(otsu, truth)
 save(seg, "{scan.stem}_seg.tif")
 save(scores, "{scan.stem}_scores.csv")
 save(otsu_scores, "{scan.stem}_otsu_scores.csv")
+thick = local_thickness(seg, class="metal")
+stats = thickness_stats(thick)
+save(thick, "{scan.stem}_metal_thickness.tif")
+save(stats, "{scan.stem}_metal_thickness.csv")

@@ -89,8 +89,9 @@ def test_run_with_set_writes_outputs_and_run_record(workdir, capsys):
     assert code == 0
     out = workdir / "res"
     assert sorted(p.name for p in out.iterdir()) == [
-        "run.json", "scan_a.dfmodel", "scan_a.history.csv", "scan_a_otsu_scores.csv", "scan_a_scores.csv",
-        "scan_a_seg.tif", "scan_a_seg.tif.json"]
+        "run.json", "scan_a.dfmodel", "scan_a.history.csv", "scan_a_metal_thickness.csv",
+        "scan_a_metal_thickness.tif", "scan_a_otsu_scores.csv", "scan_a_scores.csv", "scan_a_seg.tif",
+        "scan_a_seg.tif.json"]
     rec = json.loads((out / "run.json").read_text())
     assert rec["status"] == "ok" and rec["params"]["scan"] == str(workdir / "scan_a.tif")
     assert rec["params"]["epochs"] == 1
@@ -195,6 +196,10 @@ def test_demo_end_to_end(workdir, capsys):
     seg = io.read_labels(workdir / "demo" / "applied" / "casting_2_seg.tif")
     assert seg.shape == (48, 48, 48) and seg.class_names == ["air", "metal", "pore"]
     assert (res / "casting.history.csv").exists()
+    # the metal walls were measured: a thickness map in mm and its statistics
+    stats = io.read_table(res / "casting_metal_thickness.csv")
+    assert stats["range"][0] == "all" and stats["voxels"][0] > 0 and 0 < stats["mean"][0] <= stats["max"][0]
+    assert "Local thickness of the metal" in out
 
 
 def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):

@@ -1,0 +1,77 @@
+"""Local thickness: Damselfly's exact method against the Python tools people use today.
+
+On the same 256^3 porous volume (porespy blobs, porosity 0.5), in one process:
+``porespy.filters.local_thickness`` (its default method) and the ``localthickness`` package, both
+approximations of the definition, and ``engine.local_thickness`` (exact). Prints the time ratios, the
+split of our time between the distance transform, the distance ridge and the ball filling, and how far
+each tool's result is from ours (ours equals a brute-force oracle of the definition; see the tests).
+
+    pip install -e .[bench]          # porespy and localthickness (optional; not run-time dependencies)
+    .venv/bin/python benchmarks/bench_thickness.py [size]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+
+def best_of(fn, n=2):
+    best, out = float("inf"), None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def compare(name, theirs, ours, mask):
+    d = np.abs(np.asarray(theirs, np.float64)[mask] - ours[mask])
+    rel = d / ours[mask]
+    print(f"  {name:16s} vs ours: mean |diff| {d.mean():.3f} voxel, max {d.max():.2f}; "
+          f"within 1 voxel: {np.mean(d <= 1.0) * 100:.1f} %; mean relative diff {rel.mean() * 100:.1f} %")
+
+
+def main(size: int = 256) -> None:
+    from engine import thickness as T
+
+    try:
+        import porespy as ps
+    except ImportError:
+        sys.exit("porespy is not installed: pip install -e .[bench]")
+    im = ps.generators.blobs([size] * 3, porosity=0.5, seed=0).astype(bool)
+    print(f"porespy blobs {size}^3, porosity {1 - im.mean():.2f}, phase voxels {int(im.sum())}")
+    T.local_thickness(im[:32, :32, :32])  # compile (or load the cached kernels)
+
+    t_ours, ours = best_of(lambda: T.local_thickness(im))
+    t_edt, _ = best_of(lambda: T.distance_offsets(im))
+    t_ridge, ridge = best_of(lambda: T.distance_ridge(im))
+    print(f"damselfly (exact): {t_ours:.2f} s  = distance transform {t_edt:.2f} s + distance ridge "
+          f"{t_ridge - t_edt:.2f} s ({len(ridge[0])} ball centres, {len(ridge[0]) / im.sum() * 100:.0f} % of "
+          f"the phase) + ball filling {t_ours - t_ridge:.2f} s")
+
+    results = {}
+    # porespy: radii in voxels; thickness as diameter = 2 r. A small call first compiles its numba code.
+    ps.filters.local_thickness(im[:32, :32, :32])
+    t_ps, ps_out = best_of(lambda: ps.filters.local_thickness(im), n=1)
+    results["porespy"] = (t_ps, 2.0 * ps_out)
+    try:
+        import localthickness as lt
+
+        lt.local_thickness(im[:32, :32, :32])
+        t_lt, lt_out = best_of(lambda: lt.local_thickness(im), n=1)
+        results["localthickness"] = (t_lt, 2.0 * lt_out)  # it returns radii too
+    except ImportError:
+        print("localthickness is not installed: pip install -e .[bench]")
+    for name, (t, out) in results.items():
+        print(f"{name:16s}: {t:.2f} s  -> ours is {t / t_ours:.2f} x faster")
+        compare(name, out, ours, im)
+    if results:
+        fastest = min(t for t, _ in results.values())
+        print(f"ours vs the faster of them: {fastest / t_ours:.2f} x (target: 2 x)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 256)
