@@ -40,8 +40,10 @@ from numba import njit, prange
 
 from .errors import InputError, ParameterError
 
-BIG = np.int16(32767)
-TABLE_LIMIT = 2_000_000  # containment table entries (x 8 float64)  # "no background on this line yet": an offset no real one reaches
+BIG = np.int16(32767)  # "no background on this line": an offset no real one reaches
+NO_LEVEL = np.int32(2 ** 31 - 1)  # the level of voxels outside the phase (larger than any real level)
+DENSE_LIMIT = 64_000_000  # offset triplets looked up in a dense table (int32); beyond, a sorted one
+EXACT_BUDGET = 50_000_000  # ball rows scanned for exact containment tests; larger balls use the triangle inequality
 
 
 @njit(cache=True, inline="always")
@@ -128,78 +130,99 @@ def _pick(f, n, s, v, zb, k, best):
         best[q] = p
 
 
+XB = 16  # lines handled together in the y and z passes, so that memory is read in runs, not one voxel a line
+
+
+@njit(cache=True)
+def _line(f, n, s, v, zb, best):
+    """Nearest of the parabolas ``s^2 (q - i)^2 + f[i]`` for every q: its index in ``best``; False if all
+    of f is inf (no background on the line)."""
+    k = _envelope(f, n, s, v, zb)
+    if k < 0:
+        return False
+    _pick(f, n, s, v, zb, k, best)
+    return True
+
+
 @njit(parallel=True, cache=True)
 def _pass_y(oy, ox, s0, s1, s2, border):
     """Nearest background over (y, x) for every (z, x) line, from the x offsets."""
     nz, ny, nx = ox.shape
+    off = 1 if border else 0
+    n = ny + 2 * off
     for z in prange(nz):
-        n = ny + 2 if border else ny
         f = np.empty(n)
         v = np.empty(n, np.int64)
         zb = np.empty(n + 1)
-        lx = np.empty(n, np.int16)
         best = np.empty(n, np.int64)
-        for x in range(nx):
-            off = 1 if border else 0
-            if border:
-                f[0] = 0.0
-                f[n - 1] = 0.0
-                lx[0] = 0
-                lx[n - 1] = 0
+        lx = np.zeros((XB, n), np.int16)  # border ends stay 0: the frame is background
+        ry = np.empty((XB, ny), np.int16)
+        rx = np.empty((XB, ny), np.int16)
+        for x0 in range(0, nx, XB):
+            m = min(XB, nx - x0)
             for y in range(ny):
-                c = ox[z, y, x]
-                lx[y + off] = c
-                f[y + off] = np.inf if c == BIG else _d2(0, 0, c, s0, s1, s2)
-            k = _envelope(f, n, s1, v, zb)
-            if k < 0:
+                for j in range(m):
+                    lx[j, y + off] = ox[z, y, x0 + j]
+            for j in range(m):
+                for q in range(n):
+                    c = lx[j, q]
+                    f[q] = np.inf if c == BIG else _d2(0, 0, c, s0, s1, s2)
+                if not _line(f, n, s1, v, zb, best):
+                    for y in range(ny):
+                        ry[j, y] = BIG
+                        rx[j, y] = BIG
+                    continue
                 for y in range(ny):
-                    oy[z, y, x] = BIG
-                continue
-            _pick(f, n, s1, v, zb, k, best)
+                    p = best[y + off]
+                    ry[j, y] = p - (y + off)
+                    rx[j, y] = lx[j, p]
             for y in range(ny):
-                p = best[y + off]
-                oy[z, y, x] = p - (y + off)
-                ox[z, y, x] = lx[p]
+                for j in range(m):
+                    oy[z, y, x0 + j] = ry[j, y]
+                    ox[z, y, x0 + j] = rx[j, y]
 
 
 @njit(parallel=True, cache=True)
 def _pass_z(oz, oy, ox, s0, s1, s2, border):
     """Nearest background in 3-D for every (y, x) line along z."""
     nz, ny, nx = ox.shape
+    off = 1 if border else 0
+    n = nz + 2 * off
     for y in prange(ny):
-        n = nz + 2 if border else nz
         f = np.empty(n)
         v = np.empty(n, np.int64)
         zb = np.empty(n + 1)
-        ly = np.empty(n, np.int16)
-        lx = np.empty(n, np.int16)
         best = np.empty(n, np.int64)
-        for x in range(nx):
-            off = 1 if border else 0
-            if border:
-                f[0] = 0.0
-                f[n - 1] = 0.0
-                ly[0] = 0
-                lx[0] = 0
-                ly[n - 1] = 0
-                lx[n - 1] = 0
+        ly = np.zeros((XB, n), np.int16)
+        lx = np.zeros((XB, n), np.int16)
+        rz = np.empty((XB, nz), np.int16)
+        ry = np.empty((XB, nz), np.int16)
+        rx = np.empty((XB, nz), np.int16)
+        for x0 in range(0, nx, XB):
+            m = min(XB, nx - x0)
             for z in range(nz):
-                cy = oy[z, y, x]
-                cx = ox[z, y, x]
-                ly[z + off] = cy
-                lx[z + off] = cx
-                f[z + off] = np.inf if cy == BIG else _d2(0, cy, cx, s0, s1, s2)
-            k = _envelope(f, n, s0, v, zb)
-            if k < 0:
+                for j in range(m):
+                    ly[j, z + off] = oy[z, y, x0 + j]
+                    lx[j, z + off] = ox[z, y, x0 + j]
+            for j in range(m):
+                for q in range(n):
+                    cy = ly[j, q]
+                    f[q] = np.inf if cy == BIG else _d2(0, cy, lx[j, q], s0, s1, s2)
+                if not _line(f, n, s0, v, zb, best):
+                    for z in range(nz):
+                        rz[j, z] = BIG
+                    continue
                 for z in range(nz):
-                    oz[z, y, x] = BIG
-                continue
-            _pick(f, n, s0, v, zb, k, best)
+                    p = best[z + off]
+                    rz[j, z] = p - (z + off)
+                    ry[j, z] = ly[j, p]
+                    rx[j, z] = lx[j, p]
             for z in range(nz):
-                p = best[z + off]
-                oz[z, y, x] = p - (z + off)
-                oy[z, y, x] = ly[p]
-                ox[z, y, x] = lx[p]
+                for j in range(m):
+                    oz[z, y, x0 + j] = rz[j, z]
+                    if rz[j, z] != BIG:
+                        oy[z, y, x0 + j] = ry[j, z]
+                        ox[z, y, x0 + j] = rx[j, z]
 
 
 @njit(parallel=True, cache=True)
@@ -216,63 +239,103 @@ def _present(mask, oz, oy, ox, shape):
 
 
 @njit(parallel=True, cache=True)
-def _containment_table(present, s0, s1, s2):
-    """For a ball of squared radius R = |(a, b, c)|^2 and each neighbour direction class (which of z, y, x
-    move), the squared radius a neighbour's ball needs to contain all of its lattice points:
-    ``max |y - e|^2`` over lattice points ``y`` of the ball (the ball is symmetric, so signs do not matter)."""
-    na, nb, nc = present.shape
-    table = np.zeros((na, nb, nc, 8))
-    codes = np.argwhere(present)
-    for i in prange(codes.shape[0]):
-        a, b, c = codes[i, 0], codes[i, 1], codes[i, 2]
-        r2 = _d2(a, b, c, s0, s1, s2)
-        r = math.sqrt(r2)
-        ez = int(r / s0)
-        ey = int(r / s1)
-        best = np.zeros(8)
-        for dz in range(-ez, ez + 1):
-            if _d2(dz, 0, 0, s0, s1, s2) > r2:
-                continue
-            for dy in range(-ey, ey + 1):
-                if _d2(dz, dy, 0, s0, s1, s2) > r2:
-                    continue
-                rem = r2 - _d2(dz, dy, 0, s0, s1, s2)
-                ex = int(math.sqrt(max(rem, 0.0)) / s2)
-                while _d2(dz, dy, ex + 1, s0, s1, s2) <= r2:
-                    ex += 1
-                while ex > 0 and _d2(dz, dy, ex, s0, s1, s2) > r2:
-                    ex -= 1
-                for k in range(1, 8):
-                    mz = (k >> 2) & 1
-                    my = (k >> 1) & 1
-                    mx = k & 1
-                    v = _d2(dz - mz, dy - my, -ex - mx, s0, s1, s2)
-                    if v > best[k]:
-                        best[k] = v
-        for k in range(8):
-            table[a, b, c, k] = best[k]
-    return table
+def _max_offsets(mask, oz, oy, ox):
+    """The largest |offset| per axis over the phase."""
+    nz = mask.shape[0]
+    per = np.zeros((nz, 3), np.int64)
+    for z in prange(nz):
+        for y in range(mask.shape[1]):
+            for x in range(mask.shape[2]):
+                if mask[z, y, x]:
+                    per[z, 0] = max(per[z, 0], abs(oz[z, y, x]))
+                    per[z, 1] = max(per[z, 1], abs(oy[z, y, x]))
+                    per[z, 2] = max(per[z, 2], abs(ox[z, y, x]))
+    res = np.zeros(3, np.int64)
+    for z in range(nz):
+        for k in range(3):
+            res[k] = max(res[k], per[z, k])
+    return res
 
 
 @njit(parallel=True, cache=True)
-def _ridge_count(mask, oz, oy, ox, s0, s1, s2, table, keep):
-    """Mark the voxels whose ball's lattice points are not all inside one neighbour's (at least as large)
-    ball; returns counts per z-plane. Without a table, the triangle inequality decides (weaker, exact)."""
+def _level_map(mask, oz, oy, ox, tri2lev, lev):
+    """Every phase voxel's level (index of its squared radius among the distinct ones, largest first);
+    NO_LEVEL outside the phase."""
     nz, ny, nx = mask.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x]:
+                    lev[z, y, x] = tri2lev[abs(oz[z, y, x]), abs(oy[z, y, x]), abs(ox[z, y, x])]
+                else:
+                    lev[z, y, x] = NO_LEVEL
+
+
+@njit(cache=True, inline="always")
+def _row_width(dz, dy, r2, s0, s1, s2):
+    """Half-width (in voxels along x) of the ball's row at (dz, dy), or -1 where the row misses it;
+    checked with the exact test, so rounding in the square root cannot move a voxel in or out."""
+    rz = _d2(dz, dy, 0, s0, s1, s2)
+    if rz > r2:
+        return -1
+    ex = int(math.sqrt(r2 - rz) / s2)
+    while _d2(dz, dy, ex + 1, s0, s1, s2) <= r2:
+        ex += 1
+    while ex > 0 and _d2(dz, dy, ex, s0, s1, s2) > r2:
+        ex -= 1
+    return ex
+
+
+@njit(parallel=True, cache=True)
+def _containment_needs(r2s, exact, s0, s1, s2):
+    """For the ball of every level and each neighbour direction class k (which of z, y, x move), the
+    squared radius a neighbour's ball needs to contain it. Exact (``max |y - e|^2`` over the ball's
+    lattice points, signs do not matter as the ball is symmetric) for the first ``exact`` levels counted
+    from the smallest ball; for the larger rest, the triangle inequality (sufficient, so still exact in
+    effect, only fewer balls are dropped)."""
+    nl = r2s.shape[0]
+    need = np.empty((nl, 8))
+    for li in prange(nl):
+        r2 = r2s[li]
+        r = math.sqrt(r2)
+        if nl - li > exact:
+            for k in range(1, 8):
+                step = math.sqrt(_d2((k >> 2) & 1, (k >> 1) & 1, k & 1, s0, s1, s2))
+                need[li, k] = (r + step) ** 2 * (1.0 + 1e-12)
+            need[li, 0] = np.inf
+            continue
+        best = np.zeros(8)
+        ez = int(r / s0)
+        ey = int(r / s1)
+        for dz in range(-ez, ez + 1):
+            for dy in range(-ey, ey + 1):
+                ex = _row_width(dz, dy, r2, s0, s1, s2)
+                if ex < 0:
+                    continue
+                for k in range(1, 8):
+                    val = _d2(dz - ((k >> 2) & 1), dy - ((k >> 1) & 1), -ex - (k & 1), s0, s1, s2)
+                    if val > best[k]:
+                        best[k] = val
+        best[0] = np.inf
+        for k in range(8):
+            need[li, k] = best[k]
+    return need
+
+
+@njit(parallel=True, cache=True)
+def _ridge(lev, thr, keep):
+    """Mark the phase voxels whose ball is not inside one neighbour's ball (``lev[n] <= thr[lev, k]``);
+    returns how many per z-plane."""
+    nz, ny, nx = lev.shape
     counts = np.zeros(nz, np.int64)
-    use_table = table.shape[0] > 0
     for z in prange(nz):
         c = 0
         for y in range(ny):
             for x in range(nx):
+                L = lev[z, y, x]
                 keep[z, y, x] = False
-                if not mask[z, y, x]:
+                if L == NO_LEVEL:
                     continue
-                a = abs(oz[z, y, x])
-                b = abs(oy[z, y, x])
-                cc = abs(ox[z, y, x])
-                rr = _d2(a, b, cc, s0, s1, s2)
-                r = math.sqrt(rr)
                 inside = False
                 for dz in range(-1, 2):
                     zz = z + dz
@@ -284,20 +347,10 @@ def _ridge_count(mask, oz, oy, ox, s0, s1, s2, table, keep):
                             continue
                         for dx in range(-1, 2):
                             xx = x + dx
-                            if xx < 0 or xx >= nx or (dz == 0 and dy == 0 and dx == 0):
+                            if xx < 0 or xx >= nx:
                                 continue
-                            if not mask[zz, yy, xx]:
-                                continue
-                            r2n = _d2(oz[zz, yy, xx], oy[zz, yy, xx], ox[zz, yy, xx], s0, s1, s2)
-                            if r2n < rr:
-                                continue
-                            if use_table:
-                                k = (abs(dz) << 2) | (abs(dy) << 1) | abs(dx)
-                                if r2n >= table[a, b, cc, k]:
-                                    inside = True
-                            elif math.sqrt(r2n) >= r + math.sqrt(_d2(dz, dy, dx, s0, s1, s2)):
+                            if lev[zz, yy, xx] <= thr[L, (abs(dz) << 2) | (abs(dy) << 1) | abs(dx)]:
                                 inside = True
-                            if inside:
                                 break
                         if inside:
                             break
@@ -310,98 +363,113 @@ def _ridge_count(mask, oz, oy, ox, s0, s1, s2, table, keep):
     return counts
 
 
-@njit(parallel=True, cache=True)
-def _ridge_collect(keep, oz, oy, ox, s0, s1, s2, starts, pz, py, px, pr2):
+@njit(cache=True)
+def _collect(keep, lev, nlevels, n, pz, py, px, pl):
+    """The kept voxels sorted by level (largest ball first), in raster order within a level."""
+    start = np.zeros(nlevels + 1, np.int64)
     nz, ny, nx = keep.shape
-    for z in prange(nz):
-        i = starts[z]
+    for z in range(nz):
         for y in range(ny):
             for x in range(nx):
                 if keep[z, y, x]:
+                    start[lev[z, y, x] + 1] += 1
+    for i in range(nlevels):
+        start[i + 1] += start[i]
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if keep[z, y, x]:
+                    L = lev[z, y, x]
+                    i = start[L]
+                    start[L] = i + 1
                     pz[i] = z
                     py[i] = y
                     px[i] = x
-                    pr2[i] = _d2(oz[z, y, x], oy[z, y, x], ox[z, y, x], s0, s1, s2)
-                    i += 1
-
-
-BLOCK = 8  # edge of the blocks whose unfilled voxels are counted while filling
+                    pl[i] = L
 
 
 @njit(parallel=True, cache=True)
-def _block_counts(mask, counts):
-    """Phase voxels per BLOCK^3 block (all unfilled at the start)."""
+def _init_next(mask, nxt):
+    """Per row, the x of the first phase voxel at or after each x (nx if none): the rows' pointers to
+    their next unfilled voxel while filling."""
     nz, ny, nx = mask.shape
-    for bz in prange(counts.shape[0]):
-        for z in range(bz * BLOCK, min(nz, bz * BLOCK + BLOCK)):
-            for y in range(ny):
-                for x in range(nx):
-                    if mask[z, y, x]:
-                        counts[bz, y // BLOCK, x // BLOCK] += 1
+    for z in prange(nz):
+        for y in range(ny):
+            j = nx
+            for x in range(nx - 1, -1, -1):
+                if mask[z, y, x]:
+                    j = x
+                nxt[z, y, x] = j
 
 
 @njit(parallel=True, cache=True)
-def _fill(mask, out, pz, py, px, pr2, s0, s1, s2, zblocks, counts):
-    """Fill balls (sorted by decreasing radius) into ``out``, in parallel over slabs of ``zblocks``
-    blocks along z.
+def _fill(nxt, out, pz, py, px, pl, r2s, s0, s1, s2, nslabs, wmax, nz, ny, nx):
+    """Fill the balls (sorted by decreasing radius) into the flat ``out``, in parallel over z-slabs.
 
-    The first ball to reach a voxel is the largest, so only unfilled voxels are written. Every block
-    counts its unfilled phase voxels: a ball passes over complete blocks, and over blocks it does not
-    reach, with one test each, and scans only the rest, row by row within its exact extent."""
-    nz, ny, nx = mask.shape
-    nbz, nby, nbx = counts.shape
-    nslabs = (nbz + zblocks - 1) // zblocks
+    The first ball to reach a voxel is the largest, so only unfilled voxels are written. Every row keeps
+    pointers to its next unfilled phase voxel (a union-find with path compression, in ``nxt``), so a
+    row of a ball costs one look-up when it is already filled, whatever its length."""
     for sl in prange(nslabs):
-        bza = sl * zblocks
-        bzb = min(nbz, bza + zblocks)
-        za = bza * BLOCK
-        zb = min(nz, bzb * BLOCK)
+        za = sl * nz // nslabs
+        zb = (sl + 1) * nz // nslabs
+        w = np.empty(wmax, np.int32)
+        cur = -1
+        ez = 0
+        ey = 0
+        val = np.float32(0.0)
         for i in range(pz.shape[0]):
-            r2 = pr2[i]
-            r = math.sqrt(r2)
+            L = pl[i]
+            if L != cur:  # a new radius: its row half-widths, once per thread and level
+                cur = L
+                r2 = r2s[L]
+                r = math.sqrt(r2)
+                ez = int(r / s0)
+                ey = int(r / s1)
+                val = np.float32(2.0 * r)
+                for dz in range(ez + 1):
+                    for dy in range(ey + 1):
+                        w[dz * (ey + 1) + dy] = _row_width(dz, dy, r2, s0, s1, s2)
             cz = pz[i]
-            ez = int(r / s0)
             if cz + ez < za or cz - ez >= zb:
                 continue
             cy = py[i]
             cx = px[i]
-            ey = int(r / s1)
-            ex_ = int(r / s2)
-            val = np.float32(2.0 * r)
-            for bz in range(max(bza, (cz - ez) // BLOCK), min(bzb, (cz + ez) // BLOCK + 1)):
-                z0 = bz * BLOCK
-                z1 = min(nz, z0 + BLOCK)
-                nzc = min(max(cz, z0), z1 - 1) - cz
-                for by in range(max(0, (cy - ey) // BLOCK), min(nby, (cy + ey) // BLOCK + 1)):
-                    y0 = by * BLOCK
-                    y1 = min(ny, y0 + BLOCK)
-                    nyc = min(max(cy, y0), y1 - 1) - cy
-                    for bx in range(max(0, (cx - ex_) // BLOCK), min(nbx, (cx + ex_) // BLOCK + 1)):
-                        if counts[bz, by, bx] == 0:
-                            continue
-                        x0 = bx * BLOCK
-                        x1 = min(nx, x0 + BLOCK)
-                        nxc = min(max(cx, x0), x1 - 1) - cx
-                        if _d2(nzc, nyc, nxc, s0, s1, s2) > r2:
-                            continue  # the block's nearest voxel is outside the ball
-                        done = 0
-                        for z in range(max(z0, cz - ez), min(z1, cz + ez + 1)):
-                            dz = z - cz
-                            for y in range(max(y0, cy - ey), min(y1, cy + ey + 1)):
-                                dy = y - cy
-                                rz = _d2(dz, dy, 0, s0, s1, s2)
-                                if rz > r2:
-                                    continue
-                                ex = int(math.sqrt(r2 - rz) / s2)
-                                while _d2(dz, dy, ex + 1, s0, s1, s2) <= r2:
-                                    ex += 1
-                                while ex > 0 and _d2(dz, dy, ex, s0, s1, s2) > r2:
-                                    ex -= 1
-                                for x in range(max(x0, cx - ex), min(x1, cx + ex + 1)):
-                                    if out[z, y, x] == 0 and mask[z, y, x]:
-                                        out[z, y, x] = val
-                                        done += 1
-                        counts[bz, by, bx] -= done
+            for z in range(max(za, cz - ez), min(zb, cz + ez + 1)):
+                base = abs(z - cz) * (ey + 1)
+                for y in range(max(0, cy - ey), min(ny, cy + ey + 1)):
+                    ww = w[base + abs(y - cy)]
+                    if ww < 0:
+                        continue
+                    o = (z * ny + y) * nx
+                    a = max(0, cx - ww)
+                    b = min(nx - 1, cx + ww)
+                    x = a
+                    q = nxt[o + x]
+                    if q > b:
+                        continue  # the row is filled (or outside the phase) here: the common case
+                    while q != x:  # the first unfilled voxel
+                        x = q
+                        if x >= nx:
+                            break
+                        q = nxt[o + x]
+                    while x <= b:
+                        out[o + x] = val
+                        x += 1
+                        if x >= nx:
+                            break
+                        q = nxt[o + x]
+                        while q != x:
+                            x = q
+                            if x >= nx:
+                                break
+                            q = nxt[o + x]
+                    k = a  # path compression: a..x-1 now all point to x
+                    while k < x:
+                        q = nxt[o + k]
+                        nxt[o + k] = x
+                        if q >= x:
+                            break
+                        k = max(q, k + 1)
 
 
 def distance_offsets(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False):
@@ -416,25 +484,52 @@ def distance_offsets(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = F
     return oz, oy, ox
 
 
-def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False):
-    """Centres of maximal balls: (z, y, x, squared radius) arrays, sorted by decreasing radius."""
-    s0, s1, s2 = (float(v) for v in spacing)
+def _levels(mask, spacing, border):
+    """The distance transform as levels: ``lev`` (int32 per voxel, NO_LEVEL outside the phase) indexes
+    ``r2s``, the distinct squared radii, largest first."""
+    s0, s1, s2 = spacing
     oz, oy, ox = distance_offsets(mask, spacing, border)
-    shape = tuple(int(np.abs(o).max(initial=0, where=mask)) + 1 for o in (oz, oy, ox))
-    if np.prod(shape) <= TABLE_LIMIT:
-        table = _containment_table(_present(mask, oz, oy, ox, shape), s0, s1, s2)
-    else:  # very thick structures: the triangle inequality alone (fewer balls dropped, still exact)
-        table = np.zeros((0, 0, 0, 8))
+    shape = tuple(int(v) + 1 for v in _max_offsets(mask, oz, oy, ox))
+    lev = np.empty(mask.shape, np.int32)
+    if np.prod(shape, dtype=np.float64) <= DENSE_LIMIT:
+        a, b, c = np.nonzero(_present(mask, oz, oy, ox, shape))
+    else:  # huge radii: the offsets that occur, from the phase itself (slower, same result)
+        codes = np.unique((np.abs(oz[mask]).astype(np.int64) * shape[1] + np.abs(oy[mask])) * shape[2]
+                          + np.abs(ox[mask]))
+        a, rest = np.divmod(codes, shape[1] * shape[2])
+        b, c = np.divmod(rest, shape[2])
+    sa, sb, sc = a * s0, b * s1, c * s2
+    r2 = sa * sa + (sb * sb + sc * sc)  # the one formula (_d2), elementwise
+    r2s, inverse = np.unique(-r2, return_inverse=True)
+    r2s = -r2s
+    if np.prod(shape, dtype=np.float64) <= DENSE_LIMIT:
+        tri2lev = np.zeros(shape, np.int32)
+        tri2lev[a, b, c] = inverse
+        _level_map(mask, oz, oy, ox, tri2lev, lev)
+    else:
+        code = (np.abs(oz).astype(np.int64) * shape[1] + np.abs(oy)) * shape[2] + np.abs(ox)
+        idx = np.searchsorted(codes, code[mask])
+        lev[...] = NO_LEVEL
+        lev[mask] = inverse[idx]
+    return lev, r2s
+
+
+def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False):
+    """Centres of maximal balls, largest first: (z, y, x, level) arrays and the squared radius per level."""
+    sp = tuple(float(v) for v in spacing)
+    lev, r2s = _levels(mask, sp, border)
+    # exact containment for the levels whose balls are cheap enough to scan (small ones first)
+    rows = np.pi * r2s[::-1] / (sp[0] * sp[1])
+    exact = int(np.searchsorted(np.cumsum(rows), EXACT_BUDGET))
+    need = _containment_needs(r2s, exact, *sp)
+    # a neighbour contains the ball iff its squared radius >= need, i.e. its level <= thr
+    asc = r2s[::-1]
+    thr = (len(r2s) - 1 - np.searchsorted(asc, need, side="left")).astype(np.int32)
     keep = np.empty(mask.shape, np.bool_)
-    counts = _ridge_count(mask, oz, oy, ox, s0, s1, s2, table, keep)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    n = int(counts.sum())
-    pz, py, px = (np.empty(n, np.int32) for _ in range(3))
-    pr2 = np.empty(n, np.float64)
-    _ridge_collect(keep, oz, oy, ox, s0, s1, s2, starts, pz, py, px, pr2)
-    del oz, oy, ox, keep
-    order = np.argsort(-pr2, kind="stable")
-    return pz[order], py[order], px[order], pr2[order]
+    n = int(_ridge(lev, thr, keep).sum())
+    pz, py, px, pl = (np.empty(n, np.int32) for _ in range(4))
+    _collect(keep, lev, len(r2s), n, pz, py, px, pl)
+    return pz, py, px, pl, r2s
 
 
 def local_thickness(mask: np.ndarray, spacing=None, border: bool = False, outside: float = 0.0) -> np.ndarray:
@@ -477,13 +572,15 @@ def local_thickness(mask: np.ndarray, spacing=None, border: bool = False, outsid
         raise InputError("the phase fills the whole image, so no voxel is outside it and the thickness is "
                          "unbounded; use border=True to treat the image border as background")
     mask = np.ascontiguousarray(mask)
-    pz, py, px, pr2 = distance_ridge(mask, sp, border)
+    pz, py, px, pl, r2s = distance_ridge(mask, sp, border)
     out = np.zeros(mask.shape, np.float32)
-    nb = tuple(-(-n // BLOCK) for n in mask.shape)
-    counts = np.zeros(nb, np.int32)
-    _block_counts(mask, counts)
-    zblocks = max(1, nb[0] // (4 * max(1, numba.get_num_threads())))
-    _fill(mask, out, pz, py, px, pr2, sp[0], sp[1], sp[2], zblocks, counts)
+    nxt = np.empty(mask.shape, np.int16)
+    _init_next(mask, nxt)
+    r = math.sqrt(r2s[0])
+    wmax = (int(r / sp[0]) + 1) * (int(r / sp[1]) + 1)
+    nslabs = 4 * max(1, numba.get_num_threads())
+    _fill(nxt.reshape(-1), out.reshape(-1), pz, py, px, pl, r2s, sp[0], sp[1], sp[2], nslabs, wmax, *mask.shape)
+    del nxt
     if outside != 0.0:
         out[~mask] = outside
     return out[0] if squeeze else out
