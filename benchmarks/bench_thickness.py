@@ -8,6 +8,7 @@ each tool's result is from ours (ours equals a brute-force oracle of the definit
 
     pip install -e .[bench]          # porespy and localthickness (optional; not run-time dependencies)
     .venv/bin/python benchmarks/bench_thickness.py [size]
+    .venv/bin/python benchmarks/bench_thickness.py memory [size]   # peak memory at 512^3 (default)
 """
 
 from __future__ import annotations
@@ -73,5 +74,33 @@ def main(size: int = 256) -> None:
         print(f"ours vs the faster of them: {fastest / t_ours:.2f} x (target: 2 x)")
 
 
+def memory(size: int = 512) -> None:
+    """Peak memory that numpy allocates inside ``local_thickness`` (tracemalloc), per voxel and against
+    the float32 output that any method must return."""
+    import tracemalloc
+
+    from scipy import ndimage
+
+    from engine import thickness as T
+
+    T.local_thickness(np.ones((8, 8, 8), bool), border=True)  # compile first
+    field = np.random.default_rng(0).standard_normal((size,) * 3, dtype=np.float32)
+    ndimage.gaussian_filter(field, size / 80, output=field)
+    mask = field > 0
+    del field
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    out = T.local_thickness(mask)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"{size}^3 smoothed noise, phase {mask.mean() * 100:.0f} %, largest thickness {out.max():.1f} voxels: "
+          f"{seconds:.1f} s, peak {peak / 2 ** 30:.2f} GiB = {peak / mask.size:.1f} bytes per voxel "
+          f"({peak / out.nbytes:.2f} x the float32 output)")
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 256)
+    if len(sys.argv) > 1 and sys.argv[1] == "memory":
+        memory(int(sys.argv[2]) if len(sys.argv) > 2 else 512)
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 256)

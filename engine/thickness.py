@@ -16,16 +16,22 @@ For a phase (a boolean mask) on a grid with voxel spacing ``s = (s0, s1, s2)``:
 How
 ---
 1. An exact Euclidean distance transform, separable (Felzenszwalb & Huttenlocher 2012): a sweep along x,
-   then lower envelopes of parabolas along y and z. It keeps, for every voxel, the integer offset to its
-   nearest background voxel (int16 per axis, no float volume), so every squared distance is computed from
-   integer offsets by the one formula above — the same arithmetic as the definition, so ties are decided
-   alike.
-2. The distance ridge: a voxel whose ball lies inside a neighbour's ball (``r(x') >= r(x) + |x - x'|``
-   for one of its 26 neighbours) cannot change any maximum and is dropped; what remains are the centres
-   of maximal balls, a few per cent of the phase.
-3. Balls are filled from the largest radius down, row by row (each row's extent from one square root,
-   checked with the exact test), writing only voxels not covered yet: the first ball to reach a voxel is
-   the largest. Filling runs in parallel over z-slabs.
+   then lower envelopes of parabolas along y and z (16 lines at a time, so memory is read in runs). It
+   keeps, for every voxel, the integer offset to its nearest background voxel (int16 per axis, no float
+   volume), so every squared distance is computed from integer offsets by the one formula above, the
+   same arithmetic as the definition, and ties are decided alike.
+2. Levels: the distinct squared radii, largest first; each phase voxel gets its level (int32).
+3. The distance ridge: a voxel whose ball's lattice points all lie in one of its 26 neighbours' balls
+   cannot change any maximum and is dropped. Per level and neighbour direction, the squared radius the
+   neighbour needs is computed once by scanning the ball (the triangle inequality, which is sufficient,
+   for very large balls), so the test is one comparison of levels per neighbour.
+4. Balls are filled from the largest radius down, writing only voxels not covered yet: the first ball
+   to reach a voxel is the largest. Each row keeps pointers to its next unfilled voxel (union-find), so a
+   filled row costs one look-up; rows that lie inside the ball of a neighbour filled earlier are skipped
+   without it. Filling runs in parallel over z-slabs.
+
+Memory: about 11 bytes per voxel at the peak (offsets, levels, mask), 7 while filling (output, row
+pointers, mask); no float64 volume.
 
 The kernels are compiled with numba (cached on disk after the first use).
 """
@@ -43,6 +49,8 @@ from .errors import InputError, ParameterError
 BIG = np.int16(32767)  # "no background on this line": an offset no real one reaches
 NO_LEVEL = np.int32(2 ** 31 - 1)  # the level of voxels outside the phase (larger than any real level)
 DENSE_LIMIT = 64_000_000  # offset triplets looked up in a dense table (int32); beyond, a sorted one
+MASK_ROWS = 4096  # balls with up to this many rows get row-cover tables (filling skips covered rows)
+MASK_BUDGET = 20_000_000  # row-cover table entries in all (int64 each)
 EXACT_BUDGET = 50_000_000  # ball rows scanned for exact containment tests; larger balls use the triangle inequality
 
 
@@ -322,10 +330,41 @@ def _containment_needs(r2s, exact, s0, s1, s2):
     return need
 
 
+@njit(cache=True, inline="always")
+def _neighbours(lev, z, y, x, L, thr, ridge):
+    """Look at the 26 neighbours of a phase voxel of level L. ``ridge``: -1 if one neighbour's ball
+    contains this voxel's (``lev[n] <= thr[L, k]``, k = which of z, y, x move), else 0. Otherwise: the
+    bits (dz+1)*9 + (dy+1)*3 + dx+1 of the neighbours whose balls are filled before this one's: a larger
+    radius, or the same one and earlier in raster order (a neighbour's ball, kept or not, lies in kept
+    balls at least as large, which come first)."""
+    nz, ny, nx = lev.shape
+    bits = 0
+    for dz in range(-1, 2):
+        zz = z + dz
+        if zz < 0 or zz >= nz:
+            continue
+        for dy in range(-1, 2):
+            yy = y + dy
+            if yy < 0 or yy >= ny:
+                continue
+            for dx in range(-1, 2):
+                xx = x + dx
+                if xx < 0 or xx >= nx:
+                    continue
+                ln = lev[zz, yy, xx]
+                if ridge:
+                    if ln <= thr[L, (abs(dz) << 2) | (abs(dy) << 1) | abs(dx)]:
+                        return -1
+                else:
+                    d = (dz + 1) * 9 + (dy + 1) * 3 + dx + 1
+                    if ln < L or (ln == L and d < 13):
+                        bits |= 1 << d
+    return bits
+
+
 @njit(parallel=True, cache=True)
 def _ridge(lev, thr, keep):
-    """Mark the phase voxels whose ball is not inside one neighbour's ball (``lev[n] <= thr[lev, k]``);
-    returns how many per z-plane."""
+    """Mark the phase voxels whose ball is not inside one neighbour's ball; returns how many per z-plane."""
     nz, ny, nx = lev.shape
     counts = np.zeros(nz, np.int64)
     for z in prange(nz):
@@ -333,39 +372,16 @@ def _ridge(lev, thr, keep):
         for y in range(ny):
             for x in range(nx):
                 L = lev[z, y, x]
-                keep[z, y, x] = False
-                if L == NO_LEVEL:
-                    continue
-                inside = False
-                for dz in range(-1, 2):
-                    zz = z + dz
-                    if zz < 0 or zz >= nz:
-                        continue
-                    for dy in range(-1, 2):
-                        yy = y + dy
-                        if yy < 0 or yy >= ny:
-                            continue
-                        for dx in range(-1, 2):
-                            xx = x + dx
-                            if xx < 0 or xx >= nx:
-                                continue
-                            if lev[zz, yy, xx] <= thr[L, (abs(dz) << 2) | (abs(dy) << 1) | abs(dx)]:
-                                inside = True
-                                break
-                        if inside:
-                            break
-                    if inside:
-                        break
-                if not inside:
-                    keep[z, y, x] = True
-                    c += 1
+                keep[z, y, x] = L != NO_LEVEL and _neighbours(lev, z, y, x, L, thr, True) == 0
+                c += keep[z, y, x]
         counts[z] = c
     return counts
 
 
 @njit(cache=True)
-def _collect(keep, lev, nlevels, n, pz, py, px, pl):
-    """The kept voxels sorted by level (largest ball first), in raster order within a level."""
+def _collect(keep, lev, thr, nlevels, n, pz, py, px, pl, pa):
+    """The kept voxels sorted by level (largest ball first), in raster order within a level, with the
+    neighbours whose balls are filled before theirs (see _neighbours)."""
     start = np.zeros(nlevels + 1, np.int64)
     nz, ny, nx = keep.shape
     for z in range(nz):
@@ -386,6 +402,37 @@ def _collect(keep, lev, nlevels, n, pz, py, px, pl):
                     py[i] = y
                     px[i] = x
                     pl[i] = L
+                    pa[i] = _neighbours(lev, z, y, x, L, thr, False)
+
+
+@njit(parallel=True, cache=True)
+def _cover_masks(r2s, s0, s1, s2, moff, masks):
+    """For every level with a table (``moff >= 0``) and every row (dz, dy) of its ball: the neighbour
+    directions (bits as in _collect) whose equally large ball contains that whole row. A neighbour's
+    ball filled before is at least that large, so such a row has nothing left to fill."""
+    for L in prange(r2s.shape[0]):
+        o = moff[L]
+        if o < 0:
+            continue
+        r2 = r2s[L]
+        r = math.sqrt(r2)
+        ez = int(r / s0)
+        ey = int(r / s1)
+        wy = 2 * ey + 1
+        for dz in range(-ez, ez + 1):
+            for dy in range(-ey, ey + 1):
+                w = _row_width(dz, dy, r2, s0, s1, s2)
+                bits = 0
+                if w >= 0:
+                    for d in range(27):
+                        ez_ = d // 9 - 1
+                        ey_ = (d // 3) % 3 - 1
+                        ex_ = d % 3 - 1
+                        if d == 13 or abs(dz - ez_) > ez or abs(dy - ey_) > ey:
+                            continue
+                        if _row_width(dz - ez_, dy - ey_, r2, s0, s1, s2) >= w + abs(ex_):
+                            bits |= 1 << d
+                masks[o + (dz + ez) * wy + dy + ey] = bits
 
 
 @njit(parallel=True, cache=True)
@@ -403,12 +450,13 @@ def _init_next(mask, nxt):
 
 
 @njit(parallel=True, cache=True)
-def _fill(nxt, out, pz, py, px, pl, r2s, s0, s1, s2, nslabs, wmax, nz, ny, nx):
+def _fill(nxt, out, pz, py, px, pl, pa, r2s, moff, masks, s0, s1, s2, nslabs, wmax, nz, ny, nx):
     """Fill the balls (sorted by decreasing radius) into the flat ``out``, in parallel over z-slabs.
 
     The first ball to reach a voxel is the largest, so only unfilled voxels are written. Every row keeps
     pointers to its next unfilled phase voxel (a union-find with path compression, in ``nxt``), so a
-    row of a ball costs one look-up when it is already filled, whatever its length."""
+    row of a ball costs one look-up when it is already filled, whatever its length; and a row inside the
+    ball of a neighbour filled before (``masks``) is passed over without that look-up."""
     for sl in prange(nslabs):
         za = sl * nz // nslabs
         zb = (sl + 1) * nz // nslabs
@@ -416,6 +464,7 @@ def _fill(nxt, out, pz, py, px, pl, r2s, s0, s1, s2, nslabs, wmax, nz, ny, nx):
         cur = -1
         ez = 0
         ey = 0
+        mo = -1
         val = np.float32(0.0)
         for i in range(pz.shape[0]):
             L = pl[i]
@@ -426,6 +475,7 @@ def _fill(nxt, out, pz, py, px, pl, r2s, s0, s1, s2, nslabs, wmax, nz, ny, nx):
                 ez = int(r / s0)
                 ey = int(r / s1)
                 val = np.float32(2.0 * r)
+                mo = moff[L]
                 for dz in range(ez + 1):
                     for dy in range(ey + 1):
                         w[dz * (ey + 1) + dy] = _row_width(dz, dy, r2, s0, s1, s2)
@@ -434,11 +484,13 @@ def _fill(nxt, out, pz, py, px, pl, r2s, s0, s1, s2, nslabs, wmax, nz, ny, nx):
                 continue
             cy = py[i]
             cx = px[i]
+            av = pa[i] if mo >= 0 else 0
             for z in range(max(za, cz - ez), min(zb, cz + ez + 1)):
                 base = abs(z - cz) * (ey + 1)
+                mrow = mo + (z - cz + ez) * (2 * ey + 1) + ey - cy
                 for y in range(max(0, cy - ey), min(ny, cy + ey + 1)):
                     ww = w[base + abs(y - cy)]
-                    if ww < 0:
+                    if ww < 0 or (av != 0 and (av & masks[mrow + y]) != 0):
                         continue
                     o = (z * ny + y) * nx
                     a = max(0, cx - ww)
@@ -515,7 +567,8 @@ def _levels(mask, spacing, border):
 
 
 def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False):
-    """Centres of maximal balls, largest first: (z, y, x, level) arrays and the squared radius per level."""
+    """Centres of maximal balls, largest first: (z, y, x, level, earlier-filled neighbours) arrays, and the
+    squared radius per level."""
     sp = tuple(float(v) for v in spacing)
     lev, r2s = _levels(mask, sp, border)
     # exact containment for the levels whose balls are cheap enough to scan (small ones first)
@@ -528,8 +581,9 @@ def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = Fal
     keep = np.empty(mask.shape, np.bool_)
     n = int(_ridge(lev, thr, keep).sum())
     pz, py, px, pl = (np.empty(n, np.int32) for _ in range(4))
-    _collect(keep, lev, len(r2s), n, pz, py, px, pl)
-    return pz, py, px, pl, r2s
+    pa = np.empty(n, np.int64)
+    _collect(keep, lev, thr, len(r2s), n, pz, py, px, pl, pa)
+    return pz, py, px, pl, pa, r2s
 
 
 def local_thickness(mask: np.ndarray, spacing=None, border: bool = False, outside: float = 0.0) -> np.ndarray:
@@ -572,14 +626,22 @@ def local_thickness(mask: np.ndarray, spacing=None, border: bool = False, outsid
         raise InputError("the phase fills the whole image, so no voxel is outside it and the thickness is "
                          "unbounded; use border=True to treat the image border as background")
     mask = np.ascontiguousarray(mask)
-    pz, py, px, pl, r2s = distance_ridge(mask, sp, border)
+    pz, py, px, pl, pa, r2s = distance_ridge(mask, sp, border)
     out = np.zeros(mask.shape, np.float32)
     nxt = np.empty(mask.shape, np.int16)
     _init_next(mask, nxt)
-    r = math.sqrt(r2s[0])
-    wmax = (int(r / sp[0]) + 1) * (int(r / sp[1]) + 1)
+    ez, ey = (np.sqrt(r2s) / sp[0]).astype(np.int64), (np.sqrt(r2s) / sp[1]).astype(np.int64)
+    wmax = int((ez[0] + 1) * (ey[0] + 1))
+    # row-cover tables for the levels with up to MASK_ROWS rows, within MASK_BUDGET entries in all
+    rows = (2 * ez + 1) * (2 * ey + 1)
+    rows = np.where(rows <= MASK_ROWS, rows, 0)
+    rows[np.cumsum(rows) > MASK_BUDGET] = 0
+    moff = np.where(rows > 0, np.cumsum(rows) - rows, -1)
+    masks = np.empty(int(rows.sum()), np.int64)
+    _cover_masks(r2s, sp[0], sp[1], sp[2], moff, masks)
     nslabs = 4 * max(1, numba.get_num_threads())
-    _fill(nxt.reshape(-1), out.reshape(-1), pz, py, px, pl, r2s, sp[0], sp[1], sp[2], nslabs, wmax, *mask.shape)
+    _fill(nxt.reshape(-1), out.reshape(-1), pz, py, px, pl, pa, r2s, moff, masks, sp[0], sp[1], sp[2], nslabs,
+          wmax, *mask.shape)
     del nxt
     if outside != 0.0:
         out[~mask] = outside

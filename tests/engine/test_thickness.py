@@ -134,3 +134,23 @@ def test_thickness_stats_table():
     assert [r["voxels"] for r in bins] == [0, 0, 1, int(m.sum()) - 1]  # edges 0, 1, 2, 3, 4
     with pytest.raises(InputError, match="no voxel with a thickness"):
         thickness_stats(Volume(np.zeros((2, 2, 2), np.float32)))
+
+
+def test_fallbacks_for_huge_radii_give_the_same_result(monkeypatch):
+    # very thick structures take other paths: a sorted (not dense) offset table, triangle-inequality
+    # containment instead of scanning the balls, and no row-cover tables; all must still be exact
+    from engine import thickness as T
+
+    rng = np.random.default_rng(5)
+    mask = ndimage.gaussian_filter(rng.random((11, 12, 10)), 1.0) > 0.5
+    spacing = (1.0, 0.7, 0.45)
+    expected = oracle(mask, spacing)
+    np.testing.assert_array_equal(local_thickness(mask, spacing), expected)
+    monkeypatch.setattr(T, "DENSE_LIMIT", 1)
+    monkeypatch.setattr(T, "EXACT_BUDGET", 0)
+    monkeypatch.setattr(T, "MASK_ROWS", 10)
+    monkeypatch.setattr(T, "MASK_BUDGET", 40)
+    np.testing.assert_array_equal(local_thickness(mask, spacing), expected)
+    pz_all = T.distance_ridge(mask, spacing)[0]
+    monkeypatch.undo()
+    assert len(pz_all) >= len(T.distance_ridge(mask, spacing)[0])  # the weaker test drops fewer balls
