@@ -378,31 +378,38 @@ def _ridge(lev, thr, keep):
     return counts
 
 
-@njit(cache=True)
-def _collect(keep, lev, thr, nlevels, n, pz, py, px, pl, pa):
+@njit(parallel=True, cache=True)
+def _collect(keep, lev, thr, nlevels, nchunks, pz, py, px, pl, pa):
     """The kept voxels sorted by level (largest ball first), in raster order within a level, with the
-    neighbours whose balls are filled before theirs (see _neighbours)."""
-    start = np.zeros(nlevels + 1, np.int64)
+    neighbours whose balls are filled before theirs (see _neighbours). A counting sort, in parallel over
+    chunks of z-planes."""
     nz, ny, nx = keep.shape
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if keep[z, y, x]:
-                    start[lev[z, y, x] + 1] += 1
-    for i in range(nlevels):
-        start[i + 1] += start[i]
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if keep[z, y, x]:
-                    L = lev[z, y, x]
-                    i = start[L]
-                    start[L] = i + 1
-                    pz[i] = z
-                    py[i] = y
-                    px[i] = x
-                    pl[i] = L
-                    pa[i] = _neighbours(lev, z, y, x, L, thr, False)
+    start = np.zeros((nchunks, nlevels), np.int64)
+    for c in prange(nchunks):
+        for z in range(c * nz // nchunks, (c + 1) * nz // nchunks):
+            for y in range(ny):
+                for x in range(nx):
+                    if keep[z, y, x]:
+                        start[c, lev[z, y, x]] += 1
+    total = 0
+    for L in range(nlevels):
+        for c in range(nchunks):
+            k = start[c, L]
+            start[c, L] = total
+            total += k
+    for c in prange(nchunks):
+        for z in range(c * nz // nchunks, (c + 1) * nz // nchunks):
+            for y in range(ny):
+                for x in range(nx):
+                    if keep[z, y, x]:
+                        L = lev[z, y, x]
+                        i = start[c, L]
+                        start[c, L] = i + 1
+                        pz[i] = z
+                        py[i] = y
+                        px[i] = x
+                        pl[i] = L
+                        pa[i] = _neighbours(lev, z, y, x, L, thr, False)
 
 
 @njit(parallel=True, cache=True)
@@ -582,7 +589,8 @@ def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = Fal
     n = int(_ridge(lev, thr, keep).sum())
     pz, py, px, pl = (np.empty(n, np.int32) for _ in range(4))
     pa = np.empty(n, np.int64)
-    _collect(keep, lev, thr, len(r2s), n, pz, py, px, pl, pa)
+    nchunks = max(1, min(mask.shape[0], 4 * numba.get_num_threads()))
+    _collect(keep, lev, thr, len(r2s), nchunks, pz, py, px, pl, pa)
     return pz, py, px, pl, pa, r2s
 
 
