@@ -1,3 +1,3 @@
 """The built-in actions. Importing this package registers them all."""
 
-from . import io_actions, measure, processing, segmentation  # noqa: F401
+from . import io_actions, measure, processing, render, segmentation  # noqa: F401

@@ -1,0 +1,163 @@
+"""Rendering: timelines, frames read back from real movie files, colours, determinism, sidecars, actions."""
+
+import json
+
+import imageio.v2 as imageio
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from engine import InputError, Labels, ParameterError, Volume, make_classes
+from engine import render as R
+from engine.actions.render import render_movie as movie_action
+from engine.actions.render import snapshot as snapshot_action
+
+
+@pytest.fixture(scope="module")
+def part():
+    """A 40^3 'casting': a metal block with two red pores, grey values to match, 0.1 mm voxels."""
+    zz, yy, xx = np.mgrid[:40, :40, :40]
+    lab = np.ones((40, 40, 40), np.uint8)  # air
+    lab[6:34, 8:32, 8:32] = 2  # metal
+    for c, r in (((20, 20, 20), 6), ((12, 14, 25), 3)):
+        lab[(zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= r * r] = 3
+    classes = make_classes(["air", "metal", "pore"], [(40, 40, 40), (170, 170, 190), (230, 40, 30)])
+    labels = Labels(lab, spacing=(0.1, 0.1, 0.1), unit="mm", classes=classes, name="seg")
+    grey = Volume(np.where(lab == 2, 200.0, 20.0).astype(np.float32), spacing=(0.1, 0.1, 0.1), unit="mm",
+                  name="scan")
+    return grey, labels
+
+
+def reddish(img):
+    img = img.astype(int)
+    return int(np.count_nonzero((img[..., 0] > 120) & (img[..., 0] > 2 * img[..., 1]) & (img[..., 0] > 2 * img[..., 2])))
+
+
+def test_timeline_state_depends_on_time_alone():
+    tl = R.simple_timeline(seconds=4, orbit=360, zoom=2.0, sweep="z", clip="x", fade={"pore": 0.0})
+    later_first = [tl.state(t) for t in (3.0, 1.0, 2.0)]
+    assert tl.state(1.0) == later_first[1] and tl.state(3.0) == later_first[0]
+    assert tl.state(2.0).azimuth == pytest.approx(180.0)  # linear orbit
+    assert tl.state(0.0).zoom == 1.0 and tl.state(4.0).zoom == pytest.approx(2.0)
+    assert tl.state(1.0).clip[0] == "x" and tl.state(2.0).clip[1] == pytest.approx(0.5)
+    assert tl.state(4.0).opacity["pore"] == pytest.approx(0.0) and tl.state(1.0).opacity == {}
+    assert tl.state(1.0).slices["z"] == pytest.approx(0.25)
+    assert R._ease("in_out", 0.5) == 0.5 and R._ease("in", 0.5) == 0.25 and R._ease("out", 0.5) == 0.75
+
+
+def test_timeline_files_round_trip_and_errors_name_the_file(tmp_path):
+    tl = R.simple_timeline(seconds=3, orbit=90, clip="y")
+    again = R.Timeline.from_json(json.loads(json.dumps(tl.to_json())))
+    assert [again.state(t) for t in (0, 1.5, 3)] == [tl.state(t) for t in (0, 1.5, 3)]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"tracks": [{"track": "spin", "start": 0, "end": 1}]}')
+    with pytest.raises(InputError, match="bad.json.*track.*orbit, zoom"):
+        R.Timeline.read(bad)
+    bad.write_text('{"tracks": [{"track": "orbit", "end": 2, "degres": 90}]}')
+    with pytest.raises(InputError, match="unknown key.*degres"):
+        R.Timeline.read(bad)
+    bad.write_text('{"tracks": [{"track": "opacity", "end": 2}]}')
+    with pytest.raises(InputError, match='needs "class"'):
+        R.Timeline.read(bad)
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        R.Timeline.read(bad)
+
+
+def test_mp4_has_the_frames_size_and_fps_asked_and_the_class_colours(part, tmp_path):
+    grey, labels = part
+    scene = R.Scene(volume=grey, labels=labels, opacity=[0.1, 1.0], caption="part — pores")
+    assert scene.shown_classes() == ["metal", "pore"]  # air covers the border: the background
+    tl = R.simple_timeline(seconds=1.0, orbit=90, fade={"pore": 0.0})
+    path = tmp_path / "m.mp4"
+    meta = R.render_movie(scene, tl, path, fps=12, size=(161, 121))
+    nframes, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    assert nframes == 12 == meta["frames"]
+    reader = imageio_ffmpeg.read_frames(str(path))
+    info = reader.__next__()
+    assert tuple(info["size"]) == (162, 122) and info["fps"] == pytest.approx(12)  # rounded up to even
+    frames = [np.frombuffer(f, np.uint8).reshape(122, 162, 3) for f in reader]
+    assert len(frames) == 12
+    assert all(f.std() > 10 for f in frames)  # not blank
+    assert reddish(frames[0]) > 20  # the pores are red where they are visible
+    assert reddish(frames[-1]) < reddish(frames[0]) / 4  # and fade out with their track
+    side = json.loads((tmp_path / "m.mp4.json").read_text())
+    assert side["inputs"]["labels"]["sha256"] == labels.hash() and side["fps"] == 12
+    assert side["timeline"]["tracks"][0]["track"] == "orbit" and "vtk" in side["versions"]
+
+
+def test_two_renders_give_the_same_frames_and_a_clip_opens_the_part(part):
+    grey, labels = part
+    scene = R.Scene(volume=grey, labels=labels, opacity=[1.0, 1.0])
+    a = R.SceneRenderer(scene, (160, 120))
+    b = R.SceneRenderer(scene, (160, 120))
+    view = R.View(azimuth=40, elevation=30)
+    fa, fb = a.render(view), b.render(view)
+    assert np.abs(fa.astype(int) - fb.astype(int)).max() <= 2
+    assert reddish(fa) == 0  # the opaque metal hides the pores
+    assert reddish(a.render(R.View(azimuth=40, elevation=30, clip=("y", 0.5)))) == 0  # cut face turned away
+    opened = a.render(R.View(azimuth=40, elevation=30, clip=("y", 0.5), clip_facing=True))
+    assert reddish(opened) > 20  # cutting it open shows them
+    a.close()
+    b.close()
+
+
+def test_png_folder_renders_pieces_and_resumes(part, tmp_path):
+    _, labels = part
+    scene = R.Scene(labels=labels, scale_bar=False)
+    tl = R.simple_timeline(seconds=1.0, orbit=180)
+    out = tmp_path / "frames"
+    R.render_movie(scene, tl, out, fps=6, size=(64, 48), frames=(0, 3))
+    assert sorted(p.name for p in out.glob("*.png")) == [f"frame_{i:05d}.png" for i in range(3)]
+    first = (out / "frame_00000.png").stat().st_mtime_ns
+    R.render_movie(scene, tl, out, fps=6, size=(64, 48))  # the rest; frames already there are kept
+    assert len(list(out.glob("*.png"))) == 6 and (out / "frame_00000.png").stat().st_mtime_ns == first
+    whole = R.SceneRenderer(scene, (64, 48)).render(tl.state(4 / 6))
+    np.testing.assert_allclose(imageio.imread(out / "frame_00004.png"), whole, atol=2)
+    with pytest.raises(ParameterError, match="PNG folder"):
+        R.render_movie(scene, tl, tmp_path / "x.mp4", fps=6, frames=(0, 2))
+
+
+def test_gif_and_scale_bar_fonts_follow_resolution(part, tmp_path):
+    _, labels = part
+    scene = R.Scene(labels=labels, caption="pores")
+    R.render_movie(scene, R.simple_timeline(seconds=0.5, orbit=30), tmp_path / "m.gif", fps=8, size=(96, 64))
+    assert len(imageio.mimread(tmp_path / "m.gif")) == 4
+    small = R.SceneRenderer(scene, (640, 360)).render()
+    big = R.SceneRenderer(scene, (1280, 720)).render()
+
+    def white_rows(img):  # rows of the bottom-left corner holding white text/bar pixels
+        corner = img[img.shape[0] * 3 // 4:, : img.shape[1] // 3]
+        return int(np.count_nonzero((corner > 230).all(axis=2).any(axis=1)))
+
+    assert white_rows(big) >= 1.6 * white_rows(small) > 0
+
+
+def test_actions_write_files_and_check_their_arguments(part, tmp_path):
+    grey, labels = part
+    snap = tmp_path / "snap.png"
+    snapshot_action(grey, str(snap), labels=labels, size=[200, 150], clip="y", caption="x")
+    img = imageio.imread(snap)
+    assert img.shape[:2] == (150, 200) and reddish(img) > 10
+    movie_action(labels, str(tmp_path / "o.mp4"), seconds=0.5, fps=4, size=[64, 64])
+    assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "o.mp4"))[0] == 2
+    with pytest.raises(ParameterError, match=r"\.png"):
+        snapshot_action(grey, str(tmp_path / "s.jpg"))
+    with pytest.raises(InputError, match="unknown class 'pores'"):
+        movie_action(grey, str(tmp_path / "f.mp4"), labels=labels, fade=["pores"], seconds=0.5, fps=2)
+    with pytest.raises(ParameterError, match="opacity has 1 value"):
+        snapshot_action(grey, str(tmp_path / "s.png"), labels=labels, opacity=[0.5])
+    with pytest.raises(ParameterError, match=".mp4, .gif or a folder"):
+        movie_action(grey, str(tmp_path / "m.avi"))
+    assert not (tmp_path / "f.mp4").exists() and not (tmp_path / "m.avi").exists()
+
+
+def test_no_opengl_gives_a_clear_error(part, monkeypatch):
+    import pyvista
+
+    def broken(*a, **k):
+        raise RuntimeError("Could not create an OpenGL context")
+
+    monkeypatch.setattr(pyvista, "Plotter", broken)
+    with pytest.raises(R.RenderError, match="apt-get install libegl1"):
+        R.SceneRenderer(R.Scene(labels=part[1]), (64, 64))
