@@ -85,13 +85,13 @@ def test_run_with_set_writes_outputs_and_run_record(workdir, capsys):
     io.write_volume(sparse_labels(t, slices=[5, 15]), workdir / "painted_a.tif")
     code = main(["run", str(EXAMPLE), "--set", f"scan={workdir / 'scan_a.tif'}",
                  "--set", f"truth_file={workdir / 'truth_a.tif'}", "--set", f"painted_file={workdir / 'painted_a.tif'}",
-                 "--set", "epochs=1", "--out", "res", "--device", "cpu"])
+                 "--set", "epochs=1", "--set", "movie_seconds=0.4", "--out", "res", "--device", "cpu"])
     assert code == 0
     out = workdir / "res"
     assert sorted(p.name for p in out.iterdir()) == [
         "run.json", "scan_a.dfmodel", "scan_a.history.csv", "scan_a_metal_thickness.csv",
-        "scan_a_metal_thickness.tif", "scan_a_otsu_scores.csv", "scan_a_scores.csv", "scan_a_seg.tif",
-        "scan_a_seg.tif.json"]
+        "scan_a_metal_thickness.tif", "scan_a_orbit.mp4", "scan_a_orbit.mp4.json", "scan_a_otsu_scores.csv",
+        "scan_a_scores.csv", "scan_a_seg.tif", "scan_a_seg.tif.json", "scan_a_snapshot.png"]
     rec = json.loads((out / "run.json").read_text())
     assert rec["status"] == "ok" and rec["params"]["scan"] == str(workdir / "scan_a.tif")
     assert rec["params"]["epochs"] == 1
