@@ -5,10 +5,19 @@ it (a bare ``plotter.render()`` + screenshot); the ratio shows what our per-fram
 plane, opacities, slice planes, scale bar and caption) costs on top.
 
     .venv/bin/python benchmarks/bench_render.py [size]
+    .venv/bin/python benchmarks/bench_render.py memory   # peak memory vs movie length; a 4K movie
+
+``memory`` renders the same scene into movies of 20 and 80 frames (MP4 and GIF), each in a fresh
+process, and prints the ratio of their peak resident memory: streaming frames to the encoder keeps it
+near 1.0 (a writer that kept the frames would need 4x the frame memory). It then writes a 3840 x 2160
+MP4 and reads its size back.
 """
 
 from __future__ import annotations
 
+import json
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +57,49 @@ def main(size: int = 256) -> None:
     r.close()
 
 
+def one_movie(frames: int, path: str, width: int, height: int) -> None:
+    """(child process) render ``frames`` frames of a 128^3 casting; print peak RSS in MiB."""
+    from engine import phantoms
+    from engine import render as R
+
+    vol, truth = phantoms.casting((128,) * 3, seed=0)
+    scene = R.Scene(volume=vol, labels=truth, caption="casting")
+    t0 = time.perf_counter()
+    R.render_movie(scene, R.simple_timeline(seconds=frames / 10, orbit=180), path, fps=10,
+                   size=(width, height))
+    secs = time.perf_counter() - t0
+    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "seconds": secs}))
+
+
+def memory() -> None:
+    import imageio_ffmpeg
+
+    def run(frames, path, w=640, h=360):
+        out = subprocess.run([sys.executable, __file__, "one", str(frames), str(path), str(w), str(h)],
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    with tempfile.TemporaryDirectory() as d:
+        for ext in ("mp4", "gif"):
+            short = run(20, Path(d) / f"short.{ext}")
+            long = run(80, Path(d) / f"long.{ext}")
+            frame_mib = 640 * 360 * 3 / 2**20
+            print(f"{ext.upper()} 640 x 360: peak {short['peak_mib']:.0f} MiB for 20 frames, "
+                  f"{long['peak_mib']:.0f} MiB for 80 frames -> ratio {long['peak_mib'] / short['peak_mib']:.3f} "
+                  f"(keeping the 60 extra frames would add {60 * frame_mib:.0f} MiB)")
+        k4 = run(3, Path(d) / "k4.mp4", 3840, 2160)
+        reader = imageio_ffmpeg.read_frames(str(Path(d) / "k4.mp4"))
+        meta = next(reader)
+        reader.close()
+        print(f"4K MP4: {meta['size'][0]} x {meta['size'][1]}, 3 frames in {k4['seconds']:.1f} s "
+              f"(scene set-up included), peak {k4['peak_mib']:.0f} MiB")
+
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 256)
+    if len(sys.argv) > 1 and sys.argv[1] == "memory":
+        memory()
+    elif len(sys.argv) > 1 and sys.argv[1] == "one":
+        one_movie(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 256)

@@ -123,7 +123,7 @@ def casting(shape=(128, 128, 128), seed: int = 0, spacing=(0.05, 0.05, 0.05), n_
     vol = Volume(grey, spacing=spacing, unit="mm", name="casting", metadata={"phantom": "casting", "seed": seed})
     lab = Labels(truth, spacing=spacing, unit="mm", name="casting_truth",
                  classes=make_classes(["air", "metal", "pore"],
-                                      [(40, 40, 40, 255), (170, 170, 190, 255), (230, 60, 40, 255)]),
+                                      [(40, 40, 40, 255), (80, 150, 230, 255), (230, 60, 40, 255)]),
                  metadata={"pores": pores})
     return vol, lab
 

@@ -218,7 +218,9 @@ class Scene:
     ``classes``, default: every class but the background, i.e. the one covering most of the image
     border); ``opacity`` per shown class (default: 0.25 for classes filling more than a tenth of the
     volume, so what lies inside them shows, else 1); ``window`` = (low, high) grey values of the ramp (default: the
-    0.5 and 99.5 percentiles); ``slices`` = world axes with a plane through the middle."""
+    0.5 and 99.5 percentiles); ``slices`` = world axes with a plane through the middle;
+    ``volume_opacity`` scales the grey ramp (default 0.08 alone, 0.02 under class surfaces, so that
+    their colours are not washed out by the grey values in front of them)."""
 
     volume: Volume | None = None
     labels: Labels | None = None
@@ -226,7 +228,7 @@ class Scene:
     opacity: list[float] | None = None
     window: tuple[float, float] | None = None
     cmap: str = "gray"
-    volume_opacity: float = 0.08
+    volume_opacity: float | None = None
     slices: tuple[str, ...] = ()
     caption: str = ""
     scale_bar: bool = True
@@ -235,6 +237,8 @@ class Scene:
     def __post_init__(self):
         if self.volume is None and self.labels is None:
             raise ParameterError("a scene needs a volume or labels to draw")
+        if self.volume_opacity is None:
+            self.volume_opacity = 0.08 if self.labels is None else 0.02
         if self.volume is not None and self.labels is not None:
             self.volume.check_same_geometry(self.labels)
         for a in self.slices:
@@ -516,8 +520,40 @@ def movie_kind(path) -> str:
     raise ParameterError(f"a movie is .mp4, .gif or a folder name (for PNG frames), got {path}")
 
 
-def _frame_writer(path: Path, kind: str, size, fps: float, quality: int):
-    """A generator that takes frames (``send``) and writes them as they come."""
+class _GifWriter:
+    """Writes an animated GIF frame by frame, with one palette for the whole movie (made from a few
+    frames sampled over the timeline), so memory does not grow with the movie's length. Pillow's own
+    multi-frame writer keeps every frame until it closes, so its per-frame encoder is used instead."""
+
+    def __init__(self, path: Path, fps: float, samples: list[np.ndarray]):
+        from PIL import Image
+
+        montage = Image.fromarray(np.concatenate([s[::2, ::2] for s in samples], axis=0))
+        self.palette = montage.quantize(255, method=Image.Quantize.MEDIANCUT)
+        self.duration = 1000.0 / fps
+        self.file = open(path, "wb")
+        self.count = 0
+
+    def send(self, img: np.ndarray) -> None:
+        from PIL import GifImagePlugin, Image
+
+        frame = Image.fromarray(img).quantize(palette=self.palette, dither=Image.Dither.FLOYDSTEINBERG)
+        if self.count == 0:
+            header, _ = GifImagePlugin.getheader(frame, info={"loop": 0})
+            self.file.write(b"".join(header))
+        # GIF delays are in 1/100 s: spread the rounding so the movie keeps its length
+        ms = round((self.count + 1) * self.duration / 10) * 10 - round(self.count * self.duration / 10) * 10
+        self.file.write(b"".join(GifImagePlugin.getdata(frame, duration=ms)))
+        self.count += 1
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.write(b";")
+            self.file.close()
+
+
+def _frame_writer(path: Path, kind: str, size, fps: float, quality: int, palette=None):
+    """A writer that takes frames one at a time and writes them as they come: (handle, send)."""
     if kind == "mp4":
         import imageio_ffmpeg
 
@@ -529,10 +565,8 @@ def _frame_writer(path: Path, kind: str, size, fps: float, quality: int):
         return gen, lambda img: gen.send(np.ascontiguousarray(img))
 
     if kind == "gif":
-        import imageio.v2 as imageio
-
-        writer = imageio.get_writer(str(path), mode="I", duration=1000.0 / fps, loop=0)
-        return writer, writer.append_data
+        writer = _GifWriter(path, fps, palette)
+        return writer, writer.send
     raise AssertionError(kind)
 
 
@@ -576,7 +610,10 @@ def render_movie(scene: Scene, timeline: Timeline, path, fps: float = 30, size=(
                     on_frame(i - a + 1, b - a)
         else:
             with io.atomic_path(path, overwrite=overwrite) as tmp:
-                handle, send = _frame_writer(tmp, kind, r.size, fps, quality)
+                samples = None
+                if kind == "gif":  # one palette for all frames, from frames spread over the timeline
+                    samples = [r.render(timeline.state(timeline.seconds * k / 4)) for k in range(5)]
+                handle, send = _frame_writer(tmp, kind, r.size, fps, quality, samples)
                 try:
                     for i in range(a, b):
                         send(r.render(timeline.state(i / fps)))
@@ -603,5 +640,5 @@ def sidecar(scene: Scene, timeline: Timeline, fps, size, frames: int, kind: str,
     return {"format": kind, "frames": frames, "fps": fps, "size": list(size), "quality": quality,
             "timeline": timeline.to_json(), "timeline_file": timeline.source, "inputs": scene.hashes(),
             "scene": {"classes": scene.shown_classes(), "opacity": scene.opacity, "window": scene.window,
-                      "cmap": scene.cmap, "slices": list(scene.slices), "caption": scene.caption},
+                      "cmap": scene.cmap, "volume_opacity": scene.volume_opacity, "slices": list(scene.slices), "caption": scene.caption},
             "versions": {**versions(), "vtk": vtk.vtkVersion.GetVTKVersion(), "pyvista": pyvista.__version__}}

@@ -121,8 +121,18 @@ def test_png_folder_renders_pieces_and_resumes(part, tmp_path):
 def test_gif_and_scale_bar_fonts_follow_resolution(part, tmp_path):
     _, labels = part
     scene = R.Scene(labels=labels, caption="pores")
-    R.render_movie(scene, R.simple_timeline(seconds=0.5, orbit=30), tmp_path / "m.gif", fps=8, size=(96, 64))
-    assert len(imageio.mimread(tmp_path / "m.gif")) == 4
+    R.render_movie(scene, R.simple_timeline(seconds=1.0, orbit=90), tmp_path / "m.gif", fps=8, size=(96, 64))
+    from PIL import Image
+
+    with Image.open(tmp_path / "m.gif") as gif:  # streamed frame by frame, with one palette
+        assert gif.n_frames == 8 and gif.info["loop"] == 0
+        durations = []
+        for k in range(gif.n_frames):
+            gif.seek(k)
+            durations.append(gif.info["duration"])
+            frame = np.asarray(gif.convert("RGB"))
+            assert frame.shape == (64, 96, 3) and reddish(frame) > 5 and frame.std() > 10
+        assert sum(durations) == 1000  # 125 ms frames, rounded to GIF's 1/100 s without drift
     small = R.SceneRenderer(scene, (640, 360)).render()
     big = R.SceneRenderer(scene, (1280, 720)).render()
 
@@ -161,3 +171,24 @@ def test_no_opengl_gives_a_clear_error(part, monkeypatch):
     monkeypatch.setattr(pyvista, "Plotter", broken)
     with pytest.raises(R.RenderError, match="apt-get install libegl1"):
         R.SceneRenderer(R.Scene(labels=part[1]), (64, 64))
+
+
+def test_stop_leaves_no_half_written_movie(part, tmp_path):
+    from engine import Cancelled, progress
+
+    _, labels = part
+    seen = []
+
+    def on_progress(ev):
+        seen.append(ev.done)
+        if ev.done >= 2:
+            rep.cancel()
+
+    rep = progress.Reporter(on_progress, interval=0)
+    old = tmp_path / "o.mp4"
+    old.write_bytes(b"an earlier movie")
+    with progress.reporting(rep), pytest.raises(Cancelled):
+        movie_action(labels, str(old), seconds=2, fps=5, size=[64, 64])
+    assert 2 <= max(seen) < 10
+    assert old.read_bytes() == b"an earlier movie"  # the old file is kept whole, no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
