@@ -192,3 +192,25 @@ def test_stop_leaves_no_half_written_movie(part, tmp_path):
     assert 2 <= max(seen) < 10
     assert old.read_bytes() == b"an earlier movie"  # the old file is kept whole, no temp files left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
+
+
+def test_two_runs_of_the_same_macro_give_the_same_movie(part, tmp_path):
+    from engine import io
+    from macros.runner import run_file
+
+    grey, labels = part
+    io.write_volume(grey, tmp_path / "scan.tif")
+    io.write_volume(labels, tmp_path / "seg.tif")
+    macro = tmp_path / "movie.dfm"
+    macro.write_text('version 1\nparam scan = "scan.tif"\nraw = load(scan)\nseg = load_labels("seg.tif")\n'
+                     'render_movie(raw, "{scan.stem}.mp4", labels=seg, seconds=1, fps=6, size=[96, 64], '
+                     'clip="x", fade=["pore"], caption="{scan.stem}")\n')
+    runs = []
+    for k in range(2):
+        result = run_file(macro, out_dir=tmp_path / f"out{k}")
+        assert result.status == "ok"
+        reader = imageio_ffmpeg.read_frames(str(tmp_path / f"out{k}" / "scan.mp4"))
+        next(reader)
+        runs.append(np.stack([np.frombuffer(f, np.uint8) for f in reader]).astype(int))
+    assert runs[0].shape[0] == 6
+    assert np.abs(runs[0] - runs[1]).max() <= 2
