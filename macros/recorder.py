@@ -7,7 +7,9 @@
 - Arguments equal to the action's default are left out.
 - What the user meant, not every step: an action that re-makes the result it just made (same action,
   same target, nothing used it yet, e.g. dragging a slider) replaces the previous statement.
-- Objects made outside actions (painted labels) are saved as files beside the macro and loaded there.
+- Objects made outside actions (painted labels), and labels edited by hand after an action made them
+  (a predicted slice corrected with the brush), are saved as files beside the macro (``assets/``) and
+  loaded there, each time with the content they had when an action used them.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class Recorder:
         self._param_for_path: dict[str, str] = {}
         self._scan_stem: str | None = None
         self._last_target_used = True
+        self._content: dict[str, object] = {}  # name bound by the macro -> content key when bound
+        self._assets: set[str] = set()
         self._unsubscribe = session.subscribe(self._on_event)
 
     # -- public ---------------------------------------------------------------------------------
@@ -129,23 +133,39 @@ class Recorder:
             text = name if parent in ("", ".") else f"{Path(parent).as_posix()}/{name}"
         return text
 
+    @staticmethod
+    def _key(obj):
+        """What identifies an editable object's content: labels are painted in place in the app."""
+        if isinstance(obj, Labels):
+            return obj.hash(), tuple(obj.classes)
+        return None
+
     def _name_for(self, obj, name: str | None) -> ast.Name:
         name = name or self.session.name_of(obj)
-        return ast.Name(name) if name else self._object_ref(obj)
+        if name and name in self._content and self._content[name] == self._key(obj):
+            return ast.Name(name)
+        return self._object_ref(obj, name)
 
-    def _object_ref(self, obj) -> ast.Name:
-        """A name for an object the session does not know: save it beside the macro and load it."""
+    def _object_ref(self, obj, name: str | None = None) -> ast.Name:
+        """A name for an object no recorded statement made as it is now (painted, or edited after it
+        was made): save it beside the macro and load it there."""
         if isinstance(obj, Table):
             raise TypeError("cannot record a table that no action made")
         assets = self.macro_dir / "assets"
-        base = obj.name or ("labels" if isinstance(obj, Labels) else "model" if isinstance(obj, Model) else "volume")
-        name = self.session.unique_name("".join(c if c.isalnum() else "_" for c in base) or "obj")
+        if not (name and self.session.objects.get(name) is obj):
+            base = obj.name or ("labels" if isinstance(obj, Labels) else "model" if isinstance(obj, Model)
+                                else "volume")
+            name = self.session.unique_name("".join(c if c.isalnum() else "_" for c in base) or "obj")
+        suffix = model_io.SUFFIX if isinstance(obj, Model) else ".tif"
+        stem, k = name, 2
+        while stem in self._assets or (assets / f"{stem}{suffix}").exists():
+            stem, k = f"{name}_{k}", k + 1
+        self._assets.add(stem)
+        fname = f"{stem}{suffix}"
         if isinstance(obj, Model):
-            fname = f"{name}{model_io.SUFFIX}"
             model_io.save_model(obj, assets / fname)
             action = "load_model"
         else:
-            fname = f"{name}.tif"
             io.write_volume(obj, assets / fname)
             action = "load_labels" if isinstance(obj, Labels) else "load"
         args = [ast.Arg(None, ast.Const(f"assets/{fname}"))]
@@ -153,6 +173,7 @@ class Recorder:
             args.append(ast.Arg("spacing", _const(list(obj.spacing))))
         self.body.append(ast.Assign(name, ast.Call(action, args)))
         self.session.objects[name] = obj
+        self._content[name] = self._key(obj)
         return ast.Name(name)
 
     def _on_event(self, ev: ActionEvent) -> None:
@@ -186,3 +207,5 @@ class Recorder:
             self.body[-1] = stmt  # the user adjusted what they just made: keep the final version
         else:
             self.body.append(stmt)
+        if ev.target:
+            self._content[ev.target] = self._key(ev.result)

@@ -158,3 +158,35 @@ def test_a_model_made_outside_actions_is_saved_beside_the_macro(tmp_path):
     rec.stop()
     assert 'mine = load_model("assets/mine.dfmodel")' in rec.text()
     assert model_io.load_model(tmp_path / "assets" / "mine.dfmodel").hash == model.hash
+
+
+def test_labels_painted_in_place_are_saved_with_the_content_each_use_saw(tmp_path):
+    """The app paints into a Labels the session holds: each use records the content it saw, and a
+    result edited by hand after an action made it (a corrected prediction) is saved, not re-made."""
+    scan, _ = make_inputs(tmp_path)
+    s = Session(Settings(base_dir=tmp_path, out_dir=tmp_path / "o"))
+    rec = Recorder(s, macro_dir=tmp_path)
+    raw = s.run("load", str(scan), target="raw")
+    layer = Labels(np.zeros(raw.shape, np.uint8), spacing=raw.spacing, classes=make_classes(["air", "metal"]),
+                   name="painted")
+    s.add("painted", layer)
+    layer.data[3, :4] = 1
+    s.run("evaluate", layer, layer, target="a")
+    s.run("evaluate", layer, layer, target="b")  # unchanged: the same asset
+    layer.data[3, 4:8] = 2  # painted more
+    s.run("evaluate", layer, layer, target="c")
+    seg = s.run("threshold", raw, names=["air", "metal"], target="seg")
+    s.run("evaluate", seg, layer, target="d")  # seg as the action made it: referenced by name
+    seg.data[0] = np.where(seg.data[0] == 1, 2, 1)  # corrected by hand
+    s.run("evaluate", seg, layer, target="e")
+    rec.stop()
+    text = rec.text()
+    assert text.count('painted = load_labels("assets/painted.tif"') == 1
+    assert text.count('painted = load_labels("assets/painted_2.tif"') == 1
+    assert "d = evaluate(seg, painted)" in text
+    assert 'seg = load_labels("assets/seg.tif"' in text and "e = evaluate(seg, painted)" in text
+    first = io.read_labels(tmp_path / "assets" / "painted.tif").data
+    second = io.read_labels(tmp_path / "assets" / "painted_2.tif").data
+    assert np.count_nonzero(first) == 4 * 32 and np.count_nonzero(second) == 8 * 32
+    rec.save(tmp_path / "m.dfm")
+    assert run_file(tmp_path / "m.dfm", out_dir=tmp_path / "o2").status == "ok"
