@@ -201,10 +201,10 @@ def _item_dirs(items: list[str], out_dir: Path) -> list[Path]:
 
 
 def _run_item(macro_path: str, item: str, param: str, overrides: dict, out: str, device: str,
-              threads: int | None, overwrite: bool) -> ItemResult:
+              threads: int | None, overwrite: bool, reporter: Reporter | None = None) -> ItemResult:
     t0 = time.perf_counter()
     try:
-        run_file(macro_path, {**overrides, param: item}, out, device, threads, overwrite)
+        run_file(macro_path, {**overrides, param: item}, out, device, threads, overwrite, reporter=reporter)
         return ItemResult(item, out, "ok", time.perf_counter() - t0)
     except RunFailed as e:
         return ItemResult(item, out, e.result.status, time.perf_counter() - t0, e.result.error)
@@ -215,11 +215,12 @@ def _run_item(macro_path: str, item: str, param: str, overrides: dict, out: str,
                           f"internal error: {type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
 
 
-def run_batch(macro_path: str | os.PathLike, pattern: str, param: str = "scan", overrides: dict | None = None,
-              out_dir: str | os.PathLike = "out", jobs: int = 1, device: str = "auto",
-              threads: int | None = None, overwrite: bool = True, resume: bool = False,
-              on_item=None) -> list[ItemResult]:
-    """Run a macro once per file matching ``pattern``, each into ``out_dir/<file stem>/``.
+def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: str = "scan",
+              overrides: dict | None = None, out_dir: str | os.PathLike = "out", jobs: int = 1,
+              device: str = "auto", threads: int | None = None, overwrite: bool = True, resume: bool = False,
+              on_item=None, reporter: Reporter | None = None) -> list[ItemResult]:
+    """Run a macro once per file matching ``pattern`` (a glob, or a list of files as chosen in the
+    app), each into ``out_dir/<file stem>/``.
 
     The macro is checked once up front (with the first file); a scan that fails is reported and the
     others still run. With ``resume``, items whose run record says ``ok`` are skipped.
@@ -228,13 +229,16 @@ def run_batch(macro_path: str | os.PathLike, pattern: str, param: str = "scan", 
     ----------
     on_item : callable, optional
         Called with each :class:`ItemResult` as it completes.
+    reporter : Reporter, optional
+        Progress of each scan's run and the Stop button (``jobs=1``): a stopped scan is reported
+        ``cancelled`` and the scans after it do not start.
     """
     overrides = dict(overrides or {})
     macro = parse_file(macro_path)
     if param not in {p.name for p in macro.params()}:
         raise MacroError([Diagnostic(str(macro_path), 0, 0, f"--batch sets param '{param}', which the macro "
                                                             f"does not declare (add: param {param} = \"...\")")])
-    items = batch_items(pattern)
+    items = batch_items(pattern) if isinstance(pattern, str) else [str(Path(p).resolve()) for p in pattern]
     if not items:
         raise DamselflyError(f"--batch {pattern!r} matches no files")
     res = check(macro, overrides={**overrides, param: items[0]}, check_files=False)
@@ -261,7 +265,9 @@ def run_batch(macro_path: str | os.PathLike, pattern: str, param: str = "scan", 
     args = [(str(macro_path), item, param, overrides, str(d), device, threads, overwrite) for item, d in todo]
     if jobs <= 1:
         for a in args:
-            r = _run_item(*a)
+            if reporter is not None and reporter.cancelled:
+                break
+            r = _run_item(*a, reporter=reporter)
             results.append(r)
             if on_item:
                 on_item(r)

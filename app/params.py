@@ -1,0 +1,243 @@
+"""A parameter dialog built from an action's signature, so every registered action has one and new
+engine actions appear in the app without app code: session objects of the right type in a list,
+allowed values (``Literal``) in a list, booleans as check boxes, paths with a file picker, everything
+else as a macro literal (``0.5``, ``[1, 2]``, ``"text"``, empty for none) checked as it is typed.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import ParameterError
+from engine.registry import ActionSpec, Param, format_literal, object_classes
+from macros.checker import const_value
+from macros.parser import parse_value
+
+_UNSET = object()
+
+
+class ParamDialog(QDialog):
+    """Collects the arguments of ``spec`` (macro names -> values) and the result's name.
+
+    ``values()`` gives the arguments that differ from the defaults (what the recorder would write
+    anyway); ``set_value(name, value)`` fills a field as a user would (tests, the box tool)."""
+
+    def __init__(self, spec: ActionSpec, objects: dict, preset: dict | None = None, result_name: str | None = None,
+                 boxes: list[list[int]] | None = None, parent=None):
+        super().__init__(parent)
+        self.spec = spec
+        self.objects = objects
+        self.boxes = boxes or []
+        self.setWindowTitle(spec.name)
+        self.fields: dict[str, QWidget] = {}
+        outer = QVBoxLayout(self)
+        if spec.summary:
+            about = QLabel(spec.summary)
+            about.setWordWrap(True)
+            outer.addWidget(about)
+        form_host = QWidget()
+        form = QFormLayout(form_host)
+        self.result_edit = None
+        if spec.returns_value:
+            self.result_edit = QLineEdit(result_name or spec.result_name)
+            form.addRow("result name", self.result_edit)
+        for p in spec.params:
+            w = self._field(p)
+            self.fields[p.name] = w
+            label = QLabel(p.name + ("" if not p.required else " *"))
+            label.setToolTip(f"{p.type_name}\n{p.doc}")
+            w.setToolTip(f"{p.type_name}\n{p.doc}")
+            form.addRow(label, self._with_buttons(p, w))
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(form_host)
+        outer.addWidget(scroll)
+        self.error = QLabel("")
+        self.error.setStyleSheet("color: #d33")
+        self.error.setWordWrap(True)
+        outer.addWidget(self.error)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self._try_accept)
+        buttons.rejected.connect(self.reject)
+        outer.addWidget(buttons)
+        self.resize(520, min(720, 140 + 34 * len(spec.params)))
+        for k, v in (preset or {}).items():
+            self.set_value(k, v)
+
+    # -- fields ---------------------------------------------------------------------------------
+    def _field(self, p: Param) -> QWidget:
+        classes = object_classes(p.annotation)
+        if classes:  # session objects of the right type (one; a list-of-objects argument takes one too)
+            box = QComboBox()
+            if not p.required:
+                box.addItem("(none)", None)
+            for name, obj in self.objects.items():
+                if isinstance(obj, classes):
+                    box.addItem(name, name)
+            box.setProperty("kind", "object")
+            return box
+        ch = p.choices
+        if ch is not None:
+            box = QComboBox()
+            if not p.required and p.default is None:
+                box.addItem("(none)", None)
+            for c in ch:
+                box.addItem(str(c), c)
+            if not p.required:
+                box.setCurrentIndex(max(0, box.findData(p.default)))
+            box.setProperty("kind", "choice")
+            return box
+        if p.annotation is bool:
+            cb = QCheckBox()
+            cb.setChecked(bool(p.default) if not p.required else False)
+            cb.setProperty("kind", "bool")
+            return cb
+        edit = QLineEdit()
+        if p.path_kind is None:
+            if not p.required and p.default is not None:
+                edit.setText(format_literal(list(p.default) if isinstance(p.default, tuple) else p.default))
+            edit.setPlaceholderText("none" if not p.required else p.type_name)
+            edit.setProperty("kind", "literal")
+        else:
+            edit.setPlaceholderText("none" if not p.required else "file")
+            edit.setProperty("kind", "path")
+        edit.textChanged.connect(lambda _t, name=p.name: self._check_one(name))
+        return edit
+
+    def _with_buttons(self, p: Param, w: QWidget) -> QWidget:
+        extra = []
+        if p.path_kind is not None:
+            b = QPushButton("…")
+            b.setFixedWidth(32)
+            b.clicked.connect(lambda _c=False, name=p.name: self._pick_path(name))
+            extra.append(b)
+        if p.name in ("box", "regions", "preview"):
+            b = QPushButton("drawn box" + ("es" if p.name == "regions" else ""))
+            b.setToolTip("Use the box(es) drawn with the box tool on the slice view")
+            b.clicked.connect(lambda _c=False, name=p.name: self.use_boxes(name))
+            extra.append(b)
+        if not extra:
+            return w
+        host = QWidget()
+        lay = QHBoxLayout(host)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(w, 1)
+        for b in extra:
+            lay.addWidget(b)
+        return host
+
+    def _pick_path(self, name: str) -> None:
+        p = self.spec.param(name)
+        if p.path_kind == "input":
+            path, _ = QFileDialog.getOpenFileName(self, f"{self.spec.name}: {name}")
+        else:
+            path, _ = QFileDialog.getSaveFileName(self, f"{self.spec.name}: {name}")
+        if path:
+            self.fields[name].setText(path)
+
+    def use_boxes(self, name: str) -> None:
+        if not self.boxes:
+            self.error.setText("draw a box on the slice view first (box tool)")
+            return
+        value = self.boxes[-2:] if name == "regions" else self.boxes[-1]
+        if name == "regions" and len(value) < 2:
+            self.error.setText("two_point calibration needs two boxes: draw one more")
+            return
+        self.set_value(name, value)
+
+    # -- values ---------------------------------------------------------------------------------
+    def set_value(self, name: str, value) -> None:
+        w = self.fields[self.spec.param(name).name]
+        kind = w.property("kind")
+        if kind in ("object", "choice"):
+            i = w.findData(value)
+            if i < 0:
+                raise ParameterError(f"{self.spec.name}: {value!r} is not offered for '{name}'")
+            w.setCurrentIndex(i)
+        elif kind == "bool":
+            w.setChecked(bool(value))
+        elif kind == "path":
+            w.setText("" if value is None else str(value))
+        else:
+            w.setText("" if value is None else format_literal(value))
+
+    def _raw(self, name: str):
+        w = self.fields[name]
+        kind = w.property("kind")
+        if kind == "object":
+            key = w.currentData()
+            return None if key is None else self.objects[key]
+        if kind == "choice":
+            return w.currentData()
+        if kind == "bool":
+            return w.isChecked()
+        text = w.text().strip()
+        if not text:
+            return _UNSET
+        if kind == "path":
+            return text
+        expr = parse_value(text)
+        if expr is None:
+            if "str" in self.spec.param(name).type_name:
+                return text  # a bare word where a string is expected
+            raise ParameterError(f"'{name}': {text!r} is not a value (numbers, \"text\", [lists], true/false, none)")
+        return const_value(expr)
+
+    def _check_one(self, name: str) -> bool:
+        try:
+            v = self._raw(name)
+            if v is not _UNSET:
+                self.spec.check_value(name, v)
+        except ParameterError as e:
+            self.error.setText(str(e))
+            return False
+        self.error.setText("")
+        return True
+
+    def values(self) -> dict:
+        """The arguments to call the action with (macro names); raises ``ParameterError``."""
+        out = {}
+        for p in self.spec.params:
+            v = self._raw(p.name)
+            if v is _UNSET:
+                if p.required:
+                    raise ParameterError(f"{self.spec.name}: '{p.name}' is required")
+                continue
+            if not p.required and v == p.default and type(v) is type(p.default):
+                continue
+            if not p.required and p.default is None and v is None:
+                continue
+            self.spec.check_value(p.name, v)
+            out[p.name] = v
+        return out
+
+    def result_name(self) -> str | None:
+        if self.result_edit is None:
+            return None
+        name = self.result_edit.text().strip()
+        if not name.isidentifier():
+            raise ParameterError(f"the result name must be a name (letters, digits, _), got {name!r}")
+        return name
+
+    def _try_accept(self) -> None:
+        try:
+            self.values()
+            self.result_name()
+        except ParameterError as e:
+            self.error.setText(str(e))
+            return
+        self.accept()

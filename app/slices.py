@@ -1,0 +1,288 @@
+"""The slice view: one plane of a volume (axial / coronal / sagittal, with a slider), window/level, the
+label layer as a coloured overlay, and the hand tools that make training data: brush, eraser, fill
+slice, a box tool, undo/redo. Painting edits the label layer's array in place; the recorder saves the
+layer beside the macro when an action uses it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
+from PySide6.QtWidgets import QWidget
+
+from engine import Labels, Volume
+
+#: world axis -> index axis of a (z, y, x) array
+AXIS_INDEX = {"z": 0, "y": 1, "x": 2}
+TOOLS = ("navigate", "brush", "eraser", "box")
+
+
+def plane(data: np.ndarray, axis: str, index: int) -> np.ndarray:
+    """The 2-D plane of ``data`` at ``index`` along ``axis`` (a view, so painting writes through)."""
+    return np.take(data, index, axis=AXIS_INDEX[axis]) if axis != "z" else data[index]
+
+
+class SliceCanvas(QWidget):
+    """Draws the current plane and handles the mouse tools. Signals: ``painted()`` after a stroke,
+    ``box_drawn(list)`` with ``[z0, y0, x0, z1, y1, x1]`` (half-open) after a box, ``moved(str)``
+    with the voxel under the mouse and its value."""
+
+    painted = Signal()
+    box_drawn = Signal(list)
+    moved = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setMinimumSize(200, 200)
+        self.setMouseTracking(True)
+        self.volume: Volume | None = None
+        self.labels: Labels | None = None
+        self.axis = "z"
+        self.index = 0
+        self.window = (0.0, 1.0)
+        self.tool = "navigate"
+        self.brush = 3
+        self.current_class = 1
+        self.overlay_alpha = 0.45
+        self.undo_stack: list[tuple[str, int, np.ndarray]] = []
+        self.redo_stack: list[tuple[str, int, np.ndarray]] = []
+        self._box_start: QPointF | None = None
+        self._box_now: QPointF | None = None
+        self._stroke = False
+        self._last_rc = (0, 0)
+
+    # -- data -----------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        src = self.volume if self.volume is not None else self.labels
+        return None if src is None else tuple(src.shape[:3])
+
+    @property
+    def depth(self) -> int:
+        return self.shape[AXIS_INDEX[self.axis]] if self.shape else 1
+
+    def set_volume(self, vol: Volume | None) -> None:
+        self.volume = vol
+        if vol is not None:
+            d = np.asarray(vol.data[:: max(1, vol.shape[0] // 32)], dtype=np.float32)
+            lo, hi = (float(v) for v in np.nanpercentile(d, [0.5, 99.5]))
+            self.window = (lo, hi if hi > lo else lo + 1.0)
+        self.index = min(self.index, self.depth - 1) if self.shape else 0
+        self.update()
+
+    def set_labels(self, lab: Labels | None) -> None:
+        self.labels = lab
+        self.undo_stack.clear()
+        self.redo_stack.clear()
+        self.update()
+
+    def set_axis(self, axis: str) -> None:
+        self.axis = axis
+        self.index = self.depth // 2
+        self.update()
+
+    def set_index(self, i: int) -> None:
+        self.index = int(min(max(i, 0), self.depth - 1))
+        self.update()
+
+    # -- geometry -------------------------------------------------------------------------------
+    def _plane_shape_and_spacing(self):
+        k = AXIS_INDEX[self.axis]
+        dims = [d for d in range(3) if d != k]
+        src = self.volume if self.volume is not None else self.labels
+        sp = src.spacing
+        return (self.shape[dims[0]], self.shape[dims[1]]), (sp[dims[0]], sp[dims[1]])
+
+    def _target(self) -> QRectF:
+        """Where the plane is drawn: fitted to the widget, with the voxel spacing's aspect ratio."""
+        (h, w), (sy, sx) = self._plane_shape_and_spacing()
+        pw, ph = w * sx, h * sy
+        scale = min(self.width() / pw, self.height() / ph)
+        dw, dh = pw * scale, ph * scale
+        return QRectF((self.width() - dw) / 2, (self.height() - dh) / 2, dw, dh)
+
+    def to_voxel(self, pos: QPointF) -> tuple[int, int] | None:
+        """Widget position -> (row, column) in the plane, or ``None`` outside it."""
+        if self.shape is None:
+            return None
+        (h, w), _ = self._plane_shape_and_spacing()
+        t = self._target()
+        r = int((pos.y() - t.top()) / t.height() * h)
+        c = int((pos.x() - t.left()) / t.width() * w)
+        return (r, c) if 0 <= r < h and 0 <= c < w else None
+
+    def to_widget(self, r: float, c: float) -> QPointF:
+        (h, w), _ = self._plane_shape_and_spacing()
+        t = self._target()
+        return QPointF(t.left() + c / w * t.width(), t.top() + r / h * t.height())
+
+    # -- drawing --------------------------------------------------------------------------------
+    def image(self) -> np.ndarray | None:
+        """The current plane as an RGB uint8 array: windowed grey values with the label overlay."""
+        if self.shape is None:
+            return None
+        if self.volume is not None:
+            g = np.asarray(plane(self.volume.data, self.axis, self.index), dtype=np.float32)
+            lo, hi = self.window
+            g = np.clip((np.nan_to_num(g) - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
+            rgb = np.repeat(g[..., None], 3, axis=2)
+        else:
+            (h, w), _ = self._plane_shape_and_spacing()
+            rgb = np.zeros((h, w, 3), np.uint8)
+        if self.labels is not None:
+            lab = np.asarray(plane(self.labels.data, self.axis, self.index))
+            colors = np.zeros((max(256, int(lab.max()) + 1), 3), np.float32)
+            for c in self.labels.classes:
+                colors[c.index] = c.color[:3]
+            on = lab > 0
+            a = self.overlay_alpha if self.volume is not None else 1.0
+            rgb = rgb.astype(np.float32)
+            rgb[on] = (1 - a) * rgb[on] + a * colors[lab[on]]
+            rgb = rgb.astype(np.uint8)
+        return np.ascontiguousarray(rgb)
+
+    def paintEvent(self, _ev) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(22, 24, 30))
+        img = self.image()
+        if img is None:
+            p.setPen(QColor(200, 200, 200))
+            p.drawText(self.rect(), Qt.AlignCenter, "Open a scan (File > Open volume, or drop a file here)")
+            return
+        h, w = img.shape[:2]
+        qimg = QImage(img.data, w, h, 3 * w, QImage.Format_RGB888)
+        p.drawImage(self._target(), qimg)
+        if self._box_start is not None and self._box_now is not None:
+            p.setPen(QPen(QColor(255, 220, 0), 1.5, Qt.DashLine))
+            p.drawRect(QRectF(self._box_start, self._box_now).normalized())
+
+    # -- tools ----------------------------------------------------------------------------------
+    def _dab(self, rc: tuple[int, int]) -> None:
+        lab = plane(self.labels.data, self.axis, self.index)
+        r0, c0 = rc
+        rad = max(0, int(self.brush) - 1)
+        rr, cc = np.ogrid[-rad:rad + 1, -rad:rad + 1]
+        disc = rr * rr + cc * cc <= rad * rad + rad
+        r1, c1 = max(0, r0 - rad), max(0, c0 - rad)
+        r2, c2 = min(lab.shape[0], r0 + rad + 1), min(lab.shape[1], c0 + rad + 1)
+        d = disc[r1 - (r0 - rad):r2 - (r0 - rad), c1 - (c0 - rad):c2 - (c0 - rad)]
+        value = 0 if self.tool == "eraser" else self.current_class
+        lab[r1:r2, c1:c2][d] = value
+
+    def push_undo(self) -> None:
+        """Remember the current plane of the label layer (before a stroke or a fill)."""
+        self.undo_stack.append((self.axis, self.index, plane(self.labels.data, self.axis, self.index).copy()))
+        del self.undo_stack[:-50]
+        self.redo_stack.clear()
+
+    def _swap(self, src: list, dst: list) -> bool:
+        if not src or self.labels is None:
+            return False
+        axis, index, arr = src.pop()
+        view = plane(self.labels.data, axis, index)
+        dst.append((axis, index, view.copy()))
+        view[...] = arr
+        self.axis, self.index = axis, index
+        self.update()
+        self.painted.emit()
+        return True
+
+    def undo(self) -> bool:
+        return self._swap(self.undo_stack, self.redo_stack)
+
+    def redo(self) -> bool:
+        return self._swap(self.redo_stack, self.undo_stack)
+
+    def fill_slice(self) -> None:
+        """Give every unpainted voxel of the current plane the current class."""
+        if self.labels is None:
+            return
+        self.push_undo()
+        view = plane(self.labels.data, self.axis, self.index)
+        view[view == 0] = self.current_class
+        self.update()
+        self.painted.emit()
+
+    def paint_at(self, points: list[tuple[int, int]], erase: bool = False) -> None:
+        """One stroke through plane coordinates ``points`` (row, column): what the mouse does."""
+        if self.labels is None:
+            return
+        tool = self.tool
+        self.tool = "eraser" if erase else "brush"
+        self.push_undo()
+        for rc in points:
+            self._dab(rc)
+        self.tool = tool
+        self.update()
+        self.painted.emit()
+
+    def box_from(self, a: tuple[int, int], b: tuple[int, int]) -> list[int]:
+        """``[z0, y0, x0, z1, y1, x1]`` of the rectangle a..b (inclusive) on the current plane."""
+        k = AXIS_INDEX[self.axis]
+        dims = [d for d in range(3) if d != k]
+        lo, hi = [0, 0, 0], [0, 0, 0]
+        lo[k], hi[k] = self.index, self.index + 1
+        for d, u, v in zip(dims, a, b):
+            lo[d], hi[d] = min(u, v), max(u, v) + 1
+        return lo + hi
+
+    def mousePressEvent(self, ev) -> None:
+        rc = self.to_voxel(ev.position())
+        if rc is None:
+            return
+        if self.tool in ("brush", "eraser") and self.labels is not None:
+            self.push_undo()
+            self._stroke = True
+            self._last_rc = rc
+            self._dab(rc)
+            self.update()
+        elif self.tool == "box":
+            self._box_start = self._box_now = ev.position()
+
+    def mouseMoveEvent(self, ev) -> None:
+        rc = self.to_voxel(ev.position())
+        if rc is not None:
+            self.moved.emit(self._describe(rc))
+        if self._stroke and rc is not None:
+            # a fast drag jumps several voxels between events: paint the segment in between
+            (r0, c0), (r1, c1) = self._last_rc, rc
+            n = max(abs(r1 - r0), abs(c1 - c0), 1)
+            for t in range(1, n + 1):
+                self._dab((round(r0 + (r1 - r0) * t / n), round(c0 + (c1 - c0) * t / n)))
+            self._last_rc = rc
+            self.update()
+        elif self._box_start is not None:
+            self._box_now = ev.position()
+            self.update()
+
+    def mouseReleaseEvent(self, ev) -> None:
+        if self._stroke:
+            self._stroke = False
+            self.painted.emit()
+        elif self._box_start is not None:
+            a = self.to_voxel(self._box_start)
+            b = self.to_voxel(ev.position())
+            self._box_start = self._box_now = None
+            self.update()
+            if a is not None and b is not None:
+                self.box_drawn.emit(self.box_from(a, b))
+
+    def wheelEvent(self, ev) -> None:
+        self.set_index(self.index + (1 if ev.angleDelta().y() > 0 else -1))
+        self.moved.emit(f"{self.axis} = {self.index}")
+
+    def _describe(self, rc) -> str:
+        k = AXIS_INDEX[self.axis]
+        dims = [d for d in range(3) if d != k]
+        zyx = [0, 0, 0]
+        zyx[k] = self.index
+        zyx[dims[0]], zyx[dims[1]] = rc
+        text = f"z {zyx[0]}  y {zyx[1]}  x {zyx[2]}"
+        if self.volume is not None:
+            text += f"  value {float(self.volume.data[tuple(zyx)]):.4g}"
+        if self.labels is not None:
+            i = int(self.labels.data[tuple(zyx)])
+            names = {c.index: c.name for c in self.labels.classes}
+            text += f"  label {names.get(i, '-') if i else '-'}"
+        return text

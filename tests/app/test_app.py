@@ -1,0 +1,275 @@
+"""The app driven as a user would (pytest-qt, under Xvfb): load, paint, calibrate, train, infer, save while
+recording; the recorded macro replayed headless gives the same segmentation. Menus map to actions."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from engine import io, phantoms
+from engine.registry import all_actions
+
+SHAPE = (32, 48, 48)
+
+
+@pytest.fixture()
+def scan(tmp_path):
+    vol, truth = phantoms.casting(SHAPE, seed=3)
+    path = io.write_volume(vol, tmp_path / "part_01.tif")
+    return Path(path), truth
+
+
+@pytest.fixture()
+def win(qtbot, tmp_path):
+    from app.window import MainWindow
+
+    w = MainWindow(base_dir=tmp_path, out_dir=tmp_path / "out", device="cpu")
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.worker.stop()
+    w.worker.wait(30)
+
+
+def settle(qtbot, w, timeout=180_000):
+    qtbot.waitUntil(lambda: not w.worker.busy, timeout=timeout)
+    qtbot.wait(50)  # deliver the worker's queued signals
+
+
+def accept(dlg):
+    dlg._try_accept()
+    assert dlg.result() == dlg.DialogCode.Accepted, dlg.error.text()
+
+
+def stroke(qtbot, canvas, points):
+    """Press, drag through ``points`` (plane row, column) and release, with the real mouse handlers."""
+    pos = [canvas.to_widget(r + 0.5, c + 0.5).toPoint() for r, c in points]
+    QTest.mousePress(canvas, Qt.LeftButton, Qt.NoModifier, pos[0])
+    for p in pos[1:]:
+        QTest.mouseMove(canvas, p)
+    QTest.mouseRelease(canvas, Qt.LeftButton, Qt.NoModifier, pos[-1])
+
+
+def paint_class(qtbot, w, truth, z, cls, name, n=12):
+    w.set_class(name)
+    rr, cc = np.nonzero(np.asarray(truth.data[z]) == cls)
+    pick = np.linspace(0, len(rr) - 1, n).astype(int)
+    for r, c in zip(rr[pick], cc[pick]):  # a click (one dab) per spot
+        stroke(qtbot, w.canvas, [(r, c)])
+
+
+def test_every_menu_and_toolbar_entry_is_an_action_or_a_view_operation(win):
+    from PySide6.QtWidgets import QToolBar
+
+    names = {a.name for a in all_actions()}
+    entries = []
+
+    def walk(menu):
+        for a in menu.actions():
+            if a.menu() is not None:
+                walk(a.menu())
+            elif not a.isSeparator():
+                entries.append(a)
+
+    for top in win.menuBar().actions():
+        walk(top.menu())
+    for tb in win.findChildren(QToolBar):
+        entries += [a for a in tb.actions() if not a.isSeparator()]
+    assert len(entries) > len(names)
+    mapped = set()
+    for a in entries:
+        data = a.data()
+        assert isinstance(data, dict) and (set(data) == {"action"} or set(data) == {"view"}), a.text()
+        if "action" in data:
+            assert data["action"] in names, a.text()
+            mapped.add(data["action"])
+        else:
+            assert data["view"].strip(), a.text()
+    assert mapped == names  # every registered action is reachable from the menus
+
+
+def test_record_paint_calibrate_train_infer_save_then_replay_headless(qtbot, win, scan, tmp_path):
+    path, truth = scan
+    win.set_recording(True)
+    assert win.open_files([str(path)])
+    settle(qtbot, win)
+    assert win.volume_name == "raw" and win.canvas.depth == SHAPE[0]
+
+    win.new_label_layer(["air", "metal"])
+    win.set_tool("brush")
+    win.brush_spin.setValue(2)
+    for z in (8, 16, 24):  # two classes on three slices
+        win.set_slice(z)
+        paint_class(qtbot, win, truth, z, 1, "air")
+        paint_class(qtbot, win, truth, z, 2, "metal")
+    painted = win.session["painted"].data
+    assert set(np.unique(painted)) == {0, 1, 2}
+    assert sorted(set(np.nonzero(painted)[0])) == [8, 16, 24]
+    agree = np.asarray(truth.data)[painted > 0] == painted[painted > 0]
+    assert agree.mean() > 0.9  # the strokes landed where they were aimed
+
+    accept(win.open_action("calibrate"))
+    settle(qtbot, win)
+    dlg = win.open_action("train", {"epochs": 2, "steps": 3, "batch": 2, "patch": 32, "input": "2d", "seed": 1})
+    assert dlg.values()["labels"] is win.session["painted"] and dlg.values()["image"] is win.session["cal"]
+    accept(dlg)
+    settle(qtbot, win)
+    assert [r["epoch"] for r in win.training.plot.rows] == [1, 2]  # the live plot got every epoch
+    accept(win.open_action("infer", {"tile": 64}))
+    settle(qtbot, win)
+    accept(win.open_action("save", {"obj": "seg", "path": "part_01_seg.tif"}))
+    settle(qtbot, win)
+    assert win.messages == []
+    win.set_recording(False)
+
+    text = win.macro.text()
+    assert "param scan = " in text and "part_01.tif" in text
+    for line in ("raw = load(scan)", "cal = calibrate(raw)", 'painted = load_labels("assets/painted.tif"',
+                 'model = train(cal, painted, input="2d", epochs=2, steps=3, batch=2, patch=32, seed=1)',
+                 "seg = infer(model, cal, tile=64)", 'save(seg, "{scan.stem}_seg.tif")'):
+        assert line in text, (line, text)
+    assert win.macro.check_now() == []
+
+    macro = win.save_macro(tmp_path / "recorded" / "porosity.dfm")
+    assert (tmp_path / "recorded" / "assets" / "painted.tif").exists()
+    out = subprocess.run([sys.executable, "-m", "macros.cli", "run", str(macro), "--out", str(tmp_path / "replay"),
+                          "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    app_seg = io.read_labels(tmp_path / "out" / "part_01_seg.tif")
+    replayed = io.read_labels(tmp_path / "replay" / "part_01_seg.tif")
+    assert replayed.hash() == app_seg.hash() == win.session["seg"].hash()
+
+
+def test_undo_redo_fill_classes_and_boxes_into_dialogs(qtbot, win, scan):
+    path, truth = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    layer = win.new_label_layer(["air"])
+    win.add_class("pore", (255, 0, 0))
+    win.rename_class("void")
+    assert layer.class_names == ["air", "void"] and layer.classes[1].color[:3] == (255, 0, 0)
+    win.recolour_class((0, 255, 0))
+    assert layer.classes[1].color == (0, 255, 0, 255)
+    win.set_tool("brush")
+    win.set_slice(10)
+    stroke(qtbot, win.canvas, [(5, 5), (5, 15)])
+    after = layer.data[10].copy()
+    assert after[5, 5:16].tolist() == [2] * 11
+    win.set_class("air")
+    win.canvas.fill_slice()  # the rest of the slice is air
+    assert np.all(layer.data[10] > 0) and np.count_nonzero(layer.data[10] == 2) == np.count_nonzero(after == 2)
+    assert win.canvas.undo() and np.array_equal(layer.data[10], after)
+    assert win.canvas.undo() and not layer.data[10].any()
+    assert win.canvas.redo() and np.array_equal(layer.data[10], after)
+    win.set_tool("eraser")
+    stroke(qtbot, win.canvas, [(5, 5), (5, 15)])
+    assert not layer.data[10].any()
+
+    win.set_tool("box")
+    for a, b in (((2, 3), (6, 9)), ((20, 20), (30, 25))):
+        stroke(qtbot, win.canvas, [a, b])
+    assert win.boxes == [[10, 2, 3, 11, 7, 10], [10, 20, 20, 11, 31, 26]]
+    dlg = win.open_action("calibrate", {"method": "two_point"})
+    dlg.use_boxes("regions")
+    assert dlg.values()["regions"] == win.boxes
+    assert win.open_action("crop").use_boxes("box") is None
+    win._set_axis("x")
+    assert win.canvas.axis == "x" and win.slider.maximum() == SHAPE[2] - 1
+
+
+def test_checker_marks_errors_as_you_type_and_errors_are_messages(qtbot, win, scan, tmp_path):
+    path, _ = scan
+    win.macro.set_text(f'version 1\nparam scan = "{path.name}"\nraw = load(scan)\ncal = calibrat(raw, low=0.5)\n')
+    qtbot.waitUntil(lambda: bool(win.macro.diagnostics), timeout=5000)  # the checker ran by itself
+    d = win.macro.diagnostics[0]
+    assert (d.line, d.column) == (4, 7) and "did you mean 'calibrate'" in d.message
+    assert win.macro.problems.item(0).text().startswith("4:7: error")
+    assert win.macro.editor.extraSelections()
+    assert not win.run_macro_text(win.macro.text()) and "calibrat" in win.messages[-1]
+    win.macro.set_text(win.macro.text().replace("calibrat(", "calibrate("))
+    assert win.macro.check_now() == []
+
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(path.read_bytes()[:5000])  # a truncated TIFF
+    win.open_files([str(bad)])
+    settle(qtbot, win)
+    assert "broken.tif" in win.messages[-1] and "internal error" not in win.messages[-1]
+
+
+def test_run_macro_and_run_on_files_with_a_bad_scan(qtbot, win, scan, tmp_path):
+    path, _ = scan
+    macro = tmp_path / "m.dfm"
+    macro.write_text(f'version 1\nparam scan = "{path.name}"\nraw = load(scan)\ncal = calibrate(raw)\n'
+                     'save(cal, "{scan.stem}_cal.tif")\n')
+    win.macro.open(macro)
+    assert win.run_macro_text(win.macro.text())
+    settle(qtbot, win)
+    assert {"raw", "cal"} <= set(win.session.objects) and (tmp_path / "out" / "part_01_cal.tif").exists()
+
+    second = tmp_path / "part_02.tif"
+    io.write_volume(phantoms.casting(SHAPE, seed=4)[0], second)
+    bad = tmp_path / "part_03.tif"
+    bad.write_bytes(b"not a tiff")
+    assert win.run_batch([str(path), str(bad), str(second)], tmp_path / "batch")
+    settle(qtbot, win)
+    status = {Path(r.item).name: r.status for r in win.batch_results}
+    assert status == {"part_01.tif": "ok", "part_03.tif": "failed", "part_02.tif": "ok"}
+    assert win.batch_table.rowCount() == 3 and "part_03" in win.batch_results[1].error
+    assert (tmp_path / "batch" / "part_02" / "part_02_cal.tif").exists()
+
+
+def test_segment_and_correct_continues_training_from_the_model(qtbot, win, scan):
+    path, truth = scan
+    win.set_recording(True)
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    layer = win.new_label_layer(["air", "metal", "pore"])
+    layer.data[[8, 24]] = np.asarray(truth.data)[[8, 24]]  # two slices painted (fast, as a fill would)
+    accept(win.open_action("train", {"image": "raw", "epochs": 1, "steps": 2, "batch": 2, "patch": 32,
+                                     "input": "2d"}))
+    settle(qtbot, win)
+    win.set_slice(16)
+    win.predict_slice()
+    settle(qtbot, win)
+    assert layer.data[16].any() and not layer.data[15].any()  # only the current slice was predicted
+    win.set_tool("brush")
+    win.set_class("pore")
+    stroke(qtbot, win.canvas, [(20, 20), (20, 24)])  # the correction
+    assert win.canvas.undo_stack
+    accept(win.open_action("train", {"image": "raw", "init": "model", "epochs": 1, "steps": 2, "batch": 2,
+                                     "patch": 32, "input": "2d"}, ))
+    settle(qtbot, win)
+    win.set_recording(False)
+    text = win.macro.text()
+    assert 'painted = load_labels("assets/painted.tif"' in text
+    assert 'painted = load_labels("assets/painted_2.tif"' in text  # the corrected layer, as it was used
+    assert "model2 = train(raw, painted, input=\"2d\", epochs=1, steps=2, batch=2, patch=32, init=model)" in text
+    saved = io.read_labels(win.macro_dir / "assets" / "painted_2.tif")
+    assert np.array_equal(saved.data, layer.data)
+
+
+def test_damselfly_app_opens_a_macro(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    import app
+    from app.window import MainWindow
+
+    macro = tmp_path / "m.dfm"
+    macro.write_text("version 1\nparam scan = \"x.tif\"\n")
+    seen = {}
+
+    def look():
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        seen["text"] = wins[-1].macro.text() if wins else None
+        for w in wins:
+            w.close()
+        QApplication.instance().exit(0)
+
+    QTimer.singleShot(1500, look)
+    assert app.main(str(macro)) == 0
+    assert seen["text"] == macro.read_text()
