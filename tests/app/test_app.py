@@ -273,3 +273,21 @@ def test_damselfly_app_opens_a_macro(qtbot, tmp_path, monkeypatch):
     QTimer.singleShot(1500, look)
     assert app.main(str(macro)) == 0
     assert seen["text"] == macro.read_text()
+
+
+def test_dropping_files_loads_them_through_their_actions(qtbot, win, scan, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    path, truth = scan
+    lab = io.write_volume(truth, tmp_path / "part_01_labels.tif")
+    macro = tmp_path / "m.dfm"
+    macro.write_text("version 1\n")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in (path, lab, macro)])
+    win.set_recording(True)
+    win.dropEvent(QDropEvent(QPointF(10, 10), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier))
+    settle(qtbot, win)
+    assert win.session["raw"].shape == SHAPE and win.session["labels"].class_names == truth.class_names
+    assert "raw = load(scan)" in win.recorder.text() and "labels = load_labels(labels_file)" in win.recorder.text()
+    win.set_recording(False)
