@@ -34,6 +34,7 @@ class View3D(QWidget):
         lay.addLayout(bar)
         self.renderer: R.SceneRenderer | None = None
         self.view = R.View(*PRESETS["iso"])
+        self.plane: tuple[str, float] | None = None  # the slice view's plane, drawn in 3-D when set
 
     def show_scene(self, volume=None, labels=None) -> None:
         """Draw ``volume`` and ``labels`` (either may be ``None``) with the engine's scene code."""
@@ -47,14 +48,22 @@ class View3D(QWidget):
         scene = R.Scene(volume=volume, labels=labels, scale_bar=False)
         size = (max(16, self.plotter.width()), max(16, self.plotter.height()))
         self.renderer = R.SceneRenderer(scene, size, plotter=self.plotter)
-        self.renderer.apply(self.view)
-        self.plotter.render()
+        self._apply()
+
+    def _apply(self) -> None:
+        if self.renderer is not None:
+            slices = {self.plane[0]: self.plane[1]} if self.plane else {}
+            self.renderer.apply(R.View(self.view.azimuth, self.view.elevation, slices=slices))
+            self.plotter.render()
 
     def preset(self, name: str) -> None:
         self.view = R.View(*PRESETS[name])
-        if self.renderer is not None:
-            self.renderer.apply(self.view)
-            self.plotter.render()
+        self._apply()
+
+    def set_plane(self, axis: str | None, frac: float = 0.5) -> None:
+        """Show the slice view's plane (world ``axis`` at fraction ``frac``) in 3-D, or none."""
+        self.plane = (axis, float(frac)) if axis else None
+        self._apply()
 
     def camera_angles(self) -> tuple[float, float, float]:
         """(azimuth, elevation, zoom) of the camera as the user left it, in the scene's convention

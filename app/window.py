@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
         self.axis_box.currentIndexChanged.connect(lambda _i: self._set_axis(self.axis_box.currentData()))
         self.slider = QSlider(Qt.Horizontal)
         self.slider.valueChanged.connect(self.canvas.set_index)
+        self.slider.valueChanged.connect(lambda _v: self._sync_plane() if self.plane_action.isChecked() else None)
         self.slice_label = QLabel("0")
         self.slider.valueChanged.connect(lambda v: self.slice_label.setText(str(v)))
         row.addWidget(self.axis_box)
@@ -278,6 +279,8 @@ class MainWindow(QMainWindow):
         for a in ("z", "y", "x"):
             self._qaction(f"Slice axis {a}", {"view": "slice axis"}, lambda ax=a: self._set_axis(ax), view)
         self._qaction("Update 3-D view", {"view": "redraws the 3-D view"}, self.update_3d, view, "Ctrl+U")
+        self.plane_action = self._qaction("Slice plane in 3-D", {"view": "shows the slice view's plane in 3-D"},
+                                          self._sync_plane, view, checkable=True)
         for name in ("iso", "front", "side", "top"):
             self._qaction(f"Camera: {name}", {"view": "camera preset"},
                           lambda n=name: self.view3d and self.view3d.preset(n), view)
@@ -354,6 +357,15 @@ class MainWindow(QMainWindow):
         if i != self.axis_box.currentIndex():
             self.axis_box.setCurrentIndex(i)
         self._sync_slider()
+
+    def _sync_plane(self) -> None:
+        if self.view3d is None:
+            return
+        if not self.plane_action.isChecked() or self.canvas.shape is None:
+            self.view3d.set_plane(None)
+            return
+        # slice view index axis -> world axis of the scene (z, y, x index order = world z, y, x)
+        self.view3d.set_plane(self.canvas.axis, self.canvas.index / max(1, self.canvas.depth - 1))
 
     def set_slice(self, index: int) -> None:
         self.slider.setValue(index)

@@ -36,8 +36,12 @@ def win(qtbot, tmp_path):
 
 
 def settle(qtbot, w, timeout=180_000):
+    from PySide6.QtWidgets import QApplication
+
     qtbot.waitUntil(lambda: not w.worker.busy, timeout=timeout)
-    qtbot.wait(50)  # deliver the worker's queued signals
+    for _ in range(3):  # deliver the worker's queued signals (and what their slots post)
+        qtbot.wait(30)
+        QApplication.processEvents()
 
 
 def accept(dlg):
@@ -291,3 +295,16 @@ def test_dropping_files_loads_them_through_their_actions(qtbot, win, scan, tmp_p
     assert win.session["raw"].shape == SHAPE and win.session["labels"].class_names == truth.class_names
     assert "raw = load(scan)" in win.recorder.text() and "labels = load_labels(labels_file)" in win.recorder.text()
     win.set_recording(False)
+
+
+def test_the_slice_plane_follows_the_slider_in_3d(qtbot, win, scan):
+    path, _ = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    assert win.canvas.depth == SHAPE[0] and win.view3d.renderer is not None
+    win.plane_action.trigger()
+    win.set_slice(10)
+    assert win.view3d.plane == ("z", pytest.approx(10 / (SHAPE[0] - 1)))
+    assert set(win.view3d.renderer.slice_actors) == {"z"}
+    win.plane_action.trigger()
+    assert win.view3d.plane is None and not win.view3d.renderer.slice_actors
