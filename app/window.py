@@ -43,11 +43,11 @@ from engine import Labels, Session, Settings, Table, Volume, make_classes
 from engine.data import LabelClass
 from engine.model import Model
 from engine.registry import all_actions, get_action, object_classes
+from macros.batch import run_batch
 from macros.checker import check
 from macros.interpreter import execute
 from macros.parser import parse
 from macros.recorder import Recorder
-from macros.runner import run_batch
 
 from .macro_panel import MacroPanel
 from .params import ParamDialog

@@ -31,11 +31,11 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
-from .data import Labels, Table, Volume, make_classes
+from .data import PALETTE, Labels, Table, Volume, make_classes
 from .errors import InputError, ParameterError
 
 #: Files above this size are memory-mapped when ``mmap="auto"``.
@@ -65,6 +65,11 @@ def file_kind(path: str | os.PathLike) -> str:
                      "or a folder of TIFF slices)", path)
 
 
+def stem(path: str | os.PathLike) -> str:
+    """A file's name up to its first dot (``scan_01.nii.gz`` -> ``scan_01``): names results and folders."""
+    return PurePath(path).name.split(".")[0]
+
+
 def sidecar(path: str | os.PathLike) -> Path:
     """The JSON sidecar that holds class names and colours for a labels file."""
     p = Path(path)
@@ -74,19 +79,78 @@ def sidecar(path: str | os.PathLike) -> Path:
 # ----------------------------------------------------------------------------------------------
 # atomic writes
 # ----------------------------------------------------------------------------------------------
+#: The file that marks a folder of TIFF slices as Damselfly's: it lists the slices it wrote.
+SLICE_MARKER = ".damselfly-slices.json"
+#: Temporary names of :func:`atomic_path` (``.<name>.<8 random>.partial<suffixes>``) and of a replaced
+#: slice folder set aside (``.<name>.old-<pid>``): what :func:`remove_stale_temporaries` may delete.
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.partial(\.[^/]*)?$")
+_OLD_NAME = re.compile(r"^\..+\.old-\d+$")
+
+
+def is_own_slice_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder of slices Damselfly wrote and nothing else (safe to replace)."""
+    try:
+        listed = set(json.loads((path / SLICE_MARKER).read_text(encoding="utf-8"))["files"])
+        present = {q.name for q in path.iterdir()} - {SLICE_MARKER}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return present <= listed and all((path / n).is_file() and not (path / n).is_symlink() for n in present)
+
+
+def _remove_own_slice_folder(path: Path) -> None:
+    """Delete a folder :func:`is_own_slice_folder` accepted: its listed slices, the marker, the folder."""
+    listed = json.loads((path / SLICE_MARKER).read_text(encoding="utf-8"))["files"]
+    for n in listed + [SLICE_MARKER]:
+        with contextlib.suppress(FileNotFoundError):
+            (path / n).unlink()
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete what interrupted writes left in ``folder`` (recursively): :func:`atomic_path` temporaries
+    and slice folders set aside for replacement. Call it only while holding the folder's run lock.
+    Returns what was removed."""
+    removed = []
+    for root, dirs, files in os.walk(folder):
+        for name in files:
+            if _TEMP_NAME.match(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(root, name))
+                    removed.append(Path(root, name))
+        for name in list(dirs):
+            full = Path(root, name)
+            if full.is_symlink():
+                continue
+            if _TEMP_NAME.match(name) or (_OLD_NAME.match(name) and is_own_slice_folder(full)):
+                shutil.rmtree(full, ignore_errors=True)
+                removed.append(full)
+                dirs.remove(name)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
 
     The temporary name keeps the file's suffixes, so writers that pick a format from the name work.
-    On error the temporary file (or folder) is removed and ``path`` is left as it was.
+    On error the temporary file (or folder) is removed and ``path`` is left as it was. An existing
+    folder is replaced only if it is a slice folder Damselfly wrote (:func:`is_own_slice_folder`):
+    nothing the user put there is ever deleted.
     """
     dest = Path(path)
-    if dest.exists() and not overwrite:
+    exists = dest.exists() or dest.is_symlink()
+    if exists and not overwrite:
         raise InputError("exists already (overwriting is off)", dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmpname = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial" + "".join(dest.suffixes),
-                                   dir=dest.parent)
+    if dest.is_dir() and not dest.is_symlink() and not is_own_slice_folder(dest):
+        raise InputError("is an existing folder that Damselfly did not write; choose another output name "
+                         "(nothing was changed)", dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmpname = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial" + "".join(dest.suffixes),
+                                       dir=dest.parent)
+    except OSError as e:
+        raise InputError(f"cannot write here: {e.strerror or e}", dest) from None
     os.close(fd)
     tmp = Path(tmpname)
     tmp.unlink()
@@ -97,11 +161,15 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
         if dest.is_dir() and not dest.is_symlink():
+            if not tmp.is_dir():
+                raise InputError("is a folder; cannot replace it with a file", dest)
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, old)
             os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_own_slice_folder(old)
         else:
+            if tmp.is_dir() and exists:
+                os.unlink(dest)  # a file (or link) replaced by a folder of slices
             os.replace(tmp, dest)
     except BaseException:
         if tmp.is_dir():
@@ -111,7 +179,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
         raise
 
 
-def _write_text(path: Path, text: str, overwrite: bool = True) -> None:
+def write_text(path: Path, text: str, overwrite: bool = True) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path, overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -255,8 +324,10 @@ def _read_tiff_folder(path: Path):
 def _write_tiff_folder(path: Path, vol: Volume, extra: dict | None) -> None:
     path.mkdir(parents=True)
     digits = max(4, len(str(vol.shape[0])))
-    for z in range(vol.shape[0]):
-        _write_tiff(path / f"slice_{z:0{digits}d}.tif", vol.with_data(np.asarray(vol.data[z:z + 1])), extra)
+    names = [f"slice_{z:0{digits}d}.tif" for z in range(vol.shape[0])]
+    for z, name in enumerate(names):
+        _write_tiff(path / name, vol.with_data(np.asarray(vol.data[z:z + 1])), extra)
+    (path / SLICE_MARKER).write_text(json.dumps({"files": names}) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,10 +337,28 @@ def _read_nrrd(path: Path):
     import nrrd
 
     try:
+        header = nrrd.read_header(str(path))
+    except Exception as e:
+        raise InputError(f"cannot read NRRD header: {_why(e)}", path) from None
+    geo = {"files": [str(path.resolve())]}
+    detached = header.get("data file") or header.get("datafile")
+    if detached:
+        geo["files"].append(str(_detached_data_file(path, str(detached))))
+    try:
+        itemsize = np.dtype(nrrd.reader._determine_datatype(header)).itemsize
+        encoding = str(header.get("encoding", "raw")).lower()
+        if encoding in ("ascii", "text", "txt"):
+            itemsize = 1
+        _check_claimed_size(Path(geo["files"][-1]), header["sizes"], itemsize,
+                            encoding not in ("raw", "ascii", "text", "txt"))
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"cannot read NRRD header: {_why(e)}", path) from None
+    try:
         data, header = nrrd.read(str(path), index_order="C")
     except Exception as e:
-        raise InputError(f"cannot read NRRD: {e}", path) from None
-    geo = {}
+        raise InputError(f"cannot read NRRD: {_why(e)}", path) from None
     nsp = data.ndim if data.ndim == 3 else 3
     if "space directions" in header and header["space directions"] is not None:
         dirs = [np.asarray(d, float) for d in header["space directions"]]
@@ -284,6 +373,27 @@ def _read_nrrd(path: Path):
     if units:
         geo["unit"] = str(units[0])
     return data, geo
+
+
+def _detached_data_file(header_path: Path, name: str) -> Path:
+    """The data file a detached NRRD header names, which must lie in the header's folder (or below):
+    a header cannot make Damselfly read ``/etc/passwd`` as voxels."""
+    if name.startswith("LIST") or len(name.split()) > 1:
+        raise InputError(f"multi-file NRRD data ('data file: {name}') is not supported", header_path)
+    folder = Path(os.path.realpath(header_path.parent))
+    target = Path(os.path.realpath(folder / name))
+    if folder not in target.parents:
+        raise InputError(f"the header's data file '{name}' lies outside the header's folder {folder}; "
+                         "Damselfly reads detached data only from beside its header", header_path)
+    if not target.is_file():
+        raise InputError(f"the header's data file '{name}' does not exist", header_path)
+    return target
+
+
+def _why(e: BaseException) -> str:
+    """A library exception as a readable reason (some carry an empty message)."""
+    text = str(e).strip()
+    return text if text else type(e).__name__
 
 
 def _write_nrrd(path: Path, vol: Volume) -> None:
@@ -302,9 +412,12 @@ def _read_nifti(path: Path, mmap: bool):
 
     try:
         img = nib.load(str(path), mmap=mmap)
+        _check_claimed_size(path, img.shape, img.get_data_dtype().itemsize, path.name.lower().endswith(".gz"))
         data = np.asanyarray(img.dataobj)
+    except InputError:
+        raise
     except Exception as e:
-        raise InputError(f"cannot read NIfTI: {e}", path) from None
+        raise InputError(f"cannot read NIfTI: {_why(e)}", path) from None
     if data.ndim < 3:
         data = data.reshape(data.shape + (1,) * (3 - data.ndim))
     data = np.moveaxis(data, (0, 1, 2), (2, 1, 0))  # (x, y, z[, c]) -> (z, y, x[, c])
@@ -315,6 +428,17 @@ def _read_nifti(path: Path, mmap: bool):
     if unit and unit != "unknown":
         geo["unit"] = {"micron": "um"}.get(unit, unit)
     return data, geo
+
+
+def _check_claimed_size(path: Path, shape, itemsize: int, compressed: bool) -> None:
+    """Refuse a header whose dimensions claim more voxel bytes than the file can hold (gzip packs at
+    most ~1030:1), before anything is allocated."""
+    claimed = int(np.prod([int(n) for n in shape], dtype=object)) * itemsize
+    size = path.stat().st_size
+    limit = size * 1100 if compressed else size
+    if claimed > limit:
+        raise InputError(f"the header claims {tuple(int(n) for n in shape)} voxels ({claimed:,} bytes) but the "
+                         f"file holds {size:,} bytes: truncated or corrupt", path)
 
 
 def _write_nifti(path: Path, vol: Volume) -> None:
@@ -380,14 +504,18 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
         data = data[None]
     if data.dtype.kind not in "biuf":
         raise InputError(f"unsupported data type {data.dtype}", p)
-    stem = p.name.split(".")[0] if kind != "tiff_folder" else p.name
+    if data.size == 0:
+        raise InputError(f"holds no voxels (shape {tuple(data.shape)})", p)
+    default_name = stem(p) if kind != "tiff_folder" else p.name
     metadata = {"source": str(p.resolve())}
+    if geo.get("files"):
+        metadata["files"] = geo["files"]  # every file read, e.g. a detached NRRD header's data file
     if geo.get("extra"):
         metadata["file"] = geo["extra"]
     try:
         return Volume(data, spacing=spacing if spacing is not None else geo.get("spacing", (1.0, 1.0, 1.0)),
                       origin=geo.get("origin", (0.0, 0.0, 0.0)), unit=str(geo.get("unit", "voxel")),
-                      name=name or stem, metadata=metadata)
+                      name=name or default_name, metadata=metadata)
     except (InputError, ParameterError) as e:
         raise InputError(str(e).removeprefix(f"{p.resolve()}: "), p) from None
 
@@ -414,7 +542,7 @@ def write_volume(vol: Volume, path: str | os.PathLike, overwrite: bool = True) -
         else:
             raise ParameterError(f"cannot save a volume as {kind}: {p}")
     if extra is not None:
-        _write_text(sidecar(p), json.dumps(extra, indent=2) + "\n", overwrite=True)
+        write_text(sidecar(p), json.dumps(extra, indent=2) + "\n", overwrite=True)
     return p
 
 
@@ -443,11 +571,19 @@ def read_labels(path: str | os.PathLike, classes: list[str] | None = None, spaci
         raise InputError(f"labels must be >= 0, found {lo}", p)
     side = sidecar(p)
     stored = vol.metadata.get("file", {}).get("classes")
+    where = p
     if stored is None and side.exists():
         try:
-            stored = json.loads(side.read_text(encoding="utf-8"))["classes"]
-        except (ValueError, KeyError) as e:
-            raise InputError(f"bad class sidecar: {e}", side) from None
+            stored = json.loads(side.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise InputError(f"bad class sidecar (not JSON): {e}", side) from None
+        stored = stored.get("classes") if isinstance(stored, dict) else stored
+        where = side
+    if stored is not None:
+        stored = _valid_classes(stored, where)
+    if classes is None and not stored and hi > MAX_CLASSES:
+        raise InputError(f"holds label value {hi}; labels hold class indices 1..{MAX_CLASSES} "
+                         "(is this an image rather than labels?)", p)
     if classes is not None:
         names = list(classes)
         colors = None
@@ -464,6 +600,31 @@ def read_labels(path: str | os.PathLike, classes: list[str] | None = None, spaci
                          f"({', '.join(names) or 'none'})", p)
     return Labels(data, spacing=vol.spacing, origin=vol.origin, unit=vol.unit, name=vol.name,
                   metadata={"source": vol.metadata["source"]}, classes=make_classes(names, colors))
+
+
+#: The most classes a labels file may hold (the largest class index).
+MAX_CLASSES = 65535
+
+
+def _valid_classes(stored, where: Path) -> list[dict]:
+    """The ``classes`` list of a labels sidecar (or TIFF metadata), checked field by field."""
+    def bad(msg):
+        return InputError(f"bad class sidecar: {msg}", where)
+
+    if not isinstance(stored, list):
+        raise bad(f"'classes' must be a list, got {type(stored).__name__}")
+    if len(stored) > MAX_CLASSES:
+        raise bad(f"{len(stored)} classes; at most {MAX_CLASSES}")
+    out = []
+    for i, c in enumerate(stored):
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"]:
+            raise bad(f"class {i + 1} needs a non-empty 'name' string, got {c!r:.80}")
+        color = c.get("color", PALETTE[i % len(PALETTE)])
+        if (not isinstance(color, list | tuple) or len(color) not in (3, 4)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)):
+            raise bad(f"class '{c['name']}' needs 'color' as 3 or 4 integers 0..255, got {color!r:.80}")
+        out.append({"name": c["name"], "color": list(color)})
+    return out
 
 
 def write_table(table: Table, path: str | os.PathLike, overwrite: bool = True) -> Path:

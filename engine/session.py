@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from . import progress
 from .errors import Cancelled, ParameterError
+from .paths import check_path_text, confine_output
 from .registry import OBJECT_TYPES, ActionSpec, get_action
 
 OBJECT_CLASSES = tuple(OBJECT_TYPES.values())
@@ -38,6 +39,14 @@ class Settings:
         Relative output paths are resolved against it.
     overwrite : bool
         Whether an action may replace an existing output file.
+    allow_outside : bool
+        Let outputs go outside ``out_dir`` (absolute paths, ``..``, ``~``); off by default.
+    protected : tuple of str
+        Inputs known before the run starts (the macro file, the checked inputs): no output may replace
+        them. Inputs the actions read are added as the run goes.
+    replaceable : frozenset of str
+        Files an unfinished earlier run into ``out_dir`` wrote: they may be replaced even when
+        ``overwrite`` is off, so an interrupted scan can be finished.
     """
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -45,12 +54,19 @@ class Settings:
     base_dir: Path = field(default_factory=Path.cwd)
     out_dir: Path = field(default_factory=Path.cwd)
     overwrite: bool = True
+    allow_outside: bool = False
+    protected: tuple[str, ...] = ()
+    replaceable: frozenset[str] = frozenset()
 
     def __post_init__(self):
         if self.device not in ("auto", "cpu", "cuda"):
             raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}")
         self.base_dir = Path(self.base_dir).resolve()
         self.out_dir = Path(self.out_dir).resolve()
+
+    def may_replace(self, path: str | os.PathLike) -> bool:
+        """Whether an action may replace an existing file at ``path``."""
+        return self.overwrite or str(Path(path).resolve()) in self.replaceable
 
 
 @dataclass
@@ -98,13 +114,20 @@ class Session:
         self.settings = settings or Settings()
         self.reporter = reporter or progress.Reporter()
         self.objects: dict[str, Any] = {}
+        self.inputs: list[str] = []  # every input path an action was given, resolved, in order
         self._subscribers: list[Callable[[ActionEvent], None]] = []
+        self._before: list[Callable[[ActionSpec, dict], None]] = []
 
     # -- events ---------------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[ActionEvent], None]) -> Callable[[], None]:
         """Call ``fn(event)`` after every action; returns a function that unsubscribes."""
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
+
+    def before_each(self, fn: Callable[[ActionSpec, dict], None]) -> None:
+        """Call ``fn(spec, resolved_paths)`` after an action's paths are resolved, before it runs (the
+        runner notes the outputs it is about to write)."""
+        self._before.append(fn)
 
     # -- objects --------------------------------------------------------------------------------
     def __getitem__(self, name: str):
@@ -133,10 +156,17 @@ class Session:
 
     # -- paths ----------------------------------------------------------------------------------
     def resolve(self, path: str, kind: str) -> str:
-        """Resolve an input path against ``base_dir`` or an output path against ``out_dir``."""
+        """Resolve an input path against ``base_dir``, or an output path against ``out_dir`` under the
+        rules of :func:`engine.paths.confine_output` (raises :class:`ParameterError` naming the rule)."""
+        st = self.settings
+        if kind == "output":
+            return str(confine_output(str(path), st.out_dir, st.allow_outside, st.protected + tuple(self.inputs)))
+        check_path_text(str(path), "input path")
         p = Path(os.path.expanduser(str(path)))
         if not p.is_absolute():
-            p = (self.settings.base_dir if kind == "input" else self.settings.out_dir) / p
+            p = st.base_dir / p
+        if str(p) not in self.inputs:
+            self.inputs.append(str(p))
         return str(p)
 
     # -- running --------------------------------------------------------------------------------
@@ -173,6 +203,8 @@ class Session:
             if n is not None:
                 arg_names[name] = n
             call[p.pyname] = value
+        for fn in list(self._before):
+            fn(spec, resolved)
         self._apply_threads()
         t0 = time.perf_counter()
         token = _current.set(self.settings)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.data import suggest
 from engine.errors import ParameterError
+from engine.paths import check_path_text, confine_output
 from engine.registry import REGISTRY, StaticObject, all_actions, get_action
 
 from . import ast
@@ -45,7 +46,8 @@ def const_value(v: ast.Expr):
 
 
 def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.PathLike | None = None,
-          check_files: bool = True) -> CheckResult:
+          check_files: bool = True, out_dir: str | os.PathLike | None = None, allow_outside: bool = False,
+          protected: tuple = ()) -> CheckResult:
     """Check ``macro`` statically.
 
     Parameters
@@ -58,6 +60,13 @@ def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.Pa
         Folder that relative input paths are resolved against (default: the macro's folder).
     check_files : bool
         Whether to report input files that do not exist.
+    out_dir : path, optional
+        The run's output folder (default ``./out``): output paths must stay inside it
+        (:func:`engine.paths.confine_output`) unless ``allow_outside``.
+    allow_outside : bool
+        The run setting that lets outputs leave ``out_dir``.
+    protected : tuple of path
+        Files no output may replace besides the inputs the macro names (e.g. the macro itself).
     """
     all_actions()  # make sure the built-in actions are registered
     overrides = dict(overrides or {})
@@ -70,6 +79,33 @@ def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.Pa
 
     def err(node, msg, length=None):
         diag.append(at(macro, path, node, msg, length))
+
+    out_dir = Path(out_dir).absolute() if out_dir is not None else Path.cwd() / "out"
+    res.inputs.extend(str(p) for p in protected)
+
+    def check_path(kind: str, one, params: dict, inputs: list[str]) -> str | None:
+        """The problem with one input or output path argument, or ``None``."""
+        if not isinstance(one, str):
+            return None
+        try:
+            text = expand(one, params)
+        except KeyError:
+            return None
+        try:
+            if kind == "output":
+                confine_output(text, out_dir, allow_outside, inputs)
+                return None
+            check_path_text(text, "input path")
+            full = Path(os.path.expanduser(text))
+            full = full if full.is_absolute() else base_dir / full
+            inputs.append(str(full))
+            if check_files and not full.exists():
+                return f"input file '{text}' not found (looked at {full})"
+        except ParameterError as e:
+            return str(e)
+        except OSError as e:
+            return f"input file '{text}' cannot be looked at: {e.strerror or e}"
+        return None
 
     params: dict = {}
     objects: dict[str, type | None] = {}  # name -> object class (None: returns nothing)
@@ -196,19 +232,11 @@ def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.Pa
                 err(arg.value, str(e))
                 continue
             p = spec.param(pname)
-            if p.path_kind == "input" and check_files:
+            if p.path_kind:
                 for one in (value if isinstance(value, list) else [value]):
-                    if not isinstance(one, str):
-                        continue
-                    try:
-                        text = expand(one, params)
-                    except KeyError:
-                        continue
-                    full = Path(os.path.expanduser(text))
-                    full = full if full.is_absolute() else base_dir / full
-                    res.inputs.append(str(full))
-                    if not full.exists():
-                        err(arg.value, f"input file '{text}' not found (looked at {full})")
+                    problem = check_path(p.path_kind, one, params, res.inputs)
+                    if problem:
+                        err(arg.value, problem)
         if spec is not None:
             missing = [p.name for p in spec.params if p.required and p.name not in values]
             if missing:

@@ -48,6 +48,12 @@ class TextProgress:
         self.stream.flush()
 
 
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -64,8 +70,8 @@ def cmd_check(args) -> int:
             if len(args.macros) > 1:  # several macros: each takes the --set values it declares
                 mine = {k: v for k, v in overrides.items() if k in {p.name for p in macro.params()}}
             res = check(macro, overrides=mine)
-        except MacroError as e:
-            _err(str(e))
+        except DamselflyError as e:  # each file on its own: one bad file does not stop the others
+            _err(str(e) if isinstance(e, MacroError) else f"{path}: error: {e}")
             bad += 1
             continue
         if res.ok:
@@ -92,9 +98,9 @@ def cmd_fmt(args) -> int:
                 status = 1
         elif args.write:
             if text != macro.source:
-                from engine.io import _write_text
+                from engine.io import write_text
 
-                _write_text(Path(path), text)
+                write_text(Path(path), text)
                 print(f"formatted {path}")
         else:
             sys.stdout.write(text)
@@ -127,7 +133,8 @@ def _statement_printer(st, i, n):
 
 
 def cmd_run(args) -> int:
-    from .runner import RunFailed, parse_overrides, run_batch, run_file
+    from .batch import run_batch
+    from .runner import RunFailed, parse_overrides, run_file
 
     overrides = parse_overrides(args.set)
     if args.batch:
@@ -136,8 +143,14 @@ def cmd_run(args) -> int:
             print(f"  {mark:8s} {r.item}  ({r.seconds:.1f}s)", flush=True)
 
         print(f"batch: {args.macro} over {args.batch!r}", flush=True)
-        results = run_batch(args.macro, args.batch, args.param, overrides, args.out, args.jobs, args.device,
-                            args.threads, not args.no_overwrite, args.resume, on_item=on_item)
+        try:
+            results = run_batch(args.macro, args.batch, args.param, overrides, args.out, args.jobs, args.device,
+                                args.threads, not args.no_overwrite, args.resume, on_item=on_item,
+                                allow_outside=args.allow_outside_out)
+        except KeyboardInterrupt:
+            _err(f"interrupted: running scans cancelled, the rest not started; summary in "
+                 f"{Path(args.out).resolve() / 'batch.json'}")
+            return 130
         bad = [r for r in results if r.status not in ("ok", "skipped")]
         print(f"\n{len(results) - len(bad)} of {len(results)} scans done, {len(bad)} failed; "
               f"outputs in {Path(args.out).resolve()}")
@@ -148,7 +161,8 @@ def cmd_run(args) -> int:
     reporter = Reporter(TextProgress())
     try:
         result = run_file(args.macro, overrides, args.out, args.device, args.threads, not args.no_overwrite,
-                          args.dry_run, reporter, None if args.dry_run else _statement_printer)
+                          args.dry_run, reporter, None if args.dry_run else _statement_printer,
+                          allow_outside=args.allow_outside_out)
     except RunFailed as e:
         _err(e.result.error)
         _err(f"run record: {e.result.out_dir / 'run.json'}")
@@ -194,6 +208,16 @@ def cmd_app(args) -> int:
     return app_main(args.macro)
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= n <= 1024:
+        raise argparse.ArgumentTypeError(f"must be 1..1024, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="damselfly", description="Record once, replay on every scan.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -204,12 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="out", help="output folder (default: ./out)")
     r.add_argument("--batch", metavar="GLOB", help="run once per matching file, each into OUT/<stem>/")
     r.add_argument("--param", default="scan", help="the param a batch sets (default: scan)")
-    r.add_argument("--jobs", type=int, default=1, help="batch items run at once (processes)")
+    r.add_argument("--jobs", type=_positive, default=1, help="batch items run at once (processes)")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (networks)")
+    r.add_argument("--threads", type=_positive, default=None, help="CPU threads for PyTorch (networks)")
     r.add_argument("--dry-run", action="store_true", help="check and resolve inputs; compute nothing")
     r.add_argument("--resume", action="store_true", help="batch: skip scans whose run finished before")
     r.add_argument("--no-overwrite", action="store_true", help="fail rather than replace an existing output")
+    r.add_argument("--allow-outside-out", action="store_true",
+                   help="let outputs go outside the output folder (absolute paths, '..'); inputs stay protected")
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("check", help="check macros without running them")
@@ -242,8 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops a run like Ctrl-C: cancelled, recorded, nothing half-written
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import signal
+
+    if threading_is_main():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except MacroError as e:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from engine.errors import DamselflyError
 
@@ -43,8 +44,14 @@ class MacroError(DamselflyError):
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 
 
+@lru_cache(maxsize=4)
+def _lines(source: str) -> list[str]:
+    return source.splitlines()
+
+
 def source_line(source: str, line: int) -> str:
-    lines = source.splitlines()
+    """Line ``line`` (1-based) of ``source``; the split is cached, so many diagnostics cost linear time."""
+    lines = _lines(source)
     return lines[line - 1] if 0 < line <= len(lines) else ""
 
 

@@ -188,11 +188,16 @@ def parse_file(path: str | Path) -> ast.Macro:
     """Read and parse a ``.dfm`` file (errors name it)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors) is dropped
     except FileNotFoundError:
         raise MacroError([Diagnostic(str(path), 0, 0, "no such macro file")]) from None
+    except IsADirectoryError:
+        raise MacroError([Diagnostic(str(path), 0, 0, "is a folder, not a macro file")]) from None
     except UnicodeDecodeError as e:
         raise MacroError([Diagnostic(str(path), 0, 0, f"not a UTF-8 text file ({e.reason})")]) from None
+    except OSError as e:
+        raise MacroError([Diagnostic(str(path)[:200], 0, 0, f"cannot read the macro file: {e.strerror or e}")]) \
+            from None
     return parse(text, str(path))
 
 

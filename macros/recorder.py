@@ -93,7 +93,7 @@ class Recorder:
 
     def save(self, path: str | os.PathLike) -> Path:
         p = Path(path)
-        io._write_text(p, self.text())
+        io.write_text(p, self.text())
         return p
 
     # -- events ---------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ class Recorder:
             return self._param_for_path[key]
         if not self._param_for_path:
             name = "scan"
-            self._scan_stem = Path(key).name.split(".")[0]
+            self._scan_stem = io.stem(key)
         else:
             base = f"{target}_file" if target else f"{pname}_file"
             name, k = base, 2

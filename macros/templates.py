@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import PurePath
 
+from engine.io import stem
+
 TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_]+))?\}")
 ATTRS = {
-    "stem": lambda p: PurePath(p).name.split(".")[0] if PurePath(p).name else "",
+    "stem": stem,
     "name": lambda p: PurePath(p).name,
     "suffix": lambda p: "".join(PurePath(p).suffixes),
     "parent": lambda p: PurePath(p).parent.name,

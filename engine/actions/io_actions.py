@@ -100,7 +100,7 @@ def save(obj: Volume | Table, path: OutputPath) -> None:
     path : path
         Where, relative to the run's output folder.
     """
-    overwrite = current_settings().overwrite
+    overwrite = current_settings().may_replace(path)
     task = progress.task(f"Saving {path}", total=1)
     if isinstance(obj, Table):
         if io.file_kind(path) != "csv":

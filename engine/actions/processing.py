@@ -103,6 +103,10 @@ def calibrate(volume: Volume, method: Literal["percentile", "two_point", "match"
     Volume
         float32, same geometry.
     """
+    if volume.data.size == 0:
+        raise InputError(f"calibrate: the volume holds no voxels (shape {tuple(volume.shape)})", volume.source)
+    if volume.data.dtype.kind == "b":
+        raise InputError("calibrate needs grey values, got a boolean (mask) volume", volume.source)
     require_finite(volume)
     if volume.channels != 1:
         raise InputError("calibrate works on single-channel volumes", volume.source)

@@ -87,7 +87,7 @@ def snapshot(volume: Volume, path: OutputPath, labels: Labels | None = None, cla
         r.close()
     import imageio.v2 as imageio
 
-    with atomic_path(path, overwrite=current_settings().overwrite) as tmp:
+    with atomic_path(path, overwrite=current_settings().may_replace(path)) as tmp:
         imageio.imwrite(tmp, img, format="png")
     task.finish()
 
@@ -173,7 +173,7 @@ def render_movie(volume: Volume, path: OutputPath, labels: Labels | None = None,
     R.movie_kind(path)
     task = progress.task(f"Rendering {path}", total=None)
     R.render_movie(scene, tl, path, fps=fps, size=size or (1280, 720), quality=quality,
-                   frames=tuple(frames) if frames else None, overwrite=current_settings().overwrite,
+                   frames=tuple(frames) if frames else None, overwrite=current_settings().may_replace(path),
                    on_frame=lambda i, n: _step(task, i, n))
     task.finish()
 

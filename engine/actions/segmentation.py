@@ -264,7 +264,7 @@ def save_model(model: Model, path: OutputPath) -> None:
     path : path
         Where to write it; must end in ``.dfmodel``.
     """
-    model_io.save_model(model, path, overwrite=current_settings().overwrite)
+    model_io.save_model(model, path, overwrite=current_settings().may_replace(path))
 
 
 @action("load_model", result="model", category="File")

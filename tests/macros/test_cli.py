@@ -89,7 +89,7 @@ def test_run_with_set_writes_outputs_and_run_record(workdir, capsys):
     assert code == 0
     out = workdir / "res"
     assert sorted(p.name for p in out.iterdir()) == [
-        "run.json", "scan_a.dfmodel", "scan_a.history.csv", "scan_a_metal_thickness.csv",
+        ".damselfly.lock", "run.json", "scan_a.dfmodel", "scan_a.history.csv", "scan_a_metal_thickness.csv",
         "scan_a_metal_thickness.tif", "scan_a_orbit.mp4", "scan_a_orbit.mp4.json", "scan_a_otsu_scores.csv",
         "scan_a_scores.csv", "scan_a_seg.tif", "scan_a_seg.tif.json", "scan_a_snapshot.png"]
     rec = json.loads((out / "run.json").read_text())
@@ -97,7 +97,8 @@ def test_run_with_set_writes_outputs_and_run_record(workdir, capsys):
     assert rec["params"]["epochs"] == 1
     assert rec["macro_text"] == EXAMPLE.read_text() and len(rec["macro_sha256"]) == 64
     assert set(rec["inputs"]) == {str(workdir / n) for n in ("scan_a.tif", "truth_a.tif", "painted_a.tif")}
-    assert all(len(h) == 64 for h in rec["inputs"].values())
+    assert all(len(h["sha256"]) == 64 and h["size"] > 0 for h in rec["inputs"].values())
+    assert set(rec["output_sha256"]) == set(rec["outputs"]) and rec["pending"] == []
     assert [s["action"] for s in rec["statements"]][:5] == ["load", "calibrate", "load_labels", "train",
                                                             "save_model"]
     assert rec["settings"]["device"] == "cpu" and "numpy" in rec["versions"]
@@ -120,7 +121,7 @@ def test_runtime_error_names_the_line_and_leaves_no_partial_output(workdir, caps
     err = capsys.readouterr().err
     assert f"{m}:3:7: error: load: " in err and "scan.tif: cannot read TIFF" in err
     assert json.loads((workdir / "o" / "run.json").read_text())["status"] == "failed"
-    assert sorted(p.name for p in (workdir / "o").iterdir()) == ["run.json"]
+    assert sorted(p.name for p in (workdir / "o").iterdir()) == [".damselfly.lock", "run.json"]
 
 
 def test_batch_keeps_going_past_a_corrupt_scan(workdir, capsys):
@@ -217,7 +218,7 @@ def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):
     assert result.status == "cancelled"
     rec = json.loads((workdir / "o" / "run.json").read_text())
     assert rec["status"] == "cancelled" and [s["action"] for s in rec["statements"]] == ["load", "save"]
-    assert sorted(p.name for p in (workdir / "o").iterdir()) == ["first.tif", "run.json"]
+    assert sorted(p.name for p in (workdir / "o").iterdir()) == [".damselfly.lock", "first.tif", "run.json"]
 
 
 def test_text_progress_bar_draws_on_a_terminal_only():
