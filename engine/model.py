@@ -168,15 +168,111 @@ def load_model(path: str | os.PathLike) -> Model:
         doc = json.loads(meta["damselfly"])
     except json.JSONDecodeError as e:
         raise InputError(f"the model's JSON document is corrupt: {e}", path) from None
-    if doc.get("format") != FORMAT:
-        raise InputError(f"not a Damselfly model (format {doc.get('format')!r})", path)
-    if int(doc.get("format_version", 0)) > FORMAT_VERSION:
-        raise InputError(f"model format version {doc['format_version']} is newer than this Damselfly "
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise InputError(f"not a Damselfly model (format {found!r})", path)
+    version = doc.get("format_version") if isinstance(doc, dict) else None
+    if _is_int(version) and version > FORMAT_VERSION:
+        raise InputError(f"model format version {version} is newer than this Damselfly "
                          f"reads ({FORMAT_VERSION}); update Damselfly", path)
+    validate_document(doc, path)
+    validate_weights(doc, state, path)
+    model = Model(doc, state, name=doc.get("name") or path.stem)
+    model.metadata["source"] = str(path)
+    model.network("cpu")  # the shapes were checked: this builds exactly what the file holds
+    return model
+
+
+#: The most inputs (modalities), context slices and classes a model file may describe.
+MAX_INPUTS, MAX_CONTEXT, MAX_CLASSES = 16, 31, 255
+WEIGHT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def validate_document(doc, path) -> None:
+    """Check a model file's JSON document field by field, before anything is built from it.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the field that is missing or out of range.
+    """
+    from . import nets
+
+    def bad(field, msg):
+        return InputError(f"model document field '{field}': {msg}", path)
+
+    if not isinstance(doc, dict):
+        raise InputError("the model document is not a JSON object", path)
     missing = [k for k in ("arch", "hparams", "input", "inputs", "classes") if k not in doc]
     if missing:
         raise InputError(f"the model document lacks {', '.join(missing)}", path)
-    model = Model(doc, state, name=doc.get("name") or path.stem)
-    model.metadata["source"] = str(path)
-    model.network("cpu")  # fails clearly now if weights and architecture disagree
-    return model
+    version = doc.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise bad("format_version", f"this Damselfly reads version {FORMAT_VERSION}, got {version!r}")
+    if doc["arch"] not in nets.DEFAULTS:
+        raise bad("arch", f"unknown architecture {doc['arch']!r} (known: {', '.join(nets.DEFAULTS)})")
+    if not isinstance(doc["hparams"], dict):
+        raise bad("hparams", "must be an object")
+    try:
+        with _meta_device():
+            nets.build(doc["arch"], 1, 2, doc["hparams"])  # checks names and ranges; allocates nothing
+    except ParameterError as e:
+        raise bad("hparams", str(e)) from None
+    if doc["input"] not in ("2d", "2.5d", "3d"):
+        raise bad("input", f"must be 2d, 2.5d or 3d, got {doc['input']!r}")
+    context = doc.get("context", 1)
+    if not _is_int(context) or not 1 <= context <= MAX_CONTEXT or context % 2 == 0:
+        raise bad("context", f"must be an odd whole number 1..{MAX_CONTEXT}, got {context!r}")
+    inputs = doc["inputs"]
+    if not isinstance(inputs, list) or not 1 <= len(inputs) <= MAX_INPUTS:
+        raise bad("inputs", f"must be a list of 1..{MAX_INPUTS} inputs")
+    for i, one in enumerate(inputs):
+        lo, hi = (one.get("low"), one.get("high")) if isinstance(one, dict) else (None, None)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in (lo, hi)) \
+                or not lo < hi:
+            raise bad(f"inputs[{i}]", f"needs finite numbers low < high for its normalisation, got {lo!r}, {hi!r}")
+    classes = doc["classes"]
+    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES:
+        raise bad("classes", f"must be a list of 2..{MAX_CLASSES} classes")
+    for i, c in enumerate(classes):
+        color = c.get("color") if isinstance(c, dict) else None
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(color, list) \
+                or len(color) not in (3, 4) or not all(_is_int(v) and 0 <= v <= 255 for v in color):
+            raise bad(f"classes[{i}]", "needs a 'name' string and a 'color' of 3 or 4 integers 0..255")
+
+
+def validate_weights(doc: dict, state: dict, path) -> None:
+    """Check the weights against the network the document describes: the same names, shapes and a
+    floating-point dtype, all finite. The network is built on PyTorch's ``meta`` device (no memory)."""
+    import torch
+
+    from . import nets
+
+    n_in = len(doc["inputs"]) * (doc.get("context", 1) if doc["input"] == "2.5d" else 1)
+    with _meta_device():
+        want = {k: (tuple(v.shape), v.dtype) for k, v in nets.build(doc["arch"], n_in, len(doc["classes"]),
+                                                         doc["hparams"]).state_dict().items()}
+    if set(want) != set(state):
+        extra, lacking = sorted(set(state) - set(want)), sorted(set(want) - set(state))
+        raise InputError(f"model weights do not fit its architecture (missing {lacking[:3]}, unexpected "
+                         f"{extra[:3]})", path)
+    for k, t in state.items():
+        shape, dtype = want[k]
+        if tuple(t.shape) != shape:
+            raise InputError(f"model weight '{k}' has shape {tuple(t.shape)}; the architecture needs {shape}", path)
+        if dtype.is_floating_point and str(t.dtype).removeprefix("torch.") not in WEIGHT_DTYPES:
+            raise InputError(f"model weight '{k}' is {t.dtype}; weights must be floating point", path)
+        if not dtype.is_floating_point and t.dtype != dtype:  # counters such as num_batches_tracked
+            raise InputError(f"model buffer '{k}' is {t.dtype}; the architecture needs {dtype}", path)
+        if dtype.is_floating_point and not bool(torch.isfinite(t).all()):
+            raise InputError(f"model weight '{k}' holds NaN or infinite values", path)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _meta_device():
+    import torch
+
+    return torch.device("meta")

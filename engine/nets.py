@@ -25,6 +25,11 @@ DEFAULTS: dict[str, dict] = {
     "msd": {"depth": 100, "width": 1, "max_dilation": 10},
 }
 
+#: The range each hyper-parameter may take: wide enough for any network that fits a GPU, narrow
+#: enough that a crafted model file cannot make :func:`build` allocate terabytes.
+LIMITS: dict[str, tuple[int, int]] = {"base": (1, 256), "levels": (1, 8), "depth": (1, 512), "width": (1, 64),
+                                      "max_dilation": (1, 128)}
+
 
 def _layers(ndim: int):
     if ndim == 2:
@@ -116,6 +121,11 @@ def build(arch: str, in_channels: int, classes: int, hparams: dict | None = None
     for k, v in (hparams or {}).items():
         if k not in hp:
             raise ParameterError(f"architecture {arch!r} has no hyper-parameter {k!r} (it has {', '.join(hp)})")
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v):
+            raise ParameterError(f"hyper-parameter {k!r} must be a whole number, got {v!r}")
+        lo, hi = LIMITS[k]
+        if not lo <= v <= hi:
+            raise ParameterError(f"hyper-parameter {k!r} must be {lo}..{hi}, got {v}")
         hp[k] = int(v)
     if arch == "msd":
         return MSDNet(in_channels, classes, **hp)

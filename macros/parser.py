@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -54,10 +55,18 @@ class _ToAST(Transformer):
         return ast.Const(value, **_pos(tok))
 
     def int(self, meta, children):
-        return ast.Const(int(children[0]), **_pos(children[0]))
+        tok = children[0]
+        digits = tok.lstrip("+-")
+        if len(digits) > 19 or not -(2 ** 63) <= int(tok) < 2 ** 63:
+            raise _StringError(tok, "whole number out of range (numbers must fit in 64 bits)")
+        return ast.Const(int(tok), **_pos(tok))
 
     def float(self, meta, children):
-        return ast.Const(float(children[0]), **_pos(children[0]))
+        tok = children[0]
+        value = float(tok)
+        if not math.isfinite(value):
+            raise _StringError(tok, "number out of range (too large for a 64-bit float)")
+        return ast.Const(value, **_pos(tok))
 
     def true(self, meta, children):
         return ast.Const(True, **_pos(meta))
@@ -121,7 +130,7 @@ def _expected(tokens) -> str:
 
 def _keyword_before(text: str, pos: int):
     """``(word, offset)`` if the text just before ``pos`` ends in a keyword, else ``None``."""
-    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", text[:pos])
+    m = re.search(r"([A-Za-z_][A-Za-z0-9_]*)[ \t\f]*$", text[:pos])
     return (m.group(1), m.start(1)) if m and m.group(1) in KEYWORDS else None
 
 
@@ -155,6 +164,33 @@ def _syntax_error(e: UnexpectedInput, text: str, path: str) -> Diagnostic:
     return Diagnostic(path, line or 0, col or 0, msg, source_line(text, line or 0))
 
 
+#: The deepest nesting of lists a macro may have (deeper is surely a mistake, and would exhaust the
+#: transformer's recursion).
+MAX_NESTING = 32
+
+
+def _check_nesting(src: str, path: str) -> None:
+    """Raise :class:`MacroError` at the first ``[`` nested deeper than :data:`MAX_NESTING`."""
+    if src.count("[") <= MAX_NESTING:
+        return
+    for n, line in enumerate(src.splitlines(), start=1):
+        depth, in_str, esc = 0, False, False
+        for col, ch in enumerate(line, start=1):
+            if in_str:
+                esc, in_str = (False, True) if esc else (ch == "\\", ch != '"')
+            elif ch == '"':
+                in_str = True
+            elif ch == "#":
+                break
+            elif ch == "[":
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise MacroError([Diagnostic(path, n, col, f"lists nested more than {MAX_NESTING} deep",
+                                                 line)])
+            elif ch == "]":
+                depth -= 1
+
+
 def parse(text: str, path: str | None = None) -> ast.Macro:
     """Parse macro ``text``; raise :class:`MacroError` (file:line:col) on a syntax error.
 
@@ -162,7 +198,9 @@ def parse(text: str, path: str | None = None) -> ast.Macro:
     of a macro and of its canonical form are equal.
     """
     path = path or "<macro>"
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as some editors write
     src = text if text.endswith("\n") else text + "\n"
+    _check_nesting(src, path)
     try:
         tree = _parser().parse(src)
         stmts = _ToAST().transform(tree)

@@ -1,0 +1,153 @@
+"""Batches survive what happens to real batches: a worker killed, the main process killed, Ctrl-C
+(issue: data safety). Linux only (reads /proc)."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import io, phantoms
+from macros.batch import run_batch
+
+pytestmark = [pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc"),
+              pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+# local thickness makes each scan take a moment (and a fresh worker compiles its kernels first)
+BODY = ('version 1\nparam scan = "x.tif"\nraw = load(scan)\ncal = calibrate(raw)\n'
+        'seg = threshold(cal, names=["air", "metal"])\nsave(seg, "{scan.stem}_seg.tif")\n'
+        'thick = local_thickness(seg, class="metal")\nsave(thick, "{scan.stem}_thick.tif")\n'
+        'stats = thickness_stats(thick)\nsave(stats, "{scan.stem}_thick.csv")\n')
+
+
+@pytest.fixture
+def scans(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(4):
+        v, _ = phantoms.casting((24, 40, 40), seed=i)
+        io.write_volume(v, folder / f"p{i}.tif")
+    m = tmp_path / "m.dfm"
+    m.write_text(BODY)
+    return m, folder
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids whose command line holds ``text``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if text in cmd:
+                found.append(int(d.name))
+    return found
+
+
+def wait_for(pred, timeout=60.0):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def final_files(out: Path) -> dict[str, str]:
+    """SHA-256 of every output under its final name (run records and locks aside)."""
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name not in ("run.json", "batch.json", ".damselfly.lock")}
+
+
+def no_temporaries(out: Path) -> bool:
+    return not [p for p in out.rglob("*") if ".partial" in p.name or ".old-" in p.name]
+
+
+def test_a_killed_worker_fails_only_its_scan(scans, tmp_path):
+    m, folder = scans
+    out = tmp_path / "out"
+    import threading
+
+    def killer():
+        pids = wait_for(lambda: processes_with(f"{folder / 'p1.tif'}"))
+        wait_for(lambda: (out / "p1" / "run.json").exists())  # killed mid-scan, as the OOM killer would
+        time.sleep(0.3)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    res = run_batch(m, str(folder / "*.tif"), out_dir=out, jobs=2)
+    t.join()
+    assert [r.status for r in res] == ["ok", "failed", "ok", "ok"]
+    assert "died (killed by SIGKILL; out of memory?)" in res[1].error
+    summary = json.loads((out / "batch.json").read_text())
+    assert [i["status"] for i in summary["items"]] == ["ok", "failed", "ok", "ok"]
+    assert json.loads((out / "p1" / "run.json").read_text())["status"] == "failed"
+    assert no_temporaries(out)
+    # resume finishes the dead scan, and everything equals a clean serial run
+    res = run_batch(m, str(folder / "*.tif"), out_dir=out, jobs=2, resume=True)
+    assert [r.status for r in res] == ["skipped", "ok", "skipped", "skipped"]
+    run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "clean")
+    assert final_files(out) == final_files(tmp_path / "clean")
+
+
+def cli(args, **kw):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "macros.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_workers_die_with_a_killed_main_process(scans, tmp_path):
+    m, folder = scans
+    out = tmp_path / "out"
+    p = cli(["run", str(m), "--batch", str(folder / "*.tif"), "--out", str(out), "--jobs", "2"])
+    workers = wait_for(lambda: [q for q in processes_with(str(out)) if q != p.pid])
+    os.kill(p.pid, signal.SIGKILL)
+    p.communicate(timeout=30)  # returns: no worker holds the parent's stdout
+    wait_for(lambda: not any(Path(f"/proc/{w}").exists() and _alive(w) for w in workers), timeout=30)
+    # what they left is finished by a resume
+    r = subprocess.run([sys.executable, "-m", "macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
+                        "--out", str(out), "--jobs", "2", "--resume"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert no_temporaries(out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_stops_the_batch_writes_the_summary_and_exits_130(scans, tmp_path):
+    m, folder = scans
+    out = tmp_path / "out"
+    p = cli(["run", str(m), "--batch", str(folder / "*.tif"), "--out", str(out), "--jobs", "2"])
+    wait_for(lambda: [q for q in processes_with(str(out)) if q != p.pid])
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    summary = json.loads((out / "batch.json").read_text())
+    assert summary["interrupted"] and len(summary["items"]) == 4
+    assert {i["status"] for i in summary["items"]} <= {"ok", "cancelled"}
+    assert [i["status"] for i in summary["items"][2:]] == ["cancelled", "cancelled"]  # never started
+    assert not (out / "p2").exists() and not (out / "p3").exists()
+    assert no_temporaries(out) and not processes_with(str(out))
+    r = subprocess.run([sys.executable, "-m", "macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
+                        "--out", str(out), "--jobs", "2", "--resume"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "clean")
+    assert final_files(out) == final_files(tmp_path / "clean")
