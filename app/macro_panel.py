@@ -72,6 +72,7 @@ class MacroPanel(QWidget):
     def __init__(self, base_dir: Path, parent=None):
         super().__init__(parent)
         self.base_dir = Path(base_dir)
+        self.check_options: dict = {}  # the run settings the checker assumes (output folder, confinement)
         self.path: Path | None = None
         self.diagnostics: list[Diagnostic] = []
         lay = QVBoxLayout(self)
@@ -134,7 +135,7 @@ class MacroPanel(QWidget):
         if text.strip():
             try:
                 macro = parse(text, name)
-                diags = check(macro, base_dir=self.base_dir).diagnostics
+                diags = check(macro, base_dir=self.base_dir, **self.check_options).diagnostics
             except MacroError as e:
                 diags = e.diagnostics
         self.diagnostics = diags

@@ -86,7 +86,9 @@ class MainWindow(QMainWindow):
         base = Path(base_dir or Path.cwd()).resolve()
         out = Path(out_dir or base / "damselfly-out").resolve()
         self.worker = Worker(self)
-        self.session = Session(Settings(device=device, base_dir=base, out_dir=out), self.worker.reporter)
+        # a file chosen in a dialog is an explicit choice: outputs may go anywhere (inputs stay protected)
+        self.session = Session(Settings(device=device, base_dir=base, out_dir=out, allow_outside=True),
+                               self.worker.reporter)
         self.session.subscribe(lambda ev: self.worker.named.emit("action", {"event": ev}))
         self.recorder: Recorder | None = None
         self.macro_dir = out / "macro"
@@ -187,6 +189,7 @@ class MainWindow(QMainWindow):
 
         # macro panel
         self.macro = MacroPanel(self.session.settings.base_dir)
+        self.macro.check_options = {"out_dir": self.session.settings.out_dir, "allow_outside": True}
         self.macro.record_toggled.connect(self.set_recording)
         self.macro.run_requested.connect(self.run_macro_text)
         self.macro.batch_requested.connect(self._ask_batch)
@@ -730,7 +733,7 @@ class MainWindow(QMainWindow):
             self.show_error("the macro has errors:\n" + "\n".join(d.format() for d in diags))
             return False
         macro = parse(text, name)
-        res = check(macro, base_dir=self.macro.base_dir)
+        res = check(macro, base_dir=self.macro.base_dir, **self.macro.check_options)
         settings = self.session.settings
 
         def job():

@@ -482,6 +482,8 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
     if not p.exists():
         raise InputError("no such file or folder", p)
     kind = file_kind(p)
+    if p.is_file() and p.stat().st_size == 0:
+        raise InputError("the file is empty (0 bytes)", p)
     if mmap == "auto":
         mmap = p.is_file() and p.stat().st_size > MMAP_THRESHOLD
     if kind == "tiff":

@@ -1,7 +1,6 @@
 """Batches survive what happens to real batches: a worker killed, the main process killed, Ctrl-C
 (issue: data safety). Linux only (reads /proc)."""
 
-import hashlib
 import json
 import os
 import signal
@@ -14,6 +13,8 @@ import pytest
 
 from engine import io, phantoms
 from macros.batch import run_batch
+
+from .procs import alive, final_files, processes_with, temporaries, wait_for
 
 pytestmark = [pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc"),
               pytest.mark.slow]
@@ -38,40 +39,6 @@ def scans(tmp_path):
     return m, folder
 
 
-def processes_with(text: str) -> list[int]:
-    """Pids whose command line holds ``text``."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-            except OSError:
-                continue
-            if text in cmd:
-                found.append(int(d.name))
-    return found
-
-
-def wait_for(pred, timeout=60.0):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
-def final_files(out: Path) -> dict[str, str]:
-    """SHA-256 of every output under its final name (run records and locks aside)."""
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name not in ("run.json", "batch.json", ".damselfly.lock")}
-
-
-def no_temporaries(out: Path) -> bool:
-    return not [p for p in out.rglob("*") if ".partial" in p.name or ".old-" in p.name]
-
-
 def test_a_killed_worker_fails_only_its_scan(scans, tmp_path):
     m, folder = scans
     out = tmp_path / "out"
@@ -93,7 +60,7 @@ def test_a_killed_worker_fails_only_its_scan(scans, tmp_path):
     summary = json.loads((out / "batch.json").read_text())
     assert [i["status"] for i in summary["items"]] == ["ok", "failed", "ok", "ok"]
     assert json.loads((out / "p1" / "run.json").read_text())["status"] == "failed"
-    assert no_temporaries(out)
+    assert not temporaries(out)
     # resume finishes the dead scan, and everything equals a clean serial run
     res = run_batch(m, str(folder / "*.tif"), out_dir=out, jobs=2, resume=True)
     assert [r.status for r in res] == ["skipped", "ok", "skipped", "skipped"]
@@ -114,20 +81,13 @@ def test_workers_die_with_a_killed_main_process(scans, tmp_path):
     workers = wait_for(lambda: [q for q in processes_with(str(out)) if q != p.pid])
     os.kill(p.pid, signal.SIGKILL)
     p.communicate(timeout=30)  # returns: no worker holds the parent's stdout
-    wait_for(lambda: not any(Path(f"/proc/{w}").exists() and _alive(w) for w in workers), timeout=30)
+    wait_for(lambda: not any(Path(f"/proc/{w}").exists() and alive(w) for w in workers), timeout=30)
     # what they left is finished by a resume
     r = subprocess.run([sys.executable, "-m", "macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
                         "--out", str(out), "--jobs", "2", "--resume"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert no_temporaries(out)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except OSError:
-        return False
+    assert not temporaries(out)
 
 
 def test_ctrl_c_stops_the_batch_writes_the_summary_and_exits_130(scans, tmp_path):
@@ -144,7 +104,7 @@ def test_ctrl_c_stops_the_batch_writes_the_summary_and_exits_130(scans, tmp_path
     assert {i["status"] for i in summary["items"]} <= {"ok", "cancelled"}
     assert [i["status"] for i in summary["items"][2:]] == ["cancelled", "cancelled"]  # never started
     assert not (out / "p2").exists() and not (out / "p3").exists()
-    assert no_temporaries(out) and not processes_with(str(out))
+    assert not temporaries(out) and not processes_with(str(out))
     r = subprocess.run([sys.executable, "-m", "macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
                         "--out", str(out), "--jobs", "2", "--resume"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
                        capture_output=True, text=True, timeout=300)

@@ -1,0 +1,57 @@
+"""Helpers for the tests and the benchmark that kill batches (Linux: they read /proc)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+#: Files a run writes besides its outputs.
+BOOKKEEPING = ("run.json", "batch.json", ".damselfly.lock")
+
+
+def processes_with(text: str) -> list[int]:
+    """Live pids (not this one, not zombies) whose command line holds ``text``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if text in cmd and alive(int(d.name)):
+                found.append(int(d.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_for(pred, timeout: float = 60.0):
+    """Poll ``pred`` until it returns something true; that value."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def final_files(out: Path) -> dict[str, str]:
+    """SHA-256 of every file under its final name (run records and locks aside)."""
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name not in BOOKKEEPING and not temporary(p)}
+
+
+def temporary(p: Path) -> bool:
+    return ".partial" in p.name or ".old-" in p.name
+
+
+def temporaries(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if temporary(p)]
