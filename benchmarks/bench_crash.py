@@ -28,9 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import io, phantoms  # noqa: E402
 from macros.batch import run_batch  # noqa: E402
-from tests.macros.procs import final_files, processes_with, temporaries, wait_for  # noqa: E402
+from tests.macros.kit import final_files, processes_with, temporaries, wait_for, write_scans  # noqa: E402
 
 BODY = ('version 1\nparam scan = "x.tif"\nraw = load(scan)\ncal = calibrate(raw)\nsave(cal, "{scan.stem}_cal.tif")\n'
         'seg = threshold(cal, names=["air", "metal"])\nsave(seg, "{scan.stem}_seg.tif")\n'
@@ -82,10 +81,7 @@ def main(trials: int = 20, seed: int = 1) -> int:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="damselfly-crash-") as tmp:
         work = Path(tmp)
-        (work / "scans").mkdir()
-        for i in range(4):
-            v, _ = phantoms.casting((24, 48, 48), seed=i)
-            io.write_volume(v, work / "scans" / f"p{i}.tif")
+        write_scans(work / "scans", 4, (24, 48, 48))
         m = work / "m.dfm"
         m.write_text(BODY)
         t0 = time.perf_counter()

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import io, phantoms
 from macros.batch import run_batch
 
-from .procs import alive, final_files, processes_with, temporaries, wait_for
+from .kit import alive, final_files, processes_with, temporaries, wait_for, write_scans
 
 pytestmark = [pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc"),
               pytest.mark.slow]
@@ -29,11 +28,7 @@ BODY = ('version 1\nparam scan = "x.tif"\nraw = load(scan)\ncal = calibrate(raw)
 
 @pytest.fixture
 def scans(tmp_path):
-    folder = tmp_path / "scans"
-    folder.mkdir()
-    for i in range(4):
-        v, _ = phantoms.casting((24, 40, 40), seed=i)
-        io.write_volume(v, folder / f"p{i}.tif")
+    folder = write_scans(tmp_path / "scans", 4, (24, 40, 40))
     m = tmp_path / "m.dfm"
     m.write_text(BODY)
     return m, folder

@@ -5,18 +5,17 @@ import time
 
 import pytest
 
-from engine import io, phantoms
 from macros.checker import check
 from macros.cli import main
 from macros.parser import parse
+
+from .kit import write_scans
 
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    v, _ = phantoms.casting((8, 16, 16), seed=0)
-    io.write_volume(v, tmp_path / "g.tif")
-    return tmp_path
+    return write_scans(tmp_path, 1, (8, 16, 16), name="g.tif")
 
 
 @pytest.mark.parametrize("text, where, words", [

@@ -11,13 +11,13 @@ from engine import io, phantoms
 from engine.errors import InputError
 from macros.cli import main
 
+from .kit import write_scans
+
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    v, _ = phantoms.casting((12, 16, 16), seed=0)
-    io.write_volume(v, tmp_path / "g.tif")
-    return tmp_path
+    return write_scans(tmp_path, 1, (12, 16, 16), name="g.tif")
 
 
 def macro(workdir, body, name="m.dfm"):

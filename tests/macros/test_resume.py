@@ -13,17 +13,15 @@ from macros.batch import run_batch
 from macros.runner import run_file
 from macros.runrecord import FolderLock, done_reason, read_record
 
+from .kit import write_scans
+
 BODY = ('version 1\nparam scan = "x.tif"\nraw = load(scan)\ncal = calibrate(raw)\nsave(cal, "{scan.stem}_cal.tif")\n'
         'seg = threshold(cal, names=["air", "metal"])\nsave(seg, "{scan.stem}_seg.tif")\n')
 
 
 @pytest.fixture
 def batch(tmp_path):
-    scans = tmp_path / "scans"
-    scans.mkdir()
-    for i in range(3):
-        v, _ = phantoms.casting((8, 16, 16), seed=i)
-        io.write_volume(v, scans / f"p{i}.tif")
+    scans = write_scans(tmp_path / "scans", 3)
     m = tmp_path / "m.dfm"
     m.write_text(BODY)
     return m, str(scans / "*.tif"), tmp_path / "out"

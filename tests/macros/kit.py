@@ -1,4 +1,4 @@
-"""Helpers for the tests and the benchmark that kill batches (Linux: they read /proc)."""
+"""Helpers for the tests and the benchmark that run and kill batches (the process helpers read /proc: Linux)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 import os
 import time
 from pathlib import Path
+
+from engine import io, phantoms
 
 #: Files a run writes besides its outputs.
 BOOKKEEPING = ("run.json", "batch.json", ".damselfly.lock")
@@ -55,3 +57,12 @@ def temporary(p: Path) -> bool:
 
 def temporaries(out: Path) -> list[Path]:
     return [p for p in out.rglob("*") if temporary(p)]
+
+
+def write_scans(folder: Path, n: int, size=(8, 16, 16), name: str = "p{i}.tif") -> Path:
+    """``n`` casting phantoms (seeds 0..n-1) as TIFF files in ``folder`` (made); returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        v, _ = phantoms.casting(size, seed=i)
+        io.write_volume(v, folder / name.format(i=i))
+    return folder
