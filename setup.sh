@@ -19,8 +19,8 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
     "$VPY" -m pip install -q "torch==2.13.0" || "$VPY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 fi
 
-extras=""
-[ "$job" = "test" ] && extras="[dev]"
+extras="[app]"                         # the desktop app's Qt libraries; the headless core needs none
+[ "$job" = "test" ] && extras="[app,dev]"
 stamp=".venv/.setup-stamp$extras"
 want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

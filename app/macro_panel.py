@@ -8,14 +8,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from damselfly.engine.registry import all_actions
+from damselfly.macros.checker import check
+from damselfly.macros.diagnostics import Diagnostic, MacroError
+from damselfly.macros.parser import parse
 from PySide6.QtCore import QRegularExpression, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextCursor, QTextFormat
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QPlainTextEdit, QPushButton, QTextEdit, QVBoxLayout, QWidget
-
-from engine.registry import all_actions
-from macros.checker import check
-from macros.diagnostics import Diagnostic, MacroError
-from macros.parser import parse
 
 
 def _fmt(color: str, bold: bool = False, italic: bool = False) -> QTextCharFormat:

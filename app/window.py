@@ -13,6 +13,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from damselfly.engine import Labels, Session, Settings, Table, Volume, make_classes
+from damselfly.engine.data import LabelClass
+from damselfly.engine.model import Model
+from damselfly.engine.registry import all_actions, get_action, object_classes
+from damselfly.macros.batch import run_batch
+from damselfly.macros.checker import check
+from damselfly.macros.interpreter import execute
+from damselfly.macros.parser import parse
+from damselfly.macros.recorder import Recorder
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence
 from PySide6.QtWidgets import (
@@ -38,16 +47,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from engine import Labels, Session, Settings, Table, Volume, make_classes
-from engine.data import LabelClass
-from engine.model import Model
-from engine.registry import all_actions, get_action, object_classes
-from macros.batch import run_batch
-from macros.checker import check
-from macros.interpreter import execute
-from macros.parser import parse
-from macros.recorder import Recorder
 
 from .macro_panel import MacroPanel
 from .params import ParamDialog
@@ -511,7 +510,7 @@ class MainWindow(QMainWindow):
     def predict_slice(self) -> None:
         """Segment-and-correct: the newest model's prediction of the current axial slice goes into the
         label layer (only that slice), to be corrected with the brush."""
-        from engine.actions.segmentation import infer
+        from damselfly.engine.actions.segmentation import infer
 
         lab, vol = self._layer(), self.canvas.volume
         models = [o for o in self.session.objects.values() if isinstance(o, Model)]

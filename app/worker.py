@@ -11,10 +11,9 @@ import threading
 import traceback
 from collections.abc import Callable
 
+from damselfly.engine import Cancelled, DamselflyError
+from damselfly.engine.progress import ProgressEvent, Reporter
 from PySide6.QtCore import QObject, Signal
-
-from engine import Cancelled, DamselflyError
-from engine.progress import ProgressEvent, Reporter
 
 
 def describe_error(e: BaseException) -> str:

@@ -14,11 +14,10 @@ import argparse
 import time
 
 import numpy as np
-
-from engine import phantoms
-from engine.actions.processing import calibrate, threshold
-from engine.actions.segmentation import infer, sparse_labels, train
-from engine.training import dice_scores
+from damselfly.engine import phantoms
+from damselfly.engine.actions.processing import calibrate, threshold
+from damselfly.engine.actions.segmentation import infer, sparse_labels, train
+from damselfly.engine.training import dice_scores
 
 
 def main() -> None:

@@ -28,24 +28,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from macros.batch import run_batch  # noqa: E402
+from damselfly.macros.batch import run_batch  # noqa: E402
+
 from tests.macros.kit import final_files, processes_with, temporaries, wait_for, write_scans  # noqa: E402
 
 BODY = ('version 1\nparam scan = "x.tif"\nraw = load(scan)\ncal = calibrate(raw)\nsave(cal, "{scan.stem}_cal.tif")\n'
         'seg = threshold(cal, names=["air", "metal"])\nsave(seg, "{scan.stem}_seg.tif")\n'
         'thick = local_thickness(seg, class="metal")\nsave(thick, "{scan.stem}_thick.tif")\n'
         'stats = thickness_stats(thick)\nsave(stats, "{scan.stem}_thick.csv")\nsave(seg, "{scan.stem}_slices")\n')
-ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
 def cli(*args) -> list[str]:
-    return [sys.executable, "-m", "macros.cli", *args]
+    return [sys.executable, "-m", "damselfly.macros.cli", *args]
 
 
 def trial(k: int, rng: random.Random, work: Path, m: Path, ref: dict) -> dict:
     out = work / f"trial_{k:02d}"
     batch = ["run", str(m), "--batch", str(work / "scans" / "*.tif"), "--out", str(out), "--jobs", "2"]
-    p = subprocess.Popen(cli(*batch), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cli(*batch), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     delay = rng.uniform(0.3, 5.0)  # a whole batch takes ~5 s here
     time.sleep(delay)
     target = rng.choice(["main", "worker", "tree"])
@@ -71,7 +71,7 @@ def trial(k: int, rng: random.Random, work: Path, m: Path, ref: dict) -> dict:
             os.kill(pid, signal.SIGKILL)
     left = final_files(out) if out.exists() else {}
     partial = [name for name, sha in left.items() if ref.get(name) != sha]
-    r = subprocess.run(cli(*batch, "--resume"), env=ENV, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cli(*batch, "--resume"), capture_output=True, text=True, timeout=600)
     identical = r.returncode == 0 and final_files(out) == ref and not temporaries(out)
     return {"target": target, "signal": sig.name, "delay": round(delay, 2), "killed": len(victims),
             "partial": partial, "orphans": orphans, "resume_rc": r.returncode, "identical": identical}

@@ -51,8 +51,7 @@ def child(path: str, device: str, threads: int | None) -> None:
     import threading
 
     import torch
-
-    from engine import Session, Settings, io
+    from damselfly.engine import Session, Settings, io
 
     base = _hwm_kib()
     s = Session(Settings(device=device, threads=threads))
@@ -86,9 +85,8 @@ def child(path: str, device: str, threads: int | None) -> None:
 def reference(vol: np.ndarray, device: str, threads: int | None) -> float:
     """Seconds for one plain forward pass per whole slice (no tiles, no blending), on a slab of slices."""
     import torch
-
-    from engine import inference
-    from engine import model as model_io
+    from damselfly.engine import inference
+    from damselfly.engine import model as model_io
 
     if threads:
         torch.set_num_threads(threads)
@@ -118,7 +116,7 @@ def main() -> None:
     if a.child:
         child(a.child, a.device, a.threads)
         return
-    from engine import phantoms
+    from damselfly.engine import phantoms
 
     shape = tuple(a.size)
     nvox = int(np.prod(shape))

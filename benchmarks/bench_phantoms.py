@@ -11,9 +11,8 @@ import sys
 import time
 
 import numpy as np
+from damselfly.engine import phantoms
 from scipy import ndimage
-
-from engine import phantoms
 
 
 def best_of(fn, n=3):

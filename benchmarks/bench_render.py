@@ -25,8 +25,8 @@ from pathlib import Path
 
 
 def main(size: int = 256) -> None:
-    from engine import phantoms
-    from engine import render as R
+    from damselfly.engine import phantoms
+    from damselfly.engine import render as R
 
     vol, truth = phantoms.casting((size,) * 3, seed=0)
     t0 = time.perf_counter()
@@ -59,8 +59,8 @@ def main(size: int = 256) -> None:
 
 def one_movie(frames: int, path: str, width: int, height: int) -> None:
     """(child process) render ``frames`` frames of a 128^3 casting; print peak RSS in MiB."""
-    from engine import phantoms
-    from engine import render as R
+    from damselfly.engine import phantoms
+    from damselfly.engine import render as R
 
     vol, truth = phantoms.casting((128,) * 3, seed=0)
     scene = R.Scene(volume=vol, labels=truth, caption="casting")

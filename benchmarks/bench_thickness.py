@@ -36,7 +36,7 @@ def compare(name, theirs, ours, mask):
 
 
 def main(size: int = 256) -> None:
-    from engine import thickness as T
+    from damselfly.engine import thickness as T
 
     try:
         import porespy as ps
@@ -79,9 +79,8 @@ def memory(size: int = 512) -> None:
     the float32 output that any method must return."""
     import tracemalloc
 
+    from damselfly.engine import thickness as T
     from scipy import ndimage
-
-    from engine import thickness as T
 
     T.local_thickness(np.ones((8, 8, 8), bool), border=True)  # compile first
     field = np.random.default_rng(0).standard_normal((size,) * 3, dtype=np.float32)

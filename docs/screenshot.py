@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     app = QApplication([])
-    from app.window import MainWindow
+    from damselfly.app.window import MainWindow
 
     data = ROOT / "examples" / "data"
     w = MainWindow(base_dir=data, out_dir=Path("/tmp/damselfly-screenshot"), device="cpu")

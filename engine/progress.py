@@ -3,7 +3,7 @@
 One small interface serves the command line (a text progress bar) and the app (a progress bar with a
 Stop button). Long-running engine code asks for a task and advances it::
 
-    from engine import progress
+    from damselfly.engine import progress
 
     task = progress.task("Calibrating", total=n_slices)
     for z in range(n_slices):

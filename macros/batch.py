@@ -31,9 +31,9 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine import io
-from engine.errors import DamselflyError
-from engine.progress import Reporter
+from damselfly.engine import io
+from damselfly.engine.errors import DamselflyError
+from damselfly.engine.progress import Reporter
 
 from .checker import check
 from .diagnostics import Diagnostic, MacroError
@@ -206,13 +206,10 @@ class _Worker:
 
 def _start(job: BatchJob, tmp: Path, k: int) -> _Worker:
     result_file, log_file = tmp / f"{k}.json", tmp / f"{k}.log"
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log_file, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "macros.batch", json.dumps(asdict(job)), str(result_file),
+        proc = subprocess.Popen([sys.executable, "-m", "damselfly.macros.batch", json.dumps(asdict(job)), str(result_file),
                                  str(os.getpid())], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=_die_with_parent)
     return _Worker(job, proc, result_file, log_file, time.perf_counter())
 
 

@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.data import suggest
-from engine.errors import ParameterError
-from engine.paths import check_path_text, confine_output
-from engine.registry import REGISTRY, StaticObject, all_actions, get_action
+from damselfly.engine.data import suggest
+from damselfly.engine.errors import ParameterError
+from damselfly.engine.paths import check_path_text, confine_output
+from damselfly.engine.registry import REGISTRY, StaticObject, all_actions, get_action
 
 from . import ast
 from .diagnostics import Diagnostic, MacroError, at

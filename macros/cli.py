@@ -19,8 +19,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from engine.errors import DamselflyError
-from engine.progress import ProgressEvent, Reporter
+from damselfly.engine.errors import DamselflyError
+from damselfly.engine.progress import ProgressEvent, Reporter
 
 from .checker import check
 from .diagnostics import MacroError
@@ -98,7 +98,7 @@ def cmd_fmt(args) -> int:
                 status = 1
         elif args.write:
             if text != macro.source:
-                from engine.io import write_text
+                from damselfly.engine.io import write_text
 
                 write_text(Path(path), text)
                 print(f"formatted {path}")
@@ -108,7 +108,7 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_actions(args) -> int:
-    from engine.registry import all_actions, get_action
+    from damselfly.engine.registry import all_actions, get_action
 
     if args.name:
         try:
@@ -194,6 +194,7 @@ def cmd_demo(args) -> int:
 def cmd_app(args) -> int:
     # The app sits above this layer: it is found through the "damselfly.commands" entry-point group
     # (registered by the app package in pyproject.toml), never imported by name from here.
+    from importlib import import_module
     from importlib.metadata import entry_points
 
     found = [ep for ep in entry_points(group="damselfly.commands") if ep.name == "app"]
@@ -202,8 +203,10 @@ def cmd_app(args) -> int:
         return 1
     try:
         app_main = found[0].load()
+        import_module("PySide6.QtWidgets")
+        import_module("pyvistaqt")
     except ImportError as e:
-        _err(f"error: the desktop app cannot start: {e}")
+        _err(f"error: the desktop app cannot start: {e} (install it with: pip install 'damselfly[app]')")
         return 1
     return app_main(args.macro)
 

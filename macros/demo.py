@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine import io, phantoms
-from engine.actions.processing import evaluate
-from engine.actions.segmentation import sparse_labels
-from engine.progress import Reporter
+from damselfly.engine import io, phantoms
+from damselfly.engine.actions.processing import evaluate
+from damselfly.engine.actions.segmentation import sparse_labels
+from damselfly.engine.progress import Reporter
 
 from .runner import run_file
 

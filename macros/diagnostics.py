@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from engine.errors import DamselflyError
+from damselfly.engine.errors import DamselflyError
 
 
 @dataclass

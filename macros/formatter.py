@@ -8,7 +8,7 @@ lines kept, runs collapsed; a final newline. ``parse(format_macro(m)) == m`` for
 
 from __future__ import annotations
 
-from engine.registry import format_literal
+from damselfly.engine.registry import format_literal
 
 from . import ast
 

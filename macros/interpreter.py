@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.errors import Cancelled, DamselflyError
-from engine.session import Session
+from damselfly.engine.errors import Cancelled, DamselflyError
+from damselfly.engine.session import Session
 
 from . import ast
 from .diagnostics import MacroError, at

@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine import io
-from engine import model as model_io
-from engine.data import Labels, Table
-from engine.model import Model
-from engine.registry import get_action
-from engine.session import OBJECT_CLASSES, ActionEvent, Session
+from damselfly.engine import io
+from damselfly.engine import model as model_io
+from damselfly.engine.data import Labels, Table
+from damselfly.engine.model import Model
+from damselfly.engine.registry import get_action
+from damselfly.engine.session import OBJECT_CLASSES, ActionEvent, Session
 
 from . import ast
 from .formatter import format_macro

@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import engine
-from engine import io
-from engine.errors import DamselflyError
-from engine.progress import Reporter
-from engine.session import Session, Settings
+from damselfly import engine
+from damselfly.engine import io
+from damselfly.engine.errors import DamselflyError
+from damselfly.engine.progress import Reporter
+from damselfly.engine.session import Session, Settings
 
 from . import ast
 from .checker import check

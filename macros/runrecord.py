@@ -23,8 +23,8 @@ import json
 import os
 from pathlib import Path
 
-from engine import io
-from engine.errors import DamselflyError
+from damselfly.engine import io
+from damselfly.engine.errors import DamselflyError
 
 RUN_RECORD = "run.json"
 LOCK_FILE = ".damselfly.lock"

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from engine import phantoms
+from damselfly.engine import phantoms
 
 
 @pytest.fixture(scope="session")

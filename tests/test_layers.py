@@ -14,14 +14,20 @@ FORBIDDEN = {
 }
 
 
+def _top(name: str) -> str:
+    """The layer or distribution a module belongs to: ``damselfly.macros.cli`` -> ``macros``."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "damselfly" and len(parts) > 1 else parts[0]
+
+
 def imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out |= {a.name.split(".")[0] for a in node.names}
+            out |= {_top(a.name) for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            out.add(node.module.split(".")[0])
+            out.add(_top(node.module) if node.module != "damselfly" else node.names[0].name)
     return out
 
 
@@ -37,13 +43,48 @@ def test_static_imports_point_downward(package):
 
 def test_checker_catches_a_violation(tmp_path):
     f = tmp_path / "x.py"
-    f.write_text("import os\nfrom macros.parser import parse\ndef f():\n    import PySide6.QtCore\n")
+    f.write_text("import os\nfrom damselfly.macros.parser import parse\ndef f():\n    import PySide6.QtCore\n")
     assert imported_modules(f) & FORBIDDEN["engine"] == {"macros", "PySide6"}
 
 
 def test_runtime_import_of_engine_and_actions_loads_no_upper_layer():
-    code = ("import sys, engine; engine.all_actions(); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('macros', 'app', 'PySide6', 'lark')]; "
+    code = ("import sys; from damselfly import engine; engine.all_actions(); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'lark') "
+            "or m.startswith(('damselfly.macros', 'damselfly.app'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_packaging_installs_under_one_namespace_and_keeps_qt_in_the_app_extra():
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert all(p.startswith("damselfly.") for p in meta["tool"]["setuptools"]["packages"])
+    core = " ".join(meta["project"]["dependencies"])
+    assert "PySide6" not in core and "pyvistaqt" not in core
+    assert any("PySide6" in d for d in meta["project"]["optional-dependencies"]["app"])
+
+
+def test_a_headless_macro_runs_where_qt_cannot_be_imported(tmp_path):
+    """What `pip install damselfly` without the app extra gives: no PySide6, no pyvistaqt."""
+    block = ("import sys, importlib.abc\n"
+             "class Block(importlib.abc.MetaPathFinder):\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name.split('.')[0] in ('PySide6', 'pyvistaqt', 'shiboken6'):\n"
+             "            raise ImportError(f'{name} is not installed')\n"
+             "sys.meta_path.insert(0, Block())\n"
+             "from damselfly.macros.cli import main\n"
+             "sys.exit(main(sys.argv[1:]))\n")
+    (tmp_path / "run.py").write_text(block)
+    m = tmp_path / "m.dfm"
+    m.write_text('version 1\nraw = load("s.npy")\ncal = calibrate(raw)\nsave(cal, "cal.tif")\n')
+    import numpy as np
+
+    np.save(tmp_path / "s.npy", np.arange(4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8))
+    r = subprocess.run([sys.executable, str(tmp_path / "run.py"), "run", str(m), "--out", str(tmp_path / "o")],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "o" / "cal.tif").exists()
+    r = subprocess.run([sys.executable, str(tmp_path / "run.py"), "app"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 1 and "the desktop app cannot start" in r.stderr and "damselfly[app]" in r.stderr

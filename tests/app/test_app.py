@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from damselfly.engine import io, phantoms
+from damselfly.engine.registry import all_actions
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-
-from engine import io, phantoms
-from engine.registry import all_actions
 
 SHAPE = (32, 48, 48)
 
@@ -25,7 +24,7 @@ def scan(tmp_path):
 
 @pytest.fixture()
 def win(qtbot, tmp_path):
-    from app.window import MainWindow
+    from damselfly.app.window import MainWindow
 
     w = MainWindow(base_dir=tmp_path, out_dir=tmp_path / "out", device="cpu")
     qtbot.addWidget(w)
@@ -140,7 +139,7 @@ def test_record_paint_calibrate_train_infer_save_then_replay_headless(qtbot, win
 
     macro = win.save_macro(tmp_path / "recorded" / "porosity.dfm")
     assert (tmp_path / "recorded" / "assets" / "painted.tif").exists()
-    out = subprocess.run([sys.executable, "-m", "macros.cli", "run", str(macro), "--out", str(tmp_path / "replay"),
+    out = subprocess.run([sys.executable, "-m", "damselfly.macros.cli", "run", str(macro), "--out", str(tmp_path / "replay"),
                           "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     app_seg = io.read_labels(tmp_path / "out" / "part_01_seg.tif")
@@ -257,11 +256,10 @@ def test_segment_and_correct_continues_training_from_the_model(qtbot, win, scan)
 
 
 def test_damselfly_app_opens_a_macro(qtbot, tmp_path, monkeypatch):
+    from damselfly import app
+    from damselfly.app.window import MainWindow
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
-
-    import app
-    from app.window import MainWindow
 
     macro = tmp_path / "m.dfm"
     macro.write_text("version 1\nparam scan = \"x.tif\"\n")

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-
-from engine import InputError, Labels, ParameterError, Session, Settings, Volume, io, make_classes
-from engine.actions.io_actions import load
-from engine.actions.processing import calibrate, crop, evaluate, threshold
+from damselfly.engine import InputError, Labels, ParameterError, Session, Settings, Volume, io, make_classes
+from damselfly.engine.actions.io_actions import load
+from damselfly.engine.actions.processing import calibrate, crop, evaluate, threshold
 
 
 def labels(data, names):

@@ -3,9 +3,8 @@ from typing import Literal
 
 import numpy as np
 import pytest
-
-from engine import Cancelled, ParameterError, Session, Settings, Volume, progress
-from engine.registry import REGISTRY, StaticObject, action, get_action
+from damselfly.engine import Cancelled, ParameterError, Session, Settings, Volume, progress
+from damselfly.engine.registry import REGISTRY, StaticObject, action, get_action
 
 
 @pytest.fixture
@@ -46,7 +45,7 @@ def test_spec_reads_signature_types_defaults_choices_and_docs(toy_action):
     with pytest.raises(ParameterError, match=r"mode='mull' is not one of 'mul', 'add'; did you mean 'mul'\?"):
         spec.check_value("mode", "mull")
     with pytest.raises(ParameterError, match="volume expects Volume, got Table"):
-        from engine import Table
+        from damselfly.engine import Table
         spec.check_value("volume", StaticObject(Table))
 
 
@@ -56,7 +55,7 @@ def test_unknown_action_suggests_the_nearest():
 
 
 def test_crop_returns_the_type_it_was_given():
-    from engine import Labels
+    from damselfly.engine import Labels
 
     assert get_action("crop").return_class({"volume": Labels}) is Labels
 
@@ -139,7 +138,7 @@ def test_threads_setting_reaches_torch(toy_action):
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("spec", __import__("engine").all_actions(), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", __import__("damselfly.engine").engine.all_actions(), ids=lambda s: s.name)
 def test_every_action_is_typed_and_documented(spec):
     """The registry contract: a typed function with a numpydoc docstring documenting every parameter."""
     import typing

@@ -6,11 +6,10 @@ import imageio.v2 as imageio
 import imageio_ffmpeg
 import numpy as np
 import pytest
-
-from engine import InputError, Labels, ParameterError, Volume, make_classes
-from engine import render as R
-from engine.actions.render import render_movie as movie_action
-from engine.actions.render import snapshot as snapshot_action
+from damselfly.engine import InputError, Labels, ParameterError, Volume, make_classes
+from damselfly.engine import render as R
+from damselfly.engine.actions.render import render_movie as movie_action
+from damselfly.engine.actions.render import snapshot as snapshot_action
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +173,7 @@ def test_no_opengl_gives_a_clear_error(part, monkeypatch):
 
 
 def test_stop_leaves_no_half_written_movie(part, tmp_path):
-    from engine import Cancelled, progress
+    from damselfly.engine import Cancelled, progress
 
     _, labels = part
     seen = []
@@ -195,8 +194,8 @@ def test_stop_leaves_no_half_written_movie(part, tmp_path):
 
 
 def test_two_runs_of_the_same_macro_give_the_same_movie(part, tmp_path):
-    from engine import io
-    from macros.runner import run_file
+    from damselfly.engine import io
+    from damselfly.macros.runner import run_file
 
     grey, labels = part
     io.write_volume(grey, tmp_path / "scan.tif")

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from engine import (
+from damselfly.engine import (
     Cancelled,
     InputError,
     Labels,
@@ -18,9 +17,9 @@ from engine import (
     progress,
     training,
 )
-from engine import inference as inf
-from engine import model as model_io
-from engine.actions.segmentation import infer, infer_probabilities, sparse_labels, train
+from damselfly.engine import inference as inf
+from damselfly.engine import model as model_io
+from damselfly.engine.actions.segmentation import infer, infer_probabilities, sparse_labels, train
 
 TINY = dict(epochs=2, steps=3, batch=4, patch=32, seed=5)
 

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
-from engine import phantoms
-from engine.actions.processing import calibrate, threshold
-from engine.actions.segmentation import infer, sparse_labels, train
-from engine.training import dice_scores
+from damselfly.engine import phantoms
+from damselfly.engine.actions.processing import calibrate, threshold
+from damselfly.engine.actions.segmentation import infer, sparse_labels, train
+from damselfly.engine.training import dice_scores
 
 
 @pytest.mark.slow

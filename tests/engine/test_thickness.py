@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+from damselfly.engine import InputError, Labels, ParameterError, Volume, local_thickness, make_classes
+from damselfly.engine.actions.measure import local_thickness as lt_action
+from damselfly.engine.actions.measure import thickness_stats
 from scipy import ndimage
-
-from engine import InputError, Labels, ParameterError, Volume, local_thickness, make_classes
-from engine.actions.measure import local_thickness as lt_action
-from engine.actions.measure import thickness_stats
 
 
 def oracle(mask, spacing=(1.0, 1.0, 1.0), border=False):
@@ -139,7 +138,7 @@ def test_thickness_stats_table():
 def test_fallbacks_for_huge_radii_give_the_same_result(monkeypatch):
     # very thick structures take other paths: a sorted (not dense) offset table, triangle-inequality
     # containment instead of scanning the balls, and no row-cover tables; all must still be exact
-    from engine import thickness as T
+    from damselfly.engine import thickness as T
 
     rng = np.random.default_rng(5)
     mask = ndimage.gaussian_filter(rng.random((11, 12, 10)), 1.0) > 0.5

@@ -12,10 +12,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from macros.checker import check
-from macros.diagnostics import MacroError
-from macros.formatter import format_macro
-from macros.parser import parse
+from damselfly.macros.checker import check
+from damselfly.macros.diagnostics import MacroError
+from damselfly.macros.formatter import format_macro
+from damselfly.macros.parser import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "examples").glob("*.dfm"))]

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from engine import io, phantoms
+from damselfly.engine import io, phantoms
 
 #: Files a run writes besides its outputs.
 BOOKKEEPING = ("run.json", "batch.json", ".damselfly.lock")

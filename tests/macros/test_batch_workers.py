@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from macros.batch import run_batch
+from damselfly.macros.batch import run_batch
 
 from .kit import alive, final_files, processes_with, temporaries, wait_for, write_scans
 
@@ -64,8 +63,7 @@ def test_a_killed_worker_fails_only_its_scan(scans, tmp_path):
 
 
 def cli(args, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "macros.cli", *args], env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "damselfly.macros.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -78,8 +76,8 @@ def test_workers_die_with_a_killed_main_process(scans, tmp_path):
     p.communicate(timeout=30)  # returns: no worker holds the parent's stdout
     wait_for(lambda: not any(Path(f"/proc/{w}").exists() and alive(w) for w in workers), timeout=30)
     # what they left is finished by a resume
-    r = subprocess.run([sys.executable, "-m", "macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
-                        "--out", str(out), "--jobs", "2", "--resume"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    r = subprocess.run([sys.executable, "-m", "damselfly.macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
+                        "--out", str(out), "--jobs", "2", "--resume"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert not temporaries(out)
@@ -100,8 +98,8 @@ def test_ctrl_c_stops_the_batch_writes_the_summary_and_exits_130(scans, tmp_path
     assert [i["status"] for i in summary["items"][2:]] == ["cancelled", "cancelled"]  # never started
     assert not (out / "p2").exists() and not (out / "p3").exists()
     assert not temporaries(out) and not processes_with(str(out))
-    r = subprocess.run([sys.executable, "-m", "macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
-                        "--out", str(out), "--jobs", "2", "--resume"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    r = subprocess.run([sys.executable, "-m", "damselfly.macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
+                        "--out", str(out), "--jobs", "2", "--resume"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "clean")

@@ -1,8 +1,7 @@
 import pytest
-
-from engine import io, phantoms
-from macros.checker import check
-from macros.parser import parse
+from damselfly.engine import io, phantoms
+from damselfly.macros.checker import check
+from damselfly.macros.parser import parse
 
 
 @pytest.fixture(scope="module")

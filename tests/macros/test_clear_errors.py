@@ -4,10 +4,9 @@
 import time
 
 import pytest
-
-from macros.checker import check
-from macros.cli import main
-from macros.parser import parse
+from damselfly.macros.checker import check
+from damselfly.macros.cli import main
+from damselfly.macros.parser import parse
 
 from .kit import write_scans
 

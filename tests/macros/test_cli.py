@@ -4,9 +4,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from engine import io, phantoms
-from macros.cli import main
+from damselfly.engine import io, phantoms
+from damselfly.macros.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "casting_porosity.dfm"
@@ -28,7 +27,7 @@ def test_check_misspelt_action_exits_1_with_position_and_did_you_mean(workdir):
     m = workdir / "bad.dfm"
     m.write_text('version 1\nparam scan = "s.tif"\nraw = load(scan)\ncal = calibrat(raw)\nsave(cal, "out.tif")\n')
     write_scan(workdir / "s.tif", 0)
-    r = subprocess.run([sys.executable, "-m", "macros.cli", "check", str(m)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "damselfly.macros.cli", "check", str(m)], capture_output=True, text=True,
                        cwd=workdir)
     assert r.returncode == 1
     lines = r.stderr.splitlines()
@@ -78,7 +77,7 @@ def test_actions_lists_every_action(capsys):
 
 
 def test_run_with_set_writes_outputs_and_run_record(workdir, capsys):
-    from engine.actions.segmentation import sparse_labels
+    from damselfly.engine.actions.segmentation import sparse_labels
 
     t = write_scan(workdir / "scan_a.tif", 1)
     io.write_volume(t, workdir / "truth_a.tif")
@@ -205,8 +204,8 @@ def test_demo_end_to_end(workdir, capsys):
 
 def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):
     """A Stop (cancel) during an action: the run record says cancelled, no output is half-written."""
-    from engine.progress import Reporter
-    from macros.runner import run_file
+    from damselfly.engine.progress import Reporter
+    from damselfly.macros.runner import run_file
 
     write_scan(workdir / "s.tif", 0, size=(64, 32, 32))
     m = workdir / "m.dfm"
@@ -224,8 +223,8 @@ def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):
 def test_text_progress_bar_draws_on_a_terminal_only():
     import io as _io
 
-    from engine.progress import ProgressEvent
-    from macros.cli import TextProgress
+    from damselfly.engine.progress import ProgressEvent
+    from damselfly.macros.cli import TextProgress
 
     class Tty(_io.StringIO):
         def isatty(self):

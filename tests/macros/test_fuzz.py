@@ -1,7 +1,7 @@
 """A fast in-process fuzz of the parser, checker and formatter (the long run: benchmarks/bench_fuzz.py)."""
 
-from macros.diagnostics import MacroError
-from macros.parser import parse
+from damselfly.macros.diagnostics import MacroError
+from damselfly.macros.parser import parse
 
 from .fuzzing import fuzz, probe
 

@@ -6,10 +6,9 @@ import os
 
 import numpy as np
 import pytest
-
-from engine import io, phantoms
-from engine.errors import InputError
-from macros.cli import main
+from damselfly.engine import io, phantoms
+from damselfly.engine.errors import InputError
+from damselfly.macros.cli import main
 
 from .kit import write_scans
 

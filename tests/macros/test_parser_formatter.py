@@ -1,13 +1,12 @@
 from pathlib import Path
 
 import pytest
+from damselfly.macros import ast
+from damselfly.macros.diagnostics import MacroError
+from damselfly.macros.formatter import format_macro
+from damselfly.macros.parser import KEYWORDS, parse, parse_value
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from macros import ast
-from macros.diagnostics import MacroError
-from macros.formatter import format_macro
-from macros.parser import KEYWORDS, parse, parse_value
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

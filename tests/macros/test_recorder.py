@@ -1,11 +1,10 @@
 import numpy as np
-
-from engine import Labels, Session, Settings, io, make_classes, phantoms
-from engine import model as model_io
-from engine.actions.processing import crop
-from macros.parser import parse
-from macros.recorder import Recorder
-from macros.runner import run_file
+from damselfly.engine import Labels, Session, Settings, io, make_classes, phantoms
+from damselfly.engine import model as model_io
+from damselfly.engine.actions.processing import crop
+from damselfly.macros.parser import parse
+from damselfly.macros.recorder import Recorder
+from damselfly.macros.runner import run_file
 
 
 def make_inputs(d):
@@ -141,8 +140,7 @@ def test_training_session_records_and_replays_to_the_same_model_and_labels(tmp_p
 
 def test_a_model_made_outside_actions_is_saved_beside_the_macro(tmp_path):
     import torch
-
-    from engine.model import Model
+    from damselfly.engine.model import Model
 
     scan, _ = make_inputs(tmp_path)
     s = Session(Settings(device="cpu", base_dir=tmp_path, out_dir=tmp_path / "o"))

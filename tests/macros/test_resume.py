@@ -5,13 +5,12 @@ import json
 import os
 
 import pytest
-
-from engine import io, phantoms
-from engine.errors import DamselflyError
-from engine.progress import Reporter
-from macros.batch import run_batch
-from macros.runner import run_file
-from macros.runrecord import FolderLock, done_reason, read_record
+from damselfly.engine import io, phantoms
+from damselfly.engine.errors import DamselflyError
+from damselfly.engine.progress import Reporter
+from damselfly.macros.batch import run_batch
+from damselfly.macros.runner import run_file
+from damselfly.macros.runrecord import FolderLock, done_reason, read_record
 
 from .kit import write_scans
 
