@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from PySide6.QtCore import QRegularExpression, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextCursor, QTextFormat
+from PySide6.QtWidgets import QHBoxLayout, QListWidget, QPlainTextEdit, QPushButton, QTextEdit, QVBoxLayout, QWidget
+
 from damselfly.engine.registry import all_actions
 from damselfly.macros.checker import check
 from damselfly.macros.diagnostics import Diagnostic, MacroError
 from damselfly.macros.parser import parse
-from PySide6.QtCore import QRegularExpression, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextCursor, QTextFormat
-from PySide6.QtWidgets import QHBoxLayout, QListWidget, QPlainTextEdit, QPushButton, QTextEdit, QVBoxLayout, QWidget
 
 
 def _fmt(color: str, bold: bool = False, italic: bool = False) -> QTextCharFormat:

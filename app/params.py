@@ -6,10 +6,6 @@ else as a macro literal (``0.5``, ``[1, 2]``, ``"text"``, empty for none) checke
 
 from __future__ import annotations
 
-from damselfly.engine import ParameterError
-from damselfly.engine.registry import ActionSpec, Param, format_literal, object_classes
-from damselfly.macros.checker import const_value
-from damselfly.macros.parser import parse_value
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,6 +21,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from damselfly.engine import ParameterError
+from damselfly.engine.registry import ActionSpec, Param, format_literal, object_classes
+from damselfly.macros.checker import const_value
+from damselfly.macros.parser import parse_value
 
 _UNSET = object()
 

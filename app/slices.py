@@ -7,10 +7,11 @@ layer beside the macro when an action uses it.
 from __future__ import annotations
 
 import numpy as np
-from damselfly.engine import Labels, Volume
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
+
+from damselfly.engine import Labels, Volume
 
 #: world axis -> index axis of a (z, y, x) array
 AXIS_INDEX = {"z": 0, "y": 1, "x": 2}

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from damselfly.engine import render as R
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from damselfly.engine import render as R
 
 #: name -> (azimuth, elevation) in the scene's camera convention
 PRESETS = {"iso": (30.0, 20.0), "front": (0.0, 0.0), "side": (90.0, 0.0), "top": (0.0, 90.0)}

@@ -13,15 +13,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from damselfly.engine import Labels, Session, Settings, Table, Volume, make_classes
-from damselfly.engine.data import LabelClass
-from damselfly.engine.model import Model
-from damselfly.engine.registry import all_actions, get_action, object_classes
-from damselfly.macros.batch import run_batch
-from damselfly.macros.checker import check
-from damselfly.macros.interpreter import execute
-from damselfly.macros.parser import parse
-from damselfly.macros.recorder import Recorder
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence
 from PySide6.QtWidgets import (
@@ -47,6 +38,16 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from damselfly.engine import DamselflyError, Labels, Session, Settings, Table, Volume, make_classes
+from damselfly.engine.data import LabelClass
+from damselfly.engine.model import Model
+from damselfly.engine.registry import all_actions, get_action, object_classes
+from damselfly.macros.batch import run_batch
+from damselfly.macros.checker import check
+from damselfly.macros.interpreter import execute
+from damselfly.macros.parser import parse
+from damselfly.macros.recorder import Recorder
 
 from .macro_panel import MacroPanel
 from .params import ParamDialog
@@ -510,7 +511,7 @@ class MainWindow(QMainWindow):
     def predict_slice(self) -> None:
         """Segment-and-correct: the newest model's prediction of the current axial slice goes into the
         label layer (only that slice), to be corrected with the brush."""
-        from damselfly.engine.actions.segmentation import infer
+        from damselfly.engine.inference import model_inputs, predict_slice
 
         lab, vol = self._layer(), self.canvas.volume
         models = [o for o in self.session.objects.values() if isinstance(o, Model)]
@@ -527,21 +528,21 @@ class MainWindow(QMainWindow):
             self.show_error(f"the model's classes {model.class_names} differ from the layer's {lab.class_names}")
             return
         z = self.canvas.index
-        ctx = max(model.context, 1) // 2 + 1
-        z0, z1 = max(0, z - ctx), min(vol.shape[0], z + ctx + 1)
-        slab = Volume(np.asarray(vol.data[z0:z1]), spacing=vol.spacing, unit=vol.unit, name=vol.name)
-        with_inputs = [slab] * model.n_inputs
+        volumes = [o for o in self.session.objects.values() if isinstance(o, Volume) and not isinstance(o, Labels)]
+        try:
+            images = model_inputs(model, volumes, vol)
+        except DamselflyError as e:
+            self.show_error(str(e))
+            return
         self.canvas.push_undo()
-
-        def job():
-            return infer(model, with_inputs if model.n_inputs > 1 else slab)
+        device = self.session.context().device
 
         def put(result):
-            lab.data[z] = np.asarray(result.data[z - z0])
+            lab.data[z] = result
             self.canvas.update()
 
         self._pending = put
-        self._start("predict slice", job)
+        self._start("predict slice", lambda: predict_slice(model, images, z, device=device))
 
     # ------------------------------------------------------------------------------ actions
     def _defaults_for(self, spec) -> dict:

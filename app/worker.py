@@ -11,9 +11,10 @@ import threading
 import traceback
 from collections.abc import Callable
 
-from damselfly.engine import Cancelled, DamselflyError
-from damselfly.engine.progress import ProgressEvent, Reporter
 from PySide6.QtCore import QObject, Signal
+
+from damselfly.engine import Cancelled, DamselflyError, progress
+from damselfly.engine.progress import ProgressEvent, Reporter
 
 
 def describe_error(e: BaseException) -> str:
@@ -61,7 +62,8 @@ class Worker(QObject):
 
         def body():
             try:
-                result = fn()
+                with progress.reporting(self.reporter):  # library code reports and honours Stop here too
+                    result = fn()
             except Cancelled as e:
                 self.stopped.emit(label, str(e) or "stopped")
             except BaseException as e:  # shown as a message, never a crash

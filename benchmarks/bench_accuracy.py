@@ -14,9 +14,12 @@ import argparse
 import time
 
 import numpy as np
+
 from damselfly.engine import phantoms
+from damselfly.engine.actions import segmentation as seg_actions
 from damselfly.engine.actions.processing import calibrate, threshold
-from damselfly.engine.actions.segmentation import infer, sparse_labels, train
+from damselfly.engine.actions.segmentation import sparse_labels
+from damselfly.engine.context import RunContext
 from damselfly.engine.training import dice_scores
 
 
@@ -28,6 +31,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--with-3d", action="store_true", help="also a 3-D U-Net (slow on a CPU)")
     a = ap.parse_args()
+    ctx = RunContext(device="cpu")
     n = a.size
     vol, truth = phantoms.casting((n, n, n), seed=a.seed)
     cal = calibrate(vol)
@@ -54,9 +58,9 @@ def main() -> None:
         runs.append(("3-D U-Net (16 ch, 4 levels)", dict(arch="unet3d", input="3d", patch=32)))
     for label, kw in runs:
         t0 = time.perf_counter()
-        model = train(cal, painted, epochs=a.epochs, steps=a.steps, batch=8, seed=a.seed, **kw)
+        model = seg_actions.train(cal, painted, epochs=a.epochs, steps=a.steps, batch=8, seed=a.seed, **kw, ctx=ctx)
         t1 = time.perf_counter()
-        seg = np.asarray(infer(model, cal).data)
+        seg = np.asarray(seg_actions.infer(model, cal, ctx=ctx).data)
         t2 = time.perf_counter()
         rows.append((label, dice_scores(seg[unseen], t, 3), t1 - t0, t2 - t1))
         print(f"  {label}: best epoch {model.config['training']['best_epoch']} of "

@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from damselfly.macros.batch import run_batch  # noqa: E402
-
 from tests.macros.kit import final_files, processes_with, temporaries, wait_for, write_scans  # noqa: E402
 
 BODY = ('version 1\nparam scan = "x.tif"\nraw = load(scan)\ncal = calibrate(raw)\nsave(cal, "{scan.stem}_cal.tif")\n'

@@ -51,6 +51,7 @@ def child(path: str, device: str, threads: int | None) -> None:
     import threading
 
     import torch
+
     from damselfly.engine import Session, Settings, io
 
     base = _hwm_kib()
@@ -85,6 +86,7 @@ def child(path: str, device: str, threads: int | None) -> None:
 def reference(vol: np.ndarray, device: str, threads: int | None) -> float:
     """Seconds for one plain forward pass per whole slice (no tiles, no blending), on a slab of slices."""
     import torch
+
     from damselfly.engine import inference
     from damselfly.engine import model as model_io
 

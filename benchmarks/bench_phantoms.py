@@ -11,8 +11,9 @@ import sys
 import time
 
 import numpy as np
-from damselfly.engine import phantoms
 from scipy import ndimage
+
+from damselfly.engine import phantoms
 
 
 def best_of(fn, n=3):

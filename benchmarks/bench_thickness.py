@@ -79,8 +79,9 @@ def memory(size: int = 512) -> None:
     the float32 output that any method must return."""
     import tracemalloc
 
-    from damselfly.engine import thickness as T
     from scipy import ndimage
+
+    from damselfly.engine import thickness as T
 
     T.local_thickness(np.ones((8, 8, 8), bool), border=True)  # compile first
     field = np.random.default_rng(0).standard_normal((size,) * 3, dtype=np.float32)

@@ -347,6 +347,38 @@ def probabilities(model: Model, images: Sequence[Volume], out: np.ndarray, index
     return out
 
 
+def model_inputs(model: Model, volumes: Sequence[Volume], shown: Volume | None = None) -> list[Volume]:
+    """The volumes to feed ``model``, matched by the names it was trained on (its ``inputs``); a one-input
+    model takes ``shown`` when no name matches. Raises a :class:`ParameterError` naming what is missing."""
+    names = [i.get("name") for i in model.config["inputs"]]
+    by_name = {v.name: v for v in volumes}
+    found = [by_name.get(n) for n in names]
+    if len(names) == 1 and found[0] is None and shown is not None:
+        return [shown]
+    missing = [n for n, v in zip(names, found) if v is None]
+    if missing:
+        raise ParameterError(f"model '{model.name}' takes {len(names)} input volumes ({', '.join(map(str, names))}); "
+                             f"none is loaded under the name(s) {', '.join(map(str, missing))}")
+    return found
+
+
+def predict_slice(model: Model, images: Sequence[Volume], z: int, device: str = "auto", tile: int = 512) -> np.ndarray:
+    """The most probable class (1..K) of every voxel of slice ``z`` (axis 0), as ``infer`` gives it for
+    the whole volume (the same tiles, context and normalisation), for segment-and-correct in the app.
+
+    Examples
+    --------
+    >>> lab2d = predict_slice(model, [cal], z=40, device="cpu")   # doctest: +SKIP
+    """
+    check_inputs(model, images)
+    if not 0 <= z < images[0].shape[0]:
+        raise ParameterError(f"slice {z} is outside 0..{images[0].shape[0] - 1}")
+    task = progress.task(f"Predicting slice {z}", total=1)
+    probs = Predictor(model, device=device, tile=tile).predict_slab([im.data for im in images], z, z + 1)
+    task.finish()
+    return (np.argmax(probs, axis=0)[0] + 1).astype(np.uint8 if probs.shape[0] < 255 else np.uint16)
+
+
 def labels_like(model: Model, image: Volume, data: np.ndarray) -> Labels:
     """A :class:`Labels` on ``image``'s grid with the model's classes."""
     return Labels(data, spacing=image.spacing, origin=image.origin, unit=image.unit,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
+from .context import RunContext
 from .data import Labels, Table, Volume, suggest
 from .errors import ParameterError
 from .model import Model
@@ -201,6 +202,7 @@ class ActionSpec:
     doc: str
     result_name: str = "result"
     category: str = "Process"
+    context_param: str | None = None  # the keyword-only RunContext parameter the session fills, if any
     _by_name: dict[str, Param] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -340,14 +342,19 @@ def action(name: str | None = None, *, result: str = "result", category: str = "
         hints = typing.get_type_hints(func)
         sig = inspect.signature(func)
         pdocs = _param_docs(func.__doc__ or "")
-        params = []
+        params, context_param = [], None
         for pn, p in sig.parameters.items():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise TypeError(f"action {func.__name__}: *args/**kwargs are not serialisable")
+            if hints.get(pn) is RunContext:
+                if p.kind != p.KEYWORD_ONLY or p.default is not _REQUIRED:
+                    raise TypeError(f"action {func.__name__}: the run context must be keyword-only, no default")
+                context_param = pn
+                continue
             mname = pn[:-1] if pn.endswith("_") else pn
             params.append(Param(mname, pn, hints.get(pn, Any), p.default, pdocs.get(pn, pdocs.get(mname, ""))))
         spec = ActionSpec(name or func.__name__, func, params, hints.get("return", None),
-                          inspect.cleandoc(func.__doc__ or ""), result, category)
+                          inspect.cleandoc(func.__doc__ or ""), result, category, context_param)
         if spec.name in REGISTRY and REGISTRY[spec.name].func is not func:
             raise ValueError(f"action '{spec.name}' registered twice")
         REGISTRY[spec.name] = spec

@@ -6,7 +6,6 @@ subscriber to the events it emits. Recording and replay are therefore one code p
 
 from __future__ import annotations
 
-import contextvars
 import os
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import progress
+from .context import RunContext
 from .errors import Cancelled, ParameterError
 from .paths import check_path_text, confine_output
 from .registry import OBJECT_TYPES, ActionSpec, get_action
@@ -64,9 +64,6 @@ class Settings:
         self.base_dir = Path(self.base_dir).resolve()
         self.out_dir = Path(self.out_dir).resolve()
 
-    def may_replace(self, path: str | os.PathLike) -> bool:
-        """Whether an action may replace an existing file at ``path``."""
-        return self.overwrite or str(Path(path).resolve()) in self.replaceable
 
 
 @dataclass
@@ -169,6 +166,12 @@ class Session:
             self.inputs.append(str(p))
         return str(p)
 
+    def context(self) -> RunContext:
+        """The :class:`~damselfly.engine.context.RunContext` handed to actions that declare one."""
+        st = self.settings
+        return RunContext(device=st.device, threads=st.threads, out_dir=st.out_dir, overwrite=st.overwrite,
+                          replaceable=st.replaceable, reporter=self.reporter)
+
     # -- running --------------------------------------------------------------------------------
     def _apply_threads(self) -> None:
         """Apply ``settings.threads`` to PyTorch's CPU thread pool (our numpy/scipy actions run on one
@@ -205,15 +208,13 @@ class Session:
             call[p.pyname] = value
         for fn in list(self._before):
             fn(spec, resolved)
+        if spec.context_param:
+            call[spec.context_param] = self.context()
         self._apply_threads()
         t0 = time.perf_counter()
-        token = _current.set(self.settings)
-        try:
-            with progress.reporting(self.reporter):
-                self.reporter.reset()
-                result = spec.func(**call)
-        finally:
-            _current.reset(token)
+        with progress.reporting(self.reporter):
+            self.reporter.reset()
+            result = spec.func(**call)
         seconds = time.perf_counter() - t0
         if spec.returns_value:
             if target is None:
@@ -229,12 +230,3 @@ class Session:
             # result is bound and recorded above, and the run still stops here.
             raise Cancelled(f"stopped during '{spec.name}'; its result so far was kept as '{target}'")
         return result
-
-
-_current: contextvars.ContextVar[Settings | None] = contextvars.ContextVar("damselfly_settings", default=None)
-
-
-def current_settings() -> Settings:
-    """The settings of the session running the current action (defaults outside any session)."""
-    s = _current.get()
-    return s if s is not None else Settings()

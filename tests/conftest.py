@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from damselfly.engine import phantoms
 
 

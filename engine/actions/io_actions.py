@@ -7,10 +7,10 @@ from typing import Literal
 import numpy as np
 
 from .. import io, progress
+from ..context import RunContext
 from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
 from ..registry import InputPath, OutputPath, action
-from ..session import current_settings
 
 
 def nan_count(vol: Volume) -> int:
@@ -86,7 +86,7 @@ def load_labels(path: InputPath, classes: list[str] | None = None,
 
 
 @action("save", category="File")
-def save(obj: Volume | Table, path: OutputPath) -> None:
+def save(obj: Volume | Table, path: OutputPath, *, ctx: RunContext) -> None:
     """Save a volume, labels or table; the format follows the file name.
 
     Volumes and labels: ``.tif`` (ImageJ-compatible, spacing kept), ``.npy``, ``.nrrd``, ``.nii.gz``,
@@ -100,7 +100,7 @@ def save(obj: Volume | Table, path: OutputPath) -> None:
     path : path
         Where, relative to the run's output folder.
     """
-    overwrite = current_settings().may_replace(path)
+    overwrite = ctx.may_replace(path)
     task = progress.task(f"Saving {path}", total=1)
     if isinstance(obj, Table):
         if io.file_kind(path) != "csv":

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from .. import progress
+from ..context import RunContext
 from ..data import Labels, Volume
 from ..errors import ParameterError
 from ..registry import InputPath, OutputPath, action
-from ..session import current_settings
 
 Axis = Literal["x", "y", "z"]
 
@@ -35,7 +35,7 @@ def snapshot(volume: Volume, path: OutputPath, labels: Labels | None = None, cla
              opacity: list[float] | None = None, window: list[float] | None = None, cmap: str = "gray",
              slices: list[Axis] | None = None, azimuth: float = 30.0, elevation: float = 20.0, axis: Axis = "z",
              zoom: float = 1.0, clip: Axis | None = None, size: list[int] | None = None, caption: str = "",
-             scale_bar: bool = True) -> None:
+             scale_bar: bool = True, *, ctx: RunContext) -> None:
     """A PNG of the 3-D scene: the grey volume rendered (window/level ramp, colour map), the classes of a
     segmentation as smooth surfaces in their colours, optional slice planes, a scale bar and a caption.
 
@@ -87,7 +87,7 @@ def snapshot(volume: Volume, path: OutputPath, labels: Labels | None = None, cla
         r.close()
     import imageio.v2 as imageio
 
-    with atomic_path(path, overwrite=current_settings().may_replace(path)) as tmp:
+    with atomic_path(path, overwrite=ctx.may_replace(path)) as tmp:
         imageio.imwrite(tmp, img, format="png")
     task.finish()
 
@@ -99,7 +99,8 @@ def render_movie(volume: Volume, path: OutputPath, labels: Labels | None = None,
                  timeline: InputPath | None = None, classes: list[str] | None = None,
                  opacity: list[float] | None = None, window: list[float] | None = None, cmap: str = "gray",
                  slices: list[Axis] | None = None, size: list[int] | None = None, quality: int = 8,
-                 frames: list[int] | None = None, caption: str = "", scale_bar: bool = True) -> None:
+                 frames: list[int] | None = None, caption: str = "", scale_bar: bool = True, *,
+                 ctx: RunContext) -> None:
     """A movie of the 3-D scene (see ``snapshot``): an orbit, and optionally a zoom, a sweeping slice, a
     clipping plane opening the inside and class fades; or any timeline from a JSON file. Frames depend on
     their time alone and stream to the encoder. A ``.json`` sidecar records the timeline, the inputs'
@@ -173,7 +174,7 @@ def render_movie(volume: Volume, path: OutputPath, labels: Labels | None = None,
     R.movie_kind(path)
     task = progress.task(f"Rendering {path}", total=None)
     R.render_movie(scene, tl, path, fps=fps, size=size or (1280, 720), quality=quality,
-                   frames=tuple(frames) if frames else None, overwrite=current_settings().may_replace(path),
+                   frames=tuple(frames) if frames else None, overwrite=ctx.may_replace(path),
                    on_frame=lambda i, n: _step(task, i, n))
     task.finish()
 

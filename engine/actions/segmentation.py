@@ -8,11 +8,11 @@ import numpy as np
 
 from .. import inference, training
 from .. import model as model_io
+from ..context import RunContext
 from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
 from ..model import Model
 from ..registry import InputPath, OutputPath, action
-from ..session import current_settings
 from .processing import scratch_array
 
 
@@ -69,7 +69,7 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
           patience: int = 5, seed: int = 0, init: Model | None = None, mask: Volume | None = None,
           mask_classes: list[str] | None = None, flip: bool = True, rotate: bool = True,
           contrast: float = 0.1, noise: float = 0.03, poisson: float = 0.0, blur: float = 0.0,
-          preview: list[int] | None = None, preview_dir: OutputPath | None = None) -> Model:
+          preview: list[int] | None = None, preview_dir: OutputPath | None = None, *, ctx: RunContext) -> Model:
     """Train a segmentation network from sparse labels (a few painted slices).
 
     Label 0 is unlabelled and ignored; every class must be painted somewhere. Patches are drawn around
@@ -144,12 +144,11 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
     vimgs = _images(val_image) if val_image is not None else None
     if vimgs is not None and val_labels is None:
         raise ParameterError("val_image needs val_labels")
-    settings = current_settings()
     pdir = None
     if preview is not None:
         if len(preview) != 6 or preview[3] - preview[0] != 1:
             raise ParameterError(f"preview must be a box on one slice [z, y0, x0, z + 1, y1, x1], got {preview}")
-        pdir = preview_dir or str(settings.out_dir / "preview")
+        pdir = preview_dir or str(ctx.out_dir / "preview")
     m = _mask(mask, mask_classes, images[0])
     model = training.train(
         images, labels, arch=arch, input=input, context=context, hparams=hp, epochs=epochs, steps=steps,
@@ -157,14 +156,15 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
         patience=patience, seed=seed, init=init, mask=m,
         augment_opts={"flip": flip, "rotate": rotate, "contrast": contrast, "noise": noise,
                       "poisson": poisson, "blur": blur},
-        preview=preview, preview_dir=pdir, device=settings.device)
+        preview=preview, preview_dir=pdir, device=ctx.device)
     return model
 
 
 @action("infer", result="seg", category="Segment")
 def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None,
           mask_classes: list[str] | None = None, outside: str | None = None, tile: int = 512,
-          overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian", tta: bool = False) -> Labels:
+          overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian", tta: bool = False, *,
+          ctx: RunContext) -> Labels:
     """Segment a whole volume with a trained model, streamed slab by slab.
 
     Parameters
@@ -201,7 +201,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None
         raise ParameterError(f"outside: model '{model.name}' has no class '{outside}'{suggest(outside, names)}"
                              f" (classes: {', '.join(names)})")
     out = _output(images, images[0].shape, np.uint8 if len(names) < 255 else np.uint16)
-    inference.segment(model, images, out, mask=m, outside=out_index, device=current_settings().device,
+    inference.segment(model, images, out, mask=m, outside=out_index, device=ctx.device,
                       tile=tile, overlap=overlap, blend=blend, tta=tta)
     return inference.labels_like(model, images[0], out)
 
@@ -210,7 +210,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None
 def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str | None = None,
                         mask: Volume | None = None, mask_classes: list[str] | None = None, tile: int = 512,
                         overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian",
-                        tta: bool = False) -> Volume:
+                        tta: bool = False, *, ctx: RunContext) -> Volume:
     """Class probabilities (0..1) of a trained model: one class, or all as channels (z, y, x, class).
 
     Parameters
@@ -246,7 +246,7 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
         index = names.index(class_) + 1
     shape = images[0].shape + (() if index else (len(model.class_names),))
     out = _output(images, shape, np.float32)
-    inference.probabilities(model, images, out, index=index, mask=m, device=current_settings().device,
+    inference.probabilities(model, images, out, index=index, mask=m, device=ctx.device,
                             tile=tile, overlap=overlap, blend=blend, tta=tta)
     im = images[0]
     return Volume(out, spacing=im.spacing, origin=im.origin, unit=im.unit,
@@ -254,7 +254,7 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
 
 
 @action("save_model", category="File")
-def save_model(model: Model, path: OutputPath) -> None:
+def save_model(model: Model, path: OutputPath, *, ctx: RunContext) -> None:
     """Save a model as one ``.dfmodel`` file (safetensors weights + JSON); the history goes beside it as CSV.
 
     Parameters
@@ -264,7 +264,7 @@ def save_model(model: Model, path: OutputPath) -> None:
     path : path
         Where to write it; must end in ``.dfmodel``.
     """
-    model_io.save_model(model, path, overwrite=current_settings().may_replace(path))
+    model_io.save_model(model, path, overwrite=ctx.may_replace(path))
 
 
 @action("load_model", result="model", category="File")

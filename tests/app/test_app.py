@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from damselfly.engine import io, phantoms
-from damselfly.engine.registry import all_actions
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
+
+from damselfly.engine import io, phantoms
+from damselfly.engine.registry import all_actions
 
 SHAPE = (32, 48, 48)
 
@@ -256,10 +257,11 @@ def test_segment_and_correct_continues_training_from_the_model(qtbot, win, scan)
 
 
 def test_damselfly_app_opens_a_macro(qtbot, tmp_path, monkeypatch):
-    from damselfly import app
-    from damselfly.app.window import MainWindow
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
+
+    from damselfly import app
+    from damselfly.app.window import MainWindow
 
     macro = tmp_path / "m.dfm"
     macro.write_text("version 1\nparam scan = \"x.tif\"\n")

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from damselfly.engine import InputError, Labels, ParameterError, Session, Settings, Volume, io, make_classes
 from damselfly.engine.actions.io_actions import load
 from damselfly.engine.actions.processing import calibrate, crop, evaluate, threshold

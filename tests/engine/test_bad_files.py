@@ -7,12 +7,13 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from damselfly.engine import io, nets
 from damselfly.engine.actions.processing import calibrate
 from damselfly.engine.data import Volume
 from damselfly.engine.errors import InputError
 from damselfly.engine.model import FORMAT, FORMAT_VERSION, Model, load_model, save_model
-from safetensors.torch import save_file
 
 
 def good_doc():

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+
 from damselfly.engine import InputError, Labels, Table, Volume, io, make_classes
 
 

@@ -1,6 +1,7 @@
 import numpy as np
-from damselfly.engine import phantoms
 from scipy import ndimage
+
+from damselfly.engine import phantoms
 
 
 def test_casting_is_seeded_and_has_all_classes(casting_small):

@@ -3,6 +3,7 @@ from typing import Literal
 
 import numpy as np
 import pytest
+
 from damselfly.engine import Cancelled, ParameterError, Session, Settings, Volume, progress
 from damselfly.engine.registry import REGISTRY, StaticObject, action, get_action
 

@@ -1,15 +1,20 @@
 """Rendering: timelines, frames read back from real movie files, colours, determinism, sidecars, actions."""
 
 import json
+from functools import partial
 
 import imageio.v2 as imageio
 import imageio_ffmpeg
 import numpy as np
 import pytest
+
 from damselfly.engine import InputError, Labels, ParameterError, Volume, make_classes
 from damselfly.engine import render as R
-from damselfly.engine.actions.render import render_movie as movie_action
-from damselfly.engine.actions.render import snapshot as snapshot_action
+from damselfly.engine.actions import render as render_actions
+from damselfly.engine.context import RunContext
+
+snapshot_action = partial(render_actions.snapshot, ctx=RunContext())
+movie_action = partial(render_actions.render_movie, ctx=RunContext())
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,12 @@
 """Deep-learning segmentation: loss, augmentation, training, tiled streaming inference, model files."""
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+
 from damselfly.engine import (
     Cancelled,
     InputError,
@@ -19,9 +21,16 @@ from damselfly.engine import (
 )
 from damselfly.engine import inference as inf
 from damselfly.engine import model as model_io
-from damselfly.engine.actions.segmentation import infer, infer_probabilities, sparse_labels, train
+from damselfly.engine.actions import segmentation as seg_actions
+from damselfly.engine.actions.segmentation import sparse_labels
+from damselfly.engine.context import RunContext
 
 TINY = dict(epochs=2, steps=3, batch=4, patch=32, seed=5)
+
+CPU = RunContext(device="cpu")
+train = partial(seg_actions.train, ctx=CPU)
+infer = partial(seg_actions.infer, ctx=CPU)
+infer_probabilities = partial(seg_actions.infer_probabilities, ctx=CPU)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,19 @@
 """The U-Net learns the pores from three painted slices, where grey-value thresholds fail."""
 
+from functools import partial
+
 import numpy as np
 import pytest
+
 from damselfly.engine import phantoms
+from damselfly.engine.actions import segmentation as seg_actions
 from damselfly.engine.actions.processing import calibrate, threshold
-from damselfly.engine.actions.segmentation import infer, sparse_labels, train
+from damselfly.engine.actions.segmentation import sparse_labels
+from damselfly.engine.context import RunContext
 from damselfly.engine.training import dice_scores
+
+CPU = RunContext(device="cpu")
+train, infer = partial(seg_actions.train, ctx=CPU), partial(seg_actions.infer, ctx=CPU)
 
 
 @pytest.mark.slow

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
+
 from damselfly.engine import InputError, Labels, ParameterError, Volume, local_thickness, make_classes
 from damselfly.engine.actions.measure import local_thickness as lt_action
 from damselfly.engine.actions.measure import thickness_stats
-from scipy import ndimage
 
 
 def oracle(mask, spacing=(1.0, 1.0, 1.0), border=False):

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from damselfly.macros.batch import run_batch
 
 from .kit import alive, final_files, processes_with, temporaries, wait_for, write_scans

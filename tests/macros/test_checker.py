@@ -1,4 +1,5 @@
 import pytest
+
 from damselfly.engine import io, phantoms
 from damselfly.macros.checker import check
 from damselfly.macros.parser import parse

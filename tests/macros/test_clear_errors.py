@@ -4,6 +4,7 @@
 import time
 
 import pytest
+
 from damselfly.macros.checker import check
 from damselfly.macros.cli import main
 from damselfly.macros.parser import parse

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from damselfly.engine import io, phantoms
 from damselfly.macros.cli import main
 

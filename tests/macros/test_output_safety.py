@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+
 from damselfly.engine import io, phantoms
 from damselfly.engine.errors import InputError
 from damselfly.macros.cli import main

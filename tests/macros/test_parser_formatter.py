@@ -1,12 +1,13 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from damselfly.macros import ast
 from damselfly.macros.diagnostics import MacroError
 from damselfly.macros.formatter import format_macro
 from damselfly.macros.parser import KEYWORDS, parse, parse_value
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -1,4 +1,5 @@
 import numpy as np
+
 from damselfly.engine import Labels, Session, Settings, io, make_classes, phantoms
 from damselfly.engine import model as model_io
 from damselfly.engine.actions.processing import crop
@@ -140,6 +141,7 @@ def test_training_session_records_and_replays_to_the_same_model_and_labels(tmp_p
 
 def test_a_model_made_outside_actions_is_saved_beside_the_macro(tmp_path):
     import torch
+
     from damselfly.engine.model import Model
 
     scan, _ = make_inputs(tmp_path)

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+
 from damselfly.engine import io, phantoms
 from damselfly.engine.errors import DamselflyError
 from damselfly.engine.progress import Reporter

@@ -1,0 +1,53 @@
+"""The run context is explicit: actions that need run settings declare a RunContext; nothing is read from
+hidden state (issue: one step of architecture)."""
+
+import ast
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from damselfly.engine import InputError, Session, Settings, Volume, all_actions
+from damselfly.engine.actions.io_actions import save
+from damselfly.engine.context import RunContext
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_action_module_reads_hidden_run_state():
+    for f in sorted((ROOT / "engine" / "actions").glob("*.py")):
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        names = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in names if m.split(".")[-1] in ("session", "contextvars")}, f.name
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "engine").rglob("*.py"))
+    assert "current_settings" not in text and "ContextVar(\"damselfly_settings\"" not in text
+
+
+@pytest.mark.parametrize("spec", all_actions(), ids=lambda s: s.name)
+def test_every_action_called_outside_a_session_needs_no_hidden_default(spec):
+    writes = any(p.path_kind == "output" for p in spec.params)
+    runs_networks = spec.name in ("train", "infer", "infer_probabilities")
+    if writes or runs_networks:
+        assert spec.context_param == "ctx", f"{spec.name} writes files or runs networks: it needs ctx"
+    if spec.context_param:
+        param = inspect.signature(spec.func).parameters["ctx"]
+        assert param.kind is param.KEYWORD_ONLY and param.default is param.empty
+        assert "ctx" not in [p.name for p in spec.params]  # hidden from the macro signature
+        with pytest.raises(TypeError, match="ctx"):  # a clear error, never a default device or folder
+            spec.func(*[None] * sum(p.required for p in spec.params))
+
+
+def test_the_session_hands_its_settings_over(tmp_path):
+    vol = Volume(np.ones((2, 4, 4), np.float32))
+    s = Session(Settings(device="cpu", out_dir=tmp_path, overwrite=False))
+    assert s.context().device == "cpu" and s.context().out_dir == tmp_path.resolve()
+    s.run("save", vol, "a.tif")
+    with pytest.raises(InputError, match="overwriting is off"):
+        s.run("save", vol, "a.tif")
+    # the same action, called as a plain function with its context
+    save(vol, str(tmp_path / "b.tif"), ctx=RunContext(overwrite=False))
+    with pytest.raises(InputError, match="overwriting is off"):
+        save(vol, str(tmp_path / "b.tif"), ctx=RunContext(overwrite=False))
+    save(vol, str(tmp_path / "b.tif"), ctx=RunContext(overwrite=True))
