@@ -301,7 +301,7 @@ def preview_png(path: Path, image: np.ndarray, seg: np.ndarray, colors: Sequence
 # training
 # ------------------------------------------------------------------------------------------------
 def _percentiles(vol: Volume) -> tuple[float, float]:
-    from .actions.processing import sample
+    from .volume_ops import sample
 
     s = sample(vol)
     s = s[np.isfinite(s)]

@@ -9,26 +9,9 @@ import numpy as np
 from .. import io, progress
 from ..context import RunContext
 from ..data import Labels, Table, Volume
-from ..errors import InputError, ParameterError
+from ..errors import ParameterError
 from ..registry import InputPath, OutputPath, action
-
-
-def nan_count(vol: Volume) -> int:
-    """Number of NaN/Inf voxels (0 for integer data), counted slab by slab."""
-    if vol.data.dtype.kind != "f":
-        return 0
-    n = 0
-    for z in range(0, vol.shape[0], 32):
-        n += int(np.count_nonzero(~np.isfinite(vol.data[z:z + 32])))
-    return n
-
-
-def require_finite(vol: Volume) -> None:
-    """Raise :class:`InputError` naming the volume's file if it holds NaN or infinite values."""
-    n = nan_count(vol)
-    if n:
-        raise InputError(f"{n} voxel(s) are NaN or infinite; load it with nan=\"zero\" to replace them",
-                         vol.source)
+from ..volume_ops import nan_count, require_finite
 
 
 @action("load", result="raw", category="File")

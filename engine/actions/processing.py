@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -12,51 +10,9 @@ from .. import progress
 from ..data import Labels, Table, Volume, make_classes
 from ..errors import InputError, ParameterError
 from ..registry import action
-from .io_actions import require_finite
+from ..volume_ops import SLAB, map_slabs, require_finite, sample
 
 V = TypeVar("V", bound=Volume)
-
-#: Voxels used to estimate percentiles and thresholds on large volumes.
-SAMPLE_VOXELS = 4_000_000
-SLAB = 16
-
-
-def sample(vol: Volume) -> np.ndarray:
-    """A deterministic sample of a volume's voxels (evenly spaced slices) for histogram statistics."""
-    data = vol.data
-    per_slice = int(np.prod(vol.shape[1:]))
-    nz = max(1, min(vol.shape[0], SAMPLE_VOXELS // max(per_slice, 1)))
-    zs = np.unique(np.linspace(0, vol.shape[0] - 1, nz).round().astype(int))
-    return np.asarray(data[zs]).reshape(-1)
-
-
-def scratch_array(shape, dtype) -> np.memmap:
-    """A writable array backed by an anonymous temporary file, for results larger than memory.
-
-    The file lives in ``$DAMSELFLY_SCRATCH`` (default: the system temp folder) and is already unlinked,
-    so it disappears with the array.
-    """
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    f = tempfile.TemporaryFile(dir=os.environ.get("DAMSELFLY_SCRATCH") or None)
-    f.truncate(max(nbytes, 1))
-    return np.memmap(f, dtype=dtype, mode="w+", shape=tuple(shape))
-
-
-def map_slabs(vol: Volume, fn, dtype, message: str) -> np.ndarray:
-    """Apply ``fn`` to ``vol.data`` slab by slab, with progress.
-
-    Memory-mapped input is streamed and gets a disk-backed (:func:`scratch_array`) output, so volumes
-    larger than memory can be processed; in-memory input gets an in-memory output.
-    """
-    on_disk = isinstance(vol.data, np.memmap)
-    out = scratch_array(vol.data.shape, dtype) if on_disk else np.empty(vol.data.shape, dtype)
-    task = progress.task(message, total=vol.shape[0])
-    for z in range(0, vol.shape[0], SLAB):
-        out[z:z + SLAB] = fn(np.asarray(vol.data[z:z + SLAB]))
-        task.advance(min(SLAB, vol.shape[0] - z))
-    task.finish()
-    return out
-
 
 def _box_slices(box, vol: Volume, what: str) -> tuple[slice, slice, slice]:
     if len(box) != 6:

@@ -13,7 +13,7 @@ from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
 from ..model import Model
 from ..registry import InputPath, OutputPath, action
-from .processing import scratch_array
+from ..volume_ops import scratch_array
 
 
 class _MaskView:

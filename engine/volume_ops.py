@@ -1,0 +1,82 @@
+"""Library helpers over volumes, shared by the actions and the training and inference code: streaming a
+function over slabs, disk-backed scratch arrays, histogram samples, NaN checks. Plain functions; nothing
+here is an action.
+
+Examples
+--------
+>>> import numpy as np
+>>> from damselfly.engine.data import Volume
+>>> vol = Volume(np.arange(64, dtype=np.float32).reshape(4, 4, 4))
+>>> map_slabs(vol, lambda a: a * 2, np.float32, "Doubling").max()
+126.0
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from . import progress
+from .data import Volume
+from .errors import InputError
+
+#: Voxels used to estimate percentiles and thresholds on large volumes.
+SAMPLE_VOXELS = 4_000_000
+SLAB = 16
+
+
+def sample(vol: Volume) -> np.ndarray:
+    """A deterministic sample of a volume's voxels (evenly spaced slices) for histogram statistics."""
+    data = vol.data
+    per_slice = int(np.prod(vol.shape[1:]))
+    nz = max(1, min(vol.shape[0], SAMPLE_VOXELS // max(per_slice, 1)))
+    zs = np.unique(np.linspace(0, vol.shape[0] - 1, nz).round().astype(int))
+    return np.asarray(data[zs]).reshape(-1)
+
+
+def scratch_array(shape, dtype) -> np.memmap:
+    """A writable array backed by an anonymous temporary file, for results larger than memory.
+
+    The file lives in ``$DAMSELFLY_SCRATCH`` (default: the system temp folder) and is already unlinked,
+    so it disappears with the array.
+    """
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    f = tempfile.TemporaryFile(dir=os.environ.get("DAMSELFLY_SCRATCH") or None)
+    f.truncate(max(nbytes, 1))
+    return np.memmap(f, dtype=dtype, mode="w+", shape=tuple(shape))
+
+
+def map_slabs(vol: Volume, fn, dtype, message: str) -> np.ndarray:
+    """Apply ``fn`` to ``vol.data`` slab by slab, with progress.
+
+    Memory-mapped input is streamed and gets a disk-backed (:func:`scratch_array`) output, so volumes
+    larger than memory can be processed; in-memory input gets an in-memory output.
+    """
+    on_disk = isinstance(vol.data, np.memmap)
+    out = scratch_array(vol.data.shape, dtype) if on_disk else np.empty(vol.data.shape, dtype)
+    task = progress.task(message, total=vol.shape[0])
+    for z in range(0, vol.shape[0], SLAB):
+        out[z:z + SLAB] = fn(np.asarray(vol.data[z:z + SLAB]))
+        task.advance(min(SLAB, vol.shape[0] - z))
+    task.finish()
+    return out
+
+
+def nan_count(vol: Volume) -> int:
+    """Number of NaN/Inf voxels (0 for integer data), counted slab by slab."""
+    if vol.data.dtype.kind != "f":
+        return 0
+    n = 0
+    for z in range(0, vol.shape[0], 32):
+        n += int(np.count_nonzero(~np.isfinite(vol.data[z:z + 32])))
+    return n
+
+
+def require_finite(vol: Volume) -> None:
+    """Raise :class:`InputError` naming the volume's file if it holds NaN or infinite values."""
+    n = nan_count(vol)
+    if n:
+        raise InputError(f"{n} voxel(s) are NaN or infinite; load it with nan=\"zero\" to replace them",
+                         vol.source)
