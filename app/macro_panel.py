@@ -12,7 +12,7 @@ from PySide6.QtCore import QRegularExpression, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextCursor, QTextFormat
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QPlainTextEdit, QPushButton, QTextEdit, QVBoxLayout, QWidget
 
-from damselfly.engine.registry import all_actions
+from damselfly.engine.builtin import all_actions
 from damselfly.macros.checker import check
 from damselfly.macros.diagnostics import Diagnostic, MacroError
 from damselfly.macros.parser import parse

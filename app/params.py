@@ -125,8 +125,9 @@ class ParamDialog(QDialog):
             b.setFixedWidth(32)
             b.clicked.connect(lambda _c=False, name=p.name: self._pick_path(name))
             extra.append(b)
-        if p.name in ("box", "regions", "preview"):
-            b = QPushButton("drawn box" + ("es" if p.name == "regions" else ""))
+        role = self.spec.role(p.name)
+        if role in ("box", "boxes"):
+            b = QPushButton("drawn box" + ("es" if role == "boxes" else ""))
             b.setToolTip("Use the box(es) drawn with the box tool on the slice view")
             b.clicked.connect(lambda _c=False, name=p.name: self.use_boxes(name))
             extra.append(b)
@@ -153,9 +154,10 @@ class ParamDialog(QDialog):
         if not self.boxes:
             self.error.setText("draw a box on the slice view first (box tool)")
             return
-        value = self.boxes[-2:] if name == "regions" else self.boxes[-1]
-        if name == "regions" and len(value) < 2:
-            self.error.setText("two_point calibration needs two boxes: draw one more")
+        two = self.spec.role(name) == "boxes"
+        value = self.boxes[-2:] if two else self.boxes[-1]
+        if two and len(value) < 2:
+            self.error.setText(f"{self.spec.name}: {name} needs two boxes: draw one more")
             return
         self.set_value(name, value)
 

@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 from damselfly.engine import DamselflyError, Labels, Session, Settings, Table, Volume, make_classes
 from damselfly.engine.data import LabelClass
 from damselfly.engine.model import Model
-from damselfly.engine.registry import all_actions, get_action, object_classes
+from damselfly.engine.registry import object_classes
 from damselfly.macros.batch import run_batch
 from damselfly.macros.checker import check
 from damselfly.macros.interpreter import execute
@@ -56,7 +56,6 @@ from .training import TrainingDialog
 from .worker import Worker
 
 CATEGORY_ORDER = ["File", "Process", "Segment", "Measure", "Render"]
-TOOLBAR_ACTIONS = ["load", "calibrate", "train", "infer", "local_thickness", "snapshot"]
 MODEL_SUFFIX = ".dfmodel"
 
 
@@ -231,17 +230,14 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
-        specs = {s.name: s for s in all_actions()}
+        specs = {s.name: s for s in self.session.registry.all()}
         menus = {}
         for cat in CATEGORY_ORDER + sorted({s.category for s in specs.values()} - set(CATEGORY_ORDER)):
             menus[cat] = mb.addMenu(cat)
         self.action_entries: dict[str, QAction] = {}
         file_menu = menus["File"]
-        file_labels = {"load": "Open volume…", "load_labels": "Open labels…", "load_model": "Open model…",
-                       "save": "Save…", "save_model": "Save model…"}
         for spec in sorted(specs.values(), key=lambda s: s.name):
-            text = file_labels.get(spec.name, f"{spec.name}…")
-            a = self._qaction(text, {"action": spec.name}, lambda n=spec.name: self.open_action(n),
+            a = self._qaction(spec.title, {"action": spec.name}, lambda n=spec.name: self.open_action(n),
                               menus[spec.category])
             a.setToolTip(spec.summary)
             a.setStatusTip(spec.summary)
@@ -300,8 +296,9 @@ class MainWindow(QMainWindow):
 
         tb = self.addToolBar("Actions")
         tb.setObjectName("actions")
-        for name in TOOLBAR_ACTIONS:
-            tb.addAction(self.action_entries[name])
+        for spec in sorted((s for s in specs.values() if s.presentation.toolbar is not None),
+                           key=lambda s: s.presentation.toolbar):
+            tb.addAction(self.action_entries[spec.name])
         tb.addSeparator()
         for tool in ("brush", "eraser", "box", "navigate"):
             tb.addAction(self.tool_actions[tool])
@@ -552,10 +549,12 @@ class MainWindow(QMainWindow):
         vol = self.volume_name if self.volume_name in objs else None
         lab = self.labels_name if self.labels_name in objs else None
         models = [n for n, o in objs.items() if isinstance(o, Model)]
-        drawn = spec.name in ("snapshot", "render_movie")  # the shown labels go into the picture
+        camera = dict(zip(("azimuth", "elevation", "zoom"), self.view3d.camera_angles())) if self.view3d else {}
         for p in spec.params:
             cls = object_classes(p.annotation)
-            if not p.required and not (drawn and p.name == "labels"):
+            if spec.role(p.name) == "camera" and p.name in camera:
+                pre[p.name] = camera[p.name]
+            if not p.required and spec.role(p.name) != "shown_labels":
                 continue
             if Labels in cls and lab:
                 pre[p.name] = lab
@@ -567,7 +566,7 @@ class MainWindow(QMainWindow):
 
     def open_action(self, name: str, preset: dict | None = None, show: bool = True) -> ParamDialog:
         """The action's parameter dialog, pre-filled; accepting it runs the action."""
-        spec = get_action(name)
+        spec = self.session.registry.get(name)
         pre = self._defaults_for(spec)
         pre.update(preset or {})
         dlg = ParamDialog(spec, dict(self.session.objects), pre, self.session.unique_name(spec.result_name),
@@ -579,8 +578,8 @@ class MainWindow(QMainWindow):
 
     def run_action(self, name: str, *args, target: str | None = None, **kwargs) -> bool:
         """Run a registered action through the session in the worker thread (recorded if recording)."""
-        spec = get_action(name)
-        if name == "train":
+        spec = self.session.registry.get(name)
+        if spec.presentation.monitor == "training":
             self._open_training()
         return self._start(name, lambda: self.session.run(spec, *args, target=target, **kwargs))
 
@@ -588,11 +587,12 @@ class MainWindow(QMainWindow):
         if self.volume_name is None:
             self.show_error("open a volume first")
             return
-        az, el, zoom = self.view3d.camera_angles() if self.view3d else (30.0, 20.0, 1.0)
-        pre = {"azimuth": az, "elevation": el, "zoom": zoom}
-        if self.labels_name:
-            pre["labels"] = self.labels_name
-        self.open_action("snapshot", pre)
+        self.open_action("snapshot")  # camera roles are pre-filled from this view
+
+    def _is_training(self, label: str) -> bool:
+        """Whether the finished job was an action the training monitor follows."""
+        return (self.training is not None and label in {s.name for s in self.session.registry.all()}
+                and self.session.registry.get(label).presentation.monitor == "training")
 
     def _open_training(self) -> None:
         self.training = TrainingDialog(self)
@@ -661,19 +661,19 @@ class MainWindow(QMainWindow):
         if label == "predict slice" and put is not None:
             self._pending = None
             put(result)
-        if label == "train" and self.training is not None:
+        if self._is_training(label):
             self.training.finished_training("finished: Save model… to keep it")
         self.statusBar().showMessage(f"{label}: done", 5000)
 
     def _on_failed(self, label: str, message: str) -> None:
         self.show_error(f"{label} failed:\n{message}")
-        if label == "train" and self.training is not None:
+        if self._is_training(label):
             self.training.finished_training("failed")
 
     def _on_stopped(self, label: str, message: str) -> None:
         self.statusBar().showMessage(f"{label}: {message}", 8000)
         self.refresh_data()
-        if label == "train" and self.training is not None:
+        if self._is_training(label):
             self.training.finished_training(f"stopped: {message}")
 
     def show_error(self, message: str) -> None:

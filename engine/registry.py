@@ -191,6 +191,40 @@ class Param:
         return type_name(self.annotation)
 
 
+#: Roles an argument can play in the app, beyond its type: how a person gives it.
+ROLES = {
+    "box": "a box drawn on a slice with the box tool: [z0, y0, x0, z1, y1, x1]",
+    "boxes": "the last two boxes drawn with the box tool",
+    "shown_labels": "the label layer shown in the viewer (pre-filled even where optional)",
+    "camera": "an angle or zoom of the 3-D view's camera (azimuth, elevation, zoom), pre-filled from it",
+}
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How the app shows an action: data, not code (napari's app-model keeps actions the same way).
+
+    Parameters
+    ----------
+    menu : str
+        The menu it appears in (``File``, ``Process``, ``Segment``, ``Measure``, ``Render`` or a new one).
+    title : str
+        The menu text; ``"<name>…"`` when empty.
+    toolbar : int, optional
+        Its position on the toolbar; not on the toolbar when ``None``.
+    roles : dict of str to str
+        Parameter name to role (:data:`ROLES`), e.g. ``{"box": "box"}``.
+    monitor : str, optional
+        A live view the app opens while it runs: ``"training"`` (loss curves, preview, Stop).
+    """
+
+    menu: str = "Process"
+    title: str = ""
+    toolbar: int | None = None
+    roles: dict[str, str] = field(default_factory=dict)
+    monitor: str | None = None
+
+
 @dataclass
 class ActionSpec:
     """What the registry knows about one action."""
@@ -201,12 +235,32 @@ class ActionSpec:
     returns: Any
     doc: str
     result_name: str = "result"
-    category: str = "Process"
+    presentation: Presentation = field(default_factory=lambda: Presentation())
     context_param: str | None = None  # the keyword-only RunContext parameter the session fills, if any
     _by_name: dict[str, Param] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self._by_name = {p.name: p for p in self.params}
+        unknown = set(self.presentation.roles) - set(self._by_name)
+        if unknown:
+            raise TypeError(f"action {self.name}: roles name no parameter: {sorted(unknown)}")
+        bad = {r for r in self.presentation.roles.values() if r not in ROLES}
+        if bad:
+            raise TypeError(f"action {self.name}: unknown roles {sorted(bad)} (known: {', '.join(ROLES)})")
+
+    @property
+    def category(self) -> str:
+        """The menu the app puts the action in."""
+        return self.presentation.menu
+
+    @property
+    def title(self) -> str:
+        """The menu text: the presentation's title, or the name followed by an ellipsis."""
+        return self.presentation.title or f"{self.name}…"
+
+    def role(self, param: str) -> str | None:
+        """The role of a parameter (see :data:`ROLES`), or ``None``."""
+        return self.presentation.roles.get(param)
 
     @property
     def summary(self) -> str:
@@ -322,11 +376,11 @@ def _param_docs(doc: str) -> dict[str, str]:
     return out
 
 
-REGISTRY: dict[str, ActionSpec] = {}
-
-
-def action(name: str | None = None, *, result: str = "result", category: str = "Process"):
-    """Register a function as an action (decorator).
+def action(name: str | None = None, *, result: str = "result", category: str = "Process", title: str = "",
+           toolbar: int | None = None, roles: dict[str, str] | None = None, monitor: str | None = None):
+    """Describe a function as an action (decorator): builds its :class:`ActionSpec` from the signature and
+    docstring and attaches it as ``func.action_spec``. Registering is a separate, explicit step
+    (:class:`Registry`; the built-in list is ``damselfly.engine.actions.ALL``).
 
     Parameters
     ----------
@@ -334,8 +388,15 @@ def action(name: str | None = None, *, result: str = "result", category: str = "
         The name used in macros; the function name by default.
     result : str
         Default variable name for the result when recorded (``raw``, ``cal``, ``seg`` ...).
-    category : str
-        The menu the app puts the action in.
+    category, title, toolbar, roles, monitor
+        How the app presents it (:class:`Presentation`; ``category`` is the menu).
+
+    Examples
+    --------
+    >>> @action("measure_box", result="stats", category="Measure", title="Measure a box…",
+    ...         roles={"box": "box"})
+    ... def measure_box(volume: Volume, box: list[int]) -> Table:
+    ...     '''Statistics inside a box. ...'''                     # doctest: +SKIP
     """
 
     def deco(func):
@@ -353,31 +414,52 @@ def action(name: str | None = None, *, result: str = "result", category: str = "
                 continue
             mname = pn[:-1] if pn.endswith("_") else pn
             params.append(Param(mname, pn, hints.get(pn, Any), p.default, pdocs.get(pn, pdocs.get(mname, ""))))
-        spec = ActionSpec(name or func.__name__, func, params, hints.get("return", None),
-                          inspect.cleandoc(func.__doc__ or ""), result, category, context_param)
-        if spec.name in REGISTRY and REGISTRY[spec.name].func is not func:
-            raise ValueError(f"action '{spec.name}' registered twice")
-        REGISTRY[spec.name] = spec
-        func.action_spec = spec
+        look = Presentation(category, title, toolbar, dict(roles or {}), monitor)
+        func.action_spec = ActionSpec(name or func.__name__, func, params, hints.get("return", None),
+                                      inspect.cleandoc(func.__doc__ or ""), result, look, context_param)
         return func
 
     return deco
 
 
-def get_action(name: str) -> ActionSpec:
-    """The registered action called ``name``; a :class:`ParameterError` with did-you-mean if none."""
-    _load_builtin_actions()
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ParameterError(f"unknown action '{name}'{suggest(name, REGISTRY)}") from None
+class Registry:
+    """A set of actions by name: what a session can run, the checker knows, the app shows.
 
+    Examples
+    --------
+    >>> from damselfly.engine.actions import ALL
+    >>> reg = Registry(ALL)
+    >>> reg.get("calibrate").category
+    'Process'
+    """
 
-def all_actions() -> list[ActionSpec]:
-    """Every registered action, sorted by name."""
-    _load_builtin_actions()
-    return [REGISTRY[k] for k in sorted(REGISTRY)]
+    def __init__(self, actions=()):
+        self._specs: dict[str, ActionSpec] = {}
+        for a in actions:
+            self.register(a)
 
+    def register(self, func_or_spec) -> ActionSpec:
+        """Add an action (a decorated function or its spec); a different action of the same name is an error."""
+        spec = func_or_spec if isinstance(func_or_spec, ActionSpec) else func_or_spec.action_spec
+        old = self._specs.get(spec.name)
+        if old is not None and old.func is not spec.func:
+            raise ValueError(f"action '{spec.name}' registered twice")
+        self._specs[spec.name] = spec
+        return spec
 
-def _load_builtin_actions() -> None:
-    from . import actions  # noqa: F401  (registers on import)
+    def unregister(self, name: str) -> None:
+        self._specs.pop(name, None)
+
+    def get(self, name: str) -> ActionSpec:
+        """The action called ``name``; a :class:`ParameterError` with did-you-mean if none."""
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise ParameterError(f"unknown action '{name}'{suggest(name, self._specs)}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._specs
+
+    def all(self) -> list[ActionSpec]:
+        """Every action, sorted by name."""
+        return [self._specs[k] for k in sorted(self._specs)]

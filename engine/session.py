@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import progress
+from .builtin import BUILTIN
 from .context import RunContext
 from .errors import Cancelled, ParameterError
 from .paths import check_path_text, confine_output
-from .registry import OBJECT_TYPES, ActionSpec, get_action
+from .registry import OBJECT_TYPES, ActionSpec, Registry
 
 OBJECT_CLASSES = tuple(OBJECT_TYPES.values())
 
@@ -107,8 +108,10 @@ class Session:
     >>> cal = s.run("calibrate", raw, method="percentile", target="cal")   # doctest: +SKIP
     """
 
-    def __init__(self, settings: Settings | None = None, reporter: progress.Reporter | None = None):
+    def __init__(self, settings: Settings | None = None, reporter: progress.Reporter | None = None,
+                 registry: Registry | None = None):
         self.settings = settings or Settings()
+        self.registry = registry or BUILTIN
         self.reporter = reporter or progress.Reporter()
         self.objects: dict[str, Any] = {}
         self.inputs: list[str] = []  # every input path an action was given, resolved, in order
@@ -188,7 +191,7 @@ class Session:
         type-checked against the action's signature; path arguments are resolved; the result (if any)
         is bound to ``target`` (or a fresh name) and an :class:`ActionEvent` is emitted.
         """
-        spec = action if isinstance(action, ActionSpec) else get_action(action)
+        spec = action if isinstance(action, ActionSpec) else self.registry.get(action)
         bound = spec.bind(args, kwargs)
         call: dict[str, Any] = {}
         resolved: dict[str, str] = {}

@@ -13,10 +13,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from damselfly.engine.builtin import BUILTIN
 from damselfly.engine.data import suggest
 from damselfly.engine.errors import ParameterError
 from damselfly.engine.paths import check_path_text, confine_output
-from damselfly.engine.registry import REGISTRY, StaticObject, all_actions, get_action
+from damselfly.engine.registry import Registry, StaticObject
 
 from . import ast
 from .diagnostics import Diagnostic, MacroError, at
@@ -47,7 +48,7 @@ def const_value(v: ast.Expr):
 
 def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.PathLike | None = None,
           check_files: bool = True, out_dir: str | os.PathLike | None = None, allow_outside: bool = False,
-          protected: tuple = ()) -> CheckResult:
+          protected: tuple = (), registry: Registry | None = None) -> CheckResult:
     """Check ``macro`` statically.
 
     Parameters
@@ -67,8 +68,10 @@ def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.Pa
         The run setting that lets outputs leave ``out_dir``.
     protected : tuple of path
         Files no output may replace besides the inputs the macro names (e.g. the macro itself).
+    registry : Registry, optional
+        The actions the macro may call (default: the built-in ones).
     """
-    all_actions()  # make sure the built-in actions are registered
+    registry = registry or BUILTIN
     overrides = dict(overrides or {})
     path = macro.path or "<macro>"
     if base_dir is None:
@@ -166,7 +169,7 @@ def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.Pa
             if st.name in objects:
                 err(st, f"'{st.name}' is already a result name; choose another param name")
                 continue
-            if st.name in REGISTRY:
+            if st.name in registry:
                 err(st, f"'{st.name}' is an action name; choose another param name")
             try:
                 value = const_value(st.value)
@@ -180,7 +183,7 @@ def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.Pa
 
         call = st.call
         try:
-            spec = get_action(call.action)
+            spec = registry.get(call.action)
         except ParameterError as e:
             err(call, str(e), len(call.action))
             spec = None

@@ -20,32 +20,13 @@ import textwrap
 from pathlib import Path
 
 from damselfly.engine.errors import DamselflyError
-from damselfly.engine.progress import ProgressEvent, Reporter
+from damselfly.engine.progress import Reporter
 
 from .checker import check
+from .console import TextProgress, print_statement
 from .diagnostics import MacroError
 from .formatter import format_macro
 from .parser import parse_file
-
-
-class TextProgress:
-    """A one-line progress bar on stderr (only when stderr is a terminal)."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def __call__(self, ev: ProgressEvent) -> None:
-        if not self.tty:
-            return
-        if ev.total:
-            frac = min(1.0, ev.done / ev.total)
-            bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
-            line = f"\r  [{bar}] {100 * frac:5.1f}%  {ev.message}  {ev.elapsed:6.1f}s"
-        else:
-            line = f"\r  {ev.message} ... {ev.done}  {ev.elapsed:6.1f}s"
-        self.stream.write(line + "\x1b[K" + ("\n" if ev.finished else ""))
-        self.stream.flush()
 
 
 def threading_is_main() -> bool:
@@ -108,7 +89,7 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_actions(args) -> int:
-    from damselfly.engine.registry import all_actions, get_action
+    from damselfly.engine.builtin import all_actions, get_action
 
     if args.name:
         try:
@@ -125,11 +106,6 @@ def cmd_actions(args) -> int:
         if spec.summary:
             print(textwrap.indent(textwrap.fill(spec.summary, 96), "    "))
     return 0
-
-
-def _statement_printer(st, i, n):
-    target = f"{st.target} = " if hasattr(st, "target") else ""
-    print(f"[{i + 1}/{n}] line {st.line}: {target}{st.call.action}(...)", file=sys.stderr, flush=True)
 
 
 def cmd_run(args) -> int:
@@ -161,7 +137,7 @@ def cmd_run(args) -> int:
     reporter = Reporter(TextProgress())
     try:
         result = run_file(args.macro, overrides, args.out, args.device, args.threads, not args.no_overwrite,
-                          args.dry_run, reporter, None if args.dry_run else _statement_printer,
+                          args.dry_run, reporter, None if args.dry_run else print_statement,
                           allow_outside=args.allow_outside_out)
     except RunFailed as e:
         _err(e.result.error)

@@ -16,6 +16,7 @@ from damselfly.engine.actions.processing import evaluate
 from damselfly.engine.actions.segmentation import sparse_labels
 from damselfly.engine.progress import Reporter
 
+from .console import print_statement
 from .runner import run_file
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -41,7 +42,6 @@ def run_demo(out: Path, size: int = 128, seed: int = 1, epochs: int | None = Non
     for m in (DEMO_MACRO, APPLY_MACRO):
         if not m.exists():
             raise FileNotFoundError(f"the example macro is missing: {m} (run from a source checkout)")
-    from .cli import _statement_printer
 
     out = out.resolve()
     data = out / "data"
@@ -55,7 +55,7 @@ def run_demo(out: Path, size: int = 128, seed: int = 1, epochs: int | None = Non
     if epochs is not None:
         params["epochs"] = epochs
     print(f"Running {DEMO_MACRO.name} (training on the painted slices) ...", flush=True)
-    result = run_file(DEMO_MACRO, params, out / "results", reporter=reporter, on_statement=_statement_printer,
+    result = run_file(DEMO_MACRO, params, out / "results", reporter=reporter, on_statement=print_statement,
                       device=device)
     if result.status != "ok":
         raise RuntimeError(f"{DEMO_MACRO.name} {result.status}: {result.record.get('error')}")
@@ -66,7 +66,7 @@ def run_demo(out: Path, size: int = 128, seed: int = 1, epochs: int | None = Non
     print(f"\nA second scan (seed {seed + 1}), segmented unattended with the saved model ...", flush=True)
     scan2, truth2_path, truth2 = _write_phantom(data, "casting_2", size, seed + 1)
     applied = run_file(APPLY_MACRO, {"scan": str(scan2), "model_file": str(res / "casting.dfmodel")},
-                       out / "applied", reporter=reporter, on_statement=_statement_printer, device=device)
+                       out / "applied", reporter=reporter, on_statement=print_statement, device=device)
     if applied.status != "ok":
         raise RuntimeError(f"{APPLY_MACRO.name} {applied.status}: {applied.record.get('error')}")
     second = evaluate(io.read_labels(out / "applied" / "casting_2_seg.tif"), truth2)

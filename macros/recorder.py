@@ -21,7 +21,6 @@ from damselfly.engine import io
 from damselfly.engine import model as model_io
 from damselfly.engine.data import Labels, Table
 from damselfly.engine.model import Model
-from damselfly.engine.registry import get_action
 from damselfly.engine.session import OBJECT_CLASSES, ActionEvent, Session
 
 from . import ast
@@ -177,7 +176,7 @@ class Recorder:
         return ast.Name(name)
 
     def _on_event(self, ev: ActionEvent) -> None:
-        spec = get_action(ev.action)
+        spec = self.session.registry.get(ev.action)
         args: list[ast.Arg] = []
         used_names: set[str] = set()
         for p in spec.params:

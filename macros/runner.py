@@ -166,7 +166,7 @@ def _execute(macro: ast.Macro, params: dict, session: Session, on_statement) -> 
             write_record(out, record)
 
     def on_event(ev):
-        spec = engine.get_action(ev.action)
+        spec = session.registry.get(ev.action)
         for one in paths_of(spec, ev.resolved, "input") + list(getattr(ev.result, "metadata", {}).get("files", [])):
             if one not in inputs:
                 inputs.append(one)

@@ -1,3 +1,20 @@
-"""The built-in actions. Importing this package registers them all."""
+"""The built-in actions: :data:`ALL` lists them; :mod:`damselfly.engine.builtin` registers that list.
 
-from . import io_actions, measure, processing, render, segmentation  # noqa: F401
+Importing an action module registers nothing: an action is described by its decorator and becomes
+runnable only when a :class:`~damselfly.engine.registry.Registry` is given it.
+"""
+
+from .io_actions import load, load_labels, save
+from .measure import local_thickness, thickness_stats
+from .processing import calibrate, crop, evaluate, threshold
+from .render import render_movie, snapshot
+from .segmentation import infer, infer_probabilities, load_model, save_model, sparse_labels, train, training_history
+
+#: Every built-in action, in menu order within each menu.
+ALL = [
+    load, load_labels, save, load_model, save_model,
+    calibrate, crop,
+    threshold, train, infer, infer_probabilities, sparse_labels,
+    local_thickness, thickness_stats, evaluate, training_history,
+    snapshot, render_movie,
+]

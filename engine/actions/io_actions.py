@@ -14,7 +14,7 @@ from ..registry import InputPath, OutputPath, action
 from ..volume_ops import nan_count, require_finite
 
 
-@action("load", result="raw", category="File")
+@action("load", result="raw", category="File", title="Open volume…", toolbar=1)
 def load(path: InputPath, spacing: list[float] | None = None,
          mmap: Literal["auto", "yes", "no"] = "auto",
          nan: Literal["error", "zero"] = "error") -> Volume:
@@ -47,7 +47,7 @@ def load(path: InputPath, spacing: list[float] | None = None,
     return vol
 
 
-@action("load_labels", result="labels", category="File")
+@action("load_labels", result="labels", category="File", title="Open labels…")
 def load_labels(path: InputPath, classes: list[str] | None = None,
                 spacing: list[float] | None = None) -> Labels:
     """Load a label volume (multi-ROI) with its class names and colours.
@@ -68,7 +68,7 @@ def load_labels(path: InputPath, classes: list[str] | None = None,
     return io.read_labels(path, classes=classes, spacing=spacing)
 
 
-@action("save", category="File")
+@action("save", category="File", title="Save…")
 def save(obj: Volume | Table, path: OutputPath, *, ctx: RunContext) -> None:
     """Save a volume, labels or table; the format follows the file name.
 

@@ -12,7 +12,7 @@ from ..errors import InputError, ParameterError
 from ..registry import action
 
 
-@action("local_thickness", result="thick", category="Measure")
+@action("local_thickness", result="thick", category="Measure", toolbar=5)
 def local_thickness(labels: Volume, class_: str | None = None, border: bool = False,
                     outside: Literal["zero", "nan"] = "zero") -> Volume:
     """Local thickness of one class (or a mask): per voxel, the diameter of the largest ball that fits

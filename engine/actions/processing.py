@@ -24,7 +24,7 @@ def _box_slices(box, vol: Volume, what: str) -> tuple[slice, slice, slice]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
-@action("calibrate", result="cal")
+@action("calibrate", result="cal", toolbar=2, roles={"regions": "boxes"})
 def calibrate(volume: Volume, method: Literal["percentile", "two_point", "match"] = "percentile",
               low: float = 0.5, high: float = 99.5,
               regions: list[list[int]] | list[str] | None = None, labels: Labels | None = None,
@@ -165,7 +165,7 @@ def threshold(volume: Volume, method: Literal["otsu", "multiotsu"] = "otsu", cla
     return seg
 
 
-@action("crop", result="cropped")
+@action("crop", result="cropped", roles={"box": "box"})
 def crop(volume: V, box: list[int]) -> V:
     """Cut out a box; the origin moves so physical positions stay the same.
 

@@ -30,7 +30,8 @@ def _scene(volume: Volume, labels: Labels | None, classes, opacity, window, cmap
                  caption=caption, scale_bar=scale_bar)
 
 
-@action("snapshot", category="Render")
+@action("snapshot", category="Render", toolbar=6,
+        roles={"labels": "shown_labels", "azimuth": "camera", "elevation": "camera", "zoom": "camera"})
 def snapshot(volume: Volume, path: OutputPath, labels: Labels | None = None, classes: list[str] | None = None,
              opacity: list[float] | None = None, window: list[float] | None = None, cmap: str = "gray",
              slices: list[Axis] | None = None, azimuth: float = 30.0, elevation: float = 20.0, axis: Axis = "z",
@@ -92,7 +93,7 @@ def snapshot(volume: Volume, path: OutputPath, labels: Labels | None = None, cla
     task.finish()
 
 
-@action("render_movie", category="Render")
+@action("render_movie", category="Render", roles={"labels": "shown_labels"})
 def render_movie(volume: Volume, path: OutputPath, labels: Labels | None = None, seconds: float = 6.0,
                  fps: int = 30, orbit: float = 360.0, elevation: float = 20.0, axis: Axis = "z", zoom: float = 1.0,
                  sweep: Axis | None = None, clip: Axis | None = None, fade: list[str] | None = None,

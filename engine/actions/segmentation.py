@@ -60,7 +60,7 @@ def _output(images: list[Volume], shape, dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
-@action("train", result="model", category="Segment")
+@action("train", result="model", category="Segment", toolbar=3, roles={"preview": "box"}, monitor="training")
 def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "msd", "unet3d"] = "unet",
           input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5, width: int | None = None,
           depth: int | None = None, epochs: int = 30, steps: int = 50, batch: int = 8,
@@ -160,7 +160,7 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
     return model
 
 
-@action("infer", result="seg", category="Segment")
+@action("infer", result="seg", category="Segment", toolbar=4)
 def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None,
           mask_classes: list[str] | None = None, outside: str | None = None, tile: int = 512,
           overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian", tta: bool = False, *,
@@ -253,7 +253,7 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
                   name=f"{im.name}_{class_ or 'prob'}", metadata={"model": model.name, "class": class_})
 
 
-@action("save_model", category="File")
+@action("save_model", category="File", title="Save model…")
 def save_model(model: Model, path: OutputPath, *, ctx: RunContext) -> None:
     """Save a model as one ``.dfmodel`` file (safetensors weights + JSON); the history goes beside it as CSV.
 
@@ -267,7 +267,7 @@ def save_model(model: Model, path: OutputPath, *, ctx: RunContext) -> None:
     model_io.save_model(model, path, overwrite=ctx.may_replace(path))
 
 
-@action("load_model", result="model", category="File")
+@action("load_model", result="model", category="File", title="Open model…")
 def load_model(path: InputPath) -> Model:
     """Load a model saved by ``save_model`` (no code is executed from the file).
 

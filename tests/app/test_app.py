@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from damselfly.engine import io, phantoms
-from damselfly.engine.registry import all_actions
+from damselfly.engine.builtin import all_actions
 
 SHAPE = (32, 48, 48)
 
@@ -308,3 +308,53 @@ def test_the_slice_plane_follows_the_slider_in_3d(qtbot, win, scan):
     assert set(win.view3d.renderer.slice_actors) == {"z"}
     win.plane_action.trigger()
     assert win.view3d.plane is None and not win.view3d.renderer.slice_actors
+
+
+def test_a_new_action_with_a_title_and_a_box_argument_appears_with_its_box_tool(qtbot, tmp_path, scan):
+    """Actions are data: registering one is all it takes to get a menu entry, a dialog and the box tool."""
+    from PySide6.QtWidgets import QPushButton
+
+    from damselfly.app.window import MainWindow
+    from damselfly.engine import BUILTIN, Table, Volume, action
+
+    @action("box_mean", result="stats", category="Inspect", title="Mean inside a box…", roles={"box": "box"})
+    def box_mean(volume: Volume, box: list[int]) -> Table:
+        """Mean grey value inside a box.
+
+        Parameters
+        ----------
+        volume : Volume
+            The scan.
+        box : list of int
+            ``[z0, y0, x0, z1, y1, x1]``.
+        """
+        z0, y0, x0, z1, y1, x1 = box
+        return Table({"mean": [float(np.asarray(volume.data[z0:z1, y0:y1, x0:x1]).mean())]})
+
+    BUILTIN.register(box_mean)
+    try:
+        w = MainWindow(base_dir=tmp_path, out_dir=tmp_path / "out", device="cpu")
+        qtbot.addWidget(w)
+        w.show()
+        menu = next(m for m in w.menuBar().actions() if m.text() == "Inspect").menu()
+        entry = next(a for a in menu.actions() if a.text() == "Mean inside a box…")
+        assert entry.data() == {"action": "box_mean"}
+        path, _ = scan
+        w.open_files([str(path)])
+        settle(qtbot, w)
+        w.set_tool("box")
+        stroke(qtbot, w.canvas, [(2, 3), (6, 9)])
+        entry.trigger()
+        dlg = w.findChildren(type(w.open_action("box_mean", show=False)))[-1]
+        buttons = [b.text() for b in dlg.findChildren(QPushButton)]
+        assert "drawn box" in buttons  # the box tool's button, from the role alone
+        next(b for b in dlg.findChildren(QPushButton) if b.text() == "drawn box").click()
+        z = w.canvas.index
+        assert dlg.values()["box"] == [z, 2, 3, z + 1, 7, 10]
+        accept(dlg)
+        settle(qtbot, w)
+        table = w.session.objects["stats"]
+        assert table.columns["mean"][0] == pytest.approx(float(np.asarray(w.canvas.volume.data[z:z + 1, 2:7, 3:10]).mean()))
+        w.worker.wait(30)
+    finally:
+        BUILTIN.unregister("box_mean")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from damselfly.engine import Cancelled, ParameterError, Session, Settings, Volume, progress
-from damselfly.engine.registry import REGISTRY, StaticObject, action, get_action
+from damselfly.engine.builtin import BUILTIN, get_action
+from damselfly.engine.registry import StaticObject, action
 
 
 @pytest.fixture
@@ -29,8 +30,8 @@ def toy_action():
             task.advance()
         return volume.with_data(out)
 
-    yield REGISTRY["toy_scale"]
-    del REGISTRY["toy_scale"]
+    yield BUILTIN.register(toy_scale)
+    BUILTIN.unregister("toy_scale")
 
 
 def test_spec_reads_signature_types_defaults_choices_and_docs(toy_action):

@@ -225,7 +225,7 @@ def test_text_progress_bar_draws_on_a_terminal_only():
     import io as _io
 
     from damselfly.engine.progress import ProgressEvent
-    from damselfly.macros.cli import TextProgress
+    from damselfly.macros.console import TextProgress
 
     class Tty(_io.StringIO):
         def isatty(self):
