@@ -401,8 +401,7 @@ class MainWindow(QMainWindow):
         vol = self.canvas.volume
         if vol is None:
             raise ValueError("open a volume first")
-        layer = Labels(np.zeros(vol.shape[:3], np.uint8), spacing=vol.spacing, origin=vol.origin, unit=vol.unit,
-                       classes=make_classes(names), name=name)
+        layer = vol.as_labels(np.zeros(vol.shape[:3], np.uint8), make_classes(names), name=name, metadata={})
         name = self.session.unique_name(name)
         self.session.add(name, layer)
         self.refresh_data()
@@ -556,12 +555,11 @@ class MainWindow(QMainWindow):
                 pre[p.name] = camera[p.name]
             if not p.required and spec.role(p.name) != "shown_labels":
                 continue
-            if Labels in cls and lab:
-                pre[p.name] = lab
-            elif Volume in cls and vol and p.required:
-                pre[p.name] = vol
-            elif Model in cls and models and p.required:
-                pre[p.name] = models[-1]
+            shown = {Labels: lab, Volume: vol, Model: models[-1] if models else None}
+            for c in cls:  # the annotation's first type that is on show: ``Volume | Labels`` prefers the volume
+                if shown.get(c) is not None:
+                    pre[p.name] = shown[c]
+                    break
         return pre
 
     def open_action(self, name: str, preset: dict | None = None, show: bool = True) -> ParamDialog:

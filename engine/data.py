@@ -43,8 +43,10 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
 
 
 @dataclass(eq=False)
-class Volume:
-    """A scanned volume: an array (in memory or memory-mapped) plus its geometry.
+class Grid:
+    """An array on a voxel grid (in memory or memory-mapped) plus its geometry: what :class:`Volume` and
+    :class:`Labels` share. They are siblings, not parent and child, so an action that takes grey values
+    (``Volume``) does not silently take a segmentation; one that takes both says ``Volume | Labels``.
 
     Parameters
     ----------
@@ -93,14 +95,27 @@ class Volume:
         """Where the volume came from: its file, else its name (for error messages)."""
         return str(self.metadata.get("source") or self.name or "<volume>")
 
-    def with_data(self, data: np.ndarray, **changes) -> Volume:
-        """A new :class:`Volume` with the same geometry, name and metadata but new data."""
+    def with_data(self, data: np.ndarray, **changes):
+        """The same kind of object with the same geometry, name and metadata but new data."""
         return replace(self, data=data, metadata=dict(self.metadata), **changes)
 
-    def same_geometry(self, other: Volume) -> bool:
+    def geometry(self) -> dict[str, Any]:
+        """Spacing, origin, unit, name and (a copy of the) metadata: what a derived grid keeps."""
+        return {"spacing": self.spacing, "origin": self.origin, "unit": self.unit, "name": self.name,
+                "metadata": dict(self.metadata)}
+
+    def as_volume(self, data: np.ndarray, **changes) -> Volume:
+        """A :class:`Volume` of ``data`` on this grid (e.g. a thickness map of a segmentation)."""
+        return Volume(data, **{**self.geometry(), **changes})
+
+    def as_labels(self, data: np.ndarray, classes: Sequence[LabelClass], **changes) -> Labels:
+        """A :class:`Labels` of ``data`` with ``classes`` on this grid (e.g. a segmentation of a scan)."""
+        return Labels(data, **{**self.geometry(), **changes}, classes=list(classes))
+
+    def same_geometry(self, other: Grid) -> bool:
         return self.shape == other.shape and np.allclose(self.spacing, other.spacing, rtol=1e-6)
 
-    def check_same_geometry(self, other: Volume) -> None:
+    def check_same_geometry(self, other: Grid) -> None:
         """Raise :class:`InputError`, naming both files, if ``other`` has another shape or spacing."""
         if self.shape != other.shape:
             raise InputError(f"shape {other.shape} (z, y, x) does not match {self.shape} of "
@@ -119,6 +134,19 @@ class Volume:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, shape={self.data.shape}, "
                 f"dtype={self.data.dtype}, spacing={self.spacing}, unit={self.unit!r})")
+
+
+@dataclass(eq=False, repr=False)
+class Volume(Grid):
+    """A scanned volume: grey values (any numeric type) on a grid; see :class:`Grid` for the fields.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = Volume(np.zeros((4, 8, 8), np.uint16), spacing=(0.5, 0.1, 0.1), unit="mm")
+    >>> v.shape
+    (4, 8, 8)
+    """
 
 
 @dataclass(frozen=True)
@@ -142,7 +170,7 @@ def make_classes(names: Sequence[str], colors: Sequence[Sequence[int]] | None = 
 
 
 @dataclass(eq=False, repr=False)
-class Labels(Volume):
+class Labels(Grid):
     """A multi-ROI: an integer volume plus an ordered list of classes.
 
     Value 0 means "unlabelled" (training ignores it); values ``1..K`` are the classes. A full

@@ -381,6 +381,5 @@ def predict_slice(model: Model, images: Sequence[Volume], z: int, device: str = 
 
 def labels_like(model: Model, image: Volume, data: np.ndarray) -> Labels:
     """A :class:`Labels` on ``image``'s grid with the model's classes."""
-    return Labels(data, spacing=image.spacing, origin=image.origin, unit=image.unit,
-                  name=f"{image.name}_seg" if image.name else "seg", classes=model.classes,
-                  metadata={"model": model.name, "model_sha256": model.hash})
+    return image.as_labels(data, model.classes, name=f"{image.name}_seg" if image.name else "seg",
+                           metadata={"model": model.name, "model_sha256": model.hash})

@@ -600,8 +600,7 @@ def read_labels(path: str | os.PathLike, classes: list[str] | None = None, spaci
     if hi > len(names):
         raise InputError(f"holds label value {hi} but only {len(names)} classes are named "
                          f"({', '.join(names) or 'none'})", p)
-    return Labels(data, spacing=vol.spacing, origin=vol.origin, unit=vol.unit, name=vol.name,
-                  metadata={"source": vol.metadata["source"]}, classes=make_classes(names, colors))
+    return vol.as_labels(data, make_classes(names, colors), metadata={"source": vol.metadata["source"]})
 
 
 #: The most classes a labels file may hold (the largest class index).

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
 from .context import RunContext
-from .data import Labels, Table, Volume, suggest
+from .data import Grid, Labels, Table, Volume, suggest
 from .errors import ParameterError
 from .model import Model
 
@@ -91,7 +91,7 @@ def value_type_name(v) -> str:
         return "bool"
     if isinstance(v, (list, tuple)):
         return "list"
-    if isinstance(v, (Volume, Table, Model)):
+    if isinstance(v, (Grid, Table, Model)):
         return type(v).__name__
     return type(v).__name__
 
@@ -329,7 +329,7 @@ class ActionSpec:
             raise ParameterError(f"{self.name}(): {name}={value!r} is not one of "
                                  f"{', '.join(repr(c) for c in ch)}{suggest(value, [str(c) for c in ch])}")
         raise ParameterError(f"{self.name}(): {name} expects {p.type_name}, got {value_type_name(value)}"
-                             + ("" if isinstance(value, (StaticObject, Volume, Table)) else f" {value!r}"))
+                             + ("" if isinstance(value, (StaticObject, Grid, Table, Model)) else f" {value!r}"))
 
 
 def format_literal(x) -> str:

@@ -69,7 +69,7 @@ def load_labels(path: InputPath, classes: list[str] | None = None,
 
 
 @action("save", category="File", title="Save…")
-def save(obj: Volume | Table, path: OutputPath, *, ctx: RunContext) -> None:
+def save(obj: Volume | Labels | Table, path: OutputPath, *, ctx: RunContext) -> None:
     """Save a volume, labels or table; the format follows the file name.
 
     Volumes and labels: ``.tif`` (ImageJ-compatible, spacing kept), ``.npy``, ``.nrrd``, ``.nii.gz``,

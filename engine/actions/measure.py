@@ -13,14 +13,14 @@ from ..registry import action
 
 
 @action("local_thickness", result="thick", category="Measure", toolbar=5)
-def local_thickness(labels: Volume, class_: str | None = None, border: bool = False,
+def local_thickness(labels: Labels | Volume, class_: str | None = None, border: bool = False,
                     outside: Literal["zero", "nan"] = "zero") -> Volume:
     """Local thickness of one class (or a mask): per voxel, the diameter of the largest ball that fits
     inside the phase and contains the voxel, in physical units (Hildebrand & Rüegsegger 1997; exact).
 
     Parameters
     ----------
-    labels : Volume
+    labels : Labels or Volume
         A segmentation (Labels) with ``class`` to measure, or a mask volume (non-zero = phase).
     class_ : str, optional
         The class of a Labels to measure (e.g. ``"metal"`` for walls, ``"pore"`` for pores).
@@ -54,9 +54,8 @@ def local_thickness(labels: Volume, class_: str | None = None, border: bool = Fa
         raise InputError(f"{what}: {e}", labels.source) from None
     task.finish()
     name = f"{labels.name}_thickness" if labels.name else "thickness"
-    return Volume(thick, spacing=labels.spacing, origin=labels.origin, unit=labels.unit, name=name,
-                  metadata={"measure": "local_thickness", "class": class_, "border": border,
-                            "source_of_phase": labels.source})
+    return labels.as_volume(thick, name=name, metadata={"measure": "local_thickness", "class": class_,
+                                                        "border": border, "source_of_phase": labels.source})
 
 
 @action("thickness_stats", result="stats", category="Measure")

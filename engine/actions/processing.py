@@ -12,7 +12,7 @@ from ..errors import InputError, ParameterError
 from ..registry import action
 from ..volume_ops import SLAB, map_slabs, require_finite, sample
 
-V = TypeVar("V", bound=Volume)
+V = TypeVar("V", bound=Volume | Labels)
 
 def _box_slices(box, vol: Volume, what: str) -> tuple[slice, slice, slice]:
     if len(box) != 6:
@@ -159,8 +159,7 @@ def threshold(volume: Volume, method: Literal["otsu", "multiotsu"] = "otsu", cla
     t = [threshold_otsu(s)] if method == "otsu" else list(threshold_multiotsu(s, classes=classes))
     ts = np.asarray(t, dtype=np.float64)
     out = map_slabs(volume, lambda a: (np.digitize(a, ts) + 1).astype(np.uint8), np.uint8, "Thresholding")
-    seg = Labels(out, spacing=volume.spacing, origin=volume.origin, unit=volume.unit,
-                 name=f"{volume.name}_{method}", classes=make_classes(names))
+    seg = volume.as_labels(out, make_classes(names), name=f"{volume.name}_{method}", metadata={})
     seg.metadata["thresholds"] = [float(x) for x in ts]
     return seg
 

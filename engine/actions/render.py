@@ -13,7 +13,7 @@ from ..registry import InputPath, OutputPath, action
 Axis = Literal["x", "y", "z"]
 
 
-def _scene(volume: Volume, labels: Labels | None, classes, opacity, window, cmap, slices, caption,
+def _scene(volume: Volume | Labels, labels: Labels | None, classes, opacity, window, cmap, slices, caption,
            scale_bar):
     from ..render import Scene
 
@@ -32,7 +32,7 @@ def _scene(volume: Volume, labels: Labels | None, classes, opacity, window, cmap
 
 @action("snapshot", category="Render", toolbar=6,
         roles={"labels": "shown_labels", "azimuth": "camera", "elevation": "camera", "zoom": "camera"})
-def snapshot(volume: Volume, path: OutputPath, labels: Labels | None = None, classes: list[str] | None = None,
+def snapshot(volume: Volume | Labels, path: OutputPath, labels: Labels | None = None, classes: list[str] | None = None,
              opacity: list[float] | None = None, window: list[float] | None = None, cmap: str = "gray",
              slices: list[Axis] | None = None, azimuth: float = 30.0, elevation: float = 20.0, axis: Axis = "z",
              zoom: float = 1.0, clip: Axis | None = None, size: list[int] | None = None, caption: str = "",
@@ -94,7 +94,7 @@ def snapshot(volume: Volume, path: OutputPath, labels: Labels | None = None, cla
 
 
 @action("render_movie", category="Render", roles={"labels": "shown_labels"})
-def render_movie(volume: Volume, path: OutputPath, labels: Labels | None = None, seconds: float = 6.0,
+def render_movie(volume: Volume | Labels, path: OutputPath, labels: Labels | None = None, seconds: float = 6.0,
                  fps: int = 30, orbit: float = 360.0, elevation: float = 20.0, axis: Axis = "z", zoom: float = 1.0,
                  sweep: Axis | None = None, clip: Axis | None = None, fade: list[str] | None = None,
                  timeline: InputPath | None = None, classes: list[str] | None = None,

@@ -66,7 +66,7 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
           depth: int | None = None, epochs: int = 30, steps: int = 50, batch: int = 8,
           patch: int | None = None, lr: float = 0.001, validation: float = 0.2,
           val_image: Volume | list[Volume] | None = None, val_labels: Labels | None = None,
-          patience: int = 5, seed: int = 0, init: Model | None = None, mask: Volume | None = None,
+          patience: int = 5, seed: int = 0, init: Model | None = None, mask: Volume | Labels | None = None,
           mask_classes: list[str] | None = None, flip: bool = True, rotate: bool = True,
           contrast: float = 0.1, noise: float = 0.03, poisson: float = 0.0, blur: float = 0.0,
           preview: list[int] | None = None, preview_dir: OutputPath | None = None, *, ctx: RunContext) -> Model:
@@ -114,7 +114,7 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
         Random seed; on the CPU the same seed gives the same model.
     init : Model, optional
         Continue training this model (transfer learning); architecture, inputs and classes must match.
-    mask : Volume, optional
+    mask : Volume or Labels, optional
         Draw training patches only where the mask is non-zero (or in ``mask_classes`` of a Labels).
     mask_classes : list of str, optional
         Classes of a Labels ``mask`` that count as inside.
@@ -161,7 +161,7 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
 
 
 @action("infer", result="seg", category="Segment", toolbar=4)
-def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None,
+def infer(model: Model, image: Volume | list[Volume], mask: Volume | Labels | None = None,
           mask_classes: list[str] | None = None, outside: str | None = None, tile: int = 512,
           overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian", tta: bool = False, *,
           ctx: RunContext) -> Labels:
@@ -173,7 +173,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None
         A trained model (from ``train`` or ``load_model``).
     image : Volume or list of Volume
         The scan (as many volumes as the model was trained with), calibrated like its training data.
-    mask : Volume, optional
+    mask : Volume or Labels, optional
         Segment only where the mask is non-zero (or in ``mask_classes``); other voxels get ``outside``.
     mask_classes : list of str, optional
         Classes of a Labels ``mask`` that count as inside.
@@ -208,7 +208,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | None = None
 
 @action("infer_probabilities", result="prob", category="Segment")
 def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str | None = None,
-                        mask: Volume | None = None, mask_classes: list[str] | None = None, tile: int = 512,
+                        mask: Volume | Labels | None = None, mask_classes: list[str] | None = None, tile: int = 512,
                         overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian",
                         tta: bool = False, *, ctx: RunContext) -> Volume:
     """Class probabilities (0..1) of a trained model: one class, or all as channels (z, y, x, class).
@@ -221,7 +221,7 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
         The scan(s), as for ``infer``.
     class_ : str, optional
         The class whose probability to return; all classes when omitted.
-    mask : Volume, optional
+    mask : Volume or Labels, optional
         Compute only inside the mask (zero outside).
     mask_classes : list of str, optional
         Classes of a Labels ``mask`` that count as inside.
@@ -249,8 +249,7 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
     inference.probabilities(model, images, out, index=index, mask=m, device=ctx.device,
                             tile=tile, overlap=overlap, blend=blend, tta=tta)
     im = images[0]
-    return Volume(out, spacing=im.spacing, origin=im.origin, unit=im.unit,
-                  name=f"{im.name}_{class_ or 'prob'}", metadata={"model": model.name, "class": class_})
+    return im.as_volume(out, name=f"{im.name}_{class_ or 'prob'}", metadata={"model": model.name, "class": class_})
 
 
 @action("save_model", category="File", title="Save model…")
