@@ -88,3 +88,91 @@ def test_a_headless_macro_runs_where_qt_cannot_be_imported(tmp_path):
     assert (tmp_path / "o" / "cal.tif").exists()
     r = subprocess.run([sys.executable, str(tmp_path / "run.py"), "app"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 1 and "the desktop app cannot start" in r.stderr and "damselfly[app]" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# inside the engine: tiers, and no import circle anywhere
+# ------------------------------------------------------------------------------------------------
+#: The engine's tiers, bottom up; a module imports only from its own tier or below.
+ENGINE_TIERS = [
+    {"errors", "data", "progress", "paths", "context"},                      # the data model and plumbing
+    {"io", "nets", "model", "volume_ops", "tiling", "inference", "training",  # the library: plain functions
+     "thickness", "render", "phantoms"},
+    {"registry"},                                                              # what an action is
+    {"actions", "actions.io_actions", "actions.measure", "actions.processing", "actions.render",
+     "actions.segmentation"},                                                  # the actions
+    {"builtin"},                                                               # the registry of built-in actions
+    {"session"},                                                               # runs actions, emits events
+    {"__init__"},
+]
+
+
+def import_graph(package: str) -> dict[str, set[str]]:
+    """Module -> modules of the same package it imports (relative or ``damselfly.<package>``), at any depth
+    (imports inside functions count)."""
+    root = ROOT / package
+    names = {}
+    for f in root.rglob("*.py"):
+        parts = list(f.relative_to(root).with_suffix("").parts)
+        names[".".join(parts[:-1] or ["__init__"]) if parts[-1] == "__init__" else ".".join(parts)] = f
+    graph = {}
+    for name, f in names.items():
+        here = name.split(".") if f.name == "__init__.py" and name != "__init__" else name.split(".")[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = here[:len(here) - (node.level - 1)] if node.level > 1 else here
+                targets = [".".join(base + [node.module])] if node.module else [".".join(base + [a.name])
+                                                                                for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"damselfly.{package}"):
+                mod = node.module.removeprefix(f"damselfly.{package}").lstrip(".")
+                targets = [mod] if mod else [a.name for a in node.names]
+            else:
+                continue
+            deps |= {t for t in targets if t in names}
+        graph[name] = deps - {name}
+    return graph
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle, or ``None``."""
+    state: dict[str, int] = {}
+
+    def visit(n, path):
+        state[n] = 1
+        for d in sorted(graph[n]):
+            if state.get(d) == 1:
+                return path[path.index(d):] + [d]
+            if d not in state:
+                found = visit(d, path + [d])
+                if found:
+                    return found
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state:
+            found = visit(n, [n])
+            if found:
+                return found
+    return None
+
+
+@pytest.mark.parametrize("package", ["engine", "macros", "app"])
+def test_no_import_circle(package):
+    found = cycle(import_graph(package))
+    assert found is None, " -> ".join(found or [])
+
+
+def test_cycle_finder_finds_one():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_engine_imports_only_its_own_tier_or_below():
+    tier = {m: i for i, ms in enumerate(ENGINE_TIERS) for m in ms}
+    graph = import_graph("engine")
+    assert set(graph) <= set(tier), f"modules without a tier: {sorted(set(graph) - set(tier))}"
+    up = [f"{m} (tier {tier[m]}) imports {d} (tier {tier[d]})" for m, ds in graph.items() for d in ds
+          if tier[d] > tier[m]]
+    assert not up, "\n".join(up)
