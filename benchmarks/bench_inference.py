@@ -87,7 +87,7 @@ def reference(vol: np.ndarray, device: str, threads: int | None) -> float:
     """Seconds for one plain forward pass per whole slice (no tiles, no blending), on a slab of slices."""
     import torch
 
-    from damselfly.engine import inference
+    from damselfly.engine import inference, tiling
     from damselfly.engine import model as model_io
 
     if threads:
@@ -96,8 +96,8 @@ def reference(vol: np.ndarray, device: str, threads: int | None) -> float:
     dev = inference.resolve_device(device)
     net = inference._fuse_batchnorm(model.network(dev)).to(memory_format=torch.channels_last)
     nz = 16
-    slab = inference.read_slices([vol], np.arange(0, nz + 4), model.normalization)
-    x = torch.from_numpy(inference.stack_context(slab, 5))
+    slab = tiling.read_slices([vol], np.arange(0, nz + 4), model.normalization)
+    x = torch.from_numpy(tiling.stack_context(slab, 5))
     with torch.inference_mode():
         net(x[:1].to(dev).contiguous(memory_format=torch.channels_last))
         t0 = time.perf_counter()

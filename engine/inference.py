@@ -1,19 +1,17 @@
-"""Applying a trained model to whole volumes, streamed in slabs.
+"""Applying a trained segmentation model to whole volumes, streamed in slabs.
 
 The volume is read slab by slab along z (so memory-mapped inputs larger than RAM work: only one slab
-and its halo are in memory), each slice (2d / 2.5d) or slab (3d) is cut into overlapping tiles, the
-tiles go through the network in batches, and their class probabilities are blended with a smooth window
-(Gaussian or linear) so that tile seams do not show. The same function serves training previews,
-``infer`` and ``infer_probabilities``.
+and its halo are in memory); each slice (2d / 2.5d) or slab (3d) goes through
+:func:`damselfly.engine.tiling.sliding_window` with the model's network as a
+:class:`~damselfly.engine.tiling.NetworkPredictor`. The same code serves training previews, ``infer``,
+``infer_probabilities`` and predicting one slice in the app.
 
-On CUDA the network runs under bf16 (or fp16) autocast in channels-last layout, the batch size is
-picked from free GPU memory and halved on out-of-memory. On the CPU it runs in float32, channels-last,
-with batch norm folded into the convolutions.
+On CUDA the batch size is picked from free GPU memory (and halved on out-of-memory by the predictor).
+On the CPU the network runs in float32, channels-last, with batch norm folded into the convolutions.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -22,8 +20,9 @@ from torch import nn
 
 from . import progress
 from .data import Labels, Volume
-from .errors import DamselflyError, InputError, ParameterError
+from .errors import InputError, ParameterError
 from .model import Model
+from .tiling import NetworkPredictor, read_slices, reflect_index, round_up, sliding_window, stack_context
 
 
 # ------------------------------------------------------------------------------------------------
@@ -36,74 +35,6 @@ def resolve_device(setting: str = "auto") -> torch.device:
     if setting in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
-    """Map indices outside ``0..n-1`` back inside by mirroring (``numpy.pad`` mode ``reflect``)."""
-    idx = np.asarray(idx)
-    if n == 1:
-        return np.zeros_like(idx)
-    period = 2 * (n - 1)
-    m = np.mod(idx, period)
-    return np.where(m < n, m, period - m)
-
-
-def normalize(a: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Map ``low``..``high`` to 0..1 (float32); values beyond are kept, not clipped."""
-    scale = 1.0 / (high - low) if high > low else 1.0
-    return (np.asarray(a, dtype=np.float32) - np.float32(low)) * np.float32(scale)
-
-
-def read_slices(arrays: Sequence[np.ndarray], z: np.ndarray, norm: Sequence[tuple[float, float]]) -> np.ndarray:
-    """Normalised slices ``z`` (mirrored at the volume's ends) of every input: (inputs, len(z), y, x)."""
-    n = arrays[0].shape[0]
-    zi = reflect_index(z, n)
-    lo, hi = int(zi.min()), int(zi.max()) + 1
-    out = []
-    for a, (low, high) in zip(arrays, norm):
-        block = np.asarray(a[lo:hi])
-        out.append(normalize(block[zi - lo], low, high))
-    return np.stack(out)
-
-
-def stack_context(slab: np.ndarray, k: int) -> np.ndarray:
-    """(inputs, z + k - 1, y, x) → (z, inputs * k, y, x): each slice with its k neighbours as channels."""
-    n_in, zz, y, x = slab.shape
-    nz = zz - (k - 1)
-    idx = np.arange(nz)[:, None] + np.arange(k)[None, :]       # (nz, k)
-    out = slab[:, idx]                                          # (inputs, nz, k, y, x)
-    return np.ascontiguousarray(out.transpose(1, 0, 2, 3, 4).reshape(nz, n_in * k, y, x))
-
-
-def window(shape: Sequence[int], blend: str = "gaussian") -> np.ndarray:
-    """Blending weights for one tile: a Gaussian (sigma = size / 8) or a linear ramp over the outer quarter."""
-    w = np.ones((), dtype=np.float32)
-    for n in shape:
-        i = np.arange(n, dtype=np.float32) + 0.5
-        if blend == "gaussian":
-            sigma = n / 8.0
-            v = np.exp(-0.5 * ((i - n / 2.0) / sigma) ** 2)
-        elif blend == "linear":
-            ramp = max(n / 4.0, 1.0)
-            v = np.minimum(1.0, np.minimum(i, n - i) / ramp)
-        else:
-            raise ParameterError(f"blend must be 'gaussian' or 'linear', got {blend!r}")
-        v = np.maximum(v / v.max(), 1e-3).astype(np.float32)
-        w = np.multiply.outer(w, v)
-    return w.astype(np.float32)
-
-
-def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
-    """Tile origins covering ``0..size`` with tiles of ``tile`` overlapping by about ``overlap``."""
-    if size <= tile:
-        return [0]
-    step = max(1, int(tile * (1.0 - overlap)))
-    n = int(math.ceil((size - tile) / step)) + 1  # fewest tiles that keep at least the overlap
-    return [int(round(v)) for v in np.linspace(0, size - tile, n)]
-
-
-def _round_up(n: int, m: int) -> int:
-    return int(math.ceil(n / m) * m)
 
 
 def _fuse_batchnorm(net: nn.Module) -> nn.Module:
@@ -151,7 +82,7 @@ class Predictor:
                  blend: str = "gaussian", tta: bool = False, batch: int | None = None,
                  network: nn.Module | None = None):
         if not 0.0 <= overlap < 0.9:
-            raise ParameterError(f"overlap must be in 0 .. 0.9, got {overlap}")
+            raise ParameterError(f"overlap must be in 0 .. 0.9, got {overlap}")  # before building anything
         if tile < 8:
             raise ParameterError(f"tile must be at least 8 voxels, got {tile}")
         self.model = model
@@ -163,20 +94,15 @@ class Predictor:
         self.ndim = 3 if model.input == "3d" else 2
         self.multiple = getattr(network, "size_multiple", 1)
         if self.ndim == 3:  # 3-D activations are big: at most 64 deep and 128 across
-            self.tile = _round_up(min(tile, 128), self.multiple)
-            self.tile_z = _round_up(min(tile, 64), self.multiple)
+            self.tile = round_up(min(tile, 128), self.multiple)
+            self.tile_z = round_up(min(tile, 64), self.multiple)
         else:
-            self.tile = _round_up(tile, self.multiple)
+            self.tile = round_up(tile, self.multiple)
             self.tile_z = 1
         self.overlap = overlap
         self.blend = blend
-        self.tta = tta
-        self.memory_format = torch.channels_last if self.ndim == 2 else torch.channels_last_3d
-        self.net = self.net.to(memory_format=self.memory_format)
-        self.batch = batch or self._default_batch()
-        self.amp_dtype = None
-        if self.cuda:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.net = self.net.to(memory_format=torch.channels_last if self.ndim == 2 else torch.channels_last_3d)
+        self.run = NetworkPredictor(self.net, self.device, "softmax", tta, batch or self._default_batch())
         self.halo = model.context // 2 if model.input == "2.5d" else (self.tile_z // 4 if self.ndim == 3 else 0)
 
     def _default_batch(self) -> int:
@@ -188,76 +114,14 @@ class Predictor:
             return int(max(1, min(64, free * 0.5 // (voxels * per_voxel))))
         return int(max(1, min(16, 2 ** 20 // voxels)))
 
-    # -- network over a batch ------------------------------------------------------------------------
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
-                                                    enabled=self.amp_dtype is not None):
-            if not self.tta:
-                return torch.softmax(self.net(x).float(), dim=1)
-            dims = (x.ndim - 2, x.ndim - 1)
-            acc = None
-            for flip in ((), (dims[1],), (dims[0],), dims):
-                xi = torch.flip(x, flip) if flip else x
-                p = torch.softmax(self.net(xi).float(), dim=1)
-                p = torch.flip(p, flip) if flip else p
-                acc = p if acc is None else acc + p
-            return acc / 4.0
-
-    def _run(self, x: torch.Tensor) -> np.ndarray:
-        """Probabilities for a batch of tiles, splitting the batch on GPU out-of-memory."""
-        while True:
-            try:
-                outs = [self._forward(x[i:i + self.batch]) for i in range(0, len(x), self.batch)]
-                return torch.cat(outs).cpu().numpy()
-            except torch.cuda.OutOfMemoryError:
-                if self.batch == 1:
-                    raise DamselflyError("the GPU ran out of memory even for one tile; use a smaller "
-                                         "tile or device='cpu'") from None
-                torch.cuda.empty_cache()
-                self.batch = max(1, self.batch // 2)
-
     # -- sliding window over items (C, *spatial) ---------------------------------------------------
     def predict_items(self, items: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (n, K, *spatial) for inputs (n, C, *spatial); tiles wholly outside
-        ``masks`` (n, *spatial) are skipped and left at zero."""
-        n, c = items.shape[:2]
+        ``masks`` (n, *spatial) are skipped and left at zero (:func:`~damselfly.engine.tiling.sliding_window`)."""
         spatial = items.shape[2:]
-        k = len(self.model.config["classes"])
         tiles = [self.tile_z, self.tile, self.tile][-len(spatial):]
-        # axes shorter than a tile are padded to the network's size step and get one tile
-        padded = [s if s >= t else _round_up(s, self.multiple) for s, t in zip(spatial, tiles)]
-        tiles = [min(t, p) for t, p in zip(tiles, padded)]
-        pad = [(0, p - s) for p, s in zip(padded, spatial)]
-        if any(p[1] for p in pad):
-            mode = "reflect" if all(s > p[1] for s, p in zip(spatial, pad)) else "symmetric"
-            items = np.pad(items, [(0, 0), (0, 0)] + pad, mode=mode)
-            if masks is not None:
-                masks = np.pad(masks, [(0, 0)] + pad, mode="constant")
-        acc = np.zeros((n, k) + tuple(padded), dtype=np.float32)
-        wsum = np.zeros((n,) + tuple(padded), dtype=np.float32)
-        w = window(tiles, self.blend)
-        grid = np.stack(np.meshgrid(*[tile_starts(p, t, self.overlap) for p, t in zip(padded, tiles)],
-                                    indexing="ij"), -1).reshape(-1, len(tiles))
-        jobs = []
-        for i in range(n):
-            for start in grid:
-                sl = tuple(slice(int(s), int(s) + t) for s, t in zip(start, tiles))
-                if masks is not None and not masks[(i,) + sl].any():
-                    continue
-                jobs.append((i, sl))
-        chunk = max(self.batch, 1) * 4
-        for j in range(0, len(jobs), chunk):
-            part = jobs[j:j + chunk]
-            x = torch.from_numpy(np.stack([items[(i, slice(None)) + sl] for i, sl in part]))
-            probs = self._run(x)
-            for (i, sl), p in zip(part, probs):
-                acc[(i, slice(None)) + sl] += p * w
-                wsum[(i,) + sl] += w
-            progress.check()
-        np.divide(acc, np.maximum(wsum, 1e-12)[:, None], out=acc)
-        crop = (slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)
-        return acc[crop]
+        return sliding_window(items, self.run, tiles, self.overlap, self.blend, self.run.batch * 4, masks,
+                              self.multiple, out_channels=len(self.model.config["classes"]))
 
     # -- slabs of a volume ----------------------------------------------------------------------------
     def predict_slab(self, arrays: Sequence[np.ndarray], z0: int, z1: int,

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from . import nets, progress
 from .data import Labels, Volume
 from .errors import Cancelled, InputError, ParameterError
-from .inference import Predictor, normalize, read_slices, reflect_index, resolve_device
+from .inference import Predictor, resolve_device
 from .model import Model, versions
+from .tiling import normalize, read_slices, reflect_index
 
 #: Augmentation switches and their default strengths (0 or False = off).
 AUGMENT_DEFAULTS = {"flip": True, "rotate": True, "contrast": 0.1, "noise": 0.03, "poisson": 0.0, "blur": 0.0}

@@ -17,6 +17,7 @@ from damselfly.engine import (
     io,
     make_classes,
     progress,
+    tiling,
     training,
 )
 from damselfly.engine import inference as inf
@@ -83,22 +84,22 @@ def test_augmentation_moves_image_and_labels_together():
 def test_reflect_index_matches_numpy_reflect_padding():
     a = np.arange(5)
     padded = np.pad(a, 7, mode="reflect")
-    assert np.array_equal(a[inf.reflect_index(np.arange(-7, 12), 5)], padded)
-    assert np.array_equal(inf.reflect_index(np.arange(-2, 3), 1), np.zeros(5))
+    assert np.array_equal(a[tiling.reflect_index(np.arange(-7, 12), 5)], padded)
+    assert np.array_equal(tiling.reflect_index(np.arange(-2, 3), 1), np.zeros(5))
 
 
 def test_context_stacking_puts_neighbours_in_order():
     slab = np.arange(2 * 7 * 1 * 1, dtype=np.float32).reshape(2, 7, 1, 1)  # 2 inputs, 7 slices
-    out = inf.stack_context(slab, 5)                                     # 3 slices with 5 neighbours each
+    out = tiling.stack_context(slab, 5)                                     # 3 slices with 5 neighbours each
     assert out.shape == (3, 10, 1, 1)
     assert list(out[1, :, 0, 0]) == [1, 2, 3, 4, 5, 8, 9, 10, 11, 12]
 
 
 def test_tiles_cover_everything_and_windows_are_smooth():
-    assert inf.tile_starts(100, 40, 0.25) == [0, 30, 60]
-    assert inf.tile_starts(30, 40, 0.25) == [0]
+    assert tiling.tile_starts(100, 40, 0.25) == [0, 30, 60]
+    assert tiling.tile_starts(30, 40, 0.25) == [0]
     for blend in ("gaussian", "linear"):
-        w = inf.window((32, 32), blend)
+        w = tiling.window((32, 32), blend)
         assert w.min() > 0 and w.max() == 1 and w[16, 16] == 1
 
 
@@ -362,7 +363,7 @@ def test_model_file_never_unpickles(tiny_model, tmp_path):
 
 def test_out_of_memory_halves_the_batch_and_carries_on(painted, tiny_model, monkeypatch):
     pred = inf.Predictor(tiny_model, "cpu", tile=16, overlap=0.0, batch=8)
-    real = pred._forward
+    real = pred.run._forward
     seen = []
 
     def forward(x):
@@ -371,9 +372,9 @@ def test_out_of_memory_halves_the_batch_and_carries_on(painted, tiny_model, monk
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(x)
 
-    monkeypatch.setattr(pred, "_forward", forward)
+    monkeypatch.setattr(pred.run, "_forward", forward)
     probs = pred.predict_slab([painted[0].data], 0, 2)
-    assert pred.batch == 2 and seen[:3] == [8, 4, 2]
+    assert pred.run.batch == 2 and seen[:3] == [8, 4, 2]
     expected = inf.Predictor(tiny_model, "cpu", tile=16, overlap=0.0).predict_slab([painted[0].data], 0, 2)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
 
@@ -388,3 +389,20 @@ def test_3d_streaming_in_slabs_agrees_with_one_slab(painted, monkeypatch):
     slabs = np.zeros(vol.shape, np.uint8)
     inf.segment(model, [vol], slabs, device="cpu", tile=48)
     assert np.mean(one == slabs) > 0.98
+
+
+def test_sliding_window_serves_any_predictor_with_masks_and_upsampling():
+    rng = np.random.default_rng(0)
+    items = rng.random((2, 1, 50, 37)).astype(np.float32)
+    same = tiling.sliding_window(items, lambda x: x + 1, tile=(16, 16), overlap=0.25)
+    np.testing.assert_allclose(same, items + 1, rtol=1e-5)  # a pointwise predictor: blending is exact
+    masks = np.zeros((2, 50, 37), bool)
+    masks[0, :10, :10] = True
+    part = tiling.sliding_window(items, lambda x: x + 1, tile=(16, 16), masks=masks)
+    assert np.all(part[1] == 0) and np.allclose(part[0, 0, :10, :10], items[0, 0, :10, :10] + 1)
+    up = tiling.sliding_window(items, lambda x: x.repeat(2, axis=2).repeat(3, axis=3), tile=(16, 16),
+                               scale=(2, 3))
+    assert up.shape == (2, 1, 100, 111)
+    np.testing.assert_allclose(up[:, :, ::2, ::3], items, rtol=1e-5)
+    with pytest.raises(ParameterError, match="predictor returned shape"):
+        tiling.sliding_window(items, lambda x: x[:, :, :8], tile=(16, 16))
