@@ -25,6 +25,7 @@ from pathlib import Path
 
 
 def main(size: int = 256) -> None:
+    from damselfly.engine import movie as M
     from damselfly.engine import phantoms
     from damselfly.engine import render as R
 
@@ -48,7 +49,7 @@ def main(size: int = 256) -> None:
     bare = (time.perf_counter() - t0) / n
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        R.render_movie(scene, tl, Path(d) / "m.mp4", fps=5, renderer=r)
+        M.render_movie(scene, tl, Path(d) / "m.mp4", fps=5, renderer=r)
         movie = (time.perf_counter() - t0) / 10
     print(f"{size}^3 casting, 3 classes ({', '.join(scene.shown_classes())}), 1280 x 720:")
     print(f"  scene set-up (surfaces, volume upload): {setup:.1f} s")
@@ -59,13 +60,14 @@ def main(size: int = 256) -> None:
 
 def one_movie(frames: int, path: str, width: int, height: int) -> None:
     """(child process) render ``frames`` frames of a 128^3 casting; print peak RSS in MiB."""
+    from damselfly.engine import movie as M
     from damselfly.engine import phantoms
     from damselfly.engine import render as R
 
     vol, truth = phantoms.casting((128,) * 3, seed=0)
     scene = R.Scene(volume=vol, labels=truth, caption="casting")
     t0 = time.perf_counter()
-    R.render_movie(scene, R.simple_timeline(seconds=frames / 10, orbit=180), path, fps=10,
+    M.render_movie(scene, R.simple_timeline(seconds=frames / 10, orbit=180), path, fps=10,
                    size=(width, height))
     secs = time.perf_counter() - t0
     print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

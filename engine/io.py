@@ -22,21 +22,32 @@ Large uncompressed TIFF and ``.npy`` inputs can be memory-mapped instead of read
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import logging
 import os
-import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path, PurePath
 
 import numpy as np
 
+from .atomic import (  # noqa: F401 (re-exported: io is where callers look for writing helpers)
+    SLICE_MARKER,
+    atomic_path,
+    is_own_slice_folder,
+    remove_stale_temporaries,
+    write_text,
+)
 from .data import PALETTE, Labels, Table, Volume, make_classes
 from .errors import InputError, ParameterError
+from .formats import (
+    read_nifti,
+    read_nrrd,
+    read_tiff,
+    read_tiff_folder,
+    write_nifti,
+    write_nrrd,
+    write_tiff,
+    write_tiff_folder,
+)
 
 #: Files above this size are memory-mapped when ``mmap="auto"``.
 MMAP_THRESHOLD = 1 << 30
@@ -77,385 +88,6 @@ def sidecar(path: str | os.PathLike) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------
-# atomic writes
-# ----------------------------------------------------------------------------------------------
-#: The file that marks a folder of TIFF slices as Damselfly's: it lists the slices it wrote.
-SLICE_MARKER = ".damselfly-slices.json"
-#: Temporary names of :func:`atomic_path` (``.<name>.<8 random>.partial<suffixes>``) and of a replaced
-#: slice folder set aside (``.<name>.old-<pid>``): what :func:`remove_stale_temporaries` may delete.
-_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.partial(\.[^/]*)?$")
-_OLD_NAME = re.compile(r"^\..+\.old-\d+$")
-
-
-def is_own_slice_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder of slices Damselfly wrote and nothing else (safe to replace)."""
-    try:
-        listed = set(json.loads((path / SLICE_MARKER).read_text(encoding="utf-8"))["files"])
-        present = {q.name for q in path.iterdir()} - {SLICE_MARKER}
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return present <= listed and all((path / n).is_file() and not (path / n).is_symlink() for n in present)
-
-
-def _remove_own_slice_folder(path: Path) -> None:
-    """Delete a folder :func:`is_own_slice_folder` accepted: its listed slices, the marker, the folder."""
-    listed = json.loads((path / SLICE_MARKER).read_text(encoding="utf-8"))["files"]
-    for n in listed + [SLICE_MARKER]:
-        with contextlib.suppress(FileNotFoundError):
-            (path / n).unlink()
-    with contextlib.suppress(OSError):
-        path.rmdir()
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete what interrupted writes left in ``folder`` (recursively): :func:`atomic_path` temporaries
-    and slice folders set aside for replacement. Call it only while holding the folder's run lock.
-    Returns what was removed."""
-    removed = []
-    for root, dirs, files in os.walk(folder):
-        for name in files:
-            if _TEMP_NAME.match(name):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(root, name))
-                    removed.append(Path(root, name))
-        for name in list(dirs):
-            full = Path(root, name)
-            if full.is_symlink():
-                continue
-            if _TEMP_NAME.match(name) or (_OLD_NAME.match(name) and is_own_slice_folder(full)):
-                shutil.rmtree(full, ignore_errors=True)
-                removed.append(full)
-                dirs.remove(name)
-    return removed
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
-
-    The temporary name keeps the file's suffixes, so writers that pick a format from the name work.
-    On error the temporary file (or folder) is removed and ``path`` is left as it was. An existing
-    folder is replaced only if it is a slice folder Damselfly wrote (:func:`is_own_slice_folder`):
-    nothing the user put there is ever deleted.
-    """
-    dest = Path(path)
-    exists = dest.exists() or dest.is_symlink()
-    if exists and not overwrite:
-        raise InputError("exists already (overwriting is off)", dest)
-    if dest.is_dir() and not dest.is_symlink() and not is_own_slice_folder(dest):
-        raise InputError("is an existing folder that Damselfly did not write; choose another output name "
-                         "(nothing was changed)", dest)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmpname = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial" + "".join(dest.suffixes),
-                                       dir=dest.parent)
-    except OSError as e:
-        raise InputError(f"cannot write here: {e.strerror or e}", dest) from None
-    os.close(fd)
-    tmp = Path(tmpname)
-    tmp.unlink()
-    try:
-        yield tmp
-        if tmp.is_file():  # mkstemp makes 0600 files; give the usual permissions (umask applied)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        if dest.is_dir() and not dest.is_symlink():
-            if not tmp.is_dir():
-                raise InputError("is a folder; cannot replace it with a file", dest)
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            _remove_own_slice_folder(old)
-        else:
-            if tmp.is_dir() and exists:
-                os.unlink(dest)  # a file (or link) replaced by a folder of slices
-            os.replace(tmp, dest)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
-        raise
-
-
-def write_text(path: Path, text: str, overwrite: bool = True) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_path(path, overwrite) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-# ----------------------------------------------------------------------------------------------
-# TIFF
-# ----------------------------------------------------------------------------------------------
-class _LogCapture(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@contextlib.contextmanager
-def _tifffile_warnings() -> Iterator[list[str]]:
-    """Collect what tifffile logs: it reports truncated files as warnings and reads what it can."""
-    logger = logging.getLogger("tifffile")
-    handler = _LogCapture()
-    logger.addHandler(handler)
-    old = logger.propagate
-    logger.propagate = False
-    try:
-        yield handler.messages
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = old
-
-
-def _tiff_geometry(tif) -> dict:
-    """Spacing, origin and unit from a TiffFile's ImageJ or tifffile-shaped metadata."""
-    geo: dict = {}
-    ij = tif.imagej_metadata
-    if ij:
-        page = tif.pages[0]
-        try:
-            xr = page.tags["XResolution"].value
-            yr = page.tags["YResolution"].value
-            sx = xr[1] / xr[0] if xr[0] else 1.0
-            sy = yr[1] / yr[0] if yr[0] else 1.0
-        except KeyError:
-            sx = sy = 1.0
-        geo["spacing"] = (float(ij.get("spacing", 1.0)), sy, sx)
-        unit = ij.get("unit")
-        if unit:
-            geo["unit"] = {"micron": "um", "\\u00B5m": "um", "µm": "um", "pixel": "voxel"}.get(unit, unit)
-        if "origin" in ij:
-            geo["origin"] = tuple(float(v) for v in str(ij["origin"]).split(","))
-        if "damselfly" in ij:
-            geo["extra"] = json.loads(ij["damselfly"])
-    elif tif.is_shaped and tif.shaped_metadata:
-        md = tif.shaped_metadata[0]
-        for key in ("spacing", "origin", "unit"):
-            if key in md:
-                geo[key] = md[key]
-        if "damselfly" in md:
-            geo["extra"] = md["damselfly"]
-    return geo
-
-
-def _read_tiff(path: Path, mmap: bool):
-    import tifffile
-
-    with _tifffile_warnings() as warnings:
-        try:
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                expected = tuple(series.shape)
-                geo = _tiff_geometry(tif)
-                ij = tif.imagej_metadata or {}
-                npages = len(tif.pages)
-                data = None
-                if mmap:
-                    try:
-                        data = tifffile.memmap(path, mode="r")
-                    except ValueError:
-                        data = None  # compressed or not contiguous: read instead
-                if data is None:
-                    data = series.asarray()
-        except InputError:
-            raise
-        except Exception as e:  # tifffile raises many kinds on corrupt input
-            raise InputError(f"cannot read TIFF: {e}", path) from None
-    images = int(ij.get("images", 0) or 0)
-    if warnings or (images and images > npages) or tuple(data.shape) != expected:
-        detail = "; ".join(dict.fromkeys(w.split("\n")[0] for w in warnings)) or \
-            f"holds {npages} of {images} images"
-        raise InputError(f"truncated or corrupt TIFF ({detail})", path)
-    if data.ndim == 2:
-        data = data[None]
-    return data, geo
-
-
-def _write_tiff(path: Path, vol: Volume, extra: dict | None = None) -> None:
-    import tifffile
-
-    data = np.asarray(vol.data)
-    sz, sy, sx = vol.spacing
-    imagej_ok = data.dtype in (np.uint8, np.uint16, np.float32) and data.ndim == 3
-    if imagej_ok:
-        md = {"axes": "ZYX", "spacing": sz, "unit": "pixel" if vol.unit == "voxel" else vol.unit,
-              "origin": ",".join(repr(float(v)) for v in vol.origin)}
-        if extra:
-            md["damselfly"] = json.dumps(extra)
-        tifffile.imwrite(path, data, imagej=True, resolution=(1.0 / sx, 1.0 / sy), metadata=md)
-    else:
-        md = {"spacing": list(vol.spacing), "origin": list(vol.origin), "unit": vol.unit}
-        if extra:
-            md["damselfly"] = extra
-        tifffile.imwrite(path, data, metadata=md)
-
-
-_NUM = re.compile(r"(\d+)")
-
-
-def _natural_key(p: Path):
-    return [int(t) if t.isdigit() else t.lower() for t in _NUM.split(p.name)]
-
-
-def _read_tiff_folder(path: Path):
-    files = sorted([p for p in path.iterdir() if p.name.lower().endswith((".tif", ".tiff"))
-                    and not p.name.startswith(".")], key=_natural_key)
-    if not files:
-        raise InputError("folder holds no .tif/.tiff slices", path)
-    slices = []
-    geo = {}
-    for i, f in enumerate(files):
-        d, g = _read_tiff(f, mmap=False)
-        if i == 0:
-            geo = g
-        if d.shape[0] != 1:
-            raise InputError(f"expected one 2-D slice per file, got shape {d.shape}", f)
-        if slices and d.shape != slices[0].shape:
-            raise InputError(f"slice shape {d.shape[1:]} differs from {slices[0].shape[1:]} of {files[0].name}", f)
-        slices.append(d)
-    return np.concatenate(slices, axis=0), geo
-
-
-def _write_tiff_folder(path: Path, vol: Volume, extra: dict | None) -> None:
-    path.mkdir(parents=True)
-    digits = max(4, len(str(vol.shape[0])))
-    names = [f"slice_{z:0{digits}d}.tif" for z in range(vol.shape[0])]
-    for z, name in enumerate(names):
-        _write_tiff(path / name, vol.with_data(np.asarray(vol.data[z:z + 1])), extra)
-    (path / SLICE_MARKER).write_text(json.dumps({"files": names}) + "\n", encoding="utf-8")
-
-
-# ----------------------------------------------------------------------------------------------
-# NRRD and NIfTI (both store x first: we transpose to z, y, x)
-# ----------------------------------------------------------------------------------------------
-def _read_nrrd(path: Path):
-    import nrrd
-
-    try:
-        header = nrrd.read_header(str(path))
-    except Exception as e:
-        raise InputError(f"cannot read NRRD header: {_why(e)}", path) from None
-    geo = {"files": [str(path.resolve())]}
-    detached = header.get("data file") or header.get("datafile")
-    if detached:
-        geo["files"].append(str(_detached_data_file(path, str(detached))))
-    try:
-        itemsize = np.dtype(nrrd.reader._determine_datatype(header)).itemsize
-        encoding = str(header.get("encoding", "raw")).lower()
-        if encoding in ("ascii", "text", "txt"):
-            itemsize = 1
-        _check_claimed_size(Path(geo["files"][-1]), header["sizes"], itemsize,
-                            encoding not in ("raw", "ascii", "text", "txt"))
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"cannot read NRRD header: {_why(e)}", path) from None
-    try:
-        data, header = nrrd.read(str(path), index_order="C")
-    except Exception as e:
-        raise InputError(f"cannot read NRRD: {_why(e)}", path) from None
-    nsp = data.ndim if data.ndim == 3 else 3
-    if "space directions" in header and header["space directions"] is not None:
-        dirs = [np.asarray(d, float) for d in header["space directions"]]
-        dirs = [d for d in dirs if d is not None and np.all(np.isfinite(d))]
-        if len(dirs) >= 3:
-            geo["spacing"] = tuple(float(np.linalg.norm(d)) for d in dirs[:3])[::-1]
-    elif "spacings" in header:
-        geo["spacing"] = tuple(float(s) for s in header["spacings"][:nsp])[::-1]
-    if "space origin" in header:
-        geo["origin"] = tuple(float(v) for v in header["space origin"])[::-1]
-    units = header.get("space units") or header.get("units")
-    if units:
-        geo["unit"] = str(units[0])
-    return data, geo
-
-
-def _detached_data_file(header_path: Path, name: str) -> Path:
-    """The data file a detached NRRD header names, which must lie in the header's folder (or below):
-    a header cannot make Damselfly read ``/etc/passwd`` as voxels."""
-    if name.startswith("LIST") or len(name.split()) > 1:
-        raise InputError(f"multi-file NRRD data ('data file: {name}') is not supported", header_path)
-    folder = Path(os.path.realpath(header_path.parent))
-    target = Path(os.path.realpath(folder / name))
-    if folder not in target.parents:
-        raise InputError(f"the header's data file '{name}' lies outside the header's folder {folder}; "
-                         "Damselfly reads detached data only from beside its header", header_path)
-    if not target.is_file():
-        raise InputError(f"the header's data file '{name}' does not exist", header_path)
-    return target
-
-
-def _why(e: BaseException) -> str:
-    """A library exception as a readable reason (some carry an empty message)."""
-    text = str(e).strip()
-    return text if text else type(e).__name__
-
-
-def _write_nrrd(path: Path, vol: Volume) -> None:
-    import nrrd
-
-    sz, sy, sx = vol.spacing
-    header = {"space": "left-posterior-superior" if vol.unit == "mm" else "3D-right-handed",
-              "space directions": np.diag([sx, sy, sz]),
-              "space origin": np.asarray(vol.origin[::-1], float),
-              "space units": [vol.unit] * 3, "encoding": "raw"}
-    nrrd.write(str(path), np.asarray(vol.data), header, index_order="C")
-
-
-def _read_nifti(path: Path, mmap: bool):
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(path), mmap=mmap)
-        _check_claimed_size(path, img.shape, img.get_data_dtype().itemsize, path.name.lower().endswith(".gz"))
-        data = np.asanyarray(img.dataobj)
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"cannot read NIfTI: {_why(e)}", path) from None
-    if data.ndim < 3:
-        data = data.reshape(data.shape + (1,) * (3 - data.ndim))
-    data = np.moveaxis(data, (0, 1, 2), (2, 1, 0))  # (x, y, z[, c]) -> (z, y, x[, c])
-    zooms = img.header.get_zooms()[:3]
-    unit = img.header.get_xyzt_units()[0]
-    geo = {"spacing": tuple(float(z) for z in zooms)[::-1],
-           "origin": tuple(float(v) for v in img.affine[:3, 3])[::-1]}
-    if unit and unit != "unknown":
-        geo["unit"] = {"micron": "um"}.get(unit, unit)
-    return data, geo
-
-
-def _check_claimed_size(path: Path, shape, itemsize: int, compressed: bool) -> None:
-    """Refuse a header whose dimensions claim more voxel bytes than the file can hold (gzip packs at
-    most ~1030:1), before anything is allocated."""
-    claimed = int(np.prod([int(n) for n in shape], dtype=object)) * itemsize
-    size = path.stat().st_size
-    limit = size * 1100 if compressed else size
-    if claimed > limit:
-        raise InputError(f"the header claims {tuple(int(n) for n in shape)} voxels ({claimed:,} bytes) but the "
-                         f"file holds {size:,} bytes: truncated or corrupt", path)
-
-
-def _write_nifti(path: Path, vol: Volume) -> None:
-    import nibabel as nib
-
-    data = np.moveaxis(np.asarray(vol.data), (0, 1, 2), (2, 1, 0))
-    affine = np.diag(list(vol.spacing[::-1]) + [1.0])
-    affine[:3, 3] = vol.origin[::-1]
-    img = nib.Nifti1Image(data, affine)
-    img.header.set_zooms(vol.spacing[::-1] + img.header.get_zooms()[3:])
-    unit = {"um": "micron"}.get(vol.unit, vol.unit)
-    if unit in ("mm", "micron", "meter"):
-        img.header.set_xyzt_units(xyz=unit)
-    nib.save(img, str(path))
-
-
-# ----------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------
 def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto", name: str | None = None) -> Volume:
@@ -487,9 +119,9 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
     if mmap == "auto":
         mmap = p.is_file() and p.stat().st_size > MMAP_THRESHOLD
     if kind == "tiff":
-        data, geo = _read_tiff(p, bool(mmap))
+        data, geo = read_tiff(p, bool(mmap))
     elif kind == "tiff_folder":
-        data, geo = _read_tiff_folder(p)
+        data, geo = read_tiff_folder(p)
     elif kind == "npy":
         try:
             data = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
@@ -497,9 +129,9 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
             raise InputError(f"cannot read NPY: {e}", p) from None
         geo = {}
     elif kind == "nrrd":
-        data, geo = _read_nrrd(p)
+        data, geo = read_nrrd(p)
     elif kind == "nifti":
-        data, geo = _read_nifti(p, bool(mmap))
+        data, geo = read_nifti(p, bool(mmap))
     else:
         raise InputError(f"a {kind} file holds no volume", p)
     if data.ndim == 2:
@@ -531,16 +163,16 @@ def write_volume(vol: Volume, path: str | os.PathLike, overwrite: bool = True) -
         extra = {"classes": [{"index": c.index, "name": c.name, "color": list(c.color)} for c in vol.classes]}
     with atomic_path(p, overwrite) as tmp:
         if kind == "tiff":
-            _write_tiff(tmp, vol, extra)
+            write_tiff(tmp, vol, extra)
         elif kind == "tiff_folder":
-            _write_tiff_folder(tmp, vol, extra)
+            write_tiff_folder(tmp, vol, extra)
         elif kind == "npy":
             with open(tmp, "wb") as f:
                 np.save(f, np.asarray(vol.data))
         elif kind == "nrrd":
-            _write_nrrd(tmp, vol)
+            write_nrrd(tmp, vol)
         elif kind == "nifti":
-            _write_nifti(tmp, vol)
+            write_nifti(tmp, vol)
         else:
             raise ParameterError(f"cannot save a volume as {kind}: {p}")
     if extra is not None:

@@ -6,9 +6,9 @@ Taubin smoothing) in their colours, optional orthogonal slice planes, a scale ba
 a caption. A :class:`Timeline` says *how it moves*: tracks of segments (camera orbit, zoom, a sweeping
 slice plane, a clipping plane, per-class opacity fades), each with an easing. :meth:`Timeline.state`
 gives the view at a time ``t`` from ``t`` alone, so any frame can be previewed and a long movie rendered
-in pieces. :class:`SceneRenderer` draws a state with pyvista (off-screen: VTK picks EGL or OSMesa, or
-an X server when there is one); :func:`render_movie` streams frames to MP4 (H.264, yuv420p, through the
-ffmpeg that ``imageio-ffmpeg`` ships), GIF or a folder of PNGs, and writes a JSON sidecar.
+in pieces (:mod:`damselfly.engine.timeline`). :class:`SceneRenderer` draws a state with pyvista
+(off-screen: VTK picks EGL or OSMesa, or an X server when there is one); ``render_movie`` in
+:mod:`damselfly.engine.movie` streams frames to MP4, GIF or PNGs.
 
 Geometry: world coordinates are physical, x along the volume's last axis, z along its first
 (``origin + index * spacing``), so a 0.05 mm voxel is drawn 0.05 mm wide. The camera is orthographic,
@@ -17,18 +17,15 @@ so the scale bar is exact.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from .data import Labels, Volume
-from .errors import InputError, ParameterError
+from .errors import ParameterError
+from .timeline import AXES, EASINGS, TRACKS, Segment, Timeline, View, _ease, simple_timeline  # noqa: F401
 
-AXES = {"x": 0, "y": 1, "z": 2}  # world axis index; the volume's (z, y, x) index is 2 - world axis
 MAX_SIZE = 4096  # pixels per side (4K is 3840 x 2160)
 
 
@@ -39,175 +36,6 @@ class RenderError(RuntimeError):
 NO_GL_HELP = ("3-D rendering needs OpenGL, and none could be started off-screen. Install Mesa's EGL or "
               "OSMesa libraries (Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri, or libosmesa6), "
               "or run under an X server (xvfb-run -a damselfly ...).")
-
-
-# ----------------------------------------------------------------------------------------- timeline
-
-def _ease(name: str, p: float) -> float:
-    p = min(1.0, max(0.0, p))
-    if name == "linear":
-        return p
-    if name == "in":
-        return p * p
-    if name == "out":
-        return 1.0 - (1.0 - p) ** 2
-    return p * p * (3.0 - 2.0 * p)  # in_out (smoothstep)
-
-
-EASINGS = ("linear", "in", "out", "in_out")
-TRACKS = {  # track -> its parameters and their defaults (None: required)
-    "orbit": {"degrees": 360.0, "axis": "z", "elevation": 20.0},
-    "zoom": {"from": 1.0, "to": 1.5},
-    "sweep": {"axis": "z", "from": 0.0, "to": 1.0},
-    "clip": {"axis": "x", "from": 0.0, "to": 0.5},
-    "opacity": {"class": None, "from": 1.0, "to": 0.0},
-}
-
-
-@dataclass
-class Segment:
-    """One piece of a track, from ``start`` to ``end`` seconds."""
-
-    track: str
-    start: float
-    end: float
-    ease: str = "in_out"
-    params: dict = field(default_factory=dict)
-
-    def progress(self, t: float) -> float:
-        """Eased progress 0..1 at time t (0 before the segment, 1 after it)."""
-        if self.end <= self.start:
-            return 1.0 if t >= self.start else 0.0
-        return _ease(self.ease, (t - self.start) / (self.end - self.start))
-
-    def value(self, t: float) -> float:
-        return self.params["from"] + (self.params["to"] - self.params["from"]) * self.progress(t)
-
-
-@dataclass
-class View:
-    """Everything that changes over a movie, at one time."""
-
-    azimuth: float = 0.0
-    elevation: float = 20.0
-    axis: str = "z"
-    zoom: float = 1.0
-    slices: dict = field(default_factory=dict)  # world axis -> fraction 0..1 through the volume
-    clip: tuple | None = None  # (world axis, fraction): what lies below the fraction is cut away
-    clip_facing: bool = False  # cut away the half nearer the camera instead, so the cut faces it
-    opacity: dict = field(default_factory=dict)  # class name -> opacity factor
-
-
-@dataclass
-class Timeline:
-    """Tracks of segments over ``seconds``; :meth:`state` is a pure function of time."""
-
-    seconds: float
-    segments: list[Segment]
-    source: str | None = None
-
-    def state(self, t: float) -> View:
-        v = View()
-        for s in sorted(self.segments, key=lambda s: s.start):
-            if s.track == "orbit":
-                if t >= s.start:
-                    v.axis = s.params["axis"]
-                    v.elevation = s.params["elevation"]
-                v.azimuth += s.params["degrees"] * s.progress(t)
-            elif t < s.start:
-                continue
-            elif s.track == "zoom":
-                v.zoom = s.value(t)
-            elif s.track == "sweep":
-                if t <= s.end:  # a sweeping slice is shown while it sweeps
-                    v.slices[s.params["axis"]] = s.value(t)
-            elif s.track == "clip":
-                v.clip = (s.params["axis"], s.value(t))
-            elif s.track == "opacity":
-                v.opacity[s.params["class"]] = s.value(t)
-        return v
-
-    def to_json(self) -> dict:
-        return {"seconds": self.seconds,
-                "tracks": [{"track": s.track, "start": s.start, "end": s.end, "ease": s.ease, **s.params}
-                           for s in self.segments]}
-
-    @classmethod
-    def from_json(cls, doc, source: str | None = None) -> Timeline:
-        """A timeline from its JSON form (``{"seconds": 8, "tracks": [{"track": "orbit", "start": 0,
-        "end": 8, "degrees": 360}, ...]}``); errors name the file and the segment."""
-        if not isinstance(doc, dict) or not isinstance(doc.get("tracks"), list):
-            raise InputError('a timeline is a JSON object with a "tracks" list', source)
-        segments = []
-        for i, item in enumerate(doc["tracks"]):
-            where = f"tracks[{i}]"
-            if not isinstance(item, dict) or item.get("track") not in TRACKS:
-                raise InputError(f"{where}: \"track\" must be one of {', '.join(TRACKS)}", source)
-            item = dict(item)
-            track = item.pop("track")
-            try:
-                start = float(item.pop("start", 0.0))
-                end = float(item.pop("end", doc.get("seconds", start)))
-            except (TypeError, ValueError):
-                raise InputError(f"{where}: start and end are seconds (numbers)", source) from None
-            ease = item.pop("ease", "in_out" if track != "orbit" else "linear")
-            if ease not in EASINGS:
-                raise InputError(f"{where}: ease must be one of {', '.join(EASINGS)}, got {ease!r}", source)
-            params = {}
-            for key, default in TRACKS[track].items():
-                val = item.pop(key, default)
-                if val is None:
-                    raise InputError(f"{where}: a {track} segment needs \"{key}\"", source)
-                if key in ("axis",) and val not in AXES:
-                    raise InputError(f"{where}: axis must be x, y or z, got {val!r}", source)
-                if key not in ("axis", "class"):
-                    try:
-                        val = float(val)
-                    except (TypeError, ValueError):
-                        raise InputError(f"{where}: {key} must be a number, got {val!r}", source) from None
-                params[key] = val
-            if item:
-                raise InputError(f"{where}: unknown key(s) {', '.join(item)} for a {track} segment "
-                                 f"(allowed: start, end, ease, {', '.join(TRACKS[track])})", source)
-            if end < start or start < 0:
-                raise InputError(f"{where}: needs 0 <= start <= end, got {start}..{end}", source)
-            segments.append(Segment(track, start, end, ease, params))
-        seconds = float(doc.get("seconds", max((s.end for s in segments), default=0.0)))
-        if not seconds > 0:
-            raise InputError("the timeline lasts no time: give \"seconds\" or segments that end after 0", source)
-        return cls(seconds, segments, source)
-
-    @classmethod
-    def read(cls, path) -> Timeline:
-        try:
-            doc = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise InputError("no such timeline file", path) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"not valid JSON: {e}", path) from None
-        return cls.from_json(doc, str(path))
-
-
-def simple_timeline(seconds: float = 6.0, orbit: float = 360.0, elevation: float = 20.0, axis: str = "z",
-                    zoom: float = 1.0, sweep: str | None = None, clip: str | None = None,
-                    fade: dict | None = None) -> Timeline:
-    """The common movies from plain arguments: an orbit over the whole movie, a zoom to ``zoom``, a slice
-    sweeping along ``sweep``, a clipping plane along ``clip`` opening to the middle over the first half and
-    holding, and opacity fades ``{class: to}`` over the second half."""
-    if not seconds > 0:
-        raise ParameterError(f"seconds must be positive, got {seconds}")
-    segs = [Segment("orbit", 0.0, seconds, "linear", {"degrees": float(orbit), "axis": axis,
-                                                       "elevation": float(elevation)})]
-    if zoom != 1.0:
-        segs.append(Segment("zoom", 0.0, seconds, "in_out", {"from": 1.0, "to": float(zoom)}))
-    if sweep:
-        segs.append(Segment("sweep", 0.0, seconds, "linear", {"axis": sweep, "from": 0.0, "to": 1.0}))
-    if clip:
-        segs.append(Segment("clip", 0.0, seconds / 2, "in_out", {"axis": clip, "from": 0.0, "to": 0.5}))
-    for name, to in (fade or {}).items():
-        segs.append(Segment("opacity", seconds / 2, seconds, "in_out", {"class": name, "from": 1.0,
-                                                                          "to": float(to)}))
-    return Timeline(float(seconds), segs)
 
 
 # -------------------------------------------------------------------------------------------- scene
@@ -505,140 +333,3 @@ class SceneRenderer:
 
     def close(self) -> None:
         self.plotter.close()
-
-
-# ------------------------------------------------------------------------------------------- movies
-
-def movie_kind(path) -> str:
-    name = str(path).lower()
-    if name.endswith(".mp4"):
-        return "mp4"
-    if name.endswith(".gif"):
-        return "gif"
-    if Path(name).suffix == "":
-        return "png"
-    raise ParameterError(f"a movie is .mp4, .gif or a folder name (for PNG frames), got {path}")
-
-
-class _GifWriter:
-    """Writes an animated GIF frame by frame, with one palette for the whole movie (made from a few
-    frames sampled over the timeline), so memory does not grow with the movie's length. Pillow's own
-    multi-frame writer keeps every frame until it closes, so its per-frame encoder is used instead."""
-
-    def __init__(self, path: Path, fps: float, samples: list[np.ndarray]):
-        from PIL import Image
-
-        montage = Image.fromarray(np.concatenate([s[::2, ::2] for s in samples], axis=0))
-        self.palette = montage.quantize(255, method=Image.Quantize.MEDIANCUT)
-        self.duration = 1000.0 / fps
-        self.file = open(path, "wb")
-        self.count = 0
-
-    def send(self, img: np.ndarray) -> None:
-        from PIL import GifImagePlugin, Image
-
-        frame = Image.fromarray(img).quantize(palette=self.palette, dither=Image.Dither.FLOYDSTEINBERG)
-        if self.count == 0:
-            header, _ = GifImagePlugin.getheader(frame, info={"loop": 0})
-            self.file.write(b"".join(header))
-        # GIF delays are in 1/100 s: spread the rounding so the movie keeps its length
-        ms = round((self.count + 1) * self.duration / 10) * 10 - round(self.count * self.duration / 10) * 10
-        self.file.write(b"".join(GifImagePlugin.getdata(frame, duration=ms)))
-        self.count += 1
-
-    def close(self) -> None:
-        if not self.file.closed:
-            self.file.write(b";")
-            self.file.close()
-
-
-def _frame_writer(path: Path, kind: str, size, fps: float, quality: int, palette=None):
-    """A writer that takes frames one at a time and writes them as they come: (handle, send)."""
-    if kind == "mp4":
-        import imageio_ffmpeg
-
-        gen = imageio_ffmpeg.write_frames(str(path), size, fps=fps, codec="libx264", quality=quality,
-                                          pix_fmt_out="yuv420p", macro_block_size=2,
-                                          output_params=["-movflags", "+faststart"],
-                                          ffmpeg_log_level="error")
-        gen.send(None)
-        return gen, lambda img: gen.send(np.ascontiguousarray(img))
-
-    if kind == "gif":
-        writer = _GifWriter(path, fps, palette)
-        return writer, writer.send
-    raise AssertionError(kind)
-
-
-def render_movie(scene: Scene, timeline: Timeline, path, fps: float = 30, size=(1280, 720),
-                 quality: int = 8, frames: tuple[int, int] | None = None, overwrite: bool = True,
-                 on_frame: Callable[[int, int], None] | None = None, renderer: SceneRenderer | None = None,
-                 ) -> dict:
-    """Render ``timeline`` over ``scene`` to ``path`` (.mp4, .gif, or a folder of PNG frames), streaming
-    frames to the encoder; ``frames=(a, b)`` renders only frames a..b-1 (PNG folders: frames already
-    there are kept, so a stopped render resumes). Writes ``<path>.json`` beside it (timeline, input
-    hashes, versions). Returns that sidecar's content."""
-    from . import io
-
-    if not 1 <= fps <= 240:
-        raise ParameterError(f"fps must be 1..240, got {fps}")
-    if not 1 <= quality <= 10:
-        raise ParameterError(f"quality must be 1..10, got {quality}")
-    path = Path(path)
-    kind = movie_kind(path)
-    n = max(1, int(round(timeline.seconds * fps)))
-    a, b = frames if frames is not None else (0, n)
-    if not 0 <= a < b <= n:
-        raise ParameterError(f"frames must be a range within 0..{n}, got {a}..{b}")
-    if frames is not None and kind != "png":
-        raise ParameterError("rendering a part of a movie (frames=...) needs a PNG folder as output; "
-                             "encode the folder afterwards")
-    own = renderer is None
-    r = renderer or SceneRenderer(scene, size)
-    try:
-        if kind == "png":
-            path.mkdir(parents=True, exist_ok=True)
-            import imageio.v2 as imageio
-
-            for i in range(a, b):
-                dest = path / f"frame_{i:05d}.png"
-                if not dest.exists():
-                    img = r.render(timeline.state(i / fps))
-                    with io.atomic_path(dest) as tmp:
-                        imageio.imwrite(tmp, img, format="png")
-                if on_frame:
-                    on_frame(i - a + 1, b - a)
-        else:
-            with io.atomic_path(path, overwrite=overwrite) as tmp:
-                samples = None
-                if kind == "gif":  # one palette for all frames, from frames spread over the timeline
-                    samples = [r.render(timeline.state(timeline.seconds * k / 4)) for k in range(5)]
-                handle, send = _frame_writer(tmp, kind, r.size, fps, quality, samples)
-                try:
-                    for i in range(a, b):
-                        send(r.render(timeline.state(i / fps)))
-                        if on_frame:
-                            on_frame(i - a + 1, b - a)
-                finally:
-                    handle.close()
-        meta = sidecar(scene, timeline, fps, r.size, n, kind, quality)
-        side = path.with_name(path.name + ".json")
-        with io.atomic_path(side) as tmp:
-            tmp.write_text(json.dumps(meta, indent=2))
-        return meta
-    finally:
-        if own:
-            r.close()
-
-
-def sidecar(scene: Scene, timeline: Timeline, fps, size, frames: int, kind: str, quality: int) -> dict:
-    import pyvista
-    import vtk
-
-    from .model import versions
-
-    return {"format": kind, "frames": frames, "fps": fps, "size": list(size), "quality": quality,
-            "timeline": timeline.to_json(), "timeline_file": timeline.source, "inputs": scene.hashes(),
-            "scene": {"classes": scene.shown_classes(), "opacity": scene.opacity, "window": scene.window,
-                      "cmap": scene.cmap, "volume_opacity": scene.volume_opacity, "slices": list(scene.slices), "caption": scene.caption},
-            "versions": {**versions(), "vtk": vtk.vtkVersion.GetVTKVersion(), "pyvista": pyvista.__version__}}

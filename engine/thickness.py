@@ -1,5 +1,8 @@
 """Local thickness (Hildebrand & Rüegsegger 1997), exact and anisotropic.
 
+(Over 400 lines on purpose: one algorithm whose compiled kernels share data layouts and invariants;
+split, each part would be unreadable without the others.)
+
 Definition
 ----------
 For a phase (a boolean mask) on a grid with voxel spacing ``s = (s0, s1, s2)``:

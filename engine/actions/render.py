@@ -157,12 +157,13 @@ def render_movie(volume: Volume | Labels, path: OutputPath, labels: Labels | Non
     scale_bar : bool
         Draw a scale bar in physical units.
     """
-    from .. import render as R
+    from .. import movie
+    from ..timeline import Timeline, simple_timeline
 
     if timeline is not None:
-        tl = R.Timeline.read(timeline)
+        tl = Timeline.read(timeline)
     else:
-        tl = R.simple_timeline(seconds, orbit, elevation, axis, zoom, sweep, clip,
+        tl = simple_timeline(seconds, orbit, elevation, axis, zoom, sweep, clip,
                                {name: 0.0 for name in fade or []})
     if frames is not None and len(frames) != 2:
         raise ParameterError(f"frames is [first, end], got {frames}")
@@ -172,11 +173,11 @@ def render_movie(volume: Volume | Labels, path: OutputPath, labels: Labels | Non
             if scene.labels is None:
                 raise ParameterError("opacity fades need a segmentation (labels=...)")
             scene.labels.class_index(seg.params["class"])
-    R.movie_kind(path)
+    movie.movie_kind(path)
     task = progress.task(f"Rendering {path}", total=None)
-    R.render_movie(scene, tl, path, fps=fps, size=size or (1280, 720), quality=quality,
-                   frames=tuple(frames) if frames else None, overwrite=ctx.may_replace(path),
-                   on_frame=lambda i, n: _step(task, i, n))
+    movie.render_movie(scene, tl, path, fps=fps, size=size or (1280, 720), quality=quality,
+                       frames=tuple(frames) if frames else None, overwrite=ctx.may_replace(path),
+                       on_frame=lambda i, n: _step(task, i, n))
     task.finish()
 
 

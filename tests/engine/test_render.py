@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from damselfly.engine import InputError, Labels, ParameterError, Volume, make_classes
+from damselfly.engine import movie as M
 from damselfly.engine import render as R
 from damselfly.engine.actions import render as render_actions
 from damselfly.engine.context import RunContext
@@ -74,7 +75,7 @@ def test_mp4_has_the_frames_size_and_fps_asked_and_the_class_colours(part, tmp_p
     assert scene.shown_classes() == ["metal", "pore"]  # air covers the border: the background
     tl = R.simple_timeline(seconds=1.0, orbit=90, fade={"pore": 0.0})
     path = tmp_path / "m.mp4"
-    meta = R.render_movie(scene, tl, path, fps=12, size=(161, 121))
+    meta = M.render_movie(scene, tl, path, fps=12, size=(161, 121))
     nframes, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
     assert nframes == 12 == meta["frames"]
     reader = imageio_ffmpeg.read_frames(str(path))
@@ -111,21 +112,21 @@ def test_png_folder_renders_pieces_and_resumes(part, tmp_path):
     scene = R.Scene(labels=labels, scale_bar=False)
     tl = R.simple_timeline(seconds=1.0, orbit=180)
     out = tmp_path / "frames"
-    R.render_movie(scene, tl, out, fps=6, size=(64, 48), frames=(0, 3))
+    M.render_movie(scene, tl, out, fps=6, size=(64, 48), frames=(0, 3))
     assert sorted(p.name for p in out.glob("*.png")) == [f"frame_{i:05d}.png" for i in range(3)]
     first = (out / "frame_00000.png").stat().st_mtime_ns
-    R.render_movie(scene, tl, out, fps=6, size=(64, 48))  # the rest; frames already there are kept
+    M.render_movie(scene, tl, out, fps=6, size=(64, 48))  # the rest; frames already there are kept
     assert len(list(out.glob("*.png"))) == 6 and (out / "frame_00000.png").stat().st_mtime_ns == first
     whole = R.SceneRenderer(scene, (64, 48)).render(tl.state(4 / 6))
     np.testing.assert_allclose(imageio.imread(out / "frame_00004.png"), whole, atol=2)
     with pytest.raises(ParameterError, match="PNG folder"):
-        R.render_movie(scene, tl, tmp_path / "x.mp4", fps=6, frames=(0, 2))
+        M.render_movie(scene, tl, tmp_path / "x.mp4", fps=6, frames=(0, 2))
 
 
 def test_gif_and_scale_bar_fonts_follow_resolution(part, tmp_path):
     _, labels = part
     scene = R.Scene(labels=labels, caption="pores")
-    R.render_movie(scene, R.simple_timeline(seconds=1.0, orbit=90), tmp_path / "m.gif", fps=8, size=(96, 64))
+    M.render_movie(scene, R.simple_timeline(seconds=1.0, orbit=90), tmp_path / "m.gif", fps=8, size=(96, 64))
     from PIL import Image
 
     with Image.open(tmp_path / "m.gif") as gif:  # streamed frame by frame, with one palette

@@ -1,0 +1,132 @@
+"""Atomic outputs: every file is written under a temporary name beside its final name and renamed only
+when complete; what interrupted writes leave is recognised by its name and removed; a folder is
+replaced only if it is a slice folder Damselfly wrote (nothing of the user's is ever deleted).
+
+Examples
+--------
+>>> from pathlib import Path
+>>> import tempfile
+>>> folder = Path(tempfile.mkdtemp())
+>>> with atomic_path(folder / "notes.txt") as tmp:
+...     _ = tmp.write_text("complete")
+>>> (folder / "notes.txt").read_text()
+'complete'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import InputError
+
+#: The file that marks a folder of TIFF slices as Damselfly's: it lists the slices it wrote.
+SLICE_MARKER = ".damselfly-slices.json"
+#: Temporary names of :func:`atomic_path` (``.<name>.<8 random>.partial<suffixes>``) and of a replaced
+#: slice folder set aside (``.<name>.old-<pid>``): what :func:`remove_stale_temporaries` may delete.
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.partial(\.[^/]*)?$")
+_OLD_NAME = re.compile(r"^\..+\.old-\d+$")
+
+
+def is_own_slice_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder of slices Damselfly wrote and nothing else (safe to replace)."""
+    try:
+        listed = set(json.loads((path / SLICE_MARKER).read_text(encoding="utf-8"))["files"])
+        present = {q.name for q in path.iterdir()} - {SLICE_MARKER}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return present <= listed and all((path / n).is_file() and not (path / n).is_symlink() for n in present)
+
+
+def _remove_own_slice_folder(path: Path) -> None:
+    """Delete a folder :func:`is_own_slice_folder` accepted: its listed slices, the marker, the folder."""
+    listed = json.loads((path / SLICE_MARKER).read_text(encoding="utf-8"))["files"]
+    for n in listed + [SLICE_MARKER]:
+        with contextlib.suppress(FileNotFoundError):
+            (path / n).unlink()
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete what interrupted writes left in ``folder`` (recursively): :func:`atomic_path` temporaries
+    and slice folders set aside for replacement. Call it only while holding the folder's run lock.
+    Returns what was removed."""
+    removed = []
+    for root, dirs, files in os.walk(folder):
+        for name in files:
+            if _TEMP_NAME.match(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(root, name))
+                    removed.append(Path(root, name))
+        for name in list(dirs):
+            full = Path(root, name)
+            if full.is_symlink():
+                continue
+            if _TEMP_NAME.match(name) or (_OLD_NAME.match(name) and is_own_slice_folder(full)):
+                shutil.rmtree(full, ignore_errors=True)
+                removed.append(full)
+                dirs.remove(name)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
+
+    The temporary name keeps the file's suffixes, so writers that pick a format from the name work.
+    On error the temporary file (or folder) is removed and ``path`` is left as it was. An existing
+    folder is replaced only if it is a slice folder Damselfly wrote (:func:`is_own_slice_folder`):
+    nothing the user put there is ever deleted.
+    """
+    dest = Path(path)
+    exists = dest.exists() or dest.is_symlink()
+    if exists and not overwrite:
+        raise InputError("exists already (overwriting is off)", dest)
+    if dest.is_dir() and not dest.is_symlink() and not is_own_slice_folder(dest):
+        raise InputError("is an existing folder that Damselfly did not write; choose another output name "
+                         "(nothing was changed)", dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmpname = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial" + "".join(dest.suffixes),
+                                       dir=dest.parent)
+    except OSError as e:
+        raise InputError(f"cannot write here: {e.strerror or e}", dest) from None
+    os.close(fd)
+    tmp = Path(tmpname)
+    tmp.unlink()
+    try:
+        yield tmp
+        if tmp.is_file():  # mkstemp makes 0600 files; give the usual permissions (umask applied)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+        if dest.is_dir() and not dest.is_symlink():
+            if not tmp.is_dir():
+                raise InputError("is a folder; cannot replace it with a file", dest)
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            _remove_own_slice_folder(old)
+        else:
+            if tmp.is_dir() and exists:
+                os.unlink(dest)  # a file (or link) replaced by a folder of slices
+            os.replace(tmp, dest)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+        raise
+
+
+def write_text(path: Path, text: str, overwrite: bool = True) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
