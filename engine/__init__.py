@@ -7,15 +7,14 @@ from . import io, phantoms, progress
 from .builtin import BUILTIN, all_actions, get_action
 from .data import LabelClass, Labels, Table, Volume, make_classes
 from .errors import Cancelled, DamselflyError, InputError, ParameterError
+from .provenance import __version__
 from .registry import InputPath, OutputPath, Registry, action
 from .session import ActionEvent, Session, Settings
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "BUILTIN", "ActionEvent", "Cancelled", "Registry", "DamselflyError", "InputError", "InputPath", "LabelClass", "Labels",
-    "OutputPath", "ParameterError", "Session", "Settings", "Table", "Volume", "action", "all_actions",
-    "get_action", "io", "local_thickness", "make_classes", "phantoms", "progress",
+    "BUILTIN", "ActionEvent", "Cancelled", "DamselflyError", "InputError", "InputPath", "LabelClass", "Labels",
+    "OutputPath", "ParameterError", "Registry", "Session", "Settings", "Table", "Volume", "__version__", "action",
+    "all_actions", "get_action", "io", "local_thickness", "make_classes", "phantoms", "progress",
 ]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -119,15 +118,6 @@ class Model:
     def __repr__(self) -> str:
         return (f"Model(name={self.name!r}, arch={self.arch!r}, input={self.input!r}, "
                 f"classes={self.class_names})")
-
-
-def versions() -> dict[str, str]:
-    import torch
-
-    from . import __version__
-
-    return {"damselfly": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
 
 
 def save_model(model: Model, path: str | os.PathLike, overwrite: bool = True) -> Path:

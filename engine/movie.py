@@ -140,13 +140,11 @@ def render_movie(scene: Scene, timeline: Timeline, path, fps: float = 30, size=(
 
 
 def sidecar(scene: Scene, timeline: Timeline, fps, size, frames: int, kind: str, quality: int) -> dict:
-    import pyvista
-    import vtk
-
-    from .model import versions
+    """What a movie's JSON sidecar holds: format, timeline, input hashes, scene settings, versions."""
+    from .provenance import versions
 
     return {"format": kind, "frames": frames, "fps": fps, "size": list(size), "quality": quality,
             "timeline": timeline.to_json(), "timeline_file": timeline.source, "inputs": scene.hashes(),
             "scene": {"classes": scene.shown_classes(), "opacity": scene.opacity, "window": scene.window,
                       "cmap": scene.cmap, "volume_opacity": scene.volume_opacity, "slices": list(scene.slices), "caption": scene.caption},
-            "versions": {**versions(), "vtk": vtk.vtkVersion.GetVTKVersion(), "pyvista": pyvista.__version__}}
+            "versions": versions("torch", "numpy", "vtk", "pyvista")}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -178,23 +178,53 @@ class ActionSpec:
         ret = f" -> {type_name(self.returns)}" if self.returns_value else ""
         return f"{self.name}({', '.join(parts)}){ret}"
 
-    def bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
-        """Map positional and keyword arguments (macro names) to parameters; check count and names."""
-        bound: dict[str, Any] = {}
-        if len(args) > len(self.params):
-            raise ParameterError(f"{self.name}() takes at most {len(self.params)} positional arguments, "
-                                 f"got {len(args)}")
-        for p, v in zip(self.params, args):
-            bound[p.name] = v
-        for k, v in kwargs.items():
-            p = self.param(k)
-            if p.name in bound:
-                raise ParameterError(f"{self.name}() got '{k}' twice")
-            bound[p.name] = v
-        missing = [p.name for p in self.params if p.required and p.name not in bound]
+    def bind_each(self, names: Sequence[str | None]) -> tuple[dict[str, int], list[tuple[int | None, str]]]:
+        """Match arguments, given in call order by keyword (or ``None`` when positional), to parameters.
+
+        The one binder of the language: the session (through :meth:`bind`) and the checker use it.
+
+        Returns
+        -------
+        where : dict
+            Parameter name to the index of the argument that gives it.
+        problems : list of (int or None, str)
+            Every problem, with the index of the argument it is about (``None``: the whole call).
+        """
+        where: dict[str, int] = {}
+        problems: list[tuple[int | None, str]] = []
+        seen_kw = False
+        for i, name in enumerate(names):
+            if name is None:
+                if seen_kw:
+                    problems.append((i, "positional argument after a keyword argument"))
+                    continue
+                if i >= len(self.params):
+                    problems.append((i, f"{self.name}() takes at most {len(self.params)} positional arguments"))
+                    continue
+                pname = self.params[i].name
+            else:
+                seen_kw = True
+                if name not in self._by_name:
+                    problems.append((i, f"{self.name}() has no parameter '{name}'{suggest(name, self._by_name)}"))
+                    continue
+                pname = name
+            if pname in where:
+                problems.append((i, f"{self.name}() got '{pname}' twice"))
+                continue
+            where[pname] = i
+        missing = [p.name for p in self.params if p.required and p.name not in where]
         if missing:
-            raise ParameterError(f"{self.name}() is missing required argument(s): {', '.join(missing)}")
-        return bound
+            problems.append((None, f"{self.name}() is missing required argument(s): {', '.join(missing)}"))
+        return where, problems
+
+    def bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        """Map positional and keyword arguments (macro names) to parameters (:meth:`bind_each`); raise a
+        :class:`ParameterError` with the first problem."""
+        values = list(args) + list(kwargs.values())
+        where, problems = self.bind_each([None] * len(args) + list(kwargs))
+        if problems:
+            raise ParameterError(problems[0][1])
+        return {name: values[i] for name, i in sorted(where.items(), key=lambda kv: kv[1])}
 
     def check_value(self, name: str, value) -> None:
         """Raise :class:`ParameterError` if ``value`` does not fit parameter ``name``."""

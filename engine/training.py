@@ -30,7 +30,8 @@ from . import nets, progress
 from .data import Labels, Volume
 from .errors import Cancelled, InputError, ParameterError
 from .inference import Predictor, resolve_device
-from .model import Model, versions
+from .model import Model
+from .provenance import versions
 from .tiling import normalize, read_slices, reflect_index
 
 #: Augmentation switches and their default strengths (0 or False = off).
@@ -487,7 +488,7 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
         "init": init.hash if init is not None else None,
         "data_sha256": data_hash(images, labels),
     }
-    config["versions"] = versions()
+    config["versions"] = versions("torch", "numpy")
     config["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return Model(config, state, name="model")
 

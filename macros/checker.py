@@ -70,191 +70,200 @@ def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.Pa
         Files no output may replace besides the inputs the macro names (e.g. the macro itself).
     registry : Registry, optional
         The actions the macro may call (default: the built-in ones).
+
+    Examples
+    --------
+    >>> from damselfly.macros.parser import parse
+    >>> text = chr(10).join(["version 1", 'raw = load("s.tif")', "cal = calibrat(raw)"])
+    >>> res = check(parse(text, "m.dfm"), check_files=False)
+    >>> print(res.diagnostics[0].format().splitlines()[0])
+    m.dfm:3:7: error: unknown action 'calibrat'; did you mean 'calibrate'?
     """
-    registry = registry or BUILTIN
-    overrides = dict(overrides or {})
-    path = macro.path or "<macro>"
     if base_dir is None:
         base_dir = Path(macro.path).resolve().parent if macro.path and not macro.path.startswith("<") else Path.cwd()
-    base_dir = Path(base_dir)
-    res = CheckResult()
-    diag = res.diagnostics
+    out = Path(out_dir).absolute() if out_dir is not None else Path.cwd() / "out"
+    checker = _Checker(macro, registry or BUILTIN, dict(overrides or {}), Path(base_dir), out, allow_outside,
+                       check_files)
+    checker.res.inputs.extend(str(p) for p in protected)
+    return checker.run()
 
-    def err(node, msg, length=None):
-        diag.append(at(macro, path, node, msg, length))
 
-    out_dir = Path(out_dir).absolute() if out_dir is not None else Path.cwd() / "out"
-    res.inputs.extend(str(p) for p in protected)
+class _Checker:
+    """One pass over the statements, one method per statement kind; names and their types as it goes."""
 
-    def check_path(kind: str, one, params: dict, inputs: list[str]) -> str | None:
+    def __init__(self, macro, registry, overrides, base_dir, out_dir, allow_outside, check_files):
+        self.macro, self.registry, self.overrides = macro, registry, overrides
+        self.base_dir, self.out_dir, self.allow_outside, self.check_files = base_dir, out_dir, allow_outside, check_files
+        self.path = macro.path or "<macro>"
+        self.res = CheckResult()
+        self.params: dict = {}
+        self.objects: dict[str, type | None] = {}  # name -> object class (None: returns nothing)
+        self.seen_version = False
+        self.first_code = True
+
+    def err(self, node, msg, length=None):
+        self.res.diagnostics.append(at(self.macro, self.path, node, msg, length))
+
+    def run(self) -> CheckResult:
+        declared = {p.name for p in self.macro.params()}
+        for name in self.overrides:
+            if name not in declared:
+                self.res.diagnostics.append(Diagnostic(self.path, 0, 0, f"--set {name}: the macro has no param "
+                                                                        f"'{name}'{suggest(name, declared)}"))
+        for st in self.macro.statements:
+            if isinstance(st, ast.Version):
+                self.version(st)
+            elif isinstance(st, ast.ParamDecl):
+                self.param(st)
+            elif isinstance(st, (ast.Assign, ast.CallStmt)):
+                self.call(st)
+            if not isinstance(st, (ast.Comment, ast.Blank)):
+                self.first_code = False
+        self.res.params = self.params
+        return self.res
+
+    # -- statements ------------------------------------------------------------------------------
+    def version(self, st: ast.Version) -> None:
+        if self.seen_version:
+            self.err(st, "'version' given twice")
+        elif not self.first_code:
+            self.err(st, "'version' must come before any other statement")
+        elif st.number not in SUPPORTED_VERSIONS:
+            self.err(st, f"unsupported macro version {st.number} (this Damselfly reads version "
+                         f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})")
+        self.seen_version = True
+
+    def param(self, st: ast.ParamDecl) -> None:
+        if st.name in self.params:
+            return self.err(st, f"param '{st.name}' declared twice")
+        if st.name in self.objects:
+            return self.err(st, f"'{st.name}' is already a result name; choose another param name")
+        if st.name in self.registry:
+            self.err(st, f"'{st.name}' is an action name; choose another param name")
+        try:
+            value = const_value(st.value)
+        except TypeError:
+            return self.err(st.value, "a param's value must be a literal (number, string, true/false, none or a list)")
+        if isinstance(st.value, ast.Const) and isinstance(value, str) and template_names(value):
+            self.err(st.value, "a param's value cannot hold templates")
+        self.params[st.name] = self.overrides.get(st.name, value)
+
+    def call(self, st: ast.Assign | ast.CallStmt) -> None:
+        call = st.call
+        try:
+            spec = self.registry.get(call.action)
+        except ParameterError as e:
+            self.err(call, str(e), len(call.action))
+            spec = None
+        target = st.target if isinstance(st, ast.Assign) else None
+        if target is not None and target in self.params:
+            self.err(st, f"'{target}' is a param; results need another name")
+        values = self.arguments(spec, call) if spec is not None else self.unknown_action_arguments(call)
+        if target is None:
+            return
+        if spec is None:
+            self.objects[target] = _Unknown
+        elif not spec.returns_value:
+            self.err(st, f"{spec.name}() returns nothing; it cannot be assigned to '{target}'")
+            self.objects[target] = None
+        else:
+            arg_classes = {k: v.cls for k, v in values.items() if isinstance(v, StaticObject)}
+            self.objects[target] = spec.return_class(arg_classes) or _Unknown
+
+    # -- arguments -------------------------------------------------------------------------------
+    def arguments(self, spec, call: ast.Call) -> dict:
+        """Bind the call's arguments with the registry's binder, then check each value; the values found."""
+        where, problems = spec.bind_each([a.name for a in call.args])
+        about = {i: msg for i, msg in problems if i is not None}
+        values: dict = {}
+        for i, arg in enumerate(call.args):
+            if i in about:
+                unknown_kw = arg.name is not None and not spec.has_param(arg.name)
+                self.err(arg, about[i], len(arg.name) if unknown_kw else None)
+                if unknown_kw:
+                    self.value_or_none(arg.value)  # still report undefined names inside it
+                continue
+            pname = arg.name or spec.params[i].name
+            value = values[pname] = self.value_or_none(arg.value, _Undefined)
+            if value is _Undefined or value is _SKIP or (isinstance(value, list) and _SKIP in value):
+                continue
+            try:
+                spec.check_value(pname, value)
+            except ParameterError as e:
+                self.err(arg.value, str(e))
+                continue
+            kind = spec.param(pname).path_kind
+            for one in (value if kind and isinstance(value, list) else [value] if kind else []):
+                problem = self.path_problem(kind, one)
+                if problem:
+                    self.err(arg.value, problem)
+        for i, msg in problems:
+            if i is None:
+                self.err(call, msg, len(call.action))
+        return values
+
+    def unknown_action_arguments(self, call: ast.Call) -> dict:
+        for arg in call.args:
+            self.value_or_none(arg.value)
+        return {}
+
+    def value_or_none(self, v: ast.Expr, undefined=None):
+        try:
+            return self.static_value(v)
+        except _Undefined:
+            return undefined
+
+    def static_value(self, v: ast.Expr):
+        """The value the checker can know: literal values, param values, or StaticObject for objects."""
+        if isinstance(v, ast.Const):
+            if isinstance(v.value, str):
+                self.templates(v)
+            return v.value
+        if isinstance(v, ast.ListExpr):
+            return [self.static_value(x) for x in v.items]
+        if v.id in self.params:
+            return self.params[v.id]
+        if v.id in self.objects:
+            cls = self.objects[v.id]
+            if cls is _Unknown:
+                return _SKIP
+            return StaticObject(cls) if cls is not None else None
+        self.err(v, f"undefined name '{v.id}'{suggest(v.id, list(self.params) + list(self.objects))}")
+        raise _Undefined()
+
+    def templates(self, node: ast.Const) -> None:
+        for name, attr, _off in template_names(node.value):
+            if name not in self.params:
+                hint = " (templates may name params only)" if name in self.objects else suggest(name, self.params)
+                self.err(node, f"template '{{{name}}}' names no param{hint}")
+            elif attr is not None and attr not in ATTRS:
+                self.err(node, f"unknown template attribute '.{attr}'{suggest(attr, ATTRS)} "
+                               f"(known: {', '.join(ATTRS)})")
+
+    def path_problem(self, kind: str, one) -> str | None:
         """The problem with one input or output path argument, or ``None``."""
         if not isinstance(one, str):
             return None
         try:
-            text = expand(one, params)
+            text = expand(one, self.params)
         except KeyError:
             return None
+        inputs = self.res.inputs
         try:
             if kind == "output":
-                confine_output(text, out_dir, allow_outside, inputs)
+                confine_output(text, self.out_dir, self.allow_outside, inputs)
                 return None
             check_path_text(text, "input path")
             full = Path(os.path.expanduser(text))
-            full = full if full.is_absolute() else base_dir / full
+            full = full if full.is_absolute() else self.base_dir / full
             inputs.append(str(full))
-            if check_files and not full.exists():
+            if self.check_files and not full.exists():
                 return f"input file '{text}' not found (looked at {full})"
         except ParameterError as e:
             return str(e)
         except OSError as e:
             return f"input file '{text}' cannot be looked at: {e.strerror or e}"
         return None
-
-    params: dict = {}
-    objects: dict[str, type | None] = {}  # name -> object class (None: returns nothing)
-    seen_version = False
-    first_code = True
-    declared = {p.name for p in macro.params()}
-    for name in overrides:
-        if name not in declared:
-            diag.append(Diagnostic(path, 0, 0, f"--set {name}: the macro has no param '{name}'"
-                                               f"{suggest(name, declared)}"))
-
-    def check_templates(node: ast.Const, known: dict):
-        for name, attr, _off in template_names(node.value):
-            if name not in known:
-                hint = " (templates may name params only)" if name in objects else suggest(name, known)
-                err(node, f"template '{{{name}}}' names no param{hint}")
-            elif attr is not None and attr not in ATTRS:
-                err(node, f"unknown template attribute '.{attr}'{suggest(attr, ATTRS)} "
-                          f"(known: {', '.join(ATTRS)})")
-
-    def static_value(v: ast.Expr):
-        """The value the checker can know: literal values, param values, or StaticObject for objects."""
-        if isinstance(v, ast.Const):
-            if isinstance(v.value, str):
-                check_templates(v, params)
-            return v.value
-        if isinstance(v, ast.ListExpr):
-            return [static_value(x) for x in v.items]
-        if v.id in params:
-            return params[v.id]
-        if v.id in objects:
-            cls = objects[v.id]
-            if cls is _Unknown:
-                return _SKIP
-            return StaticObject(cls) if cls is not None else None
-        err(v, f"undefined name '{v.id}'{suggest(v.id, list(params) + list(objects))}")
-        raise _Undefined()
-
-    for st in macro.statements:
-        if isinstance(st, (ast.Comment, ast.Blank)):
-            continue
-        if isinstance(st, ast.Version):
-            if seen_version:
-                err(st, "'version' given twice")
-            elif not first_code:
-                err(st, "'version' must come before any other statement")
-            elif st.number not in SUPPORTED_VERSIONS:
-                err(st, f"unsupported macro version {st.number} (this Damselfly reads version "
-                        f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})")
-            seen_version = True
-            first_code = False
-            continue
-        first_code = False
-        if isinstance(st, ast.ParamDecl):
-            if st.name in params:
-                err(st, f"param '{st.name}' declared twice")
-                continue
-            if st.name in objects:
-                err(st, f"'{st.name}' is already a result name; choose another param name")
-                continue
-            if st.name in registry:
-                err(st, f"'{st.name}' is an action name; choose another param name")
-            try:
-                value = const_value(st.value)
-            except TypeError:
-                err(st.value, "a param's value must be a literal (number, string, true/false, none or a list)")
-                continue
-            if isinstance(st.value, ast.Const) and isinstance(value, str) and template_names(value):
-                err(st.value, "a param's value cannot hold templates")
-            params[st.name] = overrides.get(st.name, value)
-            continue
-
-        call = st.call
-        try:
-            spec = registry.get(call.action)
-        except ParameterError as e:
-            err(call, str(e), len(call.action))
-            spec = None
-        if isinstance(st, ast.Assign):
-            if st.target in params:
-                err(st, f"'{st.target}' is a param; results need another name")
-        values: dict = {}
-        seen_kw = False
-        for i, arg in enumerate(call.args):
-            if arg.name is None and seen_kw:
-                err(arg, "positional argument after a keyword argument")
-                continue
-            seen_kw = seen_kw or arg.name is not None
-            if spec is None:
-                try:
-                    static_value(arg.value)
-                except _Undefined:
-                    pass
-                continue
-            if arg.name is None:
-                if i >= len(spec.params):
-                    err(arg, f"{spec.name}() takes at most {len(spec.params)} positional arguments")
-                    continue
-                pname = spec.params[i].name
-            else:
-                if not spec.has_param(arg.name):
-                    err(arg, f"{spec.name}() has no parameter '{arg.name}'"
-                             f"{suggest(arg.name, [p.name for p in spec.params])}", len(arg.name))
-                    try:
-                        static_value(arg.value)
-                    except _Undefined:
-                        pass
-                    continue
-                pname = arg.name
-            if pname in values:
-                err(arg, f"{spec.name}() got '{pname}' twice")
-                continue
-            try:
-                value = static_value(arg.value)
-            except _Undefined:
-                values[pname] = _Undefined
-                continue
-            values[pname] = value
-            if value is _SKIP or (isinstance(value, list) and any(x is _SKIP for x in value)):
-                continue
-            try:
-                spec.check_value(pname, value)
-            except ParameterError as e:
-                err(arg.value, str(e))
-                continue
-            p = spec.param(pname)
-            if p.path_kind:
-                for one in (value if isinstance(value, list) else [value]):
-                    problem = check_path(p.path_kind, one, params, res.inputs)
-                    if problem:
-                        err(arg.value, problem)
-        if spec is not None:
-            missing = [p.name for p in spec.params if p.required and p.name not in values]
-            if missing:
-                err(call, f"{spec.name}() is missing required argument(s): {', '.join(missing)}", len(call.action))
-        if isinstance(st, ast.Assign):
-            if spec is None:
-                objects[st.target] = _Unknown
-            elif not spec.returns_value:
-                err(st, f"{spec.name}() returns nothing; it cannot be assigned to '{st.target}'")
-                objects[st.target] = None
-            else:
-                arg_classes = {k: v.cls for k, v in values.items() if isinstance(v, StaticObject)}
-                objects[st.target] = spec.return_class(arg_classes) or _Unknown
-    res.params = params
-    return res
 
 
 class _Undefined(Exception):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +13,7 @@ from damselfly import engine
 from damselfly.engine import io
 from damselfly.engine.errors import DamselflyError
 from damselfly.engine.progress import Reporter
+from damselfly.engine.provenance import versions
 from damselfly.engine.session import Session, Settings
 
 from . import ast
@@ -39,16 +38,6 @@ def parse_overrides(pairs: list[str]) -> dict:
             from .checker import const_value
 
             out[k.strip()] = const_value(parsed)
-    return out
-
-
-def versions() -> dict:
-    """Versions of Python, Damselfly and the libraries that are loaded."""
-    out = {"python": platform.python_version(), "damselfly": engine.__version__, "platform": platform.platform()}
-    for mod in ("numpy", "scipy", "skimage", "tifffile", "lark", "torch", "nrrd", "nibabel"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            out[mod] = getattr(m, "__version__", "?")
     return out
 
 
