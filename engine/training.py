@@ -20,6 +20,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,9 @@ from .data import Labels, Volume
 from .errors import Cancelled, InputError, ParameterError
 from .inference import Predictor, resolve_device
 from .model import Model
+from .patches import AUGMENT_DEFAULTS, PatchSource, augment, preview_png
 from .provenance import versions
-from .tiling import normalize, read_slices, reflect_index
-
-#: Augmentation switches and their default strengths (0 or False = off).
-AUGMENT_DEFAULTS = {"flip": True, "rotate": True, "contrast": 0.1, "noise": 0.03, "poisson": 0.0, "blur": 0.0}
-
-MAX_CANDIDATES = 200_000  # per class and split: centres to draw patches around
+from .tiling import normalize
 
 
 # ------------------------------------------------------------------------------------------------
@@ -82,224 +79,6 @@ def dice_scores(pred: np.ndarray, target: np.ndarray, k: int) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------------------
-# augmentation
-# ------------------------------------------------------------------------------------------------
-def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Separable in-plane Gaussian blur of (B, C, *spatial) with one sigma per sample."""
-    r = int(math.ceil(3 * float(sigma.max()))) or 1
-    i = torch.arange(-r, r + 1, dtype=x.dtype)
-    k = torch.exp(-0.5 * (i[None] / sigma[:, None].clamp(min=1e-3)) ** 2)
-    k = k / k.sum(1, keepdim=True)                            # (B, 2r+1)
-    b, c = x.shape[:2]
-    out = x
-    for axis in (-1, -2):
-        moved = out.movedim(axis, -1)
-        shp = moved.shape
-        flat = F.pad(moved.reshape(1, b * c * int(np.prod(shp[2:-1])), shp[-1]), (r, r), mode="reflect")
-        w = k.repeat_interleave(c * int(np.prod(shp[2:-1])), 0)[:, None]
-        flat = F.conv1d(flat, w, groups=w.shape[0])
-        out = flat.reshape(shp).movedim(-1, axis)
-    return out
-
-
-def augment(x: torch.Tensor, y: torch.Tensor, opts: dict, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random augmentation of a batch (inputs (B, C, *spatial), labels (B, *spatial)); in-plane only."""
-    b = x.shape[0]
-    xs, ys = [], []
-    for i in range(b):
-        xi, yi = x[i], y[i]
-        if opts.get("flip"):
-            f = torch.rand(2, generator=gen)
-            if f[0] < 0.5:
-                xi, yi = xi.flip(-1), yi.flip(-1)
-            if f[1] < 0.5:
-                xi, yi = xi.flip(-2), yi.flip(-2)
-        if opts.get("rotate") and xi.shape[-1] == xi.shape[-2]:
-            r = int(torch.randint(0, 4, (1,), generator=gen))
-            xi, yi = torch.rot90(xi, r, (-2, -1)), torch.rot90(yi, r, (-2, -1))
-        xs.append(xi)
-        ys.append(yi)
-    x, y = torch.stack(xs), torch.stack(ys)
-    shape = (b,) + (1,) * (x.ndim - 1)
-    if opts.get("blur"):
-        sigma = torch.rand(b, generator=gen) * float(opts["blur"])
-        x = _blur(x, sigma)
-    if opts.get("contrast"):
-        s = float(opts["contrast"])
-        x = x * (1 + (torch.rand(shape, generator=gen) * 2 - 1) * s) + (torch.rand(shape, generator=gen) * 2 - 1) * s
-    if opts.get("poisson"):
-        # shot noise: variance proportional to the (normalised, non-negative) signal
-        x = x + float(opts["poisson"]) * x.clamp(min=0).sqrt() * torch.randn(x.shape, generator=gen)
-    if opts.get("noise"):
-        x = x + float(opts["noise"]) * torch.randn(x.shape, generator=gen)
-    return x.contiguous(), y.contiguous()
-
-
-# ------------------------------------------------------------------------------------------------
-# patches around labelled voxels
-# ------------------------------------------------------------------------------------------------
-class PatchSource:
-    """Inputs and sparse labels of the labelled region, padded, with patch centres per class.
-
-    2d / 2.5d: one *item* per labelled slice (its inputs are the slice and, for 2.5d, its neighbours);
-    3d: one item, the z-range holding labels. ``split`` holds a fraction of the labelled blocks out
-    for validation (``labels_val``).
-    """
-
-    def __init__(self, arrays: Sequence[np.ndarray], labels: np.ndarray, norm, mode: str, context: int,
-                 patch: Sequence[int], k: int, rng: np.random.Generator, mask: np.ndarray | None = None,
-                 split: float = 0.0, source: str | None = None):
-        self.mode, self.patch, self.k, self.source = mode, tuple(patch), k, source
-        self.pad = [p // 2 + p // 4 + 1 for p in self.patch]
-        shape = labels.shape
-        task = progress.task("Reading labelled slices", total=shape[0])
-        zs = []
-        for z in range(shape[0]):
-            sl = np.asarray(labels[z])
-            if mask is not None:
-                sl = sl * np.asarray(mask[z], dtype=bool)
-            if sl.any():
-                zs.append(z)
-            task.advance()
-        task.finish()
-        if not zs:
-            raise InputError("the labels hold no labelled voxel (everything is 0 = unlabelled"
-                             + (", or outside the mask)" if mask is not None else ")"), source)
-        h = context // 2 if mode == "2.5d" else 0
-        if mode == "3d":
-            z = np.arange(zs[0] - self.pad[0], zs[-1] + self.pad[0] + 1)
-            block = read_slices(arrays, z, norm)                         # (inputs, nz, y, x)
-            lab = np.asarray(labels[reflect_index(z, shape[0])]).astype(np.uint8)
-            valid = (z >= 0) & (z < shape[0])
-            lab[~valid] = 0
-            if mask is not None:
-                lab *= np.asarray(mask[reflect_index(z, shape[0])], dtype=bool)
-            py, px = self.pad[1], self.pad[2]
-            self.inputs = np.pad(block, [(0, 0), (0, 0), (py, py), (px, px)], mode="reflect")
-            self.labels = [np.pad(lab, [(0, 0), (py, py), (px, px)])]
-            self.channel_index = None
-            self.z = [zs[0]]
-        else:
-            need = sorted({int(j) for z in zs for j in reflect_index(np.arange(z - h, z + h + 1), shape[0])})
-            pos = {z: i for i, z in enumerate(need)}
-            block = read_slices(arrays, np.array(need), norm)
-            py, px = self.pad
-            self.inputs = np.pad(block, [(0, 0), (0, 0), (py, py), (px, px)], mode="reflect")
-            self.channel_index = [np.array([pos[int(j)] for j in reflect_index(np.arange(z - h, z + h + 1),
-                                                                               shape[0])]) for z in zs]
-            self.labels = []
-            for z in zs:
-                sl = np.asarray(labels[z]).astype(np.uint8)
-                if mask is not None:
-                    sl *= np.asarray(mask[z], dtype=bool)
-                self.labels.append(np.pad(sl, [(py, py), (px, px)]))
-            self.z = zs
-        if int(max(lb.max() for lb in self.labels)) > k:
-            raise InputError(f"labels hold values above the {k} classes named", source)
-        self.labels_val = [np.zeros_like(lb) for lb in self.labels]
-        if split > 0:
-            self._split(split, rng)
-
-    def _blocks(self, item: int):
-        lab = self.labels[item]
-        inner = tuple(slice(p, s - p) for p, s in zip(self.pad[-lab.ndim:], lab.shape))
-        if lab.ndim == 3:  # 3d: z is padded with real data or mirror, its labels are genuine
-            inner = (slice(0, lab.shape[0]),) + inner[1:]
-        size = self.patch[-lab.ndim:]
-        starts = [range(sl.start, sl.stop, b) for sl, b in zip(inner, size)]
-        for origin in np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, lab.ndim):
-            yield tuple(slice(int(o), min(int(o) + b, sl.stop)) for o, b, sl in zip(origin, size, inner))
-
-    def _split(self, fraction: float, rng: np.random.Generator) -> None:
-        """Move a random ``fraction`` of labelled blocks to validation; keep every class in training."""
-        blocks = [(i, b) for i in range(len(self.labels)) for b in self._blocks(i) if self.labels[i][b].any()]
-        if len(blocks) < 2:
-            return
-        n_val = max(1, int(round(fraction * len(blocks))))
-        chosen = rng.permutation(len(blocks))[:n_val]
-        for j in chosen:
-            i, b = blocks[j]
-            self.labels_val[i][b] = self.labels[i][b]
-            self.labels[i][b] = 0
-        for c in range(1, self.k + 1):  # a class held out entirely goes back to training
-            if not any((lb == c).any() for lb in self.labels):
-                for i in range(len(self.labels)):
-                    back = self.labels_val[i] == c
-                    self.labels[i][back] = c
-                    self.labels_val[i][back] = 0
-
-    def counts(self, val: bool = False) -> list[int]:
-        labs = self.labels_val if val else self.labels
-        tot = np.zeros(self.k + 1, dtype=np.int64)
-        for lb in labs:
-            tot += np.bincount(lb.ravel(), minlength=self.k + 1)[: self.k + 1]
-        return [int(v) for v in tot[1:]]
-
-    def centres(self, val: bool, rng: np.random.Generator) -> dict[int, np.ndarray]:
-        """Per class, an array of (item, *position) rows of labelled voxels (subsampled if many)."""
-        labs = self.labels_val if val else self.labels
-        out = {}
-        for c in range(1, self.k + 1):
-            rows = []
-            for i, lb in enumerate(labs):
-                idx = np.argwhere(lb == c)
-                if len(idx):
-                    rows.append(np.column_stack([np.full(len(idx), i), idx]))
-            if rows:
-                a = np.concatenate(rows)
-                if len(a) > MAX_CANDIDATES:
-                    a = a[rng.choice(len(a), MAX_CANDIDATES, replace=False)]
-                out[c] = a
-        return out
-
-    def patch_at(self, item: int, centre: Sequence[int], val: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        labs = self.labels_val if val else self.labels
-        lab = labs[item]
-        sl = []
-        for c, p, s in zip(centre, self.patch[-lab.ndim:], lab.shape):
-            o = int(np.clip(c - p // 2, 0, s - p))
-            sl.append(slice(o, o + p))
-        if self.mode == "3d":
-            x = self.inputs[(slice(None),) + tuple(sl)]
-        else:
-            x = self.inputs[:, self.channel_index[item], sl[0], sl[1]]
-            x = x.reshape(-1, *x.shape[2:])
-        return x, lab[tuple(sl)]
-
-    def batch(self, centres: dict[int, np.ndarray], n: int, rng: np.random.Generator, val: bool = False,
-              jitter: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        classes = sorted(centres)
-        xs, ys = [], []
-        for _ in range(n):
-            c = classes[int(rng.integers(len(classes)))]
-            row = centres[c][int(rng.integers(len(centres[c])))]
-            pos = row[1:].copy()
-            if jitter:
-                pos = pos + rng.integers(-np.array(self.patch[-len(pos):]) // 4,
-                                         np.array(self.patch[-len(pos):]) // 4 + 1)
-            x, y = self.patch_at(int(row[0]), pos, val)
-            xs.append(x)
-            ys.append(y)
-        return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.int64)
-
-
-# ------------------------------------------------------------------------------------------------
-# preview
-# ------------------------------------------------------------------------------------------------
-def preview_png(path: Path, image: np.ndarray, seg: np.ndarray, colors: Sequence[Sequence[int]]) -> None:
-    """Save the preview: the image (grey) beside the prediction overlaid in class colours."""
-    import imageio.v3 as iio
-
-    g = np.clip(image, 0, 1)
-    grey = np.repeat((g * 255).astype(np.uint8)[..., None], 3, -1)
-    lut = np.array([[0, 0, 0]] + [list(c)[:3] for c in colors], dtype=np.float32)
-    over = (0.5 * grey + 0.5 * lut[seg]).astype(np.uint8)
-    gap = np.full((grey.shape[0], 4, 3), 255, np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, np.concatenate([grey, gap, over], axis=1))
-
-
-# ------------------------------------------------------------------------------------------------
 # training
 # ------------------------------------------------------------------------------------------------
 def _percentiles(vol: Volume) -> tuple[float, float]:
@@ -336,13 +115,38 @@ def _mask_array(mask, shape):
     return mask
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long and how hard to train: epochs of ``steps`` batches of ``batch`` patches of ``patch``
+    voxels a side, AdamW at ``lr`` with a cosine decay, ``validation`` (a fraction of the labelled
+    region held out) with early stopping after ``patience`` epochs without progress, and the ``seed``."""
+
+    epochs: int = 30
+    steps: int = 50
+    batch: int = 8
+    patch: int = 128
+    lr: float = 1e-3
+    validation: float = 0.2
+    patience: int = 5
+    seed: int = 0
+
+
+@dataclass
+class _Data:
+    """What the fit loop draws from: patch sources for training and validation, and a fixed validation set."""
+
+    src: PatchSource
+    vsrc: PatchSource
+    train_centres: list
+    val_set: tuple | None
+    counts: list[int]
+
+
 def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input: str = "2.5d",
-          context: int = 5, hparams: dict | None = None, epochs: int = 30, steps: int = 50, batch: int = 8,
-          patch: int = 128, lr: float = 1e-3, validation: float = 0.2,
-          val_images: Sequence[Volume] | None = None, val_labels: Labels | None = None, patience: int = 5,
-          seed: int = 0, init: Model | None = None, mask: np.ndarray | None = None,
-          augment_opts: dict | None = None, preview: Sequence[int] | None = None,
-          preview_dir: str | Path | None = None, device: str = "auto",
+          context: int = 5, hparams: dict | None = None, schedule: Schedule = Schedule(),
+          val_images: Sequence[Volume] | None = None, val_labels: Labels | None = None,
+          init: Model | None = None, mask: np.ndarray | None = None, augment_opts: dict | None = None,
+          preview: Sequence[int] | None = None, preview_dir: str | Path | None = None, device: str = "auto",
           on_epoch: Callable[[dict], None] | None = None) -> Model:
     """Train a network on sparse labels and return the best :class:`Model` (see the module docstring).
 
@@ -350,10 +154,15 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
     ``mask`` (boolean, same shape) limits where patches are drawn. ``preview`` is a box
     ``[z0, y0, x0, z1, y1, x1]`` whose prediction is saved as ``epoch_NNN.png`` in ``preview_dir``
     after every epoch. ``on_epoch`` gets each epoch's history row.
+
+    Examples
+    --------
+    >>> model = train([cal], painted, schedule=Schedule(epochs=5, seed=1), device="cpu")  # doctest: +SKIP
     """
+    sc = schedule
     images = list(images)
-    _check_setup(images, labels, arch, input, context, epochs, steps, batch, patch, validation, patience)
-    k = len(labels.classes)
+    _check_setup(images, labels, arch, input, context, sc.epochs, sc.steps, sc.batch, sc.patch, sc.validation,
+                 sc.patience)
     mode = input
     context = context if mode == "2.5d" else 1
     opts = dict(AUGMENT_DEFAULTS, **(augment_opts or {}))
@@ -368,15 +177,54 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
     else:
         norm = [_percentiles(im) for im in images]
     dev = resolve_device(device)
-    rng = np.random.default_rng(seed)
-    patch_shape = (patch, patch, patch) if mode == "3d" else (patch, patch)
+    rng = np.random.default_rng(sc.seed)
+    patch_shape = (sc.patch,) * (3 if mode == "3d" else 2)
     multiple = 2 ** (hp["levels"] - 1) if "levels" in hp else 1
-    if patch % multiple:
-        raise ParameterError(f"patch must be a multiple of {multiple} for a {hp['levels']}-level U-Net, got {patch}")
-    m = _mask_array(mask, labels.shape)
-    arrays = [im.data for im in images]
-    src = PatchSource(arrays, labels.data, norm, mode, context, patch_shape, k, rng, m,
-                      split=validation if val_labels is None else 0.0, source=labels.source)
+    if sc.patch % multiple:
+        raise ParameterError(f"patch must be a multiple of {multiple} for a {hp['levels']}-level U-Net, "
+                             f"got {sc.patch}")
+    data = _data(images, labels, norm, mode, context, patch_shape, rng, _mask_array(mask, labels.shape), sc,
+                 val_images, val_labels)
+    config = {
+        "arch": arch, "hparams": hp, "input": mode, "context": context, "axis": "z",
+        "inputs": [{"name": im.name, "low": lo, "high": hi, "calibration": im.metadata.get("calibration"),
+                    "spacing": list(im.spacing), "unit": im.unit} for im, (lo, hi) in zip(images, norm)],
+        "classes": [{"index": c.index, "name": c.name, "color": list(c.color)} for c in labels.classes],
+        "patch": list(patch_shape),
+    }
+    t_start = time.perf_counter()
+    with _deterministic(sc.seed):
+        net = nets.build(arch, len(images) * context, len(labels.classes), hp)
+        if init is not None:
+            net.load_state_dict(init.state)
+        preview_at = None
+        if preview is not None:
+            arrays = [im.data for im in images]
+            preview_at = lambda net_, epoch: _save_preview(net_, config, arrays, preview,  # noqa: E731
+                                                           Path(preview_dir or "preview"), epoch, dev)
+        hist, best, stopped = _fit(net, data, labels, sc, opts, dev, rng, mode, preview_at, on_epoch)
+    state = {k_: v.detach().cpu() for k_, v in best["state"].items()}
+    config["history"] = hist
+    config["training"] = {
+        "epochs": sc.epochs, "steps": sc.steps, "batch": sc.batch, "patch": sc.patch, "lr": sc.lr,
+        "validation": sc.validation, "patience": sc.patience, "seed": sc.seed, "augment": opts, "device": str(dev),
+        "best_epoch": best["epoch"], "epochs_run": len(hist["epoch"]), "stopped": stopped,
+        "seconds": round(time.perf_counter() - t_start, 3),
+        "labelled_voxels": dict(zip(labels.class_names, data.counts)),
+        "validation_voxels": dict(zip(labels.class_names, data.vsrc.counts(val=True))),
+        "init": init.hash if init is not None else None,
+        "data_sha256": data_hash(images, labels),
+    }
+    config["versions"] = versions("torch", "numpy")
+    config["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return Model(config, state, name="model")
+
+
+def _data(images, labels, norm, mode, context, patch_shape, rng, m, sc: Schedule, val_images, val_labels) -> _Data:
+    """Patch sources around the labelled voxels (every class must have some) and the validation set."""
+    k = len(labels.classes)
+    src = PatchSource([im.data for im in images], labels.data, norm, mode, context, patch_shape, k, rng, m,
+                      split=sc.validation if val_labels is None else 0.0, source=labels.source)
     counts = src.counts()
     missing = [c.name for c, n in zip(labels.classes, counts) if n == 0]
     if missing:
@@ -399,98 +247,78 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
         vsrc.labels_val, vsrc.labels = vsrc.labels, vsrc.labels_val
     train_centres = src.centres(False, rng)
     val_centres = vsrc.centres(True, rng)
-    n_val = min(64, max(2 * batch, 16)) if val_centres else 0
-    val_set = vsrc.batch(val_centres, n_val, np.random.default_rng(seed + 1), val=True, jitter=False) if n_val else None
+    n_val = min(64, max(2 * sc.batch, 16)) if val_centres else 0
+    val_set = (vsrc.batch(val_centres, n_val, np.random.default_rng(sc.seed + 1), val=True, jitter=False)
+               if n_val else None)
+    return _Data(src, vsrc, train_centres, val_set, counts)
 
-    config = {
-        "arch": arch, "hparams": hp, "input": mode, "context": context, "axis": "z",
-        "inputs": [{"name": im.name, "low": lo, "high": hi, "calibration": im.metadata.get("calibration"),
-                    "spacing": list(im.spacing), "unit": im.unit} for im, (lo, hi) in zip(images, norm)],
-        "classes": [{"index": c.index, "name": c.name, "color": list(c.color)} for c in labels.classes],
-        "patch": list(patch_shape),
-    }
-    t_start = time.perf_counter()
-    with _deterministic(seed):
-        net = nets.build(arch, len(images) * context, k, hp)
-        if init is not None:
-            net.load_state_dict(init.state)
-        net = net.to(dev)
-        fmt = torch.channels_last if mode != "3d" else torch.channels_last_3d
-        net = net.to(memory_format=fmt)
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=lr * 0.02)
-        gen = torch.Generator().manual_seed(seed)
-        amp = dev.type == "cuda"
-        hist: dict[str, list] = {"epoch": [], "loss": [], "val_loss": []}
-        for c in labels.classes:
-            hist[f"dice_{c.name}"] = []
-        hist.update({"lr": [], "seconds": []})
-        best = {"loss": math.inf, "state": None, "epoch": 0}
-        stopped, wait = "completed", 0
-        task = progress.task("Training", total=epochs * steps)
-        try:
-            for epoch in range(1, epochs + 1):
-                t0 = time.perf_counter()
-                net.train()
-                losses = []
-                for _ in range(steps):
-                    x, y = src.batch(train_centres, batch, rng)
-                    x, y = augment(torch.from_numpy(x), torch.from_numpy(y), opts, gen)
-                    x = x.to(dev).contiguous(memory_format=fmt)
-                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                        out = net(x)
-                    loss = masked_loss(out, y.to(dev))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    losses.append(loss.item())
-                    task.advance()
-                row = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
-                sched.step()
-                val_loss, dice = _validate(net, val_set, k, dev, fmt, amp)
-                row["val_loss"] = val_loss
-                for c, d in zip(labels.classes, dice):
-                    row[f"dice_{c.name}"] = d
-                score = val_loss if val_set is not None else row["loss"]
-                if score < best["loss"]:
-                    best = {"loss": score, "state": copy.deepcopy(net.state_dict()), "epoch": epoch}
-                    wait = 0
-                else:
-                    wait += 1
-                if preview is not None:
-                    net.eval()
-                    row["preview"] = str(_save_preview(net, config, arrays, preview,
-                                                       Path(preview_dir or "preview"), epoch, dev))
-                row["seconds"] = round(time.perf_counter() - t0, 3)
-                for key in hist:
-                    hist[key].append(row.get(key, float("nan")))
-                task.message = (f"Training: epoch {epoch}/{epochs} done, loss {row['loss']:.3f}"
-                                + (f", val_loss {val_loss:.3f}" if val_set is not None else ""))
-                if on_epoch is not None:
-                    on_epoch(row)
-                progress.event("epoch", **row)
-                if val_set is not None and wait >= patience:
-                    stopped = "early"
-                    break
-        except Cancelled:
-            if best["state"] is None:
-                raise
-            stopped = "cancelled"
-        task.finish()
-    state = {k_: v.detach().cpu() for k_, v in best["state"].items()}
-    config["history"] = hist
-    config["training"] = {
-        "epochs": epochs, "steps": steps, "batch": batch, "patch": patch, "lr": lr, "validation": validation,
-        "patience": patience, "seed": seed, "augment": opts, "device": str(dev), "best_epoch": best["epoch"],
-        "epochs_run": len(hist["epoch"]), "stopped": stopped, "seconds": round(time.perf_counter() - t_start, 3),
-        "labelled_voxels": dict(zip(labels.class_names, counts)),
-        "validation_voxels": dict(zip(labels.class_names, vsrc.counts(val=True))),
-        "init": init.hash if init is not None else None,
-        "data_sha256": data_hash(images, labels),
-    }
-    config["versions"] = versions("torch", "numpy")
-    config["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return Model(config, state, name="model")
+
+def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, mode: str, preview_at, on_epoch):
+    """The epoch loop: AdamW with a cosine schedule, validation, early stopping, the best weights kept;
+    Stop keeps the best epoch so far. Returns ``(history, best, how it stopped)``."""
+    k = len(labels.classes)
+    fmt = torch.channels_last if mode != "3d" else torch.channels_last_3d
+    net = net.to(dev).to(memory_format=fmt)
+    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(sc.epochs, 1), eta_min=sc.lr * 0.02)
+    gen = torch.Generator().manual_seed(sc.seed)
+    amp = dev.type == "cuda"
+    hist: dict[str, list] = {"epoch": [], "loss": [], "val_loss": []}
+    for c in labels.classes:
+        hist[f"dice_{c.name}"] = []
+    hist.update({"lr": [], "seconds": []})
+    best = {"loss": math.inf, "state": None, "epoch": 0}
+    stopped, wait = "completed", 0
+    task = progress.task("Training", total=sc.epochs * sc.steps)
+    try:
+        for epoch in range(1, sc.epochs + 1):
+            t0 = time.perf_counter()
+            net.train()
+            losses = []
+            for _ in range(sc.steps):
+                x, y = data.src.batch(data.train_centres, sc.batch, rng)
+                x, y = augment(torch.from_numpy(x), torch.from_numpy(y), opts, gen)
+                x = x.to(dev).contiguous(memory_format=fmt)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                    out = net(x)
+                loss = masked_loss(out, y.to(dev))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                task.advance()
+            row = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
+            sched.step()
+            val_loss, dice = _validate(net, data.val_set, k, dev, fmt, amp)
+            row["val_loss"] = val_loss
+            for c, d in zip(labels.classes, dice):
+                row[f"dice_{c.name}"] = d
+            score = val_loss if data.val_set is not None else row["loss"]
+            if score < best["loss"]:
+                best = {"loss": score, "state": copy.deepcopy(net.state_dict()), "epoch": epoch}
+                wait = 0
+            else:
+                wait += 1
+            if preview_at is not None:
+                net.eval()
+                row["preview"] = str(preview_at(net, epoch))
+            row["seconds"] = round(time.perf_counter() - t0, 3)
+            for key in hist:
+                hist[key].append(row.get(key, float("nan")))
+            task.message = (f"Training: epoch {epoch}/{sc.epochs} done, loss {row['loss']:.3f}"
+                            + (f", val_loss {val_loss:.3f}" if data.val_set is not None else ""))
+            if on_epoch is not None:
+                on_epoch(row)
+            progress.event("epoch", **row)
+            if data.val_set is not None and wait >= sc.patience:
+                stopped = "early"
+                break
+    except Cancelled:
+        if best["state"] is None:
+            raise
+        stopped = "cancelled"
+    task.finish()
+    return hist, best, stopped
 
 
 def _validate(net, val_set, k, dev, fmt, amp) -> tuple[float, list[float]]:

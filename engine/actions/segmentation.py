@@ -150,10 +150,11 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
             raise ParameterError(f"preview must be a box on one slice [z, y0, x0, z + 1, y1, x1], got {preview}")
         pdir = preview_dir or str(ctx.out_dir / "preview")
     m = _mask(mask, mask_classes, images[0])
+    schedule = training.Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr,
+                                 validation=validation, patience=patience, seed=seed)
     model = training.train(
-        images, labels, arch=arch, input=input, context=context, hparams=hp, epochs=epochs, steps=steps,
-        batch=batch, patch=patch, lr=lr, validation=validation, val_images=vimgs, val_labels=val_labels,
-        patience=patience, seed=seed, init=init, mask=m,
+        images, labels, arch=arch, input=input, context=context, hparams=hp, schedule=schedule,
+        val_images=vimgs, val_labels=val_labels, init=init, mask=m,
         augment_opts={"flip": flip, "rotate": rotate, "contrast": contrast, "noise": noise,
                       "poisson": poisson, "blur": blur},
         preview=preview, preview_dir=pdir, device=ctx.device)

@@ -255,8 +255,8 @@ def test_multi_modality_inputs_become_channels(painted):
 @pytest.mark.parametrize("arch,inp,extra", [("msd", "2d", {"depth": 6}), ("unet3d", "3d", {"levels": 2})])
 def test_other_architectures_train_and_infer(painted, arch, inp, extra):
     vol, truth, lab = painted
-    model = training.train([vol], lab, arch=arch, input=inp, hparams=extra, epochs=1, steps=2, batch=2,
-                           patch=16, device="cpu")
+    model = training.train([vol], lab, arch=arch, input=inp, hparams=extra, device="cpu",
+                           schedule=training.Schedule(epochs=1, steps=2, batch=2, patch=16))
     seg = np.zeros(vol.shape, np.uint8)
     inf.segment(model, [vol], seg, device="cpu", tile=32)
     assert set(np.unique(seg)) <= {1, 2, 3}
@@ -381,8 +381,8 @@ def test_out_of_memory_halves_the_batch_and_carries_on(painted, tiny_model, monk
 
 def test_3d_streaming_in_slabs_agrees_with_one_slab(painted, monkeypatch):
     vol, _, lab = painted
-    model = training.train([vol], lab, arch="unet3d", input="3d", hparams={"levels": 2}, epochs=1, steps=3,
-                           batch=2, patch=16, device="cpu")
+    model = training.train([vol], lab, arch="unet3d", input="3d", hparams={"levels": 2}, device="cpu",
+                           schedule=training.Schedule(epochs=1, steps=3, batch=2, patch=16))
     one = np.zeros(vol.shape, np.uint8)
     inf.segment(model, [vol], one, device="cpu", tile=48)
     monkeypatch.setattr(inf, "slab_size", lambda pred, shape, budget=0: 16)
