@@ -76,6 +76,26 @@ def file_kind(path: str | os.PathLike) -> str:
                      "or a folder of TIFF slices)", path)
 
 
+def content_kind(path: str | os.PathLike) -> str:
+    """What a file holds, to open it by its kind: ``"macro"`` (``.dfm``), ``"model"`` (``.dfmodel``),
+    ``"labels"`` (a class sidecar beside it, or "label" in its name) or ``"volume"``.
+
+    Examples
+    --------
+    >>> content_kind("scan_01.tif"), content_kind("scan_01_labels.tif"), content_kind("pores.dfmodel")
+    ('volume', 'labels', 'model')
+    """
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith(".dfm"):
+        return "macro"
+    if name.endswith(".dfmodel"):
+        return "model"
+    if sidecar(p).exists() or "label" in name:
+        return "labels"
+    return "volume"
+
+
 def stem(path: str | os.PathLike) -> str:
     """A file's name up to its first dot (``scan_01.nii.gz`` -> ``scan_01``): names results and folders."""
     return PurePath(path).name.split(".")[0]

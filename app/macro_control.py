@@ -1,0 +1,114 @@
+"""Macros in the main window: recording, saving with assets, running the editor's text in the session,
+and batches over chosen files with a results table."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QTableWidgetItem,
+)
+
+from damselfly.macros.batch import run_batch
+from damselfly.macros.checker import check
+from damselfly.macros.interpreter import execute
+from damselfly.macros.parser import parse
+from damselfly.macros.recorder import Recorder
+
+
+class MacroMixin:
+    """The macro-and-batch controller of :class:`~damselfly.app.window.MainWindow`."""
+
+    def set_recording(self, on: bool) -> None:
+        if on and self.recorder is None:
+            self.macro_dir.mkdir(parents=True, exist_ok=True)
+            self.recorder = Recorder(self.session, macro_dir=self.macro_dir, comment="recorded in Damselfly")
+            self.macro.path = None
+            self.macro.base_dir = self.macro_dir
+            self.macro.set_text(self.recorder.text())
+        elif not on and self.recorder is not None:
+            self.recorder.stop()
+            self.macro.set_text(self.recorder.text())
+            self.recorder = None
+        self.record_action.setChecked(on)
+        if self.macro.record_button.isChecked() != on:
+            self.macro.record_button.setChecked(on)
+
+    def save_macro(self, path: Path) -> Path:
+        """Write the editor's macro to ``path``; the recorded assets (painted labels) go beside it."""
+        path = Path(path).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.macro.text(), encoding="utf-8")
+        assets = self.macro_dir / "assets"
+        if assets.is_dir() and path.parent != self.macro_dir.resolve():
+            shutil.copytree(assets, path.parent / "assets", dirs_exist_ok=True)
+        self.macro.path = path
+        self.macro.base_dir = path.parent
+        return path
+
+    def _ask_save_macro(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save macro", str(self.macro_dir / "recorded.dfm"),
+                                              "Damselfly macros (*.dfm)")
+        if path:
+            self.save_macro(Path(path if path.endswith(".dfm") else path + ".dfm"))
+
+    def _ask_open_macro(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open macro", str(self.session.settings.base_dir),
+                                              "Damselfly macros (*.dfm)")
+        if path:
+            self.macro.open(Path(path))
+
+    def run_macro_text(self, text: str) -> bool:
+        """Check the editor's macro, then run it in this session (results appear in the data panel)."""
+        name = str(self.macro.path) if self.macro.path else "<editor>"
+        diags = self.macro.check_now()
+        if any(d.severity == "error" for d in diags):
+            self.show_error("the macro has errors:\n" + "\n".join(d.format() for d in diags))
+            return False
+        macro = parse(text, name)
+        res = check(macro, base_dir=self.macro.base_dir, **self.macro.check_options)
+        settings = self.session.settings
+
+        def job():
+            old = settings.base_dir
+            settings.base_dir = Path(self.macro.base_dir)
+            try:
+                return execute(macro, self.session, res.params)
+            finally:
+                settings.base_dir = old
+
+        return self._start("macro", job)
+
+    def _ask_batch(self, text: str) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Scans to run the macro on", str(self.session.settings.base_dir))
+        if not files:
+            return
+        out = QFileDialog.getExistingDirectory(self, "Output folder", str(self.session.settings.out_dir))
+        if out:
+            self.run_batch(files, Path(out))
+
+    def run_batch(self, files: list[str], out_dir: Path) -> bool:
+        """Run the editor's macro once per file into ``out_dir/<stem>/``; results fill the batch table."""
+        path = self.macro.path
+        if path is None or self.macro.text() != path.read_text(encoding="utf-8"):
+            path = self.save_macro(self.macro_dir / "batch.dfm")
+        self.batch_table.setRowCount(0)
+        self.batch_dock.show()
+        self.batch_results = []
+
+        def on_item(r):
+            self.worker.named.emit("batch_item", {"item": r})
+
+        return self._start("batch", lambda: run_batch(path, list(files), out_dir=out_dir, on_item=on_item,
+                                                      device=self.session.settings.device,
+                                                      reporter=self.worker.reporter))
+
+    def _add_batch_row(self, r) -> None:
+        self.batch_results.append(r)
+        row = self.batch_table.rowCount()
+        self.batch_table.insertRow(row)
+        for col, v in enumerate((Path(r.item).name, r.status, f"{r.seconds:.1f}", (r.error or "").splitlines()[0]
+                                 if r.error else "")):
+            self.batch_table.setItem(row, col, QTableWidgetItem(v))

@@ -1,0 +1,119 @@
+"""The data panel and the views of the main window: the session's objects listed, the shown volume and
+label layer, the slice slider and axis, window/level, the 3-D view (drawn in the worker thread's
+results, never on a long job in the GUI thread) and the slice tools."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QListWidgetItem
+
+from damselfly.engine import Labels, Table, Volume
+from damselfly.engine.model import Model
+
+
+def _describe(obj) -> str:
+    """One line about a session object for the data panel."""
+    if isinstance(obj, Labels):
+        return f"Labels {'×'.join(map(str, obj.shape))} ({', '.join(obj.class_names)})"
+    if isinstance(obj, Volume):
+        return f"Volume {'×'.join(map(str, obj.shape))} {obj.data.dtype}"
+    if isinstance(obj, Model):
+        return f"Model ({', '.join(obj.class_names)})"
+    if isinstance(obj, Table):
+        return "Table"
+    return type(obj).__name__
+
+
+class DataViewsMixin:
+    """The data panel and views of :class:`~damselfly.app.window.MainWindow`."""
+
+    def refresh_data(self) -> None:
+        keep = self.data_list.currentItem().data(Qt.UserRole) if self.data_list.currentItem() else None
+        self.data_list.blockSignals(True)
+        self.data_list.clear()
+        for name, obj in self.session.objects.items():
+            item = QListWidgetItem(f"{name} — {_describe(obj)}")
+            item.setData(Qt.UserRole, name)
+            self.data_list.addItem(item)
+            if name == keep:
+                self.data_list.setCurrentItem(item)
+        self.data_list.blockSignals(False)
+
+    def select(self, name: str) -> None:
+        """Show object ``name``: a volume in the slice and 3-D views, labels as the paint layer."""
+        obj = self.session.objects[name]
+        if isinstance(obj, Labels):
+            if self.canvas.volume is not None and tuple(obj.shape) != tuple(self.canvas.volume.shape[:3]):
+                self.show_error(f"'{name}' has shape {obj.shape}, the shown volume {self.canvas.volume.shape}")
+                return
+            self.labels_name = name
+            self.canvas.set_labels(obj)
+            self._refresh_classes()
+        elif isinstance(obj, Volume):
+            self.volume_name = name
+            self.canvas.set_volume(obj)
+            if self.canvas.labels is not None and tuple(self.canvas.labels.shape) != tuple(obj.shape[:3]):
+                self.labels_name = None
+                self.canvas.set_labels(None)
+                self._refresh_classes()
+            lo, hi = self.canvas.window
+            self.low_edit.setText(f"{lo:.4g}")
+            self.high_edit.setText(f"{hi:.4g}")
+        self._sync_slider()
+        self.canvas.update()
+
+    def _on_select(self) -> None:
+        item = self.data_list.currentItem()
+        if item is not None:
+            self.select(item.data(Qt.UserRole))
+
+    def _sync_slider(self) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, self.canvas.depth - 1))
+        self.slider.setValue(self.canvas.index)
+        self.slider.blockSignals(False)
+        self.slice_label.setText(str(self.canvas.index))
+
+    def _set_axis(self, axis: str) -> None:
+        self.canvas.set_axis(axis)
+        i = self.axis_box.findData(axis)
+        if i != self.axis_box.currentIndex():
+            self.axis_box.setCurrentIndex(i)
+        self._sync_slider()
+
+    def _sync_plane(self) -> None:
+        if self.view3d is None:
+            return
+        if not self.plane_action.isChecked() or self.canvas.shape is None:
+            self.view3d.set_plane(None)
+            return
+        # slice view index axis -> world axis of the scene (z, y, x index order = world z, y, x)
+        self.view3d.set_plane(self.canvas.axis, self.canvas.index / max(1, self.canvas.depth - 1))
+
+    def set_slice(self, index: int) -> None:
+        self.slider.setValue(index)
+        self.canvas.set_index(index)
+
+    def _set_window(self) -> None:
+        try:
+            lo, hi = float(self.low_edit.text()), float(self.high_edit.text())
+        except ValueError:
+            return
+        if hi > lo:
+            self.canvas.window = (lo, hi)
+            self.canvas.update()
+
+    def update_3d(self) -> None:
+        if self.view3d is None:
+            return
+        vol = self.session.objects.get(self.volume_name) if self.volume_name else None
+        lab = self.session.objects.get(self.labels_name) if self.labels_name else None
+        try:
+            self.view3d.show_scene(vol, lab if lab is not None and np.any(lab.data) else None)
+        except Exception as e:  # a scene that cannot be drawn is a message, not a crash
+            self.show_error(f"3-D view: {e}")
+
+    def set_tool(self, tool: str) -> None:
+        self.canvas.tool = tool
+        self.tool_actions[tool].setChecked(True)
