@@ -86,12 +86,18 @@ class PaintMixin:
         self._refresh_classes()
         self.refresh_data()
 
-    def rename_class(self, new: str | None = None) -> None:
+    def _current_class(self):
+        """``(layer, index, class)`` of the class being painted, or ``None`` without a layer or classes."""
         lab = self._layer()
         if lab is None or not lab.classes:
-            return
+            return None
         k = self.canvas.current_class
-        old = next(c for c in lab.classes if c.index == k)
+        return lab, k, next(c for c in lab.classes if c.index == k)
+
+    def rename_class(self, new: str | None = None) -> None:
+        if (current := self._current_class()) is None:
+            return
+        lab, k, old = current
         if new is None:
             new, ok = QInputDialog.getText(self, "Rename class", f"new name for '{old.name}'", text=old.name)
             if not ok:
@@ -105,11 +111,9 @@ class PaintMixin:
         self.refresh_data()
 
     def recolour_class(self, color=None) -> None:
-        lab = self._layer()
-        if lab is None or not lab.classes:
+        if (current := self._current_class()) is None:
             return
-        k = self.canvas.current_class
-        old = next(c for c in lab.classes if c.index == k)
+        lab, k, old = current
         if color is None:
             q = QColorDialog.getColor(QColor(*old.color[:3]), self, f"Colour of '{old.name}'")
             if not q.isValid():

@@ -24,6 +24,12 @@ from .errors import ParameterError
 from .progress import Reporter
 
 
+def check_device_name(device: str) -> None:
+    """Raise :class:`ParameterError` unless ``device`` is ``auto``, ``cpu`` or ``cuda``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ParameterError(f"device must be auto, cpu or cuda, got {device!r}")
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Run settings an action may read.
@@ -54,8 +60,7 @@ class RunContext:
     reporter: Reporter = field(default_factory=Reporter, compare=False)
 
     def __post_init__(self):
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        check_device_name(self.device)
         object.__setattr__(self, "out_dir", Path(self.out_dir).absolute())
 
     def may_replace(self, path: str | os.PathLike) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from . import progress
 from .builtin import BUILTIN
-from .context import RunContext
+from .context import RunContext, check_device_name
 from .errors import Cancelled, ParameterError
 from .paths import check_path_text, confine_output
 from .registry import OBJECT_TYPES, ActionSpec, Registry
@@ -28,26 +28,12 @@ OBJECT_CLASSES = tuple(OBJECT_TYPES.values())
 class Settings:
     """Run settings: not part of a macro, so the same macro runs on a laptop and a GPU node.
 
-    Parameters
-    ----------
-    device : {"auto", "cpu", "cuda"}
-        Where networks run; ``auto`` takes a GPU when there is one.
-    threads : int, optional
-        CPU threads for PyTorch's work (``None``: the library default).
-    base_dir : Path
-        Relative input paths are resolved against it (the macro's folder).
-    out_dir : Path
-        Relative output paths are resolved against it.
-    overwrite : bool
-        Whether an action may replace an existing output file.
-    allow_outside : bool
-        Let outputs go outside ``out_dir`` (absolute paths, ``..``, ``~``); off by default.
-    protected : tuple of str
-        Inputs known before the run starts (the macro file, the checked inputs): no output may replace
-        them. Inputs the actions read are added as the run goes.
-    replaceable : frozenset of str
-        Files an unfinished earlier run into ``out_dir`` wrote: they may be replaced even when
-        ``overwrite`` is off, so an interrupted scan can be finished.
+    ``device``, ``threads``, ``out_dir``, ``overwrite`` and ``replaceable`` are what actions see, through
+    the :class:`~damselfly.engine.context.RunContext` that :meth:`Session.context` makes of them. The
+    rest is the session's own: ``base_dir`` (relative input paths are resolved against it: the macro's
+    folder), ``allow_outside`` (outputs may leave ``out_dir``: absolute paths, ``..``, ``~``; off by
+    default) and ``protected`` (inputs known before the run starts, such as the macro file and the
+    checked inputs, which no output may replace; inputs the actions read are added as the run goes).
     """
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -60,8 +46,7 @@ class Settings:
     replaceable: frozenset[str] = frozenset()
 
     def __post_init__(self):
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        check_device_name(self.device)
         self.base_dir = Path(self.base_dir).resolve()
         self.out_dir = Path(self.out_dir).resolve()
 
