@@ -243,11 +243,17 @@ def test_preview_png_after_every_epoch(painted, tmp_path):
 
 def test_multi_modality_inputs_become_channels(painted):
     vol, truth, lab = painted
-    second = vol.with_data(np.asarray(vol.data)[:, ::-1].copy())
+    second = vol.with_data(np.asarray(vol.data)[:, ::-1].copy(), name="flipped")
     model = train([vol, second], lab, input="2d", **TINY)
     assert model.in_channels == 2 and model.n_inputs == 2
     seg = infer(model, [vol, second], tile=32)
     assert seg.shape == vol.shape
+    # segment-and-correct predicts one slice from every input, exactly as infer does
+    images = inf.model_inputs(model, [second, vol], shown=vol)
+    assert [im.name for im in images] == [vol.name, "flipped"]
+    assert np.array_equal(inf.predict_slice(model, images, 12, device="cpu", tile=32), np.asarray(seg.data[12]))
+    with pytest.raises(ParameterError, match="none is loaded under the name"):
+        inf.model_inputs(model, [vol], shown=vol)
     with pytest.raises(ParameterError, match="takes 2 input"):
         infer(model, vol)
 
