@@ -129,3 +129,19 @@ def _sha(m):
 
 def _params(**kw):
     return json.loads(json.dumps(kw))
+
+
+def test_ctrl_c_in_a_serial_batch_writes_the_summary_and_stops(batch):
+    m, pattern, out = batch
+    def interrupt(ev):  # Ctrl-C while the second scan saves its first output
+        if "p1_cal.tif" in ev.message:
+            raise KeyboardInterrupt
+
+    rep = Reporter(interval=0)
+    rep.callback = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(m, pattern, out_dir=out, reporter=rep)
+    summary = json.loads((out / "batch.json").read_text())
+    assert summary["interrupted"] and [i["status"] for i in summary["items"]] == ["ok", "cancelled", "cancelled"]
+    assert read_record(out / "p1")["status"] == "cancelled" and not (out / "p2").exists()
+    assert [r.status for r in run_batch(m, pattern, out_dir=out, resume=True)] == ["skipped", "ok", "ok"]
