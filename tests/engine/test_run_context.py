@@ -51,3 +51,37 @@ def test_the_session_hands_its_settings_over(tmp_path):
     with pytest.raises(InputError, match="overwriting is off"):
         save(vol, str(tmp_path / "b.tif"), ctx=RunContext(overwrite=False))
     save(vol, str(tmp_path / "b.tif"), ctx=RunContext(overwrite=True))
+
+
+def _samples(tmp_path):
+    """Arguments for calling each action that needs no run context, outside any session."""
+    from damselfly.engine import Labels, io, make_classes, nets, phantoms
+    from damselfly.engine.model import Model, save_model
+
+    vol, truth = phantoms.casting((8, 24, 24), seed=0)
+    io.write_volume(vol, tmp_path / "v.tif")
+    io.write_volume(truth, tmp_path / "l.tif")
+    doc = {"arch": "unet", "hparams": {"base": 4, "levels": 2}, "input": "2d", "context": 1,
+           "inputs": [{"name": "v", "low": 0.0, "high": 1.0}],
+           "classes": [{"name": n, "color": [1, 2, 3, 255]} for n in truth.class_names],
+           "history": {"epoch": [1], "loss": [0.5]}}
+    model = Model(doc, nets.build("unet", 1, len(truth.classes), doc["hparams"]).state_dict())
+    save_model(model, tmp_path / "m.dfmodel")
+    mask = Labels(np.asarray(truth.data), classes=make_classes(truth.class_names))
+    return {
+        "load": (str(tmp_path / "v.tif"),), "load_labels": (str(tmp_path / "l.tif"),),
+        "load_model": (str(tmp_path / "m.dfmodel"),), "calibrate": (vol,), "crop": (vol, [0, 0, 0, 4, 8, 8]),
+        "threshold": (vol,), "evaluate": (truth, truth), "local_thickness": (mask, "metal"),
+        "thickness_stats": (vol.with_data(np.ones(vol.shape, np.float32)),), "training_history": (model,),
+        "sparse_labels": (truth, [1, 3]),
+    }
+
+
+def test_every_action_without_a_context_works_as_a_plain_function(tmp_path):
+    samples = _samples(tmp_path)
+    plain = {s.name for s in all_actions() if not s.context_param}
+    assert plain == set(samples), "add sample arguments for the new action"
+    for spec in all_actions():
+        if spec.name in samples:
+            result = spec.func(*samples[spec.name])
+            assert spec.return_class() is None or isinstance(result, spec.return_class()), spec.name
