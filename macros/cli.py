@@ -6,7 +6,7 @@
     damselfly fmt MACRO... [--check | --write]
     damselfly actions [NAME]
     damselfly demo [--out DIR] [--size N] [--seed S] [--epochs E] [--device D]
-    damselfly app [MACRO]
+    damselfly app [FILE...]
 
 Exit status: 0 on success, 1 on any error (a bad macro, a failed run, a batch with a failed scan),
 2 on a usage error, 130 when interrupted.
@@ -184,7 +184,7 @@ def cmd_app(args) -> int:
     except ImportError as e:
         _err(f"error: the desktop app cannot start: {e} (install it with: pip install 'damselfly[app]')")
         return 1
-    return app_main(args.macro)
+    return app_main(*args.files)
 
 
 def _positive(text: str) -> int:
@@ -241,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     d.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("app", help="the desktop app")
-    p.add_argument("macro", nargs="?")
+    p = sub.add_parser("app", help="the desktop app, opening scans, labels, models or macros")
+    p.add_argument("files", nargs="*", help="files to open, each by what it holds")
     p.set_defaults(func=cmd_app)
     return ap
 

@@ -279,6 +279,34 @@ def test_damselfly_app_opens_a_macro(qtbot, tmp_path, monkeypatch):
     assert seen["text"] == macro.read_text()
 
 
+def test_app_opens_a_scan_by_its_kind(qtbot, tmp_path, scan):
+    """`damselfly app scan.tif` opens the scan (it used to read the TIFF as macro text and crash)."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from damselfly import app
+    from damselfly.app.window import MainWindow
+
+    path, _ = scan
+    seen = {}
+
+    def look():
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        if wins and wins[-1].worker.busy:
+            QTimer.singleShot(200, look)
+            return
+        seen["objects"] = {k: type(v).__name__ for k, v in wins[-1].session.objects.items()} if wins else None
+        seen["messages"] = list(wins[-1].messages) if wins else None
+        for w in wins:
+            w.close()
+        QApplication.instance().exit(0)
+
+    QTimer.singleShot(1500, look)
+    assert app.main(str(path)) == 0
+    assert seen["objects"] == {"raw": "Volume"} and seen["messages"] == []
+    assert app.main(str(tmp_path / "missing.tif")) == 1
+
+
 def test_dropping_files_loads_them_through_their_actions(qtbot, win, scan, tmp_path):
     from PySide6.QtCore import QMimeData, QPointF, QUrl
     from PySide6.QtGui import QDropEvent
