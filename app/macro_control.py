@@ -3,6 +3,7 @@ and batches over chosen files with a results table."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -91,9 +92,15 @@ class MacroMixin:
 
     def run_batch(self, files: list[str], out_dir: Path) -> bool:
         """Run the editor's macro once per file into ``out_dir/<stem>/``; results fill the batch table."""
-        path = self.macro.path
-        if path is None or self.macro.text() != path.read_text(encoding="utf-8"):
-            path = self.save_macro(self.macro_dir / "batch.dfm")
+        path, base = self.macro.path, Path(self.macro.base_dir)
+        edited = path is None or self.macro.text() != path.read_text(encoding="utf-8")
+        if edited:  # run what the editor shows, from the macro's own folder; the user's file is not touched
+            import tempfile
+
+            fd, name = tempfile.mkstemp(prefix="damselfly-batch-", suffix=".dfm")
+            os.close(fd)
+            path = Path(name)
+            path.write_text(self.macro.text(), encoding="utf-8")
         self.batch_table.setRowCount(0)
         self.batch_dock.show()
         self.batch_results = []
@@ -101,9 +108,15 @@ class MacroMixin:
         def on_item(r):
             self.worker.named.emit("batch_item", {"item": r})
 
-        return self._start("batch", lambda: run_batch(path, list(files), out_dir=out_dir, on_item=on_item,
-                                                      device=self.session.settings.device,
-                                                      reporter=self.worker.reporter))
+        def job():
+            try:
+                return run_batch(path, list(files), out_dir=out_dir, on_item=on_item, base_dir=base,
+                                 device=self.session.settings.device, reporter=self.worker.reporter)
+            finally:
+                if edited:
+                    path.unlink(missing_ok=True)
+
+        return self._start("batch", job)
 
     def _add_batch_row(self, r) -> None:
         self.batch_results.append(r)

@@ -67,13 +67,15 @@ class BatchJob:
     threads: int | None = None
     overwrite: bool = True
     allow_outside: bool = False
+    base_dir: str | None = None
 
     def run(self, reporter: Reporter | None = None) -> ItemResult:
         """Run this scan here; every error becomes a failed :class:`ItemResult` (never raised)."""
         t0 = time.perf_counter()
         try:
             run_file(self.macro_path, {**self.overrides, self.param: self.item}, self.out_dir, self.device,
-                     self.threads, self.overwrite, reporter=reporter, allow_outside=self.allow_outside)
+                     self.threads, self.overwrite, reporter=reporter, allow_outside=self.allow_outside,
+                     base_dir=self.base_dir)
             return ItemResult(self.item, self.out_dir, "ok", time.perf_counter() - t0)
         except RunFailed as e:
             return ItemResult(self.item, self.out_dir, e.result.status, time.perf_counter() - t0, e.result.error)
@@ -105,7 +107,8 @@ def item_dirs(items: list[str], out_dir: Path) -> list[Path]:
 def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: str = "scan",
               overrides: dict | None = None, out_dir: str | os.PathLike = "out", jobs: int = 1,
               device: str = "auto", threads: int | None = None, overwrite: bool = True, resume: bool = False,
-              on_item=None, reporter: Reporter | None = None, allow_outside: bool = False) -> list[ItemResult]:
+              on_item=None, reporter: Reporter | None = None, allow_outside: bool = False,
+              base_dir: str | os.PathLike | None = None) -> list[ItemResult]:
     """Run a macro once per file matching ``pattern`` (a glob, or a list of files as chosen in the
     app), each into ``out_dir/<file stem>/`` (see the module docstring for what is promised).
 
@@ -116,6 +119,9 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
     reporter : Reporter, optional
         Progress of each scan's run (``jobs=1``) and the Stop button: running scans are cancelled
         and the scans after them do not start.
+    base_dir : path, optional
+        Where the macro's relative input paths resolve (default: the macro file's folder); the app
+        passes the folder of the macro being edited when it runs an unsaved copy.
 
     Raises
     ------
@@ -134,8 +140,8 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
     check_device(device)
     out_root = prepare_out_dir(out_dir)
     dirs = item_dirs(items, out_root)
-    res = check(macro, overrides={**overrides, param: items[0]}, check_files=False, out_dir=dirs[0],
-                allow_outside=allow_outside, protected=(str(Path(macro_path).resolve()),))
+    res = check(macro, overrides={**overrides, param: items[0]}, base_dir=base_dir, check_files=False,
+                out_dir=dirs[0], allow_outside=allow_outside, protected=(str(Path(macro_path).resolve()),))
     if not res.ok:
         raise MacroError(res.diagnostics)
     sha = hashlib.sha256(macro.source.encode()).hexdigest()
@@ -155,7 +161,7 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
                     done(ItemResult(item, str(d), "skipped", 0.0))
                     continue
             todo.append(BatchJob(str(macro_path), item, param, overrides, str(d), device, threads, overwrite,
-                                 allow_outside))
+                                 allow_outside, str(base_dir) if base_dir is not None else None))
         interrupted = None
         try:
             if jobs <= 1:

@@ -86,8 +86,10 @@ class RunResult:
 
 def run_file(macro_path: str | os.PathLike, overrides: dict | None = None, out_dir: str | os.PathLike = "out",
              device: str = "auto", threads: int | None = None, overwrite: bool = True, dry_run: bool = False,
-             reporter: Reporter | None = None, on_statement=None, allow_outside: bool = False) -> RunResult:
-    """Check and run one macro file; write the run record ``run.json`` into ``out_dir``.
+             reporter: Reporter | None = None, on_statement=None, allow_outside: bool = False,
+             base_dir: str | os.PathLike | None = None) -> RunResult:
+    """Check and run one macro file; write the run record ``run.json`` into ``out_dir``. Relative input
+    paths resolve against ``base_dir`` (default: the macro's folder).
 
     Raises
     ------
@@ -97,7 +99,7 @@ def run_file(macro_path: str | os.PathLike, overrides: dict | None = None, out_d
     """
     macro = parse_file(macro_path)
     return run_macro(macro, overrides, out_dir, device, threads, overwrite, dry_run, reporter, on_statement,
-                     allow_outside=allow_outside)
+                     base_dir=base_dir, allow_outside=allow_outside)
 
 
 def run_macro(macro: ast.Macro, overrides: dict | None = None, out_dir: str | os.PathLike = "out",

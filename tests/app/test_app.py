@@ -226,6 +226,25 @@ def test_run_macro_and_run_on_files_with_a_bad_scan(qtbot, win, scan, tmp_path):
     assert (tmp_path / "batch" / "part_02" / "part_02_cal.tif").exists()
 
 
+def test_run_on_files_after_an_edit_keeps_the_macros_relative_paths(qtbot, win, scan, tmp_path):
+    """An edited, unsaved macro runs from its own folder: a relative path to a file beside it still
+    resolves, and the file on disk is left as it was."""
+    path, truth = scan
+    (tmp_path / "macros" / "data").mkdir(parents=True)
+    io.write_volume(truth, tmp_path / "macros" / "data" / "truth.tif")
+    macro = tmp_path / "macros" / "m.dfm"
+    text = (f'version 1\nparam scan = "{path}"\nraw = load(scan)\ncal = calibrate(raw)\n'
+            'truth = load_labels("data/truth.tif")\nsave(cal, "{scan.stem}_cal.tif")\n')
+    macro.write_text(text)
+    win.macro.open(macro)
+    win.macro.set_text(text + 'save(truth, "{scan.stem}_truth.tif")\n')  # edited, not saved
+    assert win.run_batch([str(path)], tmp_path / "batch")
+    settle(qtbot, win)
+    assert [r.status for r in win.batch_results] == ["ok"], win.batch_results[0].error
+    assert (tmp_path / "batch" / "part_01" / "part_01_truth.tif").exists()
+    assert macro.read_text() == text and win.macro.path == macro.resolve()
+
+
 def test_segment_and_correct_continues_training_from_the_model(qtbot, win, scan):
     path, truth = scan
     win.set_recording(True)
