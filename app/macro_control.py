@@ -31,11 +31,22 @@ class MacroMixin:
             self.macro.set_text(self.recorder.text())
         elif not on and self.recorder is not None:
             self.recorder.stop()
+            unsaved = self.recorder.unsaved()
+            if unsaved and self.ask(f"The recording computes {', '.join(unsaved)} but never saves "
+                                    f"{'it' if len(unsaved) == 1 else 'them'}. Add save statements?"):
+                self.recorder.add_saves(unsaved)
             self.macro.set_text(self.recorder.text())
             self.recorder = None
         self.record_action.setChecked(on)
         if self.macro.record_button.isChecked() != on:
             self.macro.record_button.setChecked(on)
+
+    def ask(self, question: str) -> bool:
+        """A yes/no question (Yes is the default); tests replace it."""
+        from PySide6.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(self, "Damselfly", question, QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
+        return answer == QMessageBox.Yes
 
     def save_macro(self, path: Path) -> Path:
         """Write the editor's macro to ``path``; the recorded assets (painted labels) go beside it."""

@@ -100,6 +100,7 @@ class _Checker:
         self.objects: dict[str, type | None] = {}  # name -> object class (None: returns nothing)
         self.seen_version = False
         self.first_code = True
+        self.unused: dict[str, ast.Assign] = {}  # results not used (or saved) by a later statement yet
 
     def err(self, node, msg, length=None):
         self.res.diagnostics.append(at(self.macro, self.path, node, msg, length))
@@ -119,6 +120,9 @@ class _Checker:
                 self.call(st)
             if not isinstance(st, (ast.Comment, ast.Blank)):
                 self.first_code = False
+        for name, st in self.unused.items():
+            self.warn_unused(name, st)
+        self.res.diagnostics.sort(key=lambda d: (d.line, d.column))
         self.res.params = self.params
         return self.res
 
@@ -161,6 +165,9 @@ class _Checker:
         values = self.arguments(spec, call) if spec is not None else self.unknown_action_arguments(call)
         if target is None:
             return
+        if target in self.unused:  # made again before anything used the first one
+            self.warn_unused(target, self.unused.pop(target))
+        self.unused[target] = st
         if spec is None:
             self.objects[target] = _Unknown
         elif not spec.returns_value:
@@ -169,6 +176,14 @@ class _Checker:
         else:
             arg_classes = {k: v.cls for k, v in values.items() if isinstance(v, StaticObject)}
             self.objects[target] = spec.return_class(arg_classes) or _Unknown
+
+    def warn_unused(self, name: str, st: ast.Assign) -> None:
+        if self.objects.get(name) in (None, _Unknown):
+            return
+        d = at(self.macro, self.path, st, f"'{name}' is computed but never used or saved "
+                                          f"(add: save({name}, \"...\"))", len(name))
+        d.severity = "warning"
+        self.res.diagnostics.append(d)
 
     # -- arguments -------------------------------------------------------------------------------
     def arguments(self, spec, call: ast.Call) -> dict:
@@ -224,6 +239,7 @@ class _Checker:
         if v.id in self.params:
             return self.params[v.id]
         if v.id in self.objects:
+            self.unused.pop(v.id, None)
             cls = self.objects[v.id]
             if cls is _Unknown:
                 return _SKIP

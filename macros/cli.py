@@ -56,7 +56,9 @@ def cmd_check(args) -> int:
             bad += 1
             continue
         if res.ok:
-            print(f"{path}: ok")
+            for d in res.diagnostics:  # warnings: the macro runs, but probably not as meant
+                _err(d.format())
+            print(f"{path}: ok" + (f" ({len(res.diagnostics)} warning(s))" if res.diagnostics else ""))
         else:
             _err("\n".join(d.format() for d in res.diagnostics))
             bad += 1

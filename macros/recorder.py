@@ -90,6 +90,29 @@ class Recorder:
         """The recorded macro in canonical form."""
         return format_macro(self.macro())
 
+    def unsaved(self) -> list[str]:
+        """Results the recording computed that no later statement uses or saves (what a replay would
+        compute and throw away)."""
+        from .checker import check
+
+        res = check(self.macro(), check_files=False, allow_outside=True)
+        return [d.message.split("'")[1] for d in res.diagnostics
+                if d.severity == "warning" and "never used or saved" in d.message]
+
+    def add_saves(self, names: list[str]) -> None:
+        """Append a ``save`` (``save_model`` for models) of each result in ``names`` to the recording:
+        ``{scan.stem}_<name>.tif`` for volumes and labels, ``.csv`` for tables, ``<name>.dfmodel``."""
+        stem = "{scan.stem}_" if self._scan_stem else ""
+        for name in names:
+            obj = self.session.objects.get(name)
+            if isinstance(obj, Model):
+                call = ast.Call("save_model", [ast.Arg(None, ast.Name(name)),
+                                               ast.Arg(None, ast.Const(f"{name}{model_io.SUFFIX}"))])
+            else:
+                ext = ".csv" if isinstance(obj, Table) else ".tif"
+                call = ast.Call("save", [ast.Arg(None, ast.Name(name)), ast.Arg(None, ast.Const(f"{stem}{name}{ext}"))])
+            self.body.append(ast.CallStmt(call))
+
     def save(self, path: str | os.PathLike) -> Path:
         p = Path(path)
         io.write_text(p, self.text())

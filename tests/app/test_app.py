@@ -28,6 +28,8 @@ def win(qtbot, tmp_path):
     from damselfly.app.window import MainWindow
 
     w = MainWindow(base_dir=tmp_path, out_dir=tmp_path / "out", device="cpu")
+    w.asked = []
+    w.ask = lambda question: w.asked.append(question) and False  # questions are answered No unless a test says
     qtbot.addWidget(w)
     w.show()
     yield w
@@ -195,7 +197,7 @@ def test_checker_marks_errors_as_you_type_and_errors_are_messages(qtbot, win, sc
     assert win.macro.editor.extraSelections()
     assert not win.run_macro_text(win.macro.text()) and "calibrat" in win.messages[-1]
     win.macro.set_text(win.macro.text().replace("calibrat(", "calibrate("))
-    assert win.macro.check_now() == []
+    assert [d.severity for d in win.macro.check_now()] == ["warning"]  # cal is never used: fine to run
 
     bad = tmp_path / "broken.tif"
     bad.write_bytes(path.read_bytes()[:5000])  # a truncated TIFF
@@ -310,9 +312,11 @@ def test_app_opens_a_scan_by_its_kind(qtbot, tmp_path, scan):
     seen = {}
 
     def look():
-        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
-        if wins and wins[-1].worker.busy:
-            QTimer.singleShot(200, look)
+        wins = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)
+                and w.session.settings.base_dir == path.parent.resolve() and w.isVisible()]
+        seen["tries"] = seen.get("tries", 0) + 1
+        if (not wins or wins[-1].worker.busy or not wins[-1].session.objects) and seen["tries"] < 100:
+            QTimer.singleShot(200, look)  # at most 20 s
             return
         seen["objects"] = {k: type(v).__name__ for k, v in wins[-1].session.objects.items()} if wins else None
         seen["messages"] = list(wins[-1].messages) if wins else None
@@ -405,3 +409,24 @@ def test_a_new_action_with_a_title_and_a_box_argument_appears_with_its_box_tool(
         w.worker.wait(30)
     finally:
         BUILTIN.unregister("box_mean")
+
+
+def test_stopping_a_recording_offers_to_save_results_that_are_never_saved(qtbot, win, scan, tmp_path):
+    path, _ = scan
+    win.set_recording(True)
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    win.run_action("calibrate", win.session["raw"], target="cal")
+    settle(qtbot, win)
+    win.run_action("threshold", win.session["cal"], target="seg")
+    settle(qtbot, win)
+    win.ask = lambda question: win.asked.append(question) or True
+    win.set_recording(False)
+    assert win.asked == ["The recording computes seg but never saves it. Add save statements?"]
+    text = win.macro.text()
+    assert text.rstrip().endswith('save(seg, "{scan.stem}_seg.tif")')
+    from damselfly.macros.checker import check
+    from damselfly.macros.parser import parse
+
+    res = check(parse(text, str(tmp_path / "m.dfm")), base_dir=tmp_path, check_files=False)
+    assert res.ok and not res.diagnostics  # no warning left

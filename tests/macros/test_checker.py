@@ -19,11 +19,15 @@ def diags(text, data_dir, **kw):
     return check(m, **kw).diagnostics
 
 
+def errors(text, data_dir, **kw):
+    return [d for d in diags(text, data_dir, **kw) if d.severity == "error"]
+
+
 HEAD = 'version 1\nparam scan = "scan.tif"\nraw = load(scan)\n'
 
 
 def one(text, data_dir, **kw):
-    ds = diags(HEAD + text, data_dir, **kw)
+    ds = [d for d in diags(HEAD + text, data_dir, **kw) if d.severity == "error"]
     assert len(ds) == 1, [d.format() for d in ds]
     return ds[0]
 
@@ -67,13 +71,13 @@ def test_type_flow_catches_a_table_where_a_volume_is_expected(data_dir):
 
 
 def test_type_flow_through_crop_keeps_labels(data_dir):
-    ds = diags(HEAD + 'lab = load_labels("truth.tif")\nc = crop(lab, [0, 0, 0, 4, 4, 4])\n'
-                      's = evaluate(c, c)\nv = crop(raw, [0, 0, 0, 4, 4, 4])\nt = evaluate(v, c)\n', data_dir)
+    ds = errors(HEAD + 'lab = load_labels("truth.tif")\nc = crop(lab, [0, 0, 0, 4, 4, 4])\n'
+                       's = evaluate(c, c)\nv = crop(raw, [0, 0, 0, 4, 4, 4])\nt = evaluate(v, c)\n', data_dir)
     assert len(ds) == 1 and ds[0].line == 8 and "seg expects Labels, got Volume" in ds[0].message
 
 
 def test_unknown_action_does_not_cascade(data_dir):
-    ds = diags(HEAD + "x = nosuch(raw)\ny = calibrate(x)\n", data_dir)
+    ds = errors(HEAD + "x = nosuch(raw)\ny = calibrate(x)\n", data_dir)
     assert [d.line for d in ds] == [4]
 
 
@@ -87,3 +91,12 @@ def test_overrides_replace_params_and_unknown_overrides_are_errors(data_dir):
 def test_param_values_must_be_literals_and_version_must_be_known(data_dir):
     ds = diags("version 2\nparam a = b\n", data_dir)
     assert ["unsupported macro version 2" in ds[0].message, "must be a literal" in ds[1].message] == [True, True]
+
+
+def test_results_never_used_or_saved_are_warnings_not_errors(data_dir):
+    res = check(parse(HEAD + 'cal = calibrate(raw)\nseg = threshold(cal)\nseg = threshold(cal, classes=3)\n'
+                             'save(seg, "s.tif")\nstats = evaluate(seg, seg)\n', str(data_dir / "m.dfm")))
+    assert res.ok
+    assert [(d.severity, d.line, d.message) for d in res.diagnostics] == [
+        ("warning", 5, "'seg' is computed but never used or saved (add: save(seg, \"...\"))"),
+        ("warning", 8, "'stats' is computed but never used or saved (add: save(stats, \"...\"))")]
