@@ -171,7 +171,9 @@ class SliceCanvas(QWidget):
         lab[r1:r2, c1:c2][d] = value
 
     def push_undo(self) -> None:
-        """Remember the current plane of the label layer (before a stroke or a fill)."""
+        """Remember the current plane of the label layer (before a stroke or a fill); the layer is now
+        ``modified`` (a recording saves its content rather than reloading its file)."""
+        self.labels.metadata["modified"] = True
         self.undo_stack.append((self.axis, self.index, plane(self.labels.data, self.axis, self.index).copy()))
         del self.undo_stack[:-50]
         self.redo_stack.clear()

@@ -6,9 +6,11 @@ subscriber to the events it emits. Recording and replay are therefore one code p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from .builtin import BUILTIN
 from .context import RunContext, check_device_name
 from .errors import Cancelled, ParameterError
 from .paths import check_path_text, confine_output
-from .registry import OBJECT_TYPES, ActionSpec, Registry
+from .registry import OBJECT_TYPES, ActionSpec, Registry, object_classes
 
 OBJECT_CLASSES = tuple(OBJECT_TYPES.values())
 
@@ -83,6 +85,12 @@ class ActionEvent:
     seconds: float
 
 
+def _reads_files(spec: ActionSpec) -> bool:
+    """Whether an action makes its result from files alone (an input path, no objects): a loader."""
+    return (any(p.path_kind == "input" and p.required for p in spec.params)
+            and not any(object_classes(p.annotation) for p in spec.params))
+
+
 class Session:
     """Named objects plus run settings; runs actions and tells subscribers about each one.
 
@@ -100,6 +108,9 @@ class Session:
         self.reporter = reporter or progress.Reporter()
         self.objects: dict[str, Any] = {}
         self.inputs: list[str] = []  # every input path an action was given, resolved, in order
+        #: For objects an action read from files (``load``, ``load_labels``, ``load_model``): the event that
+        #: made them (without its result), so a recording started later can record where they came from.
+        self.sources: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._subscribers: list[Callable[[ActionEvent], None]] = []
         self._before: list[Callable[[ActionSpec, dict], None]] = []
 
@@ -211,6 +222,8 @@ class Session:
         else:
             target = None
         event = ActionEvent(spec.name, target, dict(bound), arg_names, result, resolved, seconds)
+        if _reads_files(spec) and result is not None:
+            self.sources[result] = dataclasses.replace(event, result=None)
         for fn in list(self._subscribers):
             fn(event)
         if self.reporter.cancelled:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -169,8 +170,15 @@ class Recorder:
         return self._object_ref(obj, name)
 
     def _object_ref(self, obj, name: str | None = None) -> ast.Name:
-        """A name for an object no recorded statement made as it is now (painted, or edited after it
-        was made): save it beside the macro and load it there."""
+        """A name for an object no recorded statement made as it is now: loaded from a file before
+        recording started (and not edited since), its ``load``; otherwise (painted, or edited after it
+        was made) it is saved beside the macro and loaded there."""
+        source = self.session.sources.get(obj)
+        edited = bool(getattr(obj, "metadata", {}).get("modified"))
+        if source is not None and not edited and (name is None or name not in self._content):
+            target = self.session.name_of(obj) or name or source.target
+            self._on_event(dataclasses.replace(source, target=target, result=obj))
+            return ast.Name(target)
         if isinstance(obj, Table):
             raise TypeError("cannot record a table that no action made")
         assets = self.macro_dir / "assets"

@@ -430,3 +430,18 @@ def test_stopping_a_recording_offers_to_save_results_that_are_never_saved(qtbot,
 
     res = check(parse(text, str(tmp_path / "m.dfm")), base_dir=tmp_path, check_files=False)
     assert res.ok and not res.diagnostics  # no warning left
+
+
+def test_record_after_loading_writes_param_scan_and_copies_nothing(qtbot, win, scan, tmp_path):
+    path, _ = scan
+    win.open_files([str(path)])  # opened before Record is pressed
+    settle(qtbot, win)
+    win.set_recording(True)
+    accept(win.open_action("calibrate"))
+    settle(qtbot, win)
+    accept(win.open_action("save", {"obj": "cal", "path": "part_01_cal.tif"}))
+    settle(qtbot, win)
+    win.set_recording(False)
+    text = win.macro.text()
+    assert "param scan = " in text and "part_01.tif" in text and "raw = load(scan)" in text, text
+    assert not (win.macro_dir / "assets").exists()  # the scan was not copied

@@ -190,3 +190,28 @@ def test_labels_painted_in_place_are_saved_with_the_content_each_use_saw(tmp_pat
     assert np.count_nonzero(first) == 4 * 32 and np.count_nonzero(second) == 8 * 32
     rec.save(tmp_path / "m.dfm")
     assert run_file(tmp_path / "m.dfm", out_dir=tmp_path / "o2").status == "ok"
+
+
+def test_objects_loaded_before_recording_are_recorded_as_their_loads(tmp_path):
+    """Pressing Record after opening a scan: the scan becomes ``param scan`` and is loaded, not copied."""
+    scan, truth = make_inputs(tmp_path)
+    s = Session(Settings(base_dir=tmp_path, out_dir=tmp_path / "o"))
+    raw = s.run("load", str(scan), spacing=[0.1, 0.05, 0.05], target="raw")
+    lab = s.run("load_labels", str(truth), spacing=[0.1, 0.05, 0.05], target="truth")
+    painted = s.run("load_labels", str(truth), spacing=[0.1, 0.05, 0.05], target="painted")
+    painted.data[3] = 0
+    painted.metadata["modified"] = True  # what painting in the app marks
+    rec = Recorder(s, macro_dir=tmp_path)
+    cal = s.run("calibrate", raw, target="cal")
+    seg = s.run("threshold", cal, method="multiotsu", classes=3, names=["air", "pore", "metal"], target="seg")
+    s.run("evaluate", seg, lab, target="scores")
+    s.run("evaluate", seg, painted, target="scores2")
+    rec.stop()
+    text = rec.text()
+    assert 'param scan = "data/part_07.tif"' in text and "raw = load(scan, spacing=[0.1, 0.05, 0.05])" in text
+    assert "truth = load_labels(truth_file, spacing=[0.1, 0.05, 0.05])" in text
+    assert 'painted = load_labels("assets/painted.tif"' in text  # edited after loading: its content is saved
+    assert not (tmp_path / "assets" / "raw.tif").exists() and not (tmp_path / "assets" / "truth.tif").exists()
+    assert text.index("raw = load(") < text.index("cal = calibrate(")
+    (tmp_path / "m.dfm").write_text(text)
+    assert run_file(tmp_path / "m.dfm", out_dir=tmp_path / "replay").status == "ok"
