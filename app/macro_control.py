@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
 )
 
+from damselfly.engine import DamselflyError
 from damselfly.macros.batch import run_batch
 from damselfly.macros.checker import check
 from damselfly.macros.interpreter import execute
@@ -31,12 +32,17 @@ class MacroMixin:
             self.macro.set_text(self.recorder.text())
         elif not on and self.recorder is not None:
             self.recorder.stop()
+            self.last_recording = self.recorder
             unsaved = self.recorder.unsaved()
             if unsaved and self.ask(f"The recording computes {', '.join(unsaved)} but never saves "
                                     f"{'it' if len(unsaved) == 1 else 'them'}. Add save statements?"):
                 self.recorder.add_saves(unsaved)
             self.macro.set_text(self.recorder.text())
             self.recorder = None
+            if any(getattr(st, "call", None) and st.call.action == "train" for st in self.last_recording.body) \
+                    and self.ask("The recording trains a network. Save a macro for new scans too (the trained "
+                                 "model as an asset, applied to each new scan)?"):
+                self._ask_save_for_new_scans()
         self.record_action.setChecked(on)
         if self.macro.record_button.isChecked() != on:
             self.macro.record_button.setChecked(on)
@@ -47,6 +53,27 @@ class MacroMixin:
 
         answer = QMessageBox.question(self, "Damselfly", question, QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
         return answer == QMessageBox.Yes
+
+    def save_macro_for_new_scans(self, path: Path) -> Path:
+        """Write the last recording as a macro for new scans (:meth:`Recorder.for_new_scans`): its trained
+        models go to ``assets/`` beside it; the editor shows it."""
+        from damselfly.macros.formatter import format_macro
+
+        rec = self.recorder or getattr(self, "last_recording", None)
+        if rec is None:
+            raise DamselflyError("record a session first (Macro > Record)")
+        text = format_macro(rec.for_new_scans())
+        self.macro.set_text(text)
+        return self.save_macro(path)
+
+    def _ask_save_for_new_scans(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save macro for new scans", str(self.macro_dir / "for_new_scans.dfm"),
+                                              "Damselfly macros (*.dfm)")
+        if path:
+            try:
+                self.save_macro_for_new_scans(Path(path))
+            except DamselflyError as e:
+                self.show_error(str(e))
 
     def save_macro(self, path: Path) -> Path:
         """Write the editor's macro to ``path``; the recorded assets (painted labels) go beside it."""

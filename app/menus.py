@@ -86,6 +86,8 @@ class MenusMixin:
                       lambda: self.run_macro_text(self.macro.text()), macro, "F5")
         self._qaction("Run on files…", {"view": "batch run of the editor's macro"},
                       lambda: self._ask_batch(self.macro.text()), macro)
+        self._qaction("Save as macro for new scans…", {"view": "writes the last recording with its trained "
+                      "models as assets, applied instead of trained"}, self._ask_save_for_new_scans, macro)
         self._qaction("Stop", {"view": "stops the running work"}, self.stop, macro, "Esc")
 
         tb = self.addToolBar("Actions")

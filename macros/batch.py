@@ -108,7 +108,7 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
               overrides: dict | None = None, out_dir: str | os.PathLike = "out", jobs: int = 1,
               device: str = "auto", threads: int | None = None, overwrite: bool = True, resume: bool = False,
               on_item=None, reporter: Reporter | None = None, allow_outside: bool = False,
-              base_dir: str | os.PathLike | None = None) -> list[ItemResult]:
+              base_dir: str | os.PathLike | None = None, on_warning=None) -> list[ItemResult]:
     """Run a macro once per file matching ``pattern`` (a glob, or a list of files as chosen in the
     app), each into ``out_dir/<file stem>/`` (see the module docstring for what is promised).
 
@@ -122,6 +122,8 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
     base_dir : path, optional
         Where the macro's relative input paths resolve (default: the macro file's folder); the app
         passes the folder of the macro being edited when it runs an unsaved copy.
+    on_warning : callable, optional
+        Called with each checker warning (e.g. training every scan on labels painted on one scan).
 
     Raises
     ------
@@ -141,9 +143,13 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
     out_root = prepare_out_dir(out_dir)
     dirs = item_dirs(items, out_root)
     res = check(macro, overrides={**overrides, param: items[0]}, base_dir=base_dir, check_files=False,
-                out_dir=dirs[0], allow_outside=allow_outside, protected=(str(Path(macro_path).resolve()),))
+                out_dir=dirs[0], allow_outside=allow_outside, protected=(str(Path(macro_path).resolve()),),
+                batch_param=param)
     if not res.ok:
         raise MacroError(res.diagnostics)
+    for d in res.diagnostics:
+        if on_warning is not None:
+            on_warning(d)
     sha = hashlib.sha256(macro.source.encode()).hexdigest()
     results: list[ItemResult] = []
 

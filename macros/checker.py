@@ -48,7 +48,7 @@ def const_value(v: ast.Expr):
 
 def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.PathLike | None = None,
           check_files: bool = True, out_dir: str | os.PathLike | None = None, allow_outside: bool = False,
-          protected: tuple = (), registry: Registry | None = None) -> CheckResult:
+          protected: tuple = (), registry: Registry | None = None, batch_param: str | None = None) -> CheckResult:
     """Check ``macro`` statically.
 
     Parameters
@@ -70,6 +70,8 @@ def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.Pa
         Files no output may replace besides the inputs the macro names (e.g. the macro itself).
     registry : Registry, optional
         The actions the macro may call (default: the built-in ones).
+    batch_param : str, optional
+        The param a batch sets per scan: training on labels that do not change with it is a warning.
 
     Examples
     --------
@@ -85,6 +87,7 @@ def check(macro: ast.Macro, overrides: dict | None = None, base_dir: str | os.Pa
     checker = _Checker(macro, registry or BUILTIN, dict(overrides or {}), Path(base_dir), out, allow_outside,
                        check_files)
     checker.res.inputs.extend(str(p) for p in protected)
+    checker.batch_param = batch_param
     return checker.run()
 
 
@@ -101,6 +104,8 @@ class _Checker:
         self.seen_version = False
         self.first_code = True
         self.unused: dict[str, ast.Assign] = {}  # results not used (or saved) by a later statement yet
+        self.batch_param: str | None = None
+        self.fixed: set[str] = set()  # results made from files that do not change with the batch param
 
     def err(self, node, msg, length=None):
         self.res.diagnostics.append(at(self.macro, self.path, node, msg, length))
@@ -163,6 +168,8 @@ class _Checker:
         if target is not None and target in self.params:
             self.err(st, f"'{target}' is a param; results need another name")
         values = self.arguments(spec, call) if spec is not None else self.unknown_action_arguments(call)
+        if self.batch_param and spec is not None:
+            self.batch_labels(spec, call, target)
         if target is None:
             return
         if target in self.unused:  # made again before anything used the first one
@@ -176,6 +183,39 @@ class _Checker:
         else:
             arg_classes = {k: v.cls for k, v in values.items() if isinstance(v, StaticObject)}
             self.objects[target] = spec.return_class(arg_classes) or _Unknown
+
+    def batch_labels(self, spec, call: ast.Call, target: str | None) -> None:
+        """In a batch, training on labels from a file that is the same for every scan (painted on one
+        scan) trains every scan on another scan's labels: warn at the argument."""
+        names = {a.value.id for a in call.args if isinstance(a.value, ast.Name)}
+        if spec.name == "train":
+            where, _ = spec.bind_each([a.name for a in call.args])
+            arg = call.args[where["labels"]] if "labels" in where else None
+            if arg is not None and isinstance(arg.value, ast.Name) and arg.value.id in self.fixed:
+                d = at(self.macro, self.path, arg.value,
+                       f"in a batch, every scan is trained on '{arg.value.id}', labels painted on one scan; "
+                       "train once, save the model and apply it (Macro > Save as macro for new scans)")
+                d.severity = "warning"
+                self.res.diagnostics.append(d)
+            return
+        if target is None:
+            return
+        reads_fixed_file = any(spec.param(n).path_kind == "input" for n in spec.bind_each(
+            [a.name for a in call.args])[0] if spec.has_param(n)) and not self.mentions_batch_param(call)
+        if reads_fixed_file or (names & self.fixed):
+            self.fixed.add(target)
+        else:
+            self.fixed.discard(target)
+
+    def mentions_batch_param(self, call: ast.Call) -> bool:
+        """Whether an argument names the batch param, directly or in a template (``{scan.stem}``)."""
+        def mentions(v) -> bool:
+            if isinstance(v, ast.Name):
+                return v.id == self.batch_param
+            if isinstance(v, ast.ListExpr):
+                return any(mentions(x) for x in v.items)
+            return isinstance(v.value, str) and any(n == self.batch_param for n, _a, _o in template_names(v.value))
+        return any(mentions(a.value) for a in call.args)
 
     def warn_unused(self, name: str, st: ast.Assign) -> None:
         if self.objects.get(name) in (None, _Unknown):

@@ -124,7 +124,7 @@ def cmd_run(args) -> int:
         try:
             results = run_batch(args.macro, args.batch, args.param, overrides, args.out, args.jobs, args.device,
                                 args.threads, not args.no_overwrite, args.resume, on_item=on_item,
-                                allow_outside=args.allow_outside_out)
+                                allow_outside=args.allow_outside_out, on_warning=lambda d: _err(d.format()))
         except KeyboardInterrupt:
             _err(f"interrupted: running scans cancelled, the rest not started; summary in "
                  f"{Path(args.out).resolve() / 'batch.json'}")

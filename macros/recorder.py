@@ -46,6 +46,34 @@ def _is_default(value, default) -> bool:
         and float(value) == default)
 
 
+def _names(st: ast.Statement) -> set[str]:
+    """The names a statement's arguments use."""
+    def walk(v):
+        if isinstance(v, ast.Name):
+            yield v.id
+        elif isinstance(v, ast.ListExpr):
+            for x in v.items:
+                yield from walk(x)
+
+    if not isinstance(st, (ast.Assign, ast.CallStmt)):
+        return set()
+    return {n for a in st.call.args for n in walk(a.value)}
+
+
+def _without_unused(body: list[ast.Statement]) -> list[ast.Statement]:
+    """Drop assignments whose result nothing after them uses (repeatedly); calls without a result
+    (save, snapshot, ...) are what a macro is for and stay."""
+    while True:
+        keep = []
+        for i, st in enumerate(body):
+            if isinstance(st, ast.Assign) and not any(st.target in _names(later) for later in body[i + 1:]):
+                continue
+            keep.append(st)
+        if len(keep) == len(body):
+            return keep
+        body = keep
+
+
 class Recorder:
     """Record the actions run through ``session`` as a macro.
 
@@ -113,6 +141,37 @@ class Recorder:
                 ext = ".csv" if isinstance(obj, Table) else ".tif"
                 call = ast.Call("save", [ast.Arg(None, ast.Name(name)), ast.Arg(None, ast.Const(f"{stem}{name}{ext}"))])
             self.body.append(ast.CallStmt(call))
+
+    def for_new_scans(self) -> ast.Macro:
+        """The recording as a macro for new scans: every network trained in it is saved as an asset
+        (``assets/<name>.dfmodel``) and loaded instead of trained, and what only training needed (the
+        painted labels, saving the model again) is left out; everything after training (calibrate,
+        infer, measure, save, render) stays, with ``param scan``. A batch of it applies the model trained
+        on the recorded scan, rather than training each scan on labels painted on another one.
+        """
+        assets = self.macro_dir / "assets"
+        trained: set[str] = set()
+        body: list[ast.Statement] = []
+        for st in self.body:
+            if isinstance(st, ast.Assign) and st.call.action == "train":
+                model = self.session.objects.get(st.target)
+                if not isinstance(model, Model):
+                    raise ValueError(f"the model '{st.target}' is no longer in the session; record again")
+                fname = f"{st.target}{model_io.SUFFIX}"
+                model_io.save_model(model, assets / fname)
+                trained.add(st.target)
+                st = ast.Assign(st.target, ast.Call("load_model", [ast.Arg(None, ast.Const(f"assets/{fname}"))]))
+            elif (isinstance(st, ast.CallStmt) and st.call.action == "save_model" and st.call.args
+                  and isinstance(st.call.args[0].value, ast.Name) and st.call.args[0].value.id in trained):
+                continue  # the model is an asset now
+            body.append(st)
+        body = _without_unused(body)
+        used = {n for st in body for n in _names(st)}
+        params = [p for p in self.params if p.name == "scan" or p.name in used]
+        stmts: list[ast.Statement] = list(self.header) + [ast.Version(1)]
+        if params:
+            stmts += [ast.Blank()] + params
+        return ast.Macro(stmts + [ast.Blank()] + body)
 
     def save(self, path: str | os.PathLike) -> Path:
         p = Path(path)

@@ -149,6 +149,37 @@ def test_record_paint_calibrate_train_infer_save_then_replay_headless(qtbot, win
     replayed = io.read_labels(tmp_path / "replay" / "part_01_seg.tif")
     assert replayed.hash() == app_seg.hash() == win.session["seg"].hash()
 
+    # replayed as it is on another scan, it would train on labels painted on this one: the checker warns
+    vol2, truth2 = phantoms.casting(SHAPE, seed=9)
+    io.write_volume(vol2, tmp_path / "part_02.tif")
+    batch = [sys.executable, "-m", "damselfly.macros.cli", "run", "--batch", str(tmp_path / "part_02.tif"),
+             "--device", "cpu"]
+    out = subprocess.run(batch[:4] + [str(macro)] + batch[4:] + ["--out", str(tmp_path / "b1")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert "warning: in a batch, every scan is trained on 'painted'" in out.stderr
+    # the macro for new scans (offered when recording stopped) applies the trained model instead
+    assert any("Save a macro for new scans" in q for q in win.asked)
+    new = win.save_macro_for_new_scans(tmp_path / "recorded" / "for_new_scans.dfm")
+    text2 = new.read_text()
+    assert "train(" not in text2 and "painted" not in text2 and "param scan = " in text2
+    assert 'model = load_model("assets/model.dfmodel")' in text2 and "seg = infer(model, cal, tile=64)" in text2
+    out = subprocess.run(batch[:4] + [str(new)] + batch[4:] + ["--out", str(tmp_path / "b2")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+    batch_seg = io.read_labels(tmp_path / "b2" / "part_02" / "part_02_seg.tif")
+    # applying the model in the app to the same second scan
+    raw2 = win.session.run("load", str(tmp_path / "part_02.tif"), target="raw2")
+    cal2 = win.session.run("calibrate", raw2, target="cal2")
+    app_seg2 = win.session.run("infer", win.session["model"], cal2, tile=64, target="seg2")
+
+    def dice(seg, k):  # the painted classes were truth values 1 (air) and 2 (metal)
+        a, b = np.asarray(seg.data) == k, np.asarray(truth2.data) == k
+        return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
+
+    for k in (1, 2):  # two epochs of training: the point is that the batch applies what the app applies
+        assert abs(dice(batch_seg, k) - dice(app_seg2, k)) <= 0.02, (k, dice(batch_seg, k), dice(app_seg2, k))
+    assert dice(batch_seg, 1) > 0.5
+
 
 def test_undo_redo_fill_classes_and_boxes_into_dialogs(qtbot, win, scan):
     path, truth = scan

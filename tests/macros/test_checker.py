@@ -100,3 +100,16 @@ def test_results_never_used_or_saved_are_warnings_not_errors(data_dir):
     assert [(d.severity, d.line, d.message) for d in res.diagnostics] == [
         ("warning", 5, "'seg' is computed but never used or saved (add: save(seg, \"...\"))"),
         ("warning", 8, "'stats' is computed but never used or saved (add: save(stats, \"...\"))")]
+
+
+def test_a_batch_that_trains_on_labels_painted_on_one_scan_is_warned(data_dir):
+    text = (HEAD + 'cal = calibrate(raw)\npainted = load_labels("truth.tif")\nsp = sparse_labels(painted, [1])\n'
+            'model = train(cal, sp)\nseg = infer(model, cal)\nsave(seg, "{scan.stem}_seg.tif")\n')
+    m = parse(text, str(data_dir / "m.dfm"))
+    assert check(m).ok and not check(m).diagnostics  # one run: training on its own labels is fine
+    ds = check(m, batch_param="scan").diagnostics
+    assert [(d.severity, d.line, d.column) for d in ds] == [("warning", 7, 20)]
+    assert "every scan is trained on 'sp', labels painted on one scan" in ds[0].message
+    per_scan = parse(text.replace('load_labels("truth.tif")', 'load_labels("{scan.stem}_labels.tif")'),
+                     str(data_dir / "m.dfm"))
+    assert not check(per_scan, batch_param="scan", check_files=False).diagnostics

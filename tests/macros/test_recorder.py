@@ -215,3 +215,38 @@ def test_objects_loaded_before_recording_are_recorded_as_their_loads(tmp_path):
     assert text.index("raw = load(") < text.index("cal = calibrate(")
     (tmp_path / "m.dfm").write_text(text)
     assert run_file(tmp_path / "m.dfm", out_dir=tmp_path / "replay").status == "ok"
+
+
+def test_macro_for_new_scans_applies_the_trained_model_instead_of_training(tmp_path):
+    scan, truth = make_inputs(tmp_path)
+    s = Session(Settings(device="cpu", base_dir=tmp_path, out_dir=tmp_path / "rec_out"))
+    rec = Recorder(s, macro_dir=tmp_path / "rec")
+    raw = s.run("load", str(scan), target="raw")
+    cal = s.run("calibrate", raw, target="cal")
+    painted = s.run("sparse_labels", s.run("load_labels", str(truth), target="truth"), slices=[4, 12, 20],
+                    target="painted")
+    model = s.run("train", cal, painted, input="2d", epochs=1, steps=2, batch=2, patch=16, target="model")
+    s.run("save_model", model, "m.dfmodel")
+    seg = s.run("infer", model, cal, tile=32, target="seg")
+    s.run("save", seg, "part_07_seg.tif")
+    s.run("save", s.run("crop", seg, [0, 0, 0, 8, 16, 16], target="corner"), "part_07_corner.tif")
+    rec.stop()
+    new = rec.for_new_scans()
+    from damselfly.macros.formatter import format_macro
+
+    text = format_macro(new)
+    assert "train(" not in text and "painted" not in text and "truth" not in text and "save_model" not in text
+    assert 'model = load_model("assets/model.dfmodel")' in text and "param scan = " in text
+    assert 'save(corner, "{scan.stem}_corner.tif")' in text
+    assert model_io.load_model(tmp_path / "rec" / "assets" / "model.dfmodel").hash == model.hash
+    (tmp_path / "rec" / "new.dfm").write_text(text)
+    v2, _ = phantoms.casting((24, 32, 32), seed=11)
+    io.write_volume(v2, tmp_path / "data" / "part_08.tif")
+    from damselfly.macros.batch import run_batch
+
+    res = run_batch(tmp_path / "rec" / "new.dfm", str(tmp_path / "data" / "part_08.tif"), out_dir=tmp_path / "b",
+                    device="cpu")
+    assert [r.status for r in res] == ["ok"]
+    expected = s.run("infer", model, s.run("calibrate", s.run("load", str(tmp_path / "data" / "part_08.tif"))),
+                     tile=32)
+    assert io.read_labels(tmp_path / "b" / "part_08" / "part_08_seg.tif").hash() == expected.hash()
