@@ -26,11 +26,17 @@ def plane(data: np.ndarray, axis: str, index: int) -> np.ndarray:
 class SliceCanvas(QWidget):
     """Draws the current plane and handles the mouse tools. Signals: ``painted()`` after a stroke,
     ``box_drawn(list)`` with ``[z0, y0, x0, z1, y1, x1]`` (half-open) after a box, ``moved(str)``
-    with the voxel under the mouse and its value."""
+    with the voxel under the mouse and its value, ``index_changed(int)`` and ``axis_changed(str)``
+    whenever the shown plane changes (slider, wheel, keys, undo: one slice index for all of them),
+    ``brush_step(int)`` and ``class_key(int)`` for the keys ``[``/``]`` and ``1``..``9``."""
 
     painted = Signal()
     box_drawn = Signal(list)
     moved = Signal(str)
+    index_changed = Signal(int)
+    axis_changed = Signal(str)
+    brush_step = Signal(int)
+    class_key = Signal(int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -48,6 +54,7 @@ class SliceCanvas(QWidget):
         self.undo_stack: list[tuple[str, int, np.ndarray]] = []
         self.redo_stack: list[tuple[str, int, np.ndarray]] = []
         self._box_start: QPointF | None = None
+        self.setFocusPolicy(Qt.StrongFocus)
         self._box_now: QPointF | None = None
         self._stroke = False
         self._last_rc = (0, 0)
@@ -78,13 +85,20 @@ class SliceCanvas(QWidget):
         self.update()
 
     def set_axis(self, axis: str) -> None:
+        changed = axis != self.axis
         self.axis = axis
-        self.index = self.depth // 2
+        if changed:
+            self.axis_changed.emit(axis)
+        self.set_index(self.depth // 2)
         self.update()
 
     def set_index(self, i: int) -> None:
-        self.index = int(min(max(i, 0), self.depth - 1))
+        new = int(min(max(i, 0), max(self.depth - 1, 0)))
+        changed = new != self.index
+        self.index = new
         self.update()
+        if changed:
+            self.index_changed.emit(new)
 
     # -- geometry -------------------------------------------------------------------------------
     def _plane_shape_and_spacing(self):
@@ -185,7 +199,13 @@ class SliceCanvas(QWidget):
         view = plane(self.labels.data, axis, index)
         dst.append((axis, index, view.copy()))
         view[...] = arr
-        self.axis, self.index = axis, index
+        if axis != self.axis:
+            self.axis = axis
+            self.axis_changed.emit(axis)
+        moved = index != self.index
+        self.set_index(index)
+        if moved:
+            self.moved.emit(f"undo/redo: back to the edited plane, {axis} = {index}")
         self.update()
         self.painted.emit()
         return True
@@ -273,6 +293,21 @@ class SliceCanvas(QWidget):
     def wheelEvent(self, ev) -> None:
         self.set_index(self.index + (1 if ev.angleDelta().y() > 0 else -1))
         self.moved.emit(f"{self.axis} = {self.index}")
+
+    def keyPressEvent(self, ev) -> None:
+        """Up/Down and Page Up/Down step through slices (10 at a time with Page), ``[``/``]`` change the
+        brush size, ``1``..``9`` pick a class."""
+        key, text = ev.key(), ev.text()
+        steps = {Qt.Key_Up: 1, Qt.Key_Down: -1, Qt.Key_PageUp: 10, Qt.Key_PageDown: -10}
+        if key in steps:
+            self.set_index(self.index + steps[key])
+            self.moved.emit(f"{self.axis} = {self.index}")
+        elif text in ("[", "]"):
+            self.brush_step.emit(-1 if text == "[" else 1)
+        elif text.isdigit() and text != "0":
+            self.class_key.emit(int(text))
+        else:
+            super().keyPressEvent(ev)
 
     def _describe(self, rc) -> str:
         k = AXIS_INDEX[self.axis]

@@ -21,7 +21,9 @@ class View3D(QWidget):
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.plotter = QtInteractor(self)
+        # auto_update=False: no timer redrawing 5 times a second while nothing changes (it took a core);
+        # the view renders when the camera moves (VTK's interactor) and when _apply changes the scene
+        self.plotter = QtInteractor(self, auto_update=False)
         lay.addWidget(self.plotter.interactor, 1)
         bar = QHBoxLayout()
         self.preset_buttons = {}

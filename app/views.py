@@ -76,11 +76,32 @@ class DataViewsMixin:
         self.slice_label.setText(str(self.canvas.index))
 
     def _set_axis(self, axis: str) -> None:
-        self.canvas.set_axis(axis)
+        if axis != self.canvas.axis:
+            self.canvas.set_axis(axis)  # emits axis_changed -> _on_canvas_axis
+        self._on_canvas_axis(axis)
+
+    def _on_canvas_axis(self, axis: str) -> None:
+        """The canvas shows another axis (the axis box, or undo going back to an edited plane)."""
         i = self.axis_box.findData(axis)
         if i != self.axis_box.currentIndex():
+            self.axis_box.blockSignals(True)
             self.axis_box.setCurrentIndex(i)
+            self.axis_box.blockSignals(False)
         self._sync_slider()
+
+    def _on_canvas_index(self, index: int) -> None:
+        """One slice index: whatever moved the canvas (wheel, keys, undo), the slider follows."""
+        if self.slider.value() != index:
+            self.slider.setValue(index)
+        self.slice_label.setText(str(index))
+
+    def _on_brush_step(self, step: int) -> None:
+        self.brush_spin.setValue(self.brush_spin.value() + step)
+
+    def _on_class_key(self, k: int) -> None:
+        if self.canvas.labels is not None and k <= len(self.canvas.labels.classes):
+            self.canvas.current_class = k
+            self._refresh_classes()
 
     def _sync_plane(self) -> None:
         if self.view3d is None:

@@ -476,3 +476,50 @@ def test_record_after_loading_writes_param_scan_and_copies_nothing(qtbot, win, s
     text = win.macro.text()
     assert "param scan = " in text and "part_01.tif" in text and "raw = load(scan)" in text, text
     assert not (win.macro_dir / "assets").exists()  # the scan was not copied
+
+
+def test_one_slice_index_for_slider_wheel_keys_and_undo(qtbot, win, scan):
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    path, truth = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    win.new_label_layer(["air", "metal"])
+    c = win.canvas
+    win.set_slice(10)
+    center = QPointF(c.width() / 2, c.height() / 2)
+    for _ in range(3):  # the wheel moves the slice and the slider with it
+        QApplication.sendEvent(c, QWheelEvent(center, c.mapToGlobal(center), QPoint(0, 0), QPoint(0, 120),
+                                              Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False))
+    assert c.index == 13 and win.slider.value() == 13 and win.slice_label.text() == "13"
+    c.setFocus()
+    QTest.keyClick(c, Qt.Key_Down)
+    QTest.keyClick(c, Qt.Key_PageUp)
+    assert c.index == win.slider.value() == 22
+    win.set_tool("brush")
+    stroke(qtbot, c, [(5, 5), (5, 9)])  # the stroke lands on the slice the slider names
+    layer = win.session["painted"]
+    assert np.nonzero(layer.data)[0].tolist() and set(np.nonzero(layer.data)[0]) == {22}
+    win.set_slice(3)
+    assert c.undo()  # undo goes back to the edited slice, and says so; slider and canvas agree
+    assert c.index == win.slider.value() == 22 and not layer.data.any()
+    QTest.keyClick(c, Qt.Key_BracketRight)
+    assert win.brush_spin.value() == c.brush and c.brush == 4
+    QTest.keyClick(c, Qt.Key_2)
+    assert c.current_class == 2 and win.class_box.currentData() == 2
+
+
+def test_the_3d_view_does_not_redraw_while_nothing_changes(qtbot, win, scan):
+    path, _ = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    plotter = win.view3d.plotter
+    assert not plotter.render_timer.isActive()
+    renders = []
+    plotter.ren_win.AddObserver("EndEvent", lambda *_: renders.append(1))
+    qtbot.wait(1500)  # idle
+    assert renders == []
+    win.view3d.preset("top")  # a change redraws
+    assert renders
