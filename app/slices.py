@@ -55,6 +55,9 @@ class SliceCanvas(QWidget):
         self.redo_stack: list[tuple[str, int, np.ndarray]] = []
         self._box_start: QPointF | None = None
         self.setFocusPolicy(Qt.StrongFocus)
+        self.zoom = 1.0               # 1 = the plane fitted to the widget
+        self.pan = QPointF(0.0, 0.0)  # widget pixels
+        self._pan_from: QPointF | None = None
         self._box_now: QPointF | None = None
         self._stroke = False
         self._last_rc = (0, 0)
@@ -88,6 +91,7 @@ class SliceCanvas(QWidget):
         changed = axis != self.axis
         self.axis = axis
         if changed:
+            self.zoom, self.pan = 1.0, QPointF(0.0, 0.0)  # another plane: fit it
             self.axis_changed.emit(axis)
         self.set_index(self.depth // 2)
         self.update()
@@ -109,12 +113,30 @@ class SliceCanvas(QWidget):
         return (self.shape[dims[0]], self.shape[dims[1]]), (sp[dims[0]], sp[dims[1]])
 
     def _target(self) -> QRectF:
-        """Where the plane is drawn: fitted to the widget, with the voxel spacing's aspect ratio."""
+        """Where the plane is drawn: fitted to the widget with the voxel spacing's aspect ratio, then
+        zoomed about the centre and panned."""
         (h, w), (sy, sx) = self._plane_shape_and_spacing()
         pw, ph = w * sx, h * sy
-        scale = min(self.width() / pw, self.height() / ph)
+        scale = min(self.width() / pw, self.height() / ph) * self.zoom
         dw, dh = pw * scale, ph * scale
-        return QRectF((self.width() - dw) / 2, (self.height() - dh) / 2, dw, dh)
+        return QRectF((self.width() - dw) / 2 + self.pan.x(), (self.height() - dh) / 2 + self.pan.y(), dw, dh)
+
+    def zoom_at(self, factor: float, at: QPointF | None = None) -> None:
+        """Zoom by ``factor`` (1/8 .. 64 of the fitted size), keeping the point under ``at`` in place."""
+        if self.shape is None:
+            return
+        at = at if at is not None else QPointF(self.width() / 2, self.height() / 2)
+        t0 = self._target()
+        u, v = (at.x() - t0.left()) / t0.width(), (at.y() - t0.top()) / t0.height()
+        self.zoom = float(min(64.0, max(0.125, self.zoom * factor)))
+        t1 = self._target()
+        self.pan += at - QPointF(t1.left() + u * t1.width(), t1.top() + v * t1.height())
+        self.update()
+
+    def reset_view(self) -> None:
+        """Fit the plane to the widget again."""
+        self.zoom, self.pan = 1.0, QPointF(0.0, 0.0)
+        self.update()
 
     def to_voxel(self, pos: QPointF) -> tuple[int, int] | None:
         """Widget position -> (row, column) in the plane, or ``None`` outside it."""
@@ -250,6 +272,9 @@ class SliceCanvas(QWidget):
         return lo + hi
 
     def mousePressEvent(self, ev) -> None:
+        if ev.button() == Qt.MiddleButton or (self.tool == "navigate" and ev.button() == Qt.LeftButton):
+            self._pan_from = ev.position()  # drag to pan
+            return
         rc = self.to_voxel(ev.position())
         if rc is None:
             return
@@ -263,6 +288,11 @@ class SliceCanvas(QWidget):
             self._box_start = self._box_now = ev.position()
 
     def mouseMoveEvent(self, ev) -> None:
+        if self._pan_from is not None:
+            self.pan += ev.position() - self._pan_from
+            self._pan_from = ev.position()
+            self.update()
+            return
         rc = self.to_voxel(ev.position())
         if rc is not None:
             self.moved.emit(self._describe(rc))
@@ -279,7 +309,9 @@ class SliceCanvas(QWidget):
             self.update()
 
     def mouseReleaseEvent(self, ev) -> None:
-        if self._stroke:
+        if self._pan_from is not None:
+            self._pan_from = None
+        elif self._stroke:
             self._stroke = False
             self.painted.emit()
         elif self._box_start is not None:
@@ -291,15 +323,26 @@ class SliceCanvas(QWidget):
                 self.box_drawn.emit(self.box_from(a, b))
 
     def wheelEvent(self, ev) -> None:
-        self.set_index(self.index + (1 if ev.angleDelta().y() > 0 else -1))
+        """The wheel steps slices; with Ctrl it zooms about the mouse."""
+        up = ev.angleDelta().y() > 0
+        if ev.modifiers() & Qt.ControlModifier:
+            self.zoom_at(1.25 if up else 0.8, ev.position())
+            return
+        self.set_index(self.index + (1 if up else -1))
         self.moved.emit(f"{self.axis} = {self.index}")
 
     def keyPressEvent(self, ev) -> None:
         """Up/Down and Page Up/Down step through slices (10 at a time with Page), ``[``/``]`` change the
-        brush size, ``1``..``9`` pick a class."""
+        brush size, ``1``..``9`` pick a class, ``+``/``-`` zoom, Home fits the plane again."""
         key, text = ev.key(), ev.text()
         steps = {Qt.Key_Up: 1, Qt.Key_Down: -1, Qt.Key_PageUp: 10, Qt.Key_PageDown: -10}
-        if key in steps:
+        if key == Qt.Key_Home:
+            self.reset_view()
+        elif text in ("+", "="):
+            self.zoom_at(1.25)
+        elif text == "-":
+            self.zoom_at(0.8)
+        elif key in steps:
             self.set_index(self.index + steps[key])
             self.moved.emit(f"{self.axis} = {self.index}")
         elif text in ("[", "]"):

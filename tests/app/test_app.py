@@ -523,3 +523,34 @@ def test_the_3d_view_does_not_redraw_while_nothing_changes(qtbot, win, scan):
     assert renders == []
     win.view3d.preset("top")  # a change redraws
     assert renders
+
+
+def test_zoom_keeps_the_voxel_under_the_mouse_and_pan_moves_the_plane(qtbot, win, scan):
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    path, _ = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    win.new_label_layer(["air", "metal"])
+    c = win.canvas
+    at = c.to_widget(30.5, 12.5)
+    before = c.to_voxel(at)
+    for _ in range(3):  # Ctrl + wheel zooms about the mouse
+        QApplication.sendEvent(c, QWheelEvent(at, c.mapToGlobal(at), QPoint(0, 0), QPoint(0, 120), Qt.NoButton,
+                                              Qt.ControlModifier, Qt.NoScrollPhase, False))
+    assert c.zoom == pytest.approx(1.25 ** 3) and c.to_voxel(at) == before and c.index == win.slider.value()
+    win.set_tool("brush")
+    win.brush_spin.setValue(1)
+    stroke(qtbot, c, [(20, 20)])  # painting still lands on the voxel under the mouse
+    assert win.session["painted"].data[c.index, 20, 20] == c.current_class
+    t0 = c._target()
+    win.set_tool("navigate")
+    QTest.mousePress(c, Qt.LeftButton, Qt.NoModifier, QPoint(100, 100))
+    QTest.mouseMove(c, QPoint(130, 90))
+    QTest.mouseRelease(c, Qt.LeftButton, Qt.NoModifier, QPoint(130, 90))
+    t1 = c._target()
+    assert (t1.left() - t0.left(), t1.top() - t0.top()) == pytest.approx((30, -10))
+    QTest.keyClick(c, Qt.Key_Home)
+    assert c.zoom == 1.0 and c.pan == QPointF(0, 0)
