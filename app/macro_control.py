@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
 )
 
-from damselfly.engine import DamselflyError
+from damselfly.engine import DamselflyError, Labels
 from damselfly.macros.batch import run_batch
 from damselfly.macros.checker import check
 from damselfly.macros.interpreter import execute
@@ -23,7 +23,49 @@ from damselfly.macros.recorder import Recorder
 class MacroMixin:
     """The macro-and-batch controller of :class:`~damselfly.app.window.MainWindow`."""
 
+    def keep_work(self, doing: str) -> bool:
+        """Before ``doing`` something that replaces the editor's text or ends the session: offer to save
+        unsaved changes. ``False`` means the user cancelled."""
+        painted = [n for n, o in self.session.objects.items() if isinstance(o, Labels) and o.metadata.get("modified")]
+        if not self.macro.modified and not (painted and doing == "quitting"):
+            return True
+        what = []
+        if self.macro.modified:
+            what.append(f"the macro ({self.macro.path.name if self.macro.path else 'never saved'})")
+        if painted and doing == "quitting":
+            what.append(f"painted labels ({', '.join(painted)}; File > Save… keeps them)")
+        answer = self.ask_save(f"Unsaved changes before {doing}: {' and '.join(what)}.")
+        if answer == "save" and self.macro.modified:
+            return self.save_macro_now()
+        return answer != "cancel"
+
+    def ask_save(self, question: str) -> str:
+        """``"save"``, ``"discard"`` or ``"cancel"``; tests replace it."""
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QMessageBox.question(self, "Damselfly", question + " Save the macro?",
+                                   QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+        return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(box, "cancel")
+
+    def save_macro_now(self) -> bool:
+        """Ctrl+S: save the macro to its file, or ask where when it has none. ``False`` if not saved."""
+        if self.macro.path is not None:
+            self.save_macro(self.macro.path)
+            return True
+        path, _ = QFileDialog.getSaveFileName(self, "Save macro", str(self.macro_dir / "recorded.dfm"),
+                                              "Damselfly macros (*.dfm)")
+        if not path:
+            return False
+        self.save_macro(Path(path))
+        return True
+
     def set_recording(self, on: bool) -> None:
+        if on and self.recorder is None and not self.keep_work("recording a new macro"):
+            self.record_action.setChecked(False)
+            self.macro.record_button.blockSignals(True)
+            self.macro.record_button.setChecked(False)
+            self.macro.record_button.blockSignals(False)
+            return
         if on and self.recorder is None:
             self.macro_dir.mkdir(parents=True, exist_ok=True)
             self.recorder = Recorder(self.session, macro_dir=self.macro_dir, comment="recorded in Damselfly")
@@ -83,8 +125,7 @@ class MacroMixin:
         assets = self.macro_dir / "assets"
         if assets.is_dir() and path.parent != self.macro_dir.resolve():
             shutil.copytree(assets, path.parent / "assets", dirs_exist_ok=True)
-        self.macro.path = path
-        self.macro.base_dir = path.parent
+        self.macro.mark_saved(path)
         return path
 
     def _ask_save_macro(self) -> None:
@@ -96,7 +137,7 @@ class MacroMixin:
     def _ask_open_macro(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open macro", str(self.session.settings.base_dir),
                                               "Damselfly macros (*.dfm)")
-        if path:
+        if path and self.keep_work("opening another macro"):
             self.macro.open(Path(path))
 
     def run_macro_text(self, text: str) -> bool:

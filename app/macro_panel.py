@@ -68,12 +68,14 @@ class MacroPanel(QWidget):
     batch_requested = Signal(str)
     stop_requested = Signal()
     record_toggled = Signal(bool)
+    title_changed = Signal(str)
 
     def __init__(self, base_dir: Path, parent=None):
         super().__init__(parent)
         self.base_dir = Path(base_dir)
         self.check_options: dict = {}  # the run settings the checker assumes (output folder, confinement)
         self.path: Path | None = None
+        self.saved_text = ""  # the text as it was last opened or saved
         self.diagnostics: list[Diagnostic] = []
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -110,10 +112,28 @@ class MacroPanel(QWidget):
         self._timer.setInterval(300)
         self._timer.timeout.connect(self.check_now)
         self.editor.textChanged.connect(self._timer.start)
+        self.editor.textChanged.connect(lambda: self.title_changed.emit(self.title()))
 
     # -- text -----------------------------------------------------------------------------------
     def text(self) -> str:
         return self.editor.toPlainText()
+
+    @property
+    def modified(self) -> bool:
+        """Whether the text differs from what was last opened or saved (an empty editor is not)."""
+        return self.text() != self.saved_text and bool(self.text().strip())
+
+    def title(self) -> str:
+        """``Macro — name.dfm*``: the file's name and a mark while there are unsaved changes."""
+        name = self.path.name if self.path else "unsaved"
+        return f"Macro — {name}{'*' if self.modified else ''}"
+
+    def mark_saved(self, path: Path | None = None) -> None:
+        if path is not None:
+            self.path = Path(path).resolve()
+            self.base_dir = self.path.parent
+        self.saved_text = self.text()
+        self.title_changed.emit(self.title())
 
     def set_text(self, text: str) -> None:
         if text != self.text():
@@ -124,6 +144,7 @@ class MacroPanel(QWidget):
         self.path = Path(path).resolve()
         self.base_dir = self.path.parent
         self.set_text(self.path.read_text(encoding="utf-8"))
+        self.mark_saved()
         self.check_now()
 
     # -- checking -------------------------------------------------------------------------------

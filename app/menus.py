@@ -38,6 +38,8 @@ class MenusMixin:
             self.action_entries[spec.name] = a
         file_menu.addSeparator()
         self._qaction("Open macro…", {"view": "opens a macro in the editor"}, self._ask_open_macro, file_menu)
+        self._qaction("Save macro", {"view": "writes the editor's text to its file"}, self.save_macro_now, file_menu,
+                      "Ctrl+S")
         self._qaction("Save macro as…", {"view": "writes the editor's text"}, self._ask_save_macro, file_menu)
         file_menu.addSeparator()
         self._qaction("Quit", {"view": "closes the window"}, self.close, file_menu, "Ctrl+Q")

@@ -181,6 +181,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
         self.macro.stop_requested.connect(self.stop)
         mdock = QDockWidget("Macro", self)
         mdock.setObjectName("macro")
+        self.macro.title_changed.connect(mdock.setWindowTitle)
+        self.macro_dock = mdock
         mdock.setWidget(self.macro)
         self.addDockWidget(Qt.RightDockWidgetArea, mdock)
         self.batch_table = QTableWidget(0, 4)
@@ -375,6 +377,9 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
         self.open_files([u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()])
 
     def closeEvent(self, ev) -> None:
+        if not self.keep_work("quitting"):
+            ev.ignore()
+            return
         self.worker.stop()
         self.worker.wait(5)
         if self.view3d is not None:

@@ -30,6 +30,7 @@ def win(qtbot, tmp_path):
     w = MainWindow(base_dir=tmp_path, out_dir=tmp_path / "out", device="cpu")
     w.asked = []
     w.ask = lambda question: w.asked.append(question) and False  # questions are answered No unless a test says
+    w.ask_save = lambda question: w.asked.append(question) or "discard"
     qtbot.addWidget(w)
     w.show()
     yield w
@@ -554,3 +555,32 @@ def test_zoom_keeps_the_voxel_under_the_mouse_and_pan_moves_the_plane(qtbot, win
     assert (t1.left() - t0.left(), t1.top() - t0.top()) == pytest.approx((30, -10))
     QTest.keyClick(c, Qt.Key_Home)
     assert c.zoom == 1.0 and c.pan == QPointF(0, 0)
+
+
+def test_unsaved_changes_are_offered_before_record_open_and_quit(qtbot, win, scan, tmp_path):
+    path, truth = scan
+    macro = tmp_path / "m.dfm"
+    macro.write_text('version 1\nparam scan = "x.tif"\n')
+    win.macro.open(macro)
+    assert win.macro_dock.windowTitle() == "Macro — m.dfm"
+    win.macro.set_text(win.macro.text() + "raw = load(scan)\n")
+    assert win.macro_dock.windowTitle() == "Macro — m.dfm*" and win.macro.modified
+    win.ask_save = lambda q: win.asked.append(q) or "cancel"
+    win.set_recording(True)  # would replace the edited text: asked, cancelled, nothing lost
+    assert win.recorder is None and not win.record_action.isChecked() and "raw = load(scan)" in win.macro.text()
+    assert win.asked[-1].startswith("Unsaved changes before recording a new macro: the macro (m.dfm)")
+    from PySide6.QtGui import QAction, QKeySequence
+
+    save = next(a for a in win.findChildren(QAction) if a.text() == "Save macro")
+    assert save.shortcut() == QKeySequence("Ctrl+S")
+    save.trigger()  # saves to its file
+    assert macro.read_text().endswith("raw = load(scan)\n") and win.macro_dock.windowTitle() == "Macro — m.dfm"
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    win.new_label_layer(["air", "metal"])
+    win.set_tool("brush")
+    stroke(qtbot, win.canvas, [(5, 5), (5, 9)])
+    n = len(win.asked)
+    win.close()  # painted labels never saved: asked, cancelled, the window stays
+    assert len(win.asked) == n + 1 and "painted labels (painted" in win.asked[-1] and win.isVisible()
+    win.ask_save = lambda q: "discard"
