@@ -47,7 +47,69 @@ class PaintMixin:
             self.show_error("no label layer: Paint > New label layer…, or open labels")
         return self.canvas.labels
 
+    def _build_layer_panel(self, layout) -> None:
+        """The label layer's display: shown or not, opacity, outline mode, and per class visibility
+        (check boxes) and opacity (the slider acts on the selected class)."""
+        from PySide6.QtWidgets import QCheckBox, QLabel, QListWidget, QSlider
+
+        c = self.canvas
+        self.labels_check = QCheckBox("show labels")
+        self.labels_check.setChecked(True)
+        self.labels_check.toggled.connect(lambda on: (setattr(c, "labels_visible", on), c.update()))
+        self.outline_check = QCheckBox("outline")
+        self.outline_check.toggled.connect(lambda on: (setattr(c, "outline", on), c.update()))
+        self.opacity_slider = QSlider(Qt.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(int(round(c.overlay_alpha * 100)))
+        self.opacity_slider.valueChanged.connect(lambda v: (setattr(c, "overlay_alpha", v / 100), c.update()))
+        self.class_list = QListWidget()
+        self.class_list.setMaximumHeight(120)
+        self.class_list.itemChanged.connect(self._on_class_shown)
+        self.class_list.currentItemChanged.connect(lambda *_: self._sync_class_opacity())
+        self.class_opacity_slider = QSlider(Qt.Horizontal)
+        self.class_opacity_slider.setRange(0, 100)
+        self.class_opacity_slider.setValue(100)
+        self.class_opacity_slider.valueChanged.connect(self._on_class_opacity)
+        for w in (QLabel("layers"), self.labels_check, self.outline_check, QLabel("label opacity"),
+                  self.opacity_slider, QLabel("classes (tick to show)"), self.class_list,
+                  QLabel("selected class opacity"), self.class_opacity_slider):
+            layout.addWidget(w)
+
+    def _on_class_shown(self, item) -> None:
+        k = item.data(Qt.UserRole)
+        (self.canvas.hidden_classes.discard if item.checkState() == Qt.Checked else self.canvas.hidden_classes.add)(k)
+        self.canvas.update()
+
+    def _sync_class_opacity(self) -> None:
+        item = self.class_list.currentItem()
+        if item is not None:
+            self.class_opacity_slider.blockSignals(True)
+            self.class_opacity_slider.setValue(int(round(self.canvas.class_opacity.get(item.data(Qt.UserRole), 1.0) * 100)))
+            self.class_opacity_slider.blockSignals(False)
+
+    def _on_class_opacity(self, v: int) -> None:
+        item = self.class_list.currentItem()
+        if item is not None:
+            self.canvas.class_opacity[item.data(Qt.UserRole)] = v / 100
+            self.canvas.update()
+
+    def _refresh_class_list(self) -> None:
+        from PySide6.QtWidgets import QListWidgetItem
+
+        self.class_list.blockSignals(True)
+        self.class_list.clear()
+        lab = self.canvas.labels
+        for c in lab.classes if lab is not None else []:
+            item = QListWidgetItem(f"{c.index}: {c.name}")
+            item.setData(Qt.UserRole, c.index)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Unchecked if c.index in self.canvas.hidden_classes else Qt.Checked)
+            item.setData(Qt.DecorationRole, QColor(*c.color[:3]))
+            self.class_list.addItem(item)
+        self.class_list.blockSignals(False)
+
     def _refresh_classes(self) -> None:
+        self._refresh_class_list()
         self.class_box.blockSignals(True)
         self.class_box.clear()
         lab = self.canvas.labels

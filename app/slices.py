@@ -50,7 +50,11 @@ class SliceCanvas(QWidget):
         self.tool = "navigate"
         self.brush = 3
         self.current_class = 1
-        self.overlay_alpha = 0.45
+        self.overlay_alpha = 0.45   # the label layer's opacity over the grey values
+        self.labels_visible = True
+        self.hidden_classes: set[int] = set()
+        self.class_opacity: dict[int, float] = {}  # class index -> factor on overlay_alpha
+        self.outline = False        # draw only the borders of class regions
         self.undo_stack: list[tuple[str, int, np.ndarray]] = []
         self.redo_stack: list[tuple[str, int, np.ndarray]] = []
         self._box_start: QPointF | None = None
@@ -166,13 +170,24 @@ class SliceCanvas(QWidget):
         else:
             (h, w), _ = self._plane_shape_and_spacing()
             rgb = np.zeros((h, w, 3), np.uint8)
-        if self.labels is not None:
+        if self.labels is not None and self.labels_visible:
             lab = np.asarray(plane(self.labels.data, self.axis, self.index))
-            colors = np.zeros((max(256, int(lab.max()) + 1), 3), np.float32)
+            n = max(256, int(lab.max()) + 1)
+            colors = np.zeros((n, 3), np.float32)
+            alpha = np.zeros(n, np.float32)  # per class: 0 hides it
+            base = self.overlay_alpha if self.volume is not None else 1.0
             for c in self.labels.classes:
                 colors[c.index] = c.color[:3]
+                alpha[c.index] = 0.0 if c.index in self.hidden_classes else base * self.class_opacity.get(c.index, 1.0)
             on = lab > 0
-            a = self.overlay_alpha if self.volume is not None else 1.0
+            if self.outline:  # only the borders of each class region
+                edge = np.zeros_like(on)
+                edge[:-1] |= lab[:-1] != lab[1:]
+                edge[1:] |= lab[1:] != lab[:-1]
+                edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+                edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+                on &= edge
+            a = alpha[lab[on]][:, None]
             rgb = rgb.astype(np.float32)
             rgb[on] = (1 - a) * rgb[on] + a * colors[lab[on]]
             rgb = rgb.astype(np.uint8)

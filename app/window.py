@@ -166,6 +166,7 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
         self.brush_spin.valueChanged.connect(lambda v: setattr(self.canvas, "brush", v))
         pl.addWidget(QLabel("brush size"))
         pl.addWidget(self.brush_spin)
+        self._build_layer_panel(pl)
         pl.addStretch(1)
         pdock = QDockWidget("Paint", self)
         pdock.setObjectName("paint")

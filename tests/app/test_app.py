@@ -584,3 +584,30 @@ def test_unsaved_changes_are_offered_before_record_open_and_quit(qtbot, win, sca
     win.close()  # painted labels never saved: asked, cancelled, the window stays
     assert len(win.asked) == n + 1 and "painted labels (painted" in win.asked[-1] and win.isVisible()
     win.ask_save = lambda q: "discard"
+
+
+def test_per_class_visibility_opacity_and_outline(qtbot, win, scan):
+    path, truth = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    layer = win.new_label_layer(["air", "metal"])
+    z = win.canvas.index
+    layer.data[z, :10, :10] = 1
+    layer.data[z, 20:30, 20:30] = 2
+    grey = win.canvas.image().copy()
+    win.labels_check.setChecked(False)
+    base = win.canvas.image()
+    win.labels_check.setChecked(True)
+    assert win.class_list.count() == 2
+    win.class_list.item(1).setCheckState(Qt.Unchecked)  # hide metal
+    img = win.canvas.image()
+    assert np.array_equal(img[22:28, 22:28], base[22:28, 22:28]) and not np.array_equal(img[2:8, 2:8], base[2:8, 2:8])
+    win.class_list.item(1).setCheckState(Qt.Checked)
+    win.class_list.setCurrentRow(0)
+    win.class_opacity_slider.setValue(0)  # air fully transparent, metal unchanged
+    img = win.canvas.image()
+    assert np.array_equal(img[2:8, 2:8], base[2:8, 2:8]) and np.array_equal(img[22:28, 22:28], grey[22:28, 22:28])
+    win.class_opacity_slider.setValue(100)
+    win.outline_check.setChecked(True)  # only region borders are coloured
+    img = win.canvas.image()
+    assert np.array_equal(img[24, 24], base[24, 24]) and not np.array_equal(img[20, 24], base[20, 24])
