@@ -6,6 +6,8 @@ else as a macro literal (``0.5``, ``[1, 2]``, ``"text"``, empty for none) checke
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -13,6 +15,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -28,6 +31,12 @@ from damselfly.macros.checker import const_value
 from damselfly.macros.parser import parse_value
 
 _UNSET = object()
+_MARKUP = re.compile(r"``([^`]*)``|:[a-z]+:`~?([^`]*)`")
+
+
+def plain(doc: str) -> str:
+    """A docstring's text without reStructuredText markup (``x`` and :func:`x` become x)."""
+    return _MARKUP.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2).split(".")[-1], doc)
 
 
 class ParamDialog(QDialog):
@@ -50,18 +59,38 @@ class ParamDialog(QDialog):
             about.setWordWrap(True)
             outer.addWidget(about)
         form_host = QWidget()
-        form = QFormLayout(form_host)
+        host_lay = QVBoxLayout(form_host)
+        form = QFormLayout()
+        host_lay.addLayout(form)
         self.result_edit = None
         if spec.returns_value:
             self.result_edit = QLineEdit(result_name or spec.result_name)
             form.addRow("result name", self.result_edit)
+        look = spec.presentation
+        self.advanced = QGroupBox("Advanced")
+        self.advanced.setCheckable(True)
+        self.advanced.setChecked(False)  # folded: shown when ticked
+        adv_form = QFormLayout(self.advanced)
+        self.advanced.toggled.connect(self._toggle_advanced)
+        self._rows: dict[str, tuple[QFormLayout, QLabel]] = {}
         for p in spec.params:
             w = self._field(p)
             self.fields[p.name] = w
             label = QLabel(p.name + ("" if not p.required else " *"))
-            label.setToolTip(f"{p.type_name}\n{p.doc}")
-            w.setToolTip(f"{p.type_name}\n{p.doc}")
-            form.addRow(label, self._with_buttons(p, w))
+            help_text = f"{p.type_name}\n{plain(p.doc)}"
+            label.setToolTip(help_text)
+            w.setToolTip(help_text)
+            target = adv_form if look.basic and not p.required and p.name not in look.basic else form
+            target.addRow(label, self._with_buttons(p, w))
+            self._rows[p.name] = (target, label)
+        if adv_form.rowCount():
+            host_lay.addWidget(self.advanced)
+            self._toggle_advanced(False)
+        for controller in {c for c, _ in look.when.values()}:
+            box = self.fields[controller]
+            if isinstance(box, QComboBox):
+                box.currentIndexChanged.connect(lambda _i: self._apply_when())
+        self._apply_when()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(form_host)
@@ -77,6 +106,26 @@ class ParamDialog(QDialog):
         self.resize(520, min(720, 140 + 34 * len(spec.params)))
         for k, v in (preset or {}).items():
             self.set_value(k, v)
+
+    def shown(self, name: str) -> bool:
+        """Whether the field of parameter ``name`` is on show (not folded away, and it applies)."""
+        lay, label = self._rows[name]
+        return lay.isRowVisible(label)
+
+    def _toggle_advanced(self, on: bool) -> None:
+        lay = self.advanced.layout()
+        for i in range(lay.rowCount()):
+            lay.setRowVisible(i, on)
+        self._apply_when()
+
+    def _apply_when(self) -> None:
+        """Show only the fields that apply to the chosen values (``Presentation.when``)."""
+        for name, (controller, values) in self.spec.presentation.when.items():
+            lay, label = self._rows[name]
+            box = self.fields[controller]
+            applies = not isinstance(box, QComboBox) or box.currentData() in values
+            if lay is not self.advanced.layout() or self.advanced.isChecked():
+                lay.setRowVisible(label, applies)
 
     # -- fields ---------------------------------------------------------------------------------
     def _field(self, p: Param) -> QWidget:

@@ -93,6 +93,11 @@ class Presentation:
         Parameter name to role (:data:`ROLES`), e.g. ``{"box": "box"}``.
     monitor : str, optional
         A live view the app opens while it runs: ``"training"`` (loss curves, preview, Stop).
+    basic : tuple of str
+        When given, the optional parameters a dialog shows at once; the others go under "Advanced".
+    when : dict of str to (str, tuple)
+        Parameter -> (choice parameter, its values for which it applies); a dialog hides it otherwise
+        (calibrate's ``regions`` only for ``method="two_point"``).
     """
 
     menu: str = "Process"
@@ -100,6 +105,8 @@ class Presentation:
     toolbar: int | None = None
     roles: dict[str, str] = field(default_factory=dict)
     monitor: str | None = None
+    basic: tuple[str, ...] = ()
+    when: dict[str, tuple[str, tuple]] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,9 +125,11 @@ class ActionSpec:
 
     def __post_init__(self):
         self._by_name = {p.name: p for p in self.params}
-        unknown = set(self.presentation.roles) - set(self._by_name)
+        look = self.presentation
+        named = set(look.roles) | set(look.basic) | set(look.when) | {c for c, _ in look.when.values()}
+        unknown = named - set(self._by_name)
         if unknown:
-            raise TypeError(f"action {self.name}: roles name no parameter: {sorted(unknown)}")
+            raise TypeError(f"action {self.name}: the presentation names no parameter {sorted(unknown)}")
         bad = {r for r in self.presentation.roles.values() if r not in ROLES}
         if bad:
             raise TypeError(f"action {self.name}: unknown roles {sorted(bad)} (known: {', '.join(ROLES)})")
@@ -262,7 +271,8 @@ def _param_docs(doc: str) -> dict[str, str]:
 
 
 def action(name: str | None = None, *, result: str = "result", category: str = "Process", title: str = "",
-           toolbar: int | None = None, roles: dict[str, str] | None = None, monitor: str | None = None):
+           toolbar: int | None = None, roles: dict[str, str] | None = None, monitor: str | None = None,
+           basic: tuple[str, ...] = (), when: dict[str, tuple[str, tuple]] | None = None):
     """Describe a function as an action (decorator): builds its :class:`ActionSpec` from the signature and
     docstring and attaches it as ``func.action_spec``. Registering is a separate, explicit step
     (:class:`Registry`; the built-in list is ``damselfly.engine.actions.ALL``).
@@ -273,7 +283,7 @@ def action(name: str | None = None, *, result: str = "result", category: str = "
         The name used in macros; the function name by default.
     result : str
         Default variable name for the result when recorded (``raw``, ``cal``, ``seg`` ...).
-    category, title, toolbar, roles, monitor
+    category, title, toolbar, roles, monitor, basic, when
         How the app presents it (:class:`Presentation`; ``category`` is the menu).
 
     Examples
@@ -299,7 +309,7 @@ def action(name: str | None = None, *, result: str = "result", category: str = "
                 continue
             mname = pn[:-1] if pn.endswith("_") else pn
             params.append(Param(mname, pn, hints.get(pn, Any), p.default, pdocs.get(pn, pdocs.get(mname, ""))))
-        look = Presentation(category, title, toolbar, dict(roles or {}), monitor)
+        look = Presentation(category, title, toolbar, dict(roles or {}), monitor, tuple(basic), dict(when or {}))
         func.action_spec = ActionSpec(name or func.__name__, func, params, hints.get("return", None),
                                       inspect.cleandoc(func.__doc__ or ""), result, look, context_param)
         return func

@@ -24,7 +24,11 @@ def _box_slices(box, vol: Volume, what: str) -> tuple[slice, slice, slice]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
-@action("calibrate", result="cal", toolbar=2, roles={"regions": "boxes"})
+@action("calibrate", result="cal", toolbar=2, roles={"regions": "boxes"},
+        when={"low": ("method", ("percentile",)), "high": ("method", ("percentile",)),
+              "clip": ("method", ("percentile",)), "regions": ("method", ("two_point",)),
+              "labels": ("method", ("two_point",)), "values": ("method", ("two_point",)),
+              "reference": ("method", ("match",))})
 def calibrate(volume: Volume, method: Literal["percentile", "two_point", "match"] = "percentile",
               low: float = 0.5, high: float = 99.5,
               regions: list[list[int]] | list[str] | None = None, labels: Labels | None = None,

@@ -60,7 +60,9 @@ def _output(images: list[Volume], shape, dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
-@action("train", result="model", category="Segment", toolbar=3, roles={"preview": "box"}, monitor="training")
+@action("train", result="model", category="Segment", toolbar=3, roles={"preview": "box"}, monitor="training",
+        basic=("arch", "input", "epochs", "val_labels", "init", "mask", "preview"),
+        when={"context": ("input", ("2.5d",))})
 def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "msd", "unet3d"] = "unet",
           input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5, width: int | None = None,
           depth: int | None = None, epochs: int = 30, steps: int = 50, batch: int = 8,

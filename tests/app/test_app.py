@@ -611,3 +611,24 @@ def test_per_class_visibility_opacity_and_outline(qtbot, win, scan):
     win.outline_check.setChecked(True)  # only region borders are coloured
     img = win.canvas.image()
     assert np.array_equal(img[24, 24], base[24, 24]) and not np.array_equal(img[20, 24], base[20, 24])
+
+
+def test_dialogs_speak_plainly_fold_advanced_fields_and_hide_what_does_not_apply(qtbot, win, scan):
+    from damselfly.app.params import plain
+
+    assert plain("Use ``two_point`` with :func:`~damselfly.engine.io.read_volume`.") == \
+        "Use two_point with read_volume."
+    path, _ = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    dlg = win.open_action("calibrate", show=False)
+    assert dlg.shown("low") and not dlg.shown("regions") and not dlg.shown("reference")
+    dlg.set_value("method", "two_point")
+    assert dlg.shown("regions") and dlg.shown("values") and not dlg.shown("low")
+    assert "``" not in dlg.fields["method"].toolTip()
+    dlg = win.open_action("train", show=False)
+    assert dlg.shown("epochs") and dlg.shown("arch") and not dlg.shown("lr") and not dlg.shown("batch")
+    dlg.advanced.setChecked(True)
+    assert dlg.shown("lr") and dlg.shown("batch") and dlg.shown("context")
+    dlg.set_value("input", "2d")
+    assert not dlg.shown("context")  # only for 2.5d
