@@ -8,8 +8,30 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 CATEGORY_ORDER = ["File", "Process", "Segment", "Measure", "Render"]
 
 
+#: Keys the slice view handles itself (no menu entry).
+CANVAS_KEYS = [("Up / Down", "next / previous slice"), ("Page Up / Page Down", "10 slices"),
+               ("Mouse wheel", "next / previous slice"), ("Ctrl + wheel, + / -", "zoom"),
+               ("Drag (navigate tool) or middle button", "pan"), ("Home", "fit the slice to the view"),
+               ("[ / ]", "smaller / larger brush"), ("1 .. 9", "paint with that class")]
+
+
 class MenusMixin:
     """Builds the menu bar and toolbar of :class:`~damselfly.app.window.MainWindow`."""
+
+    def shortcuts_text(self) -> str:
+        """Every shortcut: the menu entries that have one, then the slice view's keys."""
+        from PySide6.QtGui import QKeySequence
+
+        rows = sorted({(a.shortcut().toString(QKeySequence.NativeText), a.text().replace("&", ""))
+                       for a in self.findChildren(QAction) if not a.shortcut().isEmpty()})
+        return "\n".join(f"{k}\t{t}" for k, t in rows + CANVAS_KEYS)
+
+    def show_shortcuts(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QMessageBox(QMessageBox.Information, "Keyboard shortcuts", self.shortcuts_text(), QMessageBox.Ok, self)
+        box.open()
+        self._last_box = box
 
     def _qaction(self, text: str, data: dict, slot, menu=None, shortcut=None, checkable=False) -> QAction:
         a = QAction(text, self)
@@ -31,7 +53,7 @@ class MenusMixin:
         self.action_entries: dict[str, QAction] = {}
         file_menu = menus["File"]
         for spec in sorted(specs.values(), key=lambda s: s.name):
-            a = self._qaction(spec.title, {"action": spec.name}, lambda n=spec.name: self.open_action(n),
+            a = self._qaction(spec.title, {"action": spec.name}, lambda n=spec.name: self.start_action(n),
                               menus[spec.category])
             a.setToolTip(spec.summary)
             a.setStatusTip(spec.summary)
@@ -91,6 +113,9 @@ class MenusMixin:
         self._qaction("Save as macro for new scans…", {"view": "writes the last recording with its trained "
                       "models as assets, applied instead of trained"}, self._ask_save_for_new_scans, macro)
         self._qaction("Stop", {"view": "stops the running work"}, self.stop, macro, "Esc")
+
+        help_menu = mb.addMenu("Help")
+        self._qaction("Keyboard shortcuts…", {"view": "lists the shortcuts"}, self.show_shortcuts, help_menu, "F1")
 
         tb = self.addToolBar("Actions")
         tb.setObjectName("actions")

@@ -63,14 +63,25 @@ class LossPlot(QWidget):
                 p.drawEllipse(pt(e, v), 2.5, 2.5)
 
 
+def duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 5 s"``, ``"1 h 2 min"``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
 class TrainingDialog(QDialog):
     """Follows one training run. Signals: ``stop_requested()``, ``save_requested()``."""
 
     stop_requested = Signal()
     save_requested = Signal()
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, epochs: int | None = None):
         super().__init__(parent)
+        self.epochs = epochs  # the most epochs this run will take (early stopping may end it sooner)
         self.setWindowTitle("Training")
         self.setModal(False)
         lay = QVBoxLayout(self)
@@ -98,9 +109,14 @@ class TrainingDialog(QDialog):
 
     def on_epoch(self, row: dict) -> None:
         self.plot.add(row)
-        text = f"epoch {row.get('epoch')}: loss {float(row.get('loss', float('nan'))):.4f}"
+        epoch = int(row.get("epoch", 0))
+        text = f"epoch {epoch}" + (f"/{self.epochs}" if self.epochs else "")
+        text += f": loss {float(row.get('loss', float('nan'))):.4f}"
         if row.get("val_loss") is not None:
             text += f", val_loss {float(row['val_loss']):.4f}"
+        if self.epochs and epoch < self.epochs:
+            per = sum(float(r.get("seconds", 0.0)) for r in self.plot.rows) / max(1, len(self.plot.rows))
+            text += f"; at most {duration(per * (self.epochs - epoch))} left"
         self.status.setText(text)
         png = row.get("preview")
         if png:

@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -71,6 +72,9 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
         self.session = Session(Settings(device=device, base_dir=base, out_dir=out, allow_outside=True),
                                self.worker.reporter)
         self.session.subscribe(lambda ev: self.worker.named.emit("action", {"event": ev}))
+        self.recent: list[str] = []  # result names, newest last
+        self.session.subscribe(lambda ev: ev.target and self.recent.append(ev.target))
+        self.last_dir = base  # where file choosers start
         self.recorder: Recorder | None = None
         self.macro_dir = out / "macro"
         self.boxes: list[list[int]] = []
@@ -221,12 +225,35 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
                 pre[p.name] = camera[p.name]
             if not p.required and spec.role(p.name) != "shown_labels":
                 continue
+            if spec.role(p.name) == "newest":
+                newest = [n for n in reversed(self.recent) if n in objs and isinstance(objs[n], cls)]
+                if newest:
+                    pre[p.name] = newest[0]
+                    continue
             shown = {Labels: lab, Volume: vol, Model: models[-1] if models else None}
             for c in cls:  # the annotation's first type that is on show: ``Volume | Labels`` prefers the volume
                 if shown.get(c) is not None:
                     pre[p.name] = shown[c]
                     break
         return pre
+
+    def start_action(self, name: str) -> None:
+        """What a menu entry does: a loader (its only required argument a file to read) goes straight to
+        a file chooser starting in the last folder; any other action opens its parameter dialog."""
+        spec = self.session.registry.get(name)
+        required = [p for p in spec.params if p.required]
+        if len(required) == 1 and required[0].path_kind == "input":
+            path = self.choose_file(spec.title.rstrip("…"), self.last_dir)
+            if path:
+                self.last_dir = Path(path).parent
+                self.run_action(name, path, target=self.session.unique_name(spec.result_name))
+            return
+        self.open_action(name)
+
+    def choose_file(self, title: str, start: Path) -> str | None:
+        """A file chooser (tests replace it)."""
+        path, _ = QFileDialog.getOpenFileName(self, title, str(start))
+        return path or None
 
     def open_action(self, name: str, preset: dict | None = None, show: bool = True) -> ParamDialog:
         """The action's parameter dialog, pre-filled; accepting it runs the action."""
@@ -244,7 +271,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
         """Run a registered action through the session in the worker thread (recorded if recording)."""
         spec = self.session.registry.get(name)
         if spec.presentation.monitor == "training":
-            self._open_training()
+            epochs = kwargs.get("epochs", spec.param("epochs").default if spec.has_param("epochs") else None)
+            self._open_training(epochs if isinstance(epochs, int) else None)
         return self._start(name, lambda: self.session.run(spec, *args, target=target, **kwargs))
 
     def snapshot_of_view(self) -> None:
@@ -258,8 +286,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
         return (self.training is not None and label in {s.name for s in self.session.registry.all()}
                 and self.session.registry.get(label).presentation.monitor == "training")
 
-    def _open_training(self) -> None:
-        self.training = TrainingDialog(self)
+    def _open_training(self, epochs: int | None = None) -> None:
+        self.training = TrainingDialog(self, epochs)
         self.training.stop_requested.connect(self.stop)
         self.training.save_requested.connect(self._save_trained)
         self.training.show()

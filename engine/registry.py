@@ -74,6 +74,7 @@ ROLES = {
     "boxes": "the last two boxes drawn with the box tool",
     "shown_labels": "the label layer shown in the viewer (pre-filled even where optional)",
     "camera": "an angle or zoom of the 3-D view's camera (azimuth, elevation, zoom), pre-filled from it",
+    "newest": "pre-filled with the newest result of the right type (what was just made)",
 }
 
 

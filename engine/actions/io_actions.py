@@ -68,7 +68,7 @@ def load_labels(path: InputPath, classes: list[str] | None = None,
     return io.read_labels(path, classes=classes, spacing=spacing)
 
 
-@action("save", category="File", title="Save…")
+@action("save", category="File", title="Save…", roles={"obj": "newest"})
 def save(obj: Volume | Labels | Table, path: OutputPath, *, ctx: RunContext) -> None:
     """Save a volume, labels or table; the format follows the file name.
 

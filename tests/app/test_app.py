@@ -632,3 +632,33 @@ def test_dialogs_speak_plainly_fold_advanced_fields_and_hide_what_does_not_apply
     assert dlg.shown("lr") and dlg.shown("batch") and dlg.shown("context")
     dlg.set_value("input", "2d")
     assert not dlg.shown("context")  # only for 2.5d
+
+
+def test_open_goes_to_a_chooser_save_offers_the_newest_result_help_lists_keys(qtbot, win, scan, tmp_path):
+    from PySide6.QtGui import QAction
+
+    path, _ = scan
+    asked = []
+    win.choose_file = lambda title, start: asked.append((title, start)) or str(path)
+    next(a for a in win.findChildren(QAction) if a.text() == "Open volume…").trigger()
+    settle(qtbot, win)
+    assert asked == [("Open volume", tmp_path.resolve())] and "raw" in win.session.objects
+    assert win.last_dir == path.parent
+    win.run_action("calibrate", win.session["raw"], target="cal")
+    settle(qtbot, win)
+    win.run_action("threshold", win.session["cal"], target="seg")
+    settle(qtbot, win)
+    assert win.open_action("save", show=False).fields["obj"].currentData() == "seg"  # the newest result
+    text = win.shortcuts_text()
+    assert "Ctrl+S" in text and "Ctrl+Z" in text and "[ / ]" in text and "F1" in text
+
+
+def test_training_dialog_shows_epoch_of_n_and_time_left(qtbot):
+    from damselfly.app.training import TrainingDialog, duration
+
+    assert (duration(45), duration(185), duration(3720)) == ("45 s", "3 min 5 s", "1 h 2 min")
+    dlg = TrainingDialog(None, epochs=10)
+    qtbot.addWidget(dlg)
+    dlg.on_epoch({"epoch": 1, "loss": 0.5, "val_loss": 0.6, "seconds": 12.0})
+    dlg.on_epoch({"epoch": 2, "loss": 0.4, "val_loss": 0.5, "seconds": 8.0})
+    assert dlg.status.text() == "epoch 2/10: loss 0.4000, val_loss 0.5000; at most 1 min 20 s left"
