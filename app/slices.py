@@ -34,6 +34,7 @@ class SliceCanvas(QWidget):
     box_drawn = Signal(list)
     moved = Signal(str)
     index_changed = Signal(int)
+    window_dragged = Signal(float, float)
     axis_changed = Signal(str)
     brush_step = Signal(int)
     class_key = Signal(int)
@@ -62,6 +63,7 @@ class SliceCanvas(QWidget):
         self.zoom = 1.0               # 1 = the plane fitted to the widget
         self.pan = QPointF(0.0, 0.0)  # widget pixels
         self._pan_from: QPointF | None = None
+        self._level_from = None
         self._box_now: QPointF | None = None
         self._stroke = False
         self._last_rc = (0, 0)
@@ -287,6 +289,9 @@ class SliceCanvas(QWidget):
         return lo + hi
 
     def mousePressEvent(self, ev) -> None:
+        if ev.button() == Qt.RightButton and self.volume is not None:
+            self._level_from = (ev.position(), self.window)  # drag: right/left = level, up/down = width
+            return
         if ev.button() == Qt.MiddleButton or (self.tool == "navigate" and ev.button() == Qt.LeftButton):
             self._pan_from = ev.position()  # drag to pan
             return
@@ -303,6 +308,15 @@ class SliceCanvas(QWidget):
             self._box_start = self._box_now = ev.position()
 
     def mouseMoveEvent(self, ev) -> None:
+        if self._level_from is not None:
+            start, (lo, hi) = self._level_from
+            d = ev.position() - start
+            width = max((hi - lo) * (2.0 ** (-d.y() / 100.0)), 1e-6)
+            centre = (lo + hi) / 2 + d.x() / max(1, self.width()) * (hi - lo)
+            self.window = (centre - width / 2, centre + width / 2)
+            self.window_dragged.emit(*self.window)
+            self.update()
+            return
         if self._pan_from is not None:
             self.pan += ev.position() - self._pan_from
             self._pan_from = ev.position()
@@ -324,7 +338,9 @@ class SliceCanvas(QWidget):
             self.update()
 
     def mouseReleaseEvent(self, ev) -> None:
-        if self._pan_from is not None:
+        if self._level_from is not None:
+            self._level_from = None
+        elif self._pan_from is not None:
             self._pan_from = None
         elif self._stroke:
             self._stroke = False
@@ -375,7 +391,8 @@ class SliceCanvas(QWidget):
         zyx[dims[0]], zyx[dims[1]] = rc
         text = f"z {zyx[0]}  y {zyx[1]}  x {zyx[2]}"
         if self.volume is not None:
-            text += f"  value {float(self.volume.data[tuple(zyx)]):.4g}"
+            v = self.volume.data[tuple(zyx)]
+            text += f"  value {int(v)}" if self.volume.data.dtype.kind in "iub" else f"  value {float(v):.4g}"
         if self.labels is not None:
             i = int(self.labels.data[tuple(zyx)])
             names = {c.index: c.name for c in self.labels.classes}

@@ -11,6 +11,8 @@ from PySide6.QtWidgets import QListWidgetItem
 from damselfly.engine import Labels, Table, Volume
 from damselfly.engine.model import Model
 
+from .histogram import fmt_value
+
 
 def _describe(obj) -> str:
     """One line about a session object for the data panel."""
@@ -57,9 +59,9 @@ class DataViewsMixin:
                 self.labels_name = None
                 self.canvas.set_labels(None)
                 self._refresh_classes()
-            lo, hi = self.canvas.window
-            self.low_edit.setText(f"{lo:.4g}")
-            self.high_edit.setText(f"{hi:.4g}")
+            integer = obj.data.dtype.kind in "iub"
+            self.histogram.set_data(obj.data[:: max(1, obj.shape[0] // 16)], integer)
+            self._window_from_histogram(*self.canvas.window)
         self._sync_slider()
         self.canvas.update()
 
@@ -116,6 +118,15 @@ class DataViewsMixin:
         self.slider.setValue(index)
         self.canvas.set_index(index)
 
+    def _window_from_histogram(self, lo: float, hi: float) -> None:
+        """A window dragged on the histogram or the slice (right button), or set on loading."""
+        integer = self.histogram.integer
+        self.canvas.window = (lo, hi)
+        self.histogram.set_window(lo, hi)
+        self.low_edit.setText(fmt_value(lo, integer))
+        self.high_edit.setText(fmt_value(hi, integer))
+        self.canvas.update()
+
     def _set_window(self) -> None:
         try:
             lo, hi = float(self.low_edit.text()), float(self.high_edit.text())
@@ -123,6 +134,7 @@ class DataViewsMixin:
             return
         if hi > lo:
             self.canvas.window = (lo, hi)
+            self.histogram.set_window(lo, hi)
             self.canvas.update()
 
     def update_3d(self) -> None:

@@ -37,6 +37,7 @@ from damselfly.engine.model import Model
 from damselfly.engine.registry import object_classes
 from damselfly.macros.recorder import Recorder
 
+from .histogram import Histogram
 from .macro_control import MacroMixin
 from .macro_panel import MacroPanel
 from .menus import MenusMixin
@@ -126,10 +127,13 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
         self.low_edit, self.high_edit = _num_edit(), _num_edit()
         self.low_edit.editingFinished.connect(self._set_window)
         self.high_edit.editingFinished.connect(self._set_window)
+        self.histogram = Histogram()
+        self.histogram.window_changed.connect(self._window_from_histogram)
+        self.canvas.window_dragged.connect(self._window_from_histogram)
         wl.addWidget(QLabel("window"))
         wl.addWidget(self.low_edit)
+        wl.addWidget(self.histogram, 1)
         wl.addWidget(self.high_edit)
-        wl.addStretch(1)
         sl.addLayout(wl)
 
         self.view3d = None

@@ -662,3 +662,29 @@ def test_training_dialog_shows_epoch_of_n_and_time_left(qtbot):
     dlg.on_epoch({"epoch": 1, "loss": 0.5, "val_loss": 0.6, "seconds": 12.0})
     dlg.on_epoch({"epoch": 2, "loss": 0.4, "val_loss": 0.5, "seconds": 8.0})
     assert dlg.status.text() == "epoch 2/10: loss 0.4000, val_loss 0.5000; at most 1 min 20 s left"
+
+
+def test_window_level_histogram_drag_and_integer_values(qtbot, win, scan, tmp_path):
+    from PySide6.QtCore import QPoint
+
+    path, _ = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    vol = win.session["raw"]
+    assert vol.data.dtype.kind in "iu" and win.histogram.integer
+    assert win.histogram.counts.sum() > 0 and win.low_edit.text().lstrip("-").isdigit()  # integers for integer data
+    h = win.histogram
+    lo, hi = win.canvas.window
+    x_hi = int(h.x_of(hi))
+    QTest.mousePress(h, Qt.LeftButton, Qt.NoModifier, QPoint(x_hi, 10))  # grab the high edge ...
+    QTest.mouseMove(h, QPoint(x_hi - 30, 10))
+    QTest.mouseRelease(h, Qt.LeftButton, Qt.NoModifier, QPoint(x_hi - 30, 10))  # ... and narrow the window
+    lo2, hi2 = win.canvas.window
+    assert lo2 == lo and hi2 < hi and win.high_edit.text() == str(int(hi2))
+    c = win.canvas
+    QTest.mousePress(c, Qt.RightButton, Qt.NoModifier, QPoint(100, 100))  # right drag: up widens
+    QTest.mouseMove(c, QPoint(100, 40))
+    QTest.mouseRelease(c, Qt.RightButton, Qt.NoModifier, QPoint(100, 40))
+    lo3, hi3 = c.window
+    assert hi3 - lo3 > hi2 - lo2 and h.window == c.window
+    assert "value " in c._describe((5, 5)) and "." not in c._describe((5, 5)).split("value ")[1].split()[0]
