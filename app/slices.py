@@ -19,8 +19,11 @@ TOOLS = ("navigate", "brush", "eraser", "box")
 
 
 def plane(data: np.ndarray, axis: str, index: int) -> np.ndarray:
-    """The 2-D plane of ``data`` at ``index`` along ``axis`` (a view, so painting writes through)."""
-    return np.take(data, index, axis=AXIS_INDEX[axis]) if axis != "z" else data[index]
+    """The 2-D plane of ``data`` at ``index`` along ``axis``: a view (basic slicing; ``np.take`` would copy),
+    so painting on coronal and sagittal planes writes through."""
+    sl = [slice(None)] * 3
+    sl[AXIS_INDEX[axis]] = index
+    return data[tuple(sl)]
 
 
 class SliceCanvas(QWidget):
@@ -64,6 +67,7 @@ class SliceCanvas(QWidget):
         self.pan = QPointF(0.0, 0.0)  # widget pixels
         self._pan_from: QPointF | None = None
         self._level_from = None
+        self.cursor: tuple[int, int, int] | None = None  # the linked cursor (z, y, x)
         self._box_now: QPointF | None = None
         self._stroke = False
         self._last_rc = (0, 0)
@@ -99,7 +103,7 @@ class SliceCanvas(QWidget):
         if changed:
             self.zoom, self.pan = 1.0, QPointF(0.0, 0.0)  # another plane: fit it
             self.axis_changed.emit(axis)
-        self.set_index(self.depth // 2)
+        self.set_index(self.cursor[AXIS_INDEX[axis]] if self.cursor is not None else self.depth // 2)
         self.update()
 
     def set_index(self, i: int) -> None:
@@ -144,20 +148,41 @@ class SliceCanvas(QWidget):
         self.zoom, self.pan = 1.0, QPointF(0.0, 0.0)
         self.update()
 
+    @property
+    def z_up(self) -> bool:
+        """Coronal and sagittal planes are drawn with z up, as in the 3-D view (their rows are z)."""
+        return self.axis != "z"
+
     def to_voxel(self, pos: QPointF) -> tuple[int, int] | None:
-        """Widget position -> (row, column) in the plane, or ``None`` outside it."""
+        """Widget position -> (row, column) of the plane's array, or ``None`` outside it."""
         if self.shape is None:
             return None
         (h, w), _ = self._plane_shape_and_spacing()
         t = self._target()
-        r = int((pos.y() - t.top()) / t.height() * h)
-        c = int((pos.x() - t.left()) / t.width() * w)
+        r = int(np.floor((pos.y() - t.top()) / t.height() * h))
+        c = int(np.floor((pos.x() - t.left()) / t.width() * w))
+        if self.z_up:
+            r = h - 1 - r
         return (r, c) if 0 <= r < h and 0 <= c < w else None
 
     def to_widget(self, r: float, c: float) -> QPointF:
+        """(row, column) of the plane's array (fractions allowed: ``r + 0.5`` is a voxel's centre) ->
+        widget position."""
         (h, w), _ = self._plane_shape_and_spacing()
         t = self._target()
-        return QPointF(t.left() + c / w * t.width(), t.top() + r / h * t.height())
+        rr = h - r if self.z_up else r
+        return QPointF(t.left() + c / w * t.width(), t.top() + rr / h * t.height())
+
+    def set_cursor(self, rc: tuple[int, int]) -> None:
+        """Put the linked cursor at plane position ``rc`` of the shown slice (Shift + click): changing
+        the axis then shows the cursor's slice, with a crosshair at it."""
+        k = AXIS_INDEX[self.axis]
+        dims = [d for d in range(3) if d != k]
+        zyx = [0, 0, 0]
+        zyx[k] = self.index
+        zyx[dims[0]], zyx[dims[1]] = rc
+        self.cursor = tuple(zyx)
+        self.update()
 
     # -- drawing --------------------------------------------------------------------------------
     def image(self) -> np.ndarray | None:
@@ -204,8 +229,17 @@ class SliceCanvas(QWidget):
             p.drawText(self.rect(), Qt.AlignCenter, "Open a scan (File > Open volume, or drop a file here)")
             return
         h, w = img.shape[:2]
+        if self.z_up:
+            img = np.ascontiguousarray(img[::-1])
         qimg = QImage(img.data, w, h, 3 * w, QImage.Format_RGB888)
         p.drawImage(self._target(), qimg)
+        if self.cursor is not None:  # the crosshair of the linked cursor
+            k = AXIS_INDEX[self.axis]
+            r, c = (self.cursor[d] for d in range(3) if d != k)
+            at = self.to_widget(r + 0.5, c + 0.5)
+            p.setPen(QPen(QColor(0, 220, 255), 1))
+            p.drawLine(QPointF(0, at.y()), QPointF(self.width(), at.y()))
+            p.drawLine(QPointF(at.x(), 0), QPointF(at.x(), self.height()))
         if self._box_start is not None and self._box_now is not None:
             p.setPen(QPen(QColor(255, 220, 0), 1.5, Qt.DashLine))
             p.drawRect(QRectF(self._box_start, self._box_now).normalized())
@@ -289,6 +323,11 @@ class SliceCanvas(QWidget):
         return lo + hi
 
     def mousePressEvent(self, ev) -> None:
+        if ev.button() == Qt.LeftButton and ev.modifiers() & Qt.ShiftModifier:
+            rc = self.to_voxel(ev.position())
+            if rc is not None:
+                self.set_cursor(rc)
+            return
         if ev.button() == Qt.RightButton and self.volume is not None:
             self._level_from = (ev.position(), self.window)  # drag: right/left = level, up/down = width
             return

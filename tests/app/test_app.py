@@ -688,3 +688,25 @@ def test_window_level_histogram_drag_and_integer_values(qtbot, win, scan, tmp_pa
     lo3, hi3 = c.window
     assert hi3 - lo3 > hi2 - lo2 and h.window == c.window
     assert "value " in c._describe((5, 5)) and "." not in c._describe((5, 5)).split("value ")[1].split()[0]
+
+
+def test_linked_cursor_and_z_up_in_coronal_and_sagittal_views(qtbot, win, scan):
+    path, truth = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    win.new_label_layer(["air", "metal"])
+    c = win.canvas
+    win.set_slice(7)
+    at = c.to_widget(30.5, 12.5)
+    QTest.mouseClick(c, Qt.LeftButton, Qt.ShiftModifier, at.toPoint())  # Shift + click: the linked cursor
+    assert c.cursor == (7, 30, 12)
+    win._set_axis("y")  # the coronal view shows the cursor's slice ...
+    assert c.index == 30 == win.slider.value() and win.axis_box.currentData() == "y"
+    top, bottom = c.to_widget(0.5, 12.5), c.to_widget(SHAPE[0] - 0.5, 12.5)
+    assert bottom.y() < top.y()  # ... with z up: slice 0 at the bottom
+    win.set_tool("brush")
+    win.brush_spin.setValue(1)
+    stroke(qtbot, c, [(7, 12)])  # row 7 of the coronal plane is z = 7: painting lands there
+    assert win.session["painted"].data[7, 30, 12] == c.current_class
+    win._set_axis("x")
+    assert c.index == 12
