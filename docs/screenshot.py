@@ -1,5 +1,6 @@
 """Make docs/app_screenshot.png: the app under Xvfb with the bundled casting, its painted slices, a
-recorded macro and the 3-D view, as a user would have it after a few minutes.
+recorded macro, the window/level histogram, the layer panel, the linked cursor and the 3-D view, as a
+user would have it after a few minutes.
 
     xvfb-run -a .venv/bin/python docs/screenshot.py
 """
@@ -17,9 +18,10 @@ def main() -> None:
 
     data = ROOT / "examples" / "data"
     w = MainWindow(base_dir=data, out_dir=Path("/tmp/damselfly-screenshot"), device="cpu")
-    w.resize(1600, 940)
+    w.resize(1600, 980)
+    w.ask = lambda question: False  # no modal questions in a script
+    w.ask_save = lambda question: "discard"
     w.show()
-    w.set_recording(True)
 
     def wait():
         while w.worker.busy:
@@ -29,6 +31,7 @@ def main() -> None:
 
     w.open_files([str(data / "casting.tif")])
     wait()
+    w.set_recording(True)  # after loading: the scan is still recorded as param scan
     w.run_action("calibrate", w.session["raw"], target="cal", low=0.5, high=99.5)
     wait()
     w.run_action("load_labels", str(data / "casting_painted.tif"), target="painted")
@@ -36,6 +39,7 @@ def main() -> None:
     w.select("cal")
     w.select("painted")
     w.set_slice(64)
+    w.canvas.set_cursor((70, 58))  # the linked cursor's crosshair
     w.set_tool("brush")
     w.update_3d()
     if w.view3d is not None:
