@@ -9,6 +9,8 @@ CATEGORY_ORDER = ["File", "Process", "Segment", "Measure", "Render"]
 
 
 #: Keys the slice view handles itself (no menu entry).
+from . import prefs  # noqa: E402
+
 CANVAS_KEYS = [("Up / Down", "next / previous slice"), ("Page Up / Page Down", "10 slices"),
                ("Mouse wheel", "next / previous slice"), ("Ctrl + wheel, + / -", "zoom"),
                ("Drag (navigate tool) or middle button", "pan"), ("Home", "fit the slice to the view"),
@@ -17,6 +19,12 @@ CANVAS_KEYS = [("Up / Down", "next / previous slice"), ("Page Up / Page Down", "
 
 class MenusMixin:
     """Builds the menu bar and toolbar of :class:`~damselfly.app.window.MainWindow`."""
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in prefs.recent():
+            a = self.recent_menu.addAction(path, lambda p=path: self.open_files([p]))
+            a.setData({"view": "opens a recent file through its load action"})
 
     def shortcuts_text(self) -> str:
         """Every shortcut: the menu entries that have one, then the slice view's keys."""
@@ -59,6 +67,8 @@ class MenusMixin:
             a.setStatusTip(spec.summary)
             self.action_entries[spec.name] = a
         file_menu.addSeparator()
+        self.recent_menu = file_menu.addMenu("Open recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._qaction("Open macro…", {"view": "opens a macro in the editor"}, self._ask_open_macro, file_menu)
         self._qaction("Save macro", {"view": "writes the editor's text to its file"}, self.save_macro_now, file_menu,
                       "Ctrl+S")
@@ -102,6 +112,8 @@ class MenusMixin:
             self._qaction(f"Camera: {name}", {"view": "camera preset"},
                           lambda n=name: self.view3d and self.view3d.preset(n), view)
         self._qaction("Snapshot of this view…", {"action": "snapshot"}, self.snapshot_of_view, view)
+        self.dark_action = self._qaction("Dark theme", {"view": "the app's colours"},
+                                         lambda: prefs.apply_theme(self.dark_action.isChecked()), view, checkable=True)
 
         macro = mb.addMenu("Macro")
         self.record_action = self._qaction("Record", {"view": "starts/stops the recorder"},

@@ -188,6 +188,16 @@ class PaintMixin:
 
     def _on_painted(self) -> None:
         self.canvas.update()
+        if self.view3d is not None:  # the 3-D view follows the painting, at most every 1.5 s
+            if not hasattr(self, "_3d_timer"):
+                from PySide6.QtCore import QTimer
+
+                self._3d_timer = QTimer(self)
+                self._3d_timer.setSingleShot(True)
+                self._3d_timer.setInterval(1500)
+                self._3d_timer.timeout.connect(self.update_3d)
+            if not self._3d_timer.isActive():
+                self._3d_timer.start()
 
     def _on_box(self, box: list) -> None:
         self.boxes.append(box)

@@ -65,6 +65,56 @@ class DataViewsMixin:
         self._sync_slider()
         self.canvas.update()
 
+    def _data_menu(self, pos) -> None:
+        """Right click on the data panel: rename, save or delete the object."""
+        from PySide6.QtWidgets import QMenu
+
+        item = self.data_list.itemAt(pos)
+        if item is None:
+            return
+        name = item.data(Qt.UserRole)
+        menu = QMenu(self)
+        menu.addAction("Rename…", lambda: self.rename_object(name))
+        if isinstance(self.session[name], Model):
+            menu.addAction("Save…", lambda: self.open_action("save_model", {"model": name}))
+        else:
+            menu.addAction("Save…", lambda: self.open_action("save", {"obj": name}))
+        menu.addAction("Delete", lambda: self.delete_object(name))
+        menu.popup(self.data_list.mapToGlobal(pos))
+        self._data_menu_popup = menu
+
+    def rename_object(self, name: str, new: str | None = None) -> bool:
+        """Rename a session object (a new name must be a macro name, not taken)."""
+        import re
+
+        from PySide6.QtWidgets import QInputDialog
+
+        if new is None:
+            new, ok = QInputDialog.getText(self, "Rename", f"new name for '{name}'", text=name)
+            if not ok:
+                return False
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", new or "") or new in self.session.objects:
+            self.show_error(f"cannot rename '{name}' to '{new}': use a new name of letters, digits and _")
+            return False
+        self.session.objects = {new if k == name else k: v for k, v in self.session.objects.items()}
+        self.volume_name = new if self.volume_name == name else self.volume_name
+        self.labels_name = new if self.labels_name == name else self.labels_name
+        self.refresh_data()
+        return True
+
+    def delete_object(self, name: str) -> None:
+        """Remove an object from the session (files are not touched)."""
+        obj = self.session.objects.pop(name, None)
+        if obj is self.canvas.labels:
+            self.canvas.set_labels(None)
+            self.labels_name = None
+            self._refresh_classes()
+        if obj is self.canvas.volume:
+            self.canvas.set_volume(None)
+            self.volume_name = None
+        self.refresh_data()
+        self.canvas.update()
+
     def _on_select(self) -> None:
         item = self.data_list.currentItem()
         if item is not None:

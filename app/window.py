@@ -150,6 +150,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
         # data panel
         self.data_list = QListWidget()
         self.data_list.itemSelectionChanged.connect(self._on_select)
+        self.data_list.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.data_list.customContextMenuRequested.connect(self._data_menu)
         dock = QDockWidget("Data", self)
         dock.setObjectName("data")
         dock.setWidget(self.data_list)
@@ -385,6 +387,10 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
     def open_files(self, paths: list[str]) -> bool:
         """What File > Open and drag and drop do: macros to the editor; models, labels and volumes into
         the session through their load actions (so they are recorded), in one background job."""
+        from . import prefs
+
+        for path in paths:
+            prefs.add_recent(str(Path(path).resolve()))
         calls = []
         loaders = {"model": ("load_model", "model"), "labels": ("load_labels", "labels"), "volume": ("load", "raw")}
         for path in paths:

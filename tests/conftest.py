@@ -13,3 +13,11 @@ def casting_small():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_config(tmp_path_factory):
+    """The app's preferences (recent files, theme) go to a temporary folder, not the user's."""
+    import os
+
+    os.environ["DAMSELFLY_CONFIG_DIR"] = str(tmp_path_factory.mktemp("config"))

@@ -710,3 +710,26 @@ def test_linked_cursor_and_z_up_in_coronal_and_sagittal_views(qtbot, win, scan):
     assert win.session["painted"].data[7, 30, 12] == c.current_class
     win._set_axis("x")
     assert c.index == 12
+
+
+def test_data_panel_menu_recent_files_and_dark_theme(qtbot, win, scan, tmp_path):
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from damselfly.app import prefs
+
+    path, _ = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    assert prefs.recent()[0] == str(path.resolve())
+    win._fill_recent()
+    assert [a.text() for a in win.recent_menu.actions()][0] == str(path.resolve())
+    assert win.rename_object("raw", "scan1") and "scan1" in win.session.objects and win.volume_name == "scan1"
+    assert not win.rename_object("scan1", "1bad") and "cannot rename" in win.messages[-1]
+    win.delete_object("scan1")
+    assert "scan1" not in win.session.objects and win.canvas.volume is None
+    win.dark_action.trigger()  # View > Dark theme
+    assert win.dark_action.isChecked() and prefs.load()["dark"]
+    assert QApplication.instance().palette().color(QPalette.Window).lightness() < 80
+    win.dark_action.trigger()
+    assert QApplication.instance().palette().color(QPalette.Window).lightness() > 150
