@@ -188,7 +188,9 @@ class PaintMixin:
 
     def _on_painted(self) -> None:
         self.canvas.update()
-        if self.view3d is not None:  # the 3-D view follows the painting, at most every 1.5 s
+        lab = self.canvas.labels
+        small = lab is not None and lab.data.size <= 32 * 2 ** 20  # the scene is built on this thread (for now)
+        if self.view3d is not None and small:  # the 3-D view follows the painting, at most every 1.5 s
             if not hasattr(self, "_3d_timer"):
                 from PySide6.QtCore import QTimer
 
