@@ -69,6 +69,26 @@ def paint_class(qtbot, w, truth, z, cls, name, n=12):
         stroke(qtbot, w.canvas, [(r, c)])
 
 
+def open_scan(qtbot, w, scan, layer: bool = True):
+    """Open the phantom scan in ``w`` (and a new label layer "air", "metal"); the scan's truth."""
+    path, truth = scan
+    w.open_files([str(path)])
+    settle(qtbot, w)
+    if layer:
+        w.new_label_layer(["air", "metal"])
+    return truth
+
+
+def wheel(widget, at, modifiers=Qt.NoModifier, up: bool = True):
+    """One notch of the mouse wheel at ``at`` (a QPointF) on ``widget``."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.sendEvent(widget, QWheelEvent(at, widget.mapToGlobal(at), QPoint(0, 0), QPoint(0, 120 if up else -120),
+                                               Qt.NoButton, modifiers, Qt.NoScrollPhase, False))
+
+
 def test_every_menu_and_toolbar_entry_is_an_action_or_a_view_operation(win):
     from PySide6.QtWidgets import QToolBar
 
@@ -480,20 +500,14 @@ def test_record_after_loading_writes_param_scan_and_copies_nothing(qtbot, win, s
 
 
 def test_one_slice_index_for_slider_wheel_keys_and_undo(qtbot, win, scan):
-    from PySide6.QtCore import QPoint, QPointF
-    from PySide6.QtGui import QWheelEvent
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtCore import QPointF
 
-    path, truth = scan
-    win.open_files([str(path)])
-    settle(qtbot, win)
-    win.new_label_layer(["air", "metal"])
+    open_scan(qtbot, win, scan)
     c = win.canvas
     win.set_slice(10)
     center = QPointF(c.width() / 2, c.height() / 2)
     for _ in range(3):  # the wheel moves the slice and the slider with it
-        QApplication.sendEvent(c, QWheelEvent(center, c.mapToGlobal(center), QPoint(0, 0), QPoint(0, 120),
-                                              Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False))
+        wheel(c, center)
     assert c.index == 13 and win.slider.value() == 13 and win.slice_label.text() == "13"
     c.setFocus()
     QTest.keyClick(c, Qt.Key_Down)
@@ -528,19 +542,13 @@ def test_the_3d_view_does_not_redraw_while_nothing_changes(qtbot, win, scan):
 
 def test_zoom_keeps_the_voxel_under_the_mouse_and_pan_moves_the_plane(qtbot, win, scan):
     from PySide6.QtCore import QPoint, QPointF
-    from PySide6.QtGui import QWheelEvent
-    from PySide6.QtWidgets import QApplication
 
-    path, _ = scan
-    win.open_files([str(path)])
-    settle(qtbot, win)
-    win.new_label_layer(["air", "metal"])
+    open_scan(qtbot, win, scan)
     c = win.canvas
     at = c.to_widget(30.5, 12.5)
     before = c.to_voxel(at)
     for _ in range(3):  # Ctrl + wheel zooms about the mouse
-        QApplication.sendEvent(c, QWheelEvent(at, c.mapToGlobal(at), QPoint(0, 0), QPoint(0, 120), Qt.NoButton,
-                                              Qt.ControlModifier, Qt.NoScrollPhase, False))
+        wheel(c, at, Qt.ControlModifier)
     assert c.zoom == pytest.approx(1.25 ** 3) and c.to_voxel(at) == before and c.index == win.slider.value()
     win.set_tool("brush")
     win.brush_spin.setValue(1)
@@ -587,10 +595,8 @@ def test_unsaved_changes_are_offered_before_record_open_and_quit(qtbot, win, sca
 
 
 def test_per_class_visibility_opacity_and_outline(qtbot, win, scan):
-    path, truth = scan
-    win.open_files([str(path)])
-    settle(qtbot, win)
-    layer = win.new_label_layer(["air", "metal"])
+    open_scan(qtbot, win, scan)
+    layer = win.session["painted"]
     z = win.canvas.index
     layer.data[z, :10, :10] = 1
     layer.data[z, 20:30, 20:30] = 2
@@ -691,10 +697,7 @@ def test_window_level_histogram_drag_and_integer_values(qtbot, win, scan, tmp_pa
 
 
 def test_linked_cursor_and_z_up_in_coronal_and_sagittal_views(qtbot, win, scan):
-    path, truth = scan
-    win.open_files([str(path)])
-    settle(qtbot, win)
-    win.new_label_layer(["air", "metal"])
+    open_scan(qtbot, win, scan)
     c = win.canvas
     win.set_slice(7)
     at = c.to_widget(30.5, 12.5)
