@@ -225,6 +225,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
         lab = self.labels_name if self.labels_name in objs else None
         models = [n for n, o in objs.items() if isinstance(o, Model)]
         camera = dict(zip(("azimuth", "elevation", "zoom"), self.view3d.camera_angles())) if self.view3d else {}
+        if self.view3d is not None and self.view3d.plane:  # the slice plane shown in 3-D, where it is
+            camera.update(slices=[self.view3d.plane[0]], positions=[round(self.view3d.plane[1], 4)])
         for p in spec.params:
             cls = object_classes(p.annotation)
             if spec.role(p.name) == "camera" and p.name in camera:

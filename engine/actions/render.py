@@ -31,12 +31,13 @@ def _scene(volume: Volume | Labels, labels: Labels | None, classes, opacity, win
 
 
 @action("snapshot", category="Render", toolbar=6,
-        roles={"labels": "shown_labels", "azimuth": "camera", "elevation": "camera", "zoom": "camera"})
+        roles={"labels": "shown_labels", "azimuth": "camera", "elevation": "camera", "zoom": "camera",
+               "slices": "camera", "positions": "camera"})
 def snapshot(volume: Volume | Labels, path: OutputPath, labels: Labels | None = None, classes: list[str] | None = None,
              opacity: list[float] | None = None, window: list[float] | None = None, cmap: str = "gray",
              slices: list[Axis] | None = None, azimuth: float = 30.0, elevation: float = 20.0, axis: Axis = "z",
              zoom: float = 1.0, clip: Axis | None = None, size: list[int] | None = None, caption: str = "",
-             scale_bar: bool = True, *, ctx: RunContext) -> None:
+             scale_bar: bool = True, positions: list[float] | None = None, *, ctx: RunContext) -> None:
     """A PNG of the 3-D scene: the grey volume rendered (window/level ramp, colour map), the classes of a
     segmentation as smooth surfaces in their colours, optional slice planes, a scale bar and a caption.
 
@@ -57,7 +58,9 @@ def snapshot(volume: Volume | Labels, path: OutputPath, labels: Labels | None = 
     cmap : str
         Colour map of the grey values (matplotlib name).
     slices : list of str, optional
-        Axes (``"x"``, ``"y"``, ``"z"``) with a slice plane through the middle.
+        Axes (``"x"``, ``"y"``, ``"z"``) with a slice plane, through the middle unless ``positions`` says.
+    positions : list of float, optional
+        Where each slice plane lies along its axis, as a fraction 0..1 (one per entry of ``slices``).
     azimuth, elevation : float
         Camera angles in degrees around ``axis`` and above its equator.
     axis : {"x", "y", "z"}
@@ -82,7 +85,12 @@ def snapshot(volume: Volume | Labels, path: OutputPath, labels: Labels | None = 
     r = SceneRenderer(_scene(volume, labels, classes, opacity, window, cmap, slices, caption, scale_bar),
                       size or (1280, 720))
     try:
-        img = r.render(View(azimuth=azimuth, elevation=elevation, axis=axis, zoom=zoom,
+        if positions is not None and len(positions) != len(slices or []):
+            raise ParameterError(f"positions needs one fraction per slice ({len(slices or [])}), got {positions}")
+        if positions is not None and not all(0.0 <= f <= 1.0 for f in positions):
+            raise ParameterError(f"positions are fractions 0..1, got {positions}")
+        where = dict(zip(slices or [], positions or []))
+        img = r.render(View(azimuth=azimuth, elevation=elevation, axis=axis, zoom=zoom, slices=where,
                             clip=(clip, 0.5) if clip else None, clip_facing=True))
     finally:
         r.close()

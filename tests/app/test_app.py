@@ -736,3 +736,13 @@ def test_data_panel_menu_recent_files_and_dark_theme(qtbot, win, scan, tmp_path)
     assert QApplication.instance().palette().color(QPalette.Window).lightness() < 80
     win.dark_action.trigger()
     assert QApplication.instance().palette().color(QPalette.Window).lightness() > 150
+
+
+def test_snapshot_of_this_view_takes_the_shown_slice_plane(qtbot, win, scan, tmp_path):
+    open_scan(qtbot, win, scan, layer=False)
+    win.set_slice(8)
+    win.plane_action.setChecked(True)
+    win._sync_plane()
+    dlg = win.open_action("snapshot", show=False)
+    assert dlg.fields["slices"].text() == '["z"]'
+    assert dlg.fields["positions"].text() == f"[{round(8 / (SHAPE[0] - 1), 4)!r}]"

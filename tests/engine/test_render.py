@@ -167,6 +167,20 @@ def test_actions_write_files_and_check_their_arguments(part, tmp_path):
     assert not (tmp_path / "f.mp4").exists() and not (tmp_path / "m.avi").exists()
 
 
+def test_snapshot_puts_slice_planes_where_asked(part, tmp_path):
+    grey, _ = part
+    shots = []
+    for f in (0.2, 0.8):
+        snapshot_action(grey, str(tmp_path / f"p{f}.png"), slices=["y"], positions=[f], size=[96, 72],
+                        scale_bar=False)
+        shots.append(imageio.imread(tmp_path / f"p{f}.png").astype(int))
+    assert np.abs(shots[0] - shots[1]).mean() > 1.0  # the plane moved
+    with pytest.raises(ParameterError, match="one fraction per slice"):
+        snapshot_action(grey, str(tmp_path / "x.png"), slices=["y"], positions=[0.2, 0.3])
+    with pytest.raises(ParameterError, match="fractions 0..1"):
+        snapshot_action(grey, str(tmp_path / "x.png"), slices=["y"], positions=[1.5])
+
+
 def test_no_opengl_gives_a_clear_error(part, monkeypatch):
     import pyvista
 
