@@ -67,6 +67,10 @@ class MenusMixin:
             a.setStatusTip(spec.summary)
             self.action_entries[spec.name] = a
         file_menu.addSeparator()
+        self._qaction("Open session…", {"view": "restores saved work: data, layers, view, macro"},
+                      self._ask_restore_session, file_menu)
+        self._qaction("Save session…", {"view": "saves the work: data by reference, layers, view, macro"},
+                      self._ask_save_session, file_menu)
         self.recent_menu = file_menu.addMenu("Open recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self._qaction("Open macro…", {"view": "opens a macro in the editor"}, self._ask_open_macro, file_menu)

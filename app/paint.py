@@ -239,5 +239,5 @@ class PaintMixin:
             lab.data[z] = result
             self.canvas.update()
 
-        self._pending = put
+        self._pending = ("predict slice", put)
         self._start("predict slice", lambda: predict_slice(model, images, z, device=device))

@@ -43,6 +43,7 @@ from .macro_panel import MacroPanel
 from .menus import MenusMixin
 from .paint import PaintMixin
 from .params import ParamDialog
+from .session_file import SessionFileMixin
 from .slices import SliceCanvas
 from .training import TrainingDialog
 from .views import DataViewsMixin
@@ -57,7 +58,7 @@ def _num_edit() -> QLineEdit:
     return e
 
 
-class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow):
+class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFileMixin, QMainWindow):
     """Damselfly's main window: the data panel, slice and 3-D views, and the docks; menus, the data panel
     and views, painting and macros live in their mixins (:mod:`.menus`, :mod:`.views`, :mod:`.paint`,
     :mod:`.macro_control`)."""
@@ -357,10 +358,10 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, QMainWindow
 
     def _on_done(self, label: str, result) -> None:
         self.last_result = result
-        put = getattr(self, "_pending", None)
-        if label == "predict slice" and put is not None:
+        pending = getattr(self, "_pending", None)  # (label, what to do with the job's result on this thread)
+        if pending is not None and pending[0] == label:
             self._pending = None
-            put(result)
+            pending[1](result)
         if self._is_training(label):
             self.training.finished_training("finished: Save model… to keep it")
         self.statusBar().showMessage(f"{label}: done", 5000)

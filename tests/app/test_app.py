@@ -746,3 +746,39 @@ def test_snapshot_of_this_view_takes_the_shown_slice_plane(qtbot, win, scan, tmp
     dlg = win.open_action("snapshot", show=False)
     assert dlg.fields["slices"].text() == '["z"]'
     assert dlg.fields["positions"].text() == f"[{round(8 / (SHAPE[0] - 1), 4)!r}]"
+
+
+def test_save_and_restore_a_session(qtbot, win, scan, tmp_path):
+    from damselfly.app.window import MainWindow
+
+    path, truth = scan
+    open_scan(qtbot, win, scan)
+    win.run_action("calibrate", win.session["raw"], target="cal")
+    settle(qtbot, win)
+    win.select("raw")
+    win.set_tool("brush")
+    win.set_slice(9)
+    stroke(qtbot, win.canvas, [(5, 5), (5, 9)])
+    win.canvas.hidden_classes = {2}
+    win.canvas.set_cursor((4, 4))
+    win.macro.set_text('version 1\nparam scan = "x.tif"\n')
+    saved = win.save_session(tmp_path / "work.dfsession")
+    doc = __import__("json").loads(saved.read_text())
+    by_name = {o["name"]: o for o in doc["objects"]}
+    assert by_name["raw"] == {"name": "raw", "action": "load", "args": {"path": str(path.resolve())}}  # a reference
+    assert by_name["painted"]["args"]["path"].endswith("work_data/painted.tif")  # painted: its content saved
+    assert by_name["cal"]["args"]["path"].endswith("work_data/cal.tif")
+
+    other = MainWindow(base_dir=tmp_path, out_dir=tmp_path / "out2", device="cpu")
+    other.ask, other.ask_save = (lambda q: False), (lambda q: "discard")
+    qtbot.addWidget(other)
+    other.show()
+    assert other.restore_session(saved)
+    settle(qtbot, other)
+    assert set(other.session.objects) == {"raw", "cal", "painted"}
+    assert np.array_equal(other.session["painted"].data, win.session["painted"].data)
+    c = other.canvas
+    assert (other.volume_name, other.labels_name, c.index, c.cursor, c.hidden_classes) == ("raw", "painted", 9, (9, 4, 4), {2})
+    assert other.macro.text() == 'version 1\nparam scan = "x.tif"\n' and other.messages == []
+    (tmp_path / "bad.dfsession").write_text("{}")
+    assert not other.restore_session(tmp_path / "bad.dfsession") and "not a Damselfly session" in other.messages[-1]

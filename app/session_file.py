@@ -1,0 +1,127 @@
+"""Save and restore a working session (``.dfsession``): the data (by reference), the layers, the view and
+the macro, so a day's work can be picked up where it was left.
+
+The file is JSON. Objects read from files and unchanged since are stored as the load that made them (the
+file is not copied); computed or painted objects are saved beside it in ``<name>_data/`` (volumes and
+labels as TIFF, models as ``.dfmodel``, tables as CSV) and loaded from there. Restoring runs the loads
+through the session, so a recording started afterwards still records where the scan came from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from damselfly.engine import DamselflyError, Labels, Table, io
+from damselfly.engine import model as model_io
+from damselfly.engine.model import Model
+
+FORMAT = "damselfly-session"
+LOADERS = {"load", "load_labels", "load_model"}
+
+
+class SessionFileMixin:
+    """Save / restore of :class:`~damselfly.app.window.MainWindow`'s work."""
+
+    def session_state(self, path: Path) -> dict:
+        """The JSON document of the session; computed and painted objects are written beside ``path``."""
+        data_dir = path.with_name(path.stem + "_data")
+        objects = []
+        for name, obj in self.session.objects.items():
+            src = self.session.sources.get(obj)
+            if src is not None and src.action in LOADERS and not getattr(obj, "metadata", {}).get("modified"):
+                args = {k: src.resolved.get(k, v) for k, v in src.args.items()}
+                objects.append({"name": name, "action": src.action, "args": args})
+                continue
+            data_dir.mkdir(parents=True, exist_ok=True)
+            if isinstance(obj, Model):
+                file = model_io.save_model(obj, data_dir / f"{name}{model_io.SUFFIX}")
+                objects.append({"name": name, "action": "load_model", "args": {"path": str(file)}})
+            elif isinstance(obj, Table):
+                file = io.write_table(obj, data_dir / f"{name}.csv")
+                objects.append({"name": name, "table": str(file)})
+            else:
+                file = io.write_volume(obj, data_dir / f"{name}.tif")
+                objects.append({"name": name, "action": "load_labels" if isinstance(obj, Labels) else "load",
+                                "args": {"path": str(file)}})
+        c = self.canvas
+        view = {"volume": self.volume_name, "labels": self.labels_name, "axis": c.axis, "index": c.index,
+                "window": list(c.window), "zoom": c.zoom, "pan": [c.pan.x(), c.pan.y()],
+                "cursor": list(c.cursor) if c.cursor else None, "hidden_classes": sorted(c.hidden_classes),
+                "overlay_alpha": c.overlay_alpha, "outline": c.outline}
+        macro = {"text": self.macro.text(), "path": str(self.macro.path) if self.macro.path else None}
+        return {"format": FORMAT, "version": 1, "objects": objects, "view": view, "macro": macro}
+
+    def save_session(self, path: Path) -> Path:
+        """Write the session to ``path`` (``.dfsession``), atomically."""
+        path = Path(path).resolve()
+        io.write_text(path, json.dumps(self.session_state(path), indent=2) + "\n")
+        return path
+
+    def restore_session(self, path: Path) -> bool:
+        """Load a session saved by :meth:`save_session`: objects in the worker thread, then the view and
+        the macro. A clear message if the file is not a session or a referenced file is gone."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if doc.get("format") != FORMAT:
+                raise ValueError("not a Damselfly session")
+            objects, view, macro = doc["objects"], doc["view"], doc["macro"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            self.show_error(f"{path}: cannot restore the session: {e}")
+            return False
+
+        def job():
+            for o in objects:
+                if "table" in o:
+                    self.session.add(o["name"], io.read_table(o["table"]))
+                else:
+                    self.session.run(o["action"], **o["args"], target=o["name"])
+
+        def apply(_result):
+            self.refresh_data()
+            for key in ("volume", "labels"):
+                if view.get(key) in self.session.objects:
+                    self.select(view[key])
+            c = self.canvas
+            self._set_axis(view.get("axis", "z"))
+            c.hidden_classes = set(view.get("hidden_classes", []))
+            c.overlay_alpha, c.outline = float(view.get("overlay_alpha", 0.45)), bool(view.get("outline"))
+            c.cursor = tuple(view["cursor"]) if view.get("cursor") else None
+            self.set_slice(int(view.get("index", 0)))
+            self._window_from_histogram(*view.get("window", c.window))
+            c.zoom = float(view.get("zoom", 1.0))
+            from PySide6.QtCore import QPointF
+
+            c.pan = QPointF(*view.get("pan", [0.0, 0.0]))
+            self._refresh_classes()
+            self.macro.set_text(macro.get("text", ""))
+            if macro.get("path") and Path(macro["path"]).exists():
+                self.macro.path = Path(macro["path"])
+                self.macro.base_dir = self.macro.path.parent
+                self.macro.saved_text = Path(macro["path"]).read_text(encoding="utf-8")
+                self.macro.title_changed.emit(self.macro.title())
+            c.update()
+
+        self._pending = ("restore session", apply)
+        return self._start("restore session", job)
+
+    def _ask_save_session(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", str(self.last_dir / "work.dfsession"),
+                                              "Damselfly sessions (*.dfsession)")
+        if path:
+            try:
+                self.save_session(Path(path))
+            except DamselflyError as e:
+                self.show_error(str(e))
+
+    def _ask_restore_session(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", str(self.last_dir),
+                                              "Damselfly sessions (*.dfsession)")
+        if path and self.keep_work("opening a session"):
+            self.restore_session(Path(path))
+
