@@ -108,14 +108,18 @@ class MacroMixin:
         self.macro.set_text(text)
         return self.save_macro(path)
 
-    def _ask_save_for_new_scans(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save macro for new scans", str(self.macro_dir / "for_new_scans.dfm"),
-                                              "Damselfly macros (*.dfm)")
+    def save_as(self, title: str, default: Path, kinds: str, write) -> None:
+        """Ask where to save, then ``write(path)``; an error is a message, never a crash."""
+        path, _ = QFileDialog.getSaveFileName(self, title, str(default), kinds)
         if path:
             try:
-                self.save_macro_for_new_scans(Path(path))
+                write(Path(path))
             except DamselflyError as e:
                 self.show_error(str(e))
+
+    def _ask_save_for_new_scans(self) -> None:
+        self.save_as("Save macro for new scans", self.macro_dir / "for_new_scans.dfm", "Damselfly macros (*.dfm)",
+                     self.save_macro_for_new_scans)
 
     def save_macro(self, path: Path) -> Path:
         """Write the editor's macro to ``path``; the recorded assets (painted labels) go beside it."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from damselfly.engine import DamselflyError, Labels, Table, io
+from damselfly.engine import Labels, Table, io
 from damselfly.engine import model as model_io
 from damselfly.engine.model import Model
 
@@ -107,15 +107,8 @@ class SessionFileMixin:
         return self._start("restore session", job)
 
     def _ask_save_session(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", str(self.last_dir / "work.dfsession"),
-                                              "Damselfly sessions (*.dfsession)")
-        if path:
-            try:
-                self.save_session(Path(path))
-            except DamselflyError as e:
-                self.show_error(str(e))
+        self.save_as("Save session", self.last_dir / "work.dfsession", "Damselfly sessions (*.dfsession)",
+                     self.save_session)
 
     def _ask_restore_session(self) -> None:
         from PySide6.QtWidgets import QFileDialog
