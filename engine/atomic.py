@@ -28,14 +28,19 @@ from .errors import InputError
 
 #: The file that marks a folder of TIFF slices as Damselfly's: it lists the slices it wrote.
 SLICE_MARKER = ".damselfly-slices.json"
+#: The file that marks a Zarr store as one Damselfly wrote.
+ZARR_MARKER = ".damselfly-written"
 #: Temporary names of :func:`atomic_path` (``.<name>.<8 random>.partial<suffixes>``) and of a replaced
 #: slice folder set aside (``.<name>.old-<pid>``): what :func:`remove_stale_temporaries` may delete.
 _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.partial(\.[^/]*)?$")
 _OLD_NAME = re.compile(r"^\..+\.old-\d+$")
 
 
-def is_own_slice_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder of slices Damselfly wrote and nothing else (safe to replace)."""
+def is_own_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder Damselfly wrote (safe to replace): a folder of slices holding nothing
+    but its listed slices, or a Zarr store carrying Damselfly's marker."""
+    if (path / ZARR_MARKER).is_file():
+        return True
     try:
         listed = set(json.loads((path / SLICE_MARKER).read_text(encoding="utf-8"))["files"])
         present = {q.name for q in path.iterdir()} - {SLICE_MARKER}
@@ -44,8 +49,11 @@ def is_own_slice_folder(path: Path) -> bool:
     return present <= listed and all((path / n).is_file() and not (path / n).is_symlink() for n in present)
 
 
-def _remove_own_slice_folder(path: Path) -> None:
-    """Delete a folder :func:`is_own_slice_folder` accepted: its listed slices, the marker, the folder."""
+def _remove_own_folder(path: Path) -> None:
+    """Delete a folder :func:`is_own_folder` accepted: a Zarr store whole; a slice folder by its list."""
+    if (path / ZARR_MARKER).is_file():
+        shutil.rmtree(path, ignore_errors=True)
+        return
     listed = json.loads((path / SLICE_MARKER).read_text(encoding="utf-8"))["files"]
     for n in listed + [SLICE_MARKER]:
         with contextlib.suppress(FileNotFoundError):
@@ -69,7 +77,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
             full = Path(root, name)
             if full.is_symlink():
                 continue
-            if _TEMP_NAME.match(name) or (_OLD_NAME.match(name) and is_own_slice_folder(full)):
+            if _TEMP_NAME.match(name) or (_OLD_NAME.match(name) and is_own_folder(full)):
                 shutil.rmtree(full, ignore_errors=True)
                 removed.append(full)
                 dirs.remove(name)
@@ -82,14 +90,14 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
 
     The temporary name keeps the file's suffixes, so writers that pick a format from the name work.
     On error the temporary file (or folder) is removed and ``path`` is left as it was. An existing
-    folder is replaced only if it is a slice folder Damselfly wrote (:func:`is_own_slice_folder`):
+    folder is replaced only if it is a slice folder Damselfly wrote (:func:`is_own_folder`):
     nothing the user put there is ever deleted.
     """
     dest = Path(path)
     exists = dest.exists() or dest.is_symlink()
     if exists and not overwrite:
         raise InputError("exists already (overwriting is off)", dest)
-    if dest.is_dir() and not dest.is_symlink() and not is_own_slice_folder(dest):
+    if dest.is_dir() and not dest.is_symlink() and not is_own_folder(dest):
         raise InputError("is an existing folder that Damselfly did not write; choose another output name "
                          "(nothing was changed)", dest)
     try:
@@ -113,7 +121,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, old)
             os.replace(tmp, dest)
-            _remove_own_slice_folder(old)
+            _remove_own_folder(old)
         else:
             if tmp.is_dir() and exists:
                 os.unlink(dest)  # a file (or link) replaced by a folder of slices

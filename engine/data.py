@@ -42,6 +42,11 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def _lazy_array(a) -> bool:
+    """An array that reads on indexing (numpy, a memory map, a Zarr or HDF5 array): kept as it is."""
+    return isinstance(a, np.ndarray) or all(hasattr(a, k) for k in ("shape", "dtype", "ndim", "__getitem__"))
+
+
 @dataclass(eq=False)
 class Grid:
     """An array on a voxel grid (in memory or memory-mapped) plus its geometry: what :class:`Volume` and
@@ -72,7 +77,7 @@ class Grid:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not isinstance(self.data, np.ndarray):
+        if not _lazy_array(self.data):
             self.data = np.asarray(self.data)
         if self.data.ndim not in (3, 4):
             raise InputError(f"a volume must be 3-D (z, y, x) or 4-D (z, y, x, channel), "

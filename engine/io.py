@@ -32,9 +32,23 @@ import numpy as np
 from .atomic import (  # noqa: F401 (re-exported: io is where callers look for writing helpers)
     SLICE_MARKER,
     atomic_path,
-    is_own_slice_folder,
+    is_own_folder,
     remove_stale_temporaries,
     write_text,
+)
+from .containers import (
+    is_dicom_folder,
+    is_zarr,
+    read_dicom_folder,
+    read_hdf5,
+    read_mhd,
+    read_mrc,
+    read_zarr,
+    write_hdf5,
+    write_mhd,
+    write_mrc,
+    write_ome_zarr,
+    write_raw,
 )
 from .data import PALETTE, Labels, Table, Volume, make_classes
 from .errors import InputError, ParameterError
@@ -52,12 +66,14 @@ from .formats import (
 #: Files above this size are memory-mapped when ``mmap="auto"``.
 MMAP_THRESHOLD = 1 << 30
 
-VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".nrrd", ".nhdr", ".nii", ".nii.gz")
+VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".zarr", ".h5", ".hdf5", ".mrc",
+                   ".map", ".rec", ".mhd")
 TABLE_SUFFIXES = (".csv",)
 
 
 def file_kind(path: str | os.PathLike) -> str:
-    """The format of ``path``: ``tiff``, ``tiff_folder``, ``npy``, ``nrrd``, ``nifti`` or ``csv``."""
+    """The format of ``path``: ``tiff``, ``tiff_folder``, ``npy``, ``nrrd``, ``nifti``, ``zarr`` (OME-Zarr or
+    plain), ``hdf5``, ``mrc``, ``mhd`` (MetaImage header + raw), ``dicom_folder`` or ``csv``."""
     p = Path(path)
     name = p.name.lower()
     if name.endswith((".tif", ".tiff")):
@@ -70,6 +86,16 @@ def file_kind(path: str | os.PathLike) -> str:
         return "nifti"
     if name.endswith(".csv"):
         return "csv"
+    if name.endswith(".zarr") or is_zarr(p):
+        return "zarr"
+    if name.endswith((".h5", ".hdf5", ".hdf")):
+        return "hdf5"
+    if name.endswith((".mrc", ".map", ".rec", ".st")):
+        return "mrc"
+    if name.endswith(".mhd"):
+        return "mhd"
+    if is_dicom_folder(p):
+        return "dicom_folder"
     if p.is_dir() or p.suffix == "":
         return "tiff_folder"
     raise InputError(f"unknown file type '{p.suffix}' (known: {', '.join(VOLUME_SUFFIXES + TABLE_SUFFIXES)}, "
@@ -110,13 +136,15 @@ def sidecar(path: str | os.PathLike) -> Path:
 # ----------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------
-def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto", name: str | None = None) -> Volume:
+def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto", name: str | None = None,
+                dataset: str | None = None, level: int = 0, unit: str | None = None) -> Volume:
     """Read a volume from ``path``.
 
     Parameters
     ----------
     path : path
-        A file (TIFF, NPY, NRRD, NIfTI) or a folder of TIFF slices.
+        A file (TIFF, NPY, NRRD, NIfTI, HDF5, MRC, MetaImage) or a folder (OME-Zarr or Zarr, DICOM series,
+        TIFF slices). Zarr, HDF5 and MRC data stay on disk and are read slab by slab.
     spacing : (z, y, x), optional
         Overrides the spacing stored in the file.
     mmap : bool or "auto"
@@ -124,6 +152,13 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
         larger than :data:`MMAP_THRESHOLD`.
     name : str, optional
         Volume name; the file stem by default.
+    dataset : str, optional
+        HDF5: the dataset to read (default: the only 3-D one).
+    level : int
+        OME-Zarr: the pyramid level (0 = full resolution).
+    unit : str, optional
+        The unit of the spacing. When ``spacing`` is given without one and the file has none, the unit is
+        "unknown" (a scale bar says "units unknown", never a wrong "voxel").
 
     Raises
     ------
@@ -152,6 +187,16 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
         data, geo = read_nrrd(p)
     elif kind == "nifti":
         data, geo = read_nifti(p, bool(mmap))
+    elif kind == "zarr":
+        data, geo = read_zarr(p, level)
+    elif kind == "hdf5":
+        data, geo = read_hdf5(p, dataset)
+    elif kind == "mrc":
+        data, geo = read_mrc(p)
+    elif kind == "mhd":
+        data, geo = read_mhd(p)
+    elif kind == "dicom_folder":
+        data, geo = read_dicom_folder(p)
     else:
         raise InputError(f"a {kind} file holds no volume", p)
     if data.ndim == 2:
@@ -160,7 +205,11 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
         raise InputError(f"unsupported data type {data.dtype}", p)
     if data.size == 0:
         raise InputError(f"holds no voxels (shape {tuple(data.shape)})", p)
-    default_name = stem(p) if kind != "tiff_folder" else p.name
+    default_name = stem(p) if kind not in ("tiff_folder", "dicom_folder") else p.name
+    if unit is None and spacing is not None and geo.get("unit", "voxel") == "voxel":
+        unit = "unknown"  # a spacing without a unit: the scale bar says so rather than "voxel"
+    if unit is not None:
+        geo["unit"] = unit
     metadata = {"source": str(p.resolve())}
     if geo.get("files"):
         metadata["files"] = geo["files"]  # every file read, e.g. a detached NRRD header's data file
@@ -193,6 +242,16 @@ def write_volume(vol: Volume, path: str | os.PathLike, overwrite: bool = True) -
             write_nrrd(tmp, vol)
         elif kind == "nifti":
             write_nifti(tmp, vol)
+        elif kind == "zarr":
+            write_ome_zarr(tmp, vol)
+        elif kind == "hdf5":
+            write_hdf5(tmp, vol)
+        elif kind == "mrc":
+            write_mrc(tmp, vol)
+        elif kind == "mhd":  # the raw data first, under its own final name, then the header that names it
+            with atomic_path(p.with_suffix(".raw"), overwrite) as raw_tmp:
+                write_raw(raw_tmp, vol)
+            write_mhd(tmp, vol, p.with_suffix(".raw"))
         else:
             raise ParameterError(f"cannot save a volume as {kind}: {p}")
     if extra is not None:

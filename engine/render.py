@@ -321,7 +321,7 @@ class SceneRenderer:
             wpp = self.world_per_pixel()
             length = _nice_length(0.2 * w * wpp)
             px = max(1, round(length / wpp))
-            unit = sc.geometry.unit or "units"
+            unit = sc.geometry.unit if sc.geometry.unit not in ("", "unknown") else "(units unknown)"
             x0, y1 = pad, h - pad
             thick = max(2, round(h / 150))
             draw.rectangle([x0 - 1, y1 - thick - 1, x0 + px + 1, y1 + 1], fill=(0, 0, 0))

@@ -17,11 +17,13 @@ from ..volume_ops import nan_count, require_finite
 @action("load", result="raw", category="File", title="Open volume…", toolbar=1)
 def load(path: InputPath, spacing: list[float] | None = None,
          mmap: Literal["auto", "yes", "no"] = "auto",
-         nan: Literal["error", "zero"] = "error") -> Volume:
+         nan: Literal["error", "zero"] = "error", unit: str | None = None, dataset: str | None = None,
+         level: int = 0) -> Volume:
     """Load a scanned volume.
 
-    Reads a multi-page TIFF, a folder of TIFF slices, ``.npy``, NRRD or NIfTI. Spacing, origin and
-    unit come from the file where the format stores them.
+    Reads a multi-page TIFF, a folder of TIFF slices, ``.npy``, NRRD, NIfTI, OME-Zarr or Zarr, HDF5, MRC,
+    MetaImage (``.mhd`` + raw) or a folder of DICOM slices. Spacing, origin and unit come from the file
+    where the format stores them. Zarr, HDF5 and MRC data stay on disk and are read slab by slab.
 
     Parameters
     ----------
@@ -34,12 +36,20 @@ def load(path: InputPath, spacing: list[float] | None = None,
         over 1 GiB.
     nan : {"error", "zero"}
         What to do with NaN or infinite voxels: stop with an error naming the file, or set them to 0.
+    unit : str, optional
+        The unit of ``spacing`` (``"mm"``, ``"um"``, ``"nm"``, ...). A spacing given without a unit, for a
+        file that has none, has the unit "unknown" and scale bars say so.
+    dataset : str, optional
+        HDF5: the dataset inside the file (default: the only 3-D one).
+    level : int
+        OME-Zarr: the level of the pyramid (0 is full resolution).
 
     Returns
     -------
     Volume
     """
-    vol = io.read_volume(path, spacing=spacing, mmap={"auto": "auto", "yes": True, "no": False}[mmap])
+    vol = io.read_volume(path, spacing=spacing, mmap={"auto": "auto", "yes": True, "no": False}[mmap],
+                         unit=unit, dataset=dataset, level=level)
     if nan_count(vol):
         if nan == "error":
             require_finite(vol)

@@ -1,0 +1,299 @@
+"""The formats of big and scientific scans, read lazily (nothing is read until a slab is indexed):
+
+- **OME-Zarr / NGFF** (``.zarr`` folders; NGFF 0.4 written, 0.4 and 0.5 read): the multiscale pyramid, the
+  physical scale from the coordinate transformations, the unit from the axes. Plain Zarr arrays too.
+  Library: ``zarr`` (the reference implementation; the NGFF metadata is a few JSON fields on top).
+- **HDF5** (``.h5``, ``.hdf5``, ``.hdf``): one dataset, named by ``dataset=`` or the only 3-D one; spacing
+  from ``element_size_um`` (Fiji/ilastik) or ``spacing`` attributes. Library: ``h5py``.
+- **MRC** (``.mrc``, ``.map``, ``.rec``, ``.st``): cryo-EM and tomography, memory-mapped; the voxel size
+  from the header, in Å. Library: ``mrcfile`` (CCP-EM's validated reader).
+- **DICOM series** (a folder of ``.dcm`` files): slices ordered by their position along the slice normal,
+  spacing from ``PixelSpacing`` and the positions, rescale slope and intercept applied. Library:
+  ``pydicom``.
+- **MetaImage** (``.mhd`` header + raw data, ITK's format that vendors' raw files are described with):
+  dimensions, element type, byte order, header size, spacing, offset. The header is a dozen text keys,
+  parsed here; the data file must lie beside the header (like NRRD's).
+
+Readers return ``(array, geometry)`` like those in :mod:`damselfly.engine.formats`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import ZARR_MARKER
+from .data import Volume
+from .errors import InputError
+
+_UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "angstrom": "Å", "meter": "m"}
+_NGFF_UNITS = {v: k for k, v in _UNITS.items()}
+
+
+# ----------------------------------------------------------------------------------------------- Zarr
+def is_zarr(path: Path) -> bool:
+    return path.is_dir() and (path.suffix == ".zarr" or any((path / n).exists() for n in
+                                                            (".zarray", ".zgroup", "zarr.json")))
+
+
+def read_zarr(path: Path, level: int = 0):
+    """Level ``level`` of an OME-Zarr multiscale image, or a plain Zarr array (lazy)."""
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as e:  # noqa: BLE001 - zarr raises many kinds on corrupt stores
+        raise InputError(f"cannot read Zarr: {e}", path) from None
+    if isinstance(node, zarr.Array):
+        return node, {}
+    attrs = dict(node.attrs)
+    ms = (attrs.get("ome") or attrs).get("multiscales")
+    if not ms:
+        arrays = [k for k, v in node.arrays()]
+        if len(arrays) != 1:
+            raise InputError(f"a Zarr group without OME multiscales metadata; it holds arrays {arrays}", path)
+        return node[arrays[0]], {}
+    m = ms[0]
+    datasets = m["datasets"]
+    if not 0 <= level < len(datasets):
+        raise InputError(f"the pyramid has levels 0..{len(datasets) - 1}, not {level}", path)
+    arr = node[datasets[level]["path"]]
+    axes = [a if isinstance(a, dict) else {"name": a} for a in m.get("axes", [])]
+    names = [a.get("name") for a in axes] or ["z", "y", "x"][-arr.ndim:]
+    scale = [1.0] * arr.ndim
+    for t in list(m.get("coordinateTransformations", [])) + list(datasets[level].get("coordinateTransformations", [])):
+        if t.get("type") == "scale":
+            scale = [a * b for a, b in zip(scale, t["scale"])]
+    keep = [i for i, n in enumerate(names) if n in ("z", "y", "x")]
+    if len(keep) != 3:
+        raise InputError(f"expected z, y, x axes, found {names}", path)
+    extra = [i for i in range(arr.ndim) if i not in keep]
+    if any(arr.shape[i] != 1 for i in extra):
+        raise InputError(f"axes {[names[i] for i in extra]} have more than one entry; Damselfly reads one "
+                         "channel and time point", path)
+    if extra:
+        arr = _Squeezed(arr, extra)
+    units = {a.get("name"): a.get("unit") for a in axes}
+    unit = _UNITS.get(units.get("x") or "", units.get("x") or "voxel")
+    return arr, {"spacing": tuple(float(scale[i]) for i in keep), "unit": unit,
+                 "levels": len(datasets), "level": level}
+
+
+class _Squeezed:
+    """A lazy view of an array without some length-1 axes (OME-Zarr's t and c)."""
+
+    def __init__(self, arr, drop: list[int]):
+        self.arr, self.drop = arr, drop
+        self.shape = tuple(s for i, s in enumerate(arr.shape) if i not in drop)
+        self.dtype, self.ndim = arr.dtype, len(self.shape)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        full, it = [], iter(key)
+        for i in range(self.arr.ndim):
+            full.append(0 if i in self.drop else next(it))
+        return np.asarray(self.arr[tuple(full)])
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:]
+        return a.astype(dtype) if dtype is not None else a
+
+
+def write_ome_zarr(path: Path, vol: Volume, chunk: int = 64, min_size: int = 32) -> None:
+    """An OME-Zarr (NGFF 0.4, Zarr format 2) image, written slab by slab: level 0 is the volume, each
+    further level takes every second voxel along each axis, down to about ``min_size`` voxels."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    datasets, level = [], 0
+    while True:
+        step = 2 ** level
+        shape = tuple(len(range(0, s, step)) for s in vol.shape[:3])
+        arr = root.create_array(str(level), shape=shape, chunks=tuple(min(chunk, s) for s in shape),
+                                dtype=vol.data.dtype, chunk_key_encoding={"name": "v2", "separator": "/"})
+        for z in range(0, shape[0], chunk):
+            z1 = min(shape[0], z + chunk)
+            arr[z:z1] = np.asarray(vol.data[z * step:z1 * step:step, ::step, ::step])
+        datasets.append({"path": str(level), "coordinateTransformations": [
+            {"type": "scale", "scale": [float(s) * step for s in vol.spacing]}]})
+        if min(shape) // 2 < min_size:
+            break
+        level += 1
+    unit = _NGFF_UNITS.get(vol.unit, vol.unit if vol.unit in _UNITS else None)
+    axes = [{"name": n, "type": "space", **({"unit": unit} if unit else {})} for n in ("z", "y", "x")]
+    root.attrs["multiscales"] = [{"version": "0.4", "name": vol.name or "image", "axes": axes,
+                                  "datasets": datasets}]
+    (path / ZARR_MARKER).write_text("written by Damselfly\n", encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------------------------- HDF5
+def read_hdf5(path: Path, dataset: str | None = None):
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"cannot read HDF5: {e}", path) from None
+    found: list[str] = []
+    f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 else None)
+    if dataset is None:
+        three = [n for n in found if f[n].ndim == 3]
+        if len(three) != 1:
+            raise InputError(f"name the dataset to read (dataset=...); the file holds {found or 'no volume'}", path)
+        dataset = three[0]
+    if dataset.strip("/") not in found:
+        raise InputError(f"no dataset '{dataset}' (the file holds {found})", path)
+    ds = f[dataset]
+    geo: dict = {}
+    for key, unit in (("element_size_um", "um"), ("spacing", None), ("resolution", None)):
+        if key in ds.attrs:
+            geo["spacing"] = tuple(float(v) for v in np.ravel(ds.attrs[key])[:3])
+            if unit:
+                geo["unit"] = unit
+            break
+    if "unit" in ds.attrs:
+        geo["unit"] = str(ds.attrs["unit"])
+    return ds, geo
+
+
+def write_hdf5(path: Path, vol: Volume, dataset: str = "data") -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset(dataset, shape=vol.shape, dtype=vol.data.dtype, chunks=True, compression="gzip")
+        for z in range(0, vol.shape[0], 32):
+            ds[z:z + 32] = np.asarray(vol.data[z:z + 32])
+        ds.attrs["spacing"] = np.asarray(vol.spacing, float)
+        ds.attrs["unit"] = vol.unit
+        if vol.unit == "um":
+            ds.attrs["element_size_um"] = np.asarray(vol.spacing, float)
+
+
+# ----------------------------------------------------------------------------------------------- MRC
+def read_mrc(path: Path):
+    import mrcfile
+
+    try:
+        m = mrcfile.mmap(str(path), mode="r", permissive=False)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"cannot read MRC: {e}", path) from None
+    vs = m.voxel_size  # (x, y, z) in Å
+    spacing = tuple(float(v) if float(v) > 0 else 1.0 for v in (vs.z, vs.y, vs.x))
+    unit = "Å" if any(float(v) > 0 for v in (vs.x, vs.y, vs.z)) else "voxel"
+    data = m.data if m.data.ndim == 3 else m.data[None]
+    return data, {"spacing": spacing, "unit": unit}
+
+
+def write_mrc(path: Path, vol: Volume) -> None:
+    import mrcfile
+
+    data = np.asarray(vol.data)
+    if data.dtype not in (np.int8, np.int16, np.uint16, np.float32, np.float16, np.uint8):
+        data = data.astype(np.float32)
+    with mrcfile.new(str(path), overwrite=True) as m:
+        m.set_data(data)
+        sz, sy, sx = vol.spacing
+        factor = {"nm": 10.0, "um": 1e4, "mm": 1e7}.get(vol.unit, 1.0)
+        m.voxel_size = (sx * factor, sy * factor, sz * factor)
+
+
+# ----------------------------------------------------------------------------------------------- DICOM
+def is_dicom_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() == ".dcm" for p in path.iterdir())
+
+
+def read_dicom_folder(path: Path):
+    import pydicom
+
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".dcm" and not p.name.startswith("."))
+    slices = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(str(f))
+            ds.pixel_array  # noqa: B018 - fails early on missing pixel data
+        except Exception as e:  # noqa: BLE001
+            raise InputError(f"cannot read DICOM: {e}", f) from None
+        slices.append(ds)
+    if not slices:
+        raise InputError("no DICOM slices (.dcm) in the folder", path)
+    orient = np.asarray(getattr(slices[0], "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
+    normal = np.cross(orient[:3], orient[3:])
+    pos = [float(np.dot(normal, np.asarray(getattr(s, "ImagePositionPatient", [0, 0, i]), float)))
+           for i, s in enumerate(slices)]
+    order = np.argsort(pos)
+    slices, pos = [slices[i] for i in order], [pos[i] for i in order]
+    shape = slices[0].pixel_array.shape
+    for s, f in zip(slices, files):
+        if s.pixel_array.shape != shape:
+            raise InputError(f"slice shape {s.pixel_array.shape} differs from {shape}", f)
+    slope = [float(getattr(s, "RescaleSlope", 1) or 1) for s in slices]
+    icept = [float(getattr(s, "RescaleIntercept", 0) or 0) for s in slices]
+    rescale = any(a != 1 for a in slope) or any(b != 0 for b in icept)
+    data = np.stack([s.pixel_array.astype(np.float32) * a + b if rescale else s.pixel_array
+                     for s, a, b in zip(slices, slope, icept)])
+    dz = float(np.median(np.diff(pos))) if len(pos) > 1 else float(getattr(slices[0], "SliceThickness", 1) or 1)
+    dy, dx = (float(v) for v in getattr(slices[0], "PixelSpacing", [1, 1]))
+    return data, {"spacing": (abs(dz) or 1.0, dy, dx), "unit": "mm", "origin": (pos[0], 0.0, 0.0)}
+
+
+# ----------------------------------------------------------------------------------------------- MetaImage
+_MHD_TYPES = {"MET_UCHAR": "u1", "MET_CHAR": "i1", "MET_USHORT": "u2", "MET_SHORT": "i2", "MET_UINT": "u4",
+              "MET_INT": "i4", "MET_FLOAT": "f4", "MET_DOUBLE": "f8", "MET_ULONG_LONG": "u8", "MET_LONG_LONG": "i8"}
+
+
+def read_mhd(path: Path):
+    """A MetaImage header and its raw data (memory-mapped)."""
+    try:
+        head = {}
+        for line in path.read_text(encoding="latin-1").splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                head[k.strip()] = v.strip()
+        dims = [int(v) for v in head["DimSize"].split()]
+        dtype = np.dtype(_MHD_TYPES[head["ElementType"]])
+    except (KeyError, ValueError, OSError) as e:
+        raise InputError(f"bad MetaImage header ({e})", path) from None
+    if head.get("BinaryDataByteOrderMSB", head.get("ElementByteOrderMSB", "False")).lower() == "true":
+        dtype = dtype.newbyteorder(">")
+    name = head.get("ElementDataFile", "")
+    if name == "LOCAL" or not name or len(name.split()) > 1:
+        raise InputError(f"ElementDataFile '{name}' is not supported (a raw file beside the header is)", path)
+    folder = Path(os.path.realpath(path.parent))
+    data_file = Path(os.path.realpath(folder / name))
+    if folder not in data_file.parents:
+        raise InputError(f"the header's data file '{name}' lies outside the header's folder", path)
+    shape = tuple(reversed(dims))  # MetaImage lists x first
+    offset = int(head.get("HeaderSize", "0"))
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    if not data_file.is_file() or data_file.stat().st_size < need:
+        raise InputError(f"the data file '{name}' is missing or shorter than the header says ({need:,} bytes)", path)
+    data = np.memmap(data_file, dtype=dtype, mode="r", offset=offset, shape=shape)
+    spacing = tuple(float(v) for v in head.get("ElementSpacing", "1 1 1").split())[::-1]
+    origin = tuple(float(v) for v in head.get("Offset", "0 0 0").split())[::-1]
+    # MetaImage has no unit field: ours is in an extra key (MetaIO keeps unknown keys); otherwise unknown
+    unit = head.get("DamselflyUnit") or ("unknown" if "ElementSpacing" in head else "voxel")
+    return data, {"spacing": spacing, "origin": origin, "unit": unit, "files": [str(path.resolve()), str(data_file)]}
+
+
+def write_mhd(path: Path, vol: Volume, raw: Path) -> None:
+    """A MetaImage header at ``path`` for data in ``raw`` (written beside it under its final name, see
+    :func:`damselfly.engine.io.write_volume`)."""
+    data = np.asarray(vol.data[:1])
+    code = {np.dtype(v): k for k, v in _MHD_TYPES.items()}[data.dtype.newbyteorder("=")]
+    sz, sy, sx = vol.spacing
+    oz, oy, ox = vol.origin
+    z, y, x = vol.shape[:3]
+    path.write_text(f"ObjectType = Image\nNDims = 3\nDimSize = {x} {y} {z}\nElementType = {code}\n"
+                    f"ElementSpacing = {sx!r} {sy!r} {sz!r}\nOffset = {ox!r} {oy!r} {oz!r}\nBinaryData = True\n"
+                    f"BinaryDataByteOrderMSB = {str(data.dtype.byteorder == '>')}\nDamselflyUnit = {vol.unit}\n"
+                    f"ElementDataFile = {raw.name}\n",
+                    encoding="latin-1")
+
+
+def write_raw(path: Path, vol: Volume) -> None:
+    with open(path, "wb") as f:
+        for z in range(0, vol.shape[0], 32):
+            np.ascontiguousarray(vol.data[z:z + 32]).tofile(f)

@@ -1,0 +1,111 @@
+"""Scan formats users have: each round-trips a small volume with its values and spacing; readers are lazy."""
+
+import numpy as np
+import pytest
+
+from damselfly.engine import InputError, Volume, io
+from damselfly.engine.actions.io_actions import load
+
+
+@pytest.fixture
+def vol():
+    rng = np.random.default_rng(0)
+    return Volume(rng.integers(0, 4000, (70, 40, 36)).astype(np.uint16), spacing=(0.5, 0.25, 0.2), unit="um",
+                  origin=(1.0, 2.0, 3.0), name="s")
+
+
+@pytest.mark.parametrize("name", ["s.zarr", "s.h5", "s.mrc", "s.mhd"])
+def test_round_trip_values_and_spacing(tmp_path, vol, name):
+    io.write_volume(vol, tmp_path / name)
+    back = io.read_volume(tmp_path / name)
+    assert back.shape == vol.shape and np.array_equal(np.asarray(back.data[:]), np.asarray(vol.data))
+    assert np.allclose(back.spacing, vol.spacing if name != "s.mrc" else tuple(s * 1e4 for s in vol.spacing))
+    assert back.unit == ("Å" if name == "s.mrc" else "um")
+
+
+def test_ome_zarr_pyramid_levels_scale_and_laziness(tmp_path):
+    import zarr
+
+    vol = Volume(np.random.default_rng(1).integers(0, 4000, (70, 80, 72)).astype(np.uint16),
+                 spacing=(0.5, 0.25, 0.2), unit="um")
+    io.write_volume(vol, tmp_path / "s.zarr")
+    attrs = dict(zarr.open_group(str(tmp_path / "s.zarr"), mode="r").attrs)
+    ms = attrs["multiscales"][0]
+    assert ms["version"] == "0.4" and [a["unit"] for a in ms["axes"]] == ["micrometer"] * 3
+    assert len(ms["datasets"]) == 2  # 70 x 80 x 72 -> 35 x 40 x 36, then too small for another level
+    lvl1 = io.read_volume(tmp_path / "s.zarr", level=1)
+    assert lvl1.shape == (35, 40, 36) and np.allclose(lvl1.spacing, (1.0, 0.5, 0.4))
+    assert np.array_equal(np.asarray(lvl1.data[:]), np.asarray(vol.data)[::2, ::2, ::2])
+    assert io.read_volume(tmp_path / "s.zarr").spacing == (0.5, 0.25, 0.2)
+    full = io.read_volume(tmp_path / "s.zarr")
+    assert not isinstance(full.data, np.ndarray)  # lazy: a Zarr array, read slab by slab
+    with pytest.raises(InputError, match="levels 0..1"):
+        io.read_volume(tmp_path / "s.zarr", level=5)
+    io.write_volume(vol, tmp_path / "s.zarr")  # our own Zarr folder may be replaced
+
+
+def test_plain_zarr_array_and_hdf5_dataset_choice(tmp_path, vol):
+    import h5py
+    import zarr
+
+    z = zarr.open_array(str(tmp_path / "plain.zarr"), mode="w", shape=vol.shape, dtype="u2", chunks=(16, 40, 36))
+    z[:] = np.asarray(vol.data)
+    assert np.array_equal(np.asarray(io.read_volume(tmp_path / "plain.zarr").data[:]), np.asarray(vol.data))
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f["raw/a"] = np.asarray(vol.data)
+        f["raw/b"] = np.asarray(vol.data) + 1
+        f["raw/a"].attrs["element_size_um"] = [0.5, 0.25, 0.2]
+    with pytest.raises(InputError, match="name the dataset"):
+        io.read_volume(tmp_path / "two.h5")
+    a = load(str(tmp_path / "two.h5"), dataset="raw/a")
+    assert a.spacing == (0.5, 0.25, 0.2) and a.unit == "um" and int(a.data[0, 0, 0]) == int(vol.data[0, 0, 0])
+    with pytest.raises(InputError, match="no dataset 'raw/c'"):
+        io.read_volume(tmp_path / "two.h5", dataset="raw/c")
+
+
+def test_dicom_series_order_spacing_and_rescale(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    truth = np.arange(5 * 6 * 7, dtype=np.uint16).reshape(5, 6, 7)
+    for i, k in enumerate([3, 0, 4, 1, 2]):  # files in shuffled order; position decides
+        meta = FileMetaDataset()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds = FileDataset(str(folder / f"{i}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.Rows, ds.Columns = 6, 7
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, 10.0 + 2.5 * k]
+        ds.PixelSpacing = [0.8, 0.6]
+        ds.RescaleSlope, ds.RescaleIntercept = 2, -1024
+        ds.PixelData = truth[k].tobytes()
+        ds.save_as(str(folder / f"{i}.dcm"), enforce_file_format=True)
+    v = io.read_volume(folder)
+    assert v.shape == (5, 6, 7) and np.allclose(v.spacing, (2.5, 0.8, 0.6)) and v.unit == "mm"
+    assert np.allclose(np.asarray(v.data), truth * 2.0 - 1024)
+    del pydicom
+
+
+def test_metaimage_data_file_is_confined_and_checked(tmp_path, vol):
+    io.write_volume(vol, tmp_path / "s.mhd")
+    text = (tmp_path / "s.mhd").read_text()
+    (tmp_path / "evil.mhd").write_text(text.replace("ElementDataFile = s.raw", "ElementDataFile = ../x.raw"))
+    with pytest.raises(InputError, match="outside the header's folder"):
+        io.read_volume(tmp_path / "evil.mhd")
+    (tmp_path / "short.raw").write_bytes(b"12")
+    (tmp_path / "short.mhd").write_text(text.replace("ElementDataFile = s.raw", "ElementDataFile = short.raw"))
+    with pytest.raises(InputError, match="shorter than the header says"):
+        io.read_volume(tmp_path / "short.mhd")
+
+
+def test_a_spacing_without_a_unit_is_unknown_not_voxel(tmp_path, vol):
+    np.save(tmp_path / "s.npy", np.asarray(vol.data))
+    assert load(str(tmp_path / "s.npy"), spacing=[0.02, 0.02, 0.02]).unit == "unknown"
+    assert load(str(tmp_path / "s.npy"), spacing=[0.02, 0.02, 0.02], unit="mm").unit == "mm"
+    assert load(str(tmp_path / "s.npy")).unit == "voxel"
