@@ -93,8 +93,8 @@ def read_tiff(path: Path, mmap: bool):
                 if mmap:
                     try:
                         data = tifffile.memmap(path, mode="r")
-                    except ValueError:
-                        data = None  # compressed or not contiguous: read instead
+                    except ValueError:  # compressed or not contiguous: a lazy Zarr view of its pages
+                        data = _lazy_tiff(tifffile.imread(path, aszarr=True))
                 if data is None:
                     data = series.asarray()
         except InputError:
@@ -137,11 +137,35 @@ def _natural_key(p: Path):
     return [int(t) if t.isdigit() else t.lower() for t in _NUM.split(p.name)]
 
 
-def read_tiff_folder(path: Path):
+def _lazy_tiff(store):
+    """A Zarr array over tifffile's store: pages are read when indexed."""
+    import zarr
+
+    arr = zarr.open(store, mode="r")
+    if not hasattr(arr, "shape"):  # a multiscale group: level 0
+        arr = arr["0"]
+    return arr
+
+
+def read_tiff_folder(path: Path, lazy: bool = False):
+    """A folder of 2-D TIFF slices in natural order; ``lazy`` reads slices only when indexed."""
     files = sorted([p for p in path.iterdir() if p.name.lower().endswith((".tif", ".tiff"))
                     and not p.name.startswith(".")], key=_natural_key)
     if not files:
         raise InputError("folder holds no .tif/.tiff slices", path)
+    if lazy:
+        import tifffile
+
+        first, geo = read_tiff(files[0], mmap=False)
+        try:
+            arr = _lazy_tiff(tifffile.TiffSequence(files).aszarr())
+        except Exception as e:  # noqa: BLE001 - slices of different shapes or types
+            raise InputError(f"the slices do not stack ({e})", path) from None
+        if arr.ndim == 4 and arr.shape[1] == 1:
+            arr = arr.reshape(arr.shape[0], *arr.shape[2:]) if hasattr(arr, "reshape") else arr
+        if arr.ndim != 3 or tuple(arr.shape[1:]) != tuple(first.shape[1:]):
+            raise InputError(f"the slices do not stack into a volume (got shape {tuple(arr.shape)})", path)
+        return arr, geo
     slices = []
     geo = {}
     for i, f in enumerate(files):

@@ -64,7 +64,7 @@ from .formats import (
 )
 
 #: Files above this size are memory-mapped when ``mmap="auto"``.
-MMAP_THRESHOLD = 1 << 30
+MMAP_THRESHOLD = 256 << 20
 
 VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".zarr", ".h5", ".hdf5", ".mrc",
                    ".map", ".rec", ".mhd")
@@ -148,8 +148,9 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
     spacing : (z, y, x), optional
         Overrides the spacing stored in the file.
     mmap : bool or "auto"
-        Memory-map uncompressed TIFF / NPY / NIfTI data instead of reading it; ``"auto"`` maps files
-        larger than :data:`MMAP_THRESHOLD`.
+        Keep the data on disk instead of reading it: uncompressed TIFF, NPY and NIfTI are memory-mapped,
+        compressed TIFF and folders of TIFF slices are read page by page when indexed; ``"auto"`` does
+        so for data larger than :data:`MMAP_THRESHOLD` (256 MiB).
     name : str, optional
         Volume name; the file stem by default.
     dataset : str, optional
@@ -172,11 +173,12 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
     if p.is_file() and p.stat().st_size == 0:
         raise InputError("the file is empty (0 bytes)", p)
     if mmap == "auto":
-        mmap = p.is_file() and p.stat().st_size > MMAP_THRESHOLD
+        size = p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.iterdir() if f.is_file())
+        mmap = size > MMAP_THRESHOLD
     if kind == "tiff":
         data, geo = read_tiff(p, bool(mmap))
     elif kind == "tiff_folder":
-        data, geo = read_tiff_folder(p)
+        data, geo = read_tiff_folder(p, bool(mmap))
     elif kind == "npy":
         try:
             data = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)

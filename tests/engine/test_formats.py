@@ -109,3 +109,17 @@ def test_a_spacing_without_a_unit_is_unknown_not_voxel(tmp_path, vol):
     assert load(str(tmp_path / "s.npy"), spacing=[0.02, 0.02, 0.02]).unit == "unknown"
     assert load(str(tmp_path / "s.npy"), spacing=[0.02, 0.02, 0.02], unit="mm").unit == "mm"
     assert load(str(tmp_path / "s.npy")).unit == "voxel"
+
+
+def test_compressed_tiff_and_slice_folders_open_lazily(tmp_path, vol):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "c.tif", np.asarray(vol.data), compression="zlib")
+    lazy = io.read_volume(tmp_path / "c.tif", mmap=True)
+    assert not isinstance(lazy.data, np.ndarray) and np.array_equal(np.asarray(lazy.data[5:9]),
+                                                                    np.asarray(vol.data)[5:9])
+    io.write_volume(vol, tmp_path / "slices")
+    folder = io.read_volume(tmp_path / "slices", mmap=True)
+    assert not isinstance(folder.data, np.ndarray) and folder.shape == vol.shape
+    assert np.array_equal(np.asarray(folder.data[10:12]), np.asarray(vol.data)[10:12])
+    assert np.array_equal(np.asarray(io.read_volume(tmp_path / "slices").data), np.asarray(vol.data))
