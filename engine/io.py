@@ -10,14 +10,22 @@ folder of TIFF slices     a directory             from the first slice's ImageJ 
 NumPy                     ``.npy``                not stored (``.npy`` has no header for it)
 NRRD                      ``.nrrd``, ``.nhdr``    ``space directions``/``spacings``, origin
 NIfTI                     ``.nii``, ``.nii.gz``   ``pixdim`` / affine (converted to z, y, x)
+OME-Zarr / Zarr           ``.zarr`` folder        NGFF ``coordinateTransformations`` and axis units
+HDF5                      ``.h5``, ``.hdf5``      ``element_size_um`` or ``spacing`` attributes
+MRC                       ``.mrc``, ``.map``...   the header's voxel size (Å)
+DICOM series              a folder of ``.dcm``    positions and ``PixelSpacing`` (mm)
+MetaImage                 ``.mhd`` (+ raw file)   ``ElementSpacing``, ``Offset``
 CSV (tables)              ``.csv``                --
 ========================  ======================  ==========================================
+
+(:mod:`damselfly.engine.containers` reads and writes the chunked and scientific ones.)
 
 Labels keep their class names and colours in a JSON sidecar next to the file: ``<file>.json``.
 
 Every write is atomic: data goes to a temporary name in the destination folder, which is renamed onto
 the final name only when complete, so an interrupted run never leaves a file that looks complete.
-Large uncompressed TIFF and ``.npy`` inputs can be memory-mapped instead of read.
+Big inputs stay on disk: Zarr, HDF5 and MRC always; TIFF, folders of TIFF slices, ``.npy`` and NIfTI
+above 256 MiB (memory-mapped, or read page by page when compressed).
 """
 
 from __future__ import annotations
