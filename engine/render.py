@@ -75,8 +75,8 @@ class Scene:
         if self.labels is not None:
             shown = self.shown_classes()
             if self.opacity is None:  # large classes translucent, so what lies inside them shows
-                d = np.asarray(self.labels.data)
-                frac = np.bincount(d[::2, ::2, ::2].ravel(), minlength=len(self.labels.classes) + 1)
+                d = np.asarray(self.labels.data[::2, ::2, ::2])  # a sample: the data may be on disk
+                frac = np.bincount(d.ravel(), minlength=len(self.labels.classes) + 1)
                 frac = frac / max(1, frac.sum())
                 self.opacity = [0.25 if frac[self.labels.class_index(n)] > 0.1 else 1.0 for n in shown]
             if len(self.opacity) != len(shown):
@@ -95,8 +95,9 @@ class Scene:
             for name in self.classes:
                 lab.class_index(name)  # a clear error for an unknown class
             return list(self.classes)
-        d = np.asarray(lab.data)
-        border = np.concatenate([d[[0, -1]].ravel(), d[:, [0, -1]].ravel(), d[:, :, [0, -1]].ravel()])
+        d, n = lab.data, lab.shape
+        faces = [d[0], d[n[0] - 1], d[:, 0], d[:, n[1] - 1], d[:, :, 0], d[:, :, n[2] - 1]]  # no full read
+        border = np.concatenate([np.asarray(f).ravel() for f in faces])
         counts = np.bincount(border, minlength=len(lab.classes) + 1)
         background = int(np.argmax(counts[1:]) + 1) if len(lab.classes) > 1 else -1
         return [c.name for c in lab.classes if c.index != background]
@@ -161,10 +162,31 @@ def _nice_length(max_len: float) -> float:
     return k
 
 
+def level_of_detail(scene: Scene, size) -> Scene:
+    """The scene on a grid no finer than the frame can show: a ``w`` x ``h`` frame shows at most about
+    ``max(w, h)`` voxels across, so bigger volumes and labels are taken every ``step``-th voxel along each
+    axis (labels by nearest voxel, the spacing multiplied by ``step``). Set-up time and memory of a
+    render are then bounded whatever the scan size; small scans are drawn as they are."""
+    step = int(np.ceil(max(scene.geometry.shape) / max(int(v) for v in size)))
+    if step <= 1:
+        return scene
+
+    def coarse(g):
+        if g is None:
+            return None
+        data = np.asarray(g.data[::step, ::step, ::step])
+        return g.with_data(data, spacing=tuple(s * step for s in g.spacing))
+
+    import dataclasses
+
+    return dataclasses.replace(scene, volume=coarse(scene.volume), labels=coarse(scene.labels))
+
+
 class SceneRenderer:
     """Draws a :class:`Scene` for any :class:`View`: the actors are made once, a view only moves the
     camera, planes and opacities. ``plotter`` may be given (the app's Qt widget); by default an
-    off-screen one of ``size`` (width, height) pixels."""
+    off-screen one of ``size`` (width, height) pixels. The scene is drawn at the frame's level of detail
+    (:func:`level_of_detail`)."""
 
     def __init__(self, scene: Scene, size=(1280, 720), plotter=None):
         import pyvista as pv
@@ -172,6 +194,7 @@ class SceneRenderer:
         w, h = (int(v) for v in size)
         if not (16 <= w <= MAX_SIZE and 16 <= h <= MAX_SIZE):
             raise ParameterError(f"size must be 16..{MAX_SIZE} pixels a side, got {w} x {h}")
+        scene = level_of_detail(scene, (w, h))
         self.scene = scene
         self.size = (w + w % 2, h + h % 2)  # even, as H.264 in yuv420p needs
         try:

@@ -233,3 +233,21 @@ def test_two_runs_of_the_same_macro_give_the_same_movie(part, tmp_path):
         runs.append(np.stack([np.frombuffer(f, np.uint8) for f in reader]).astype(int))
     assert runs[0].shape[0] == 6
     assert np.abs(runs[0] - runs[1]).max() <= 2
+
+
+def test_scenes_are_drawn_at_the_frames_level_of_detail(part):
+    grey, labels = part
+    big = grey.with_data(np.repeat(np.asarray(grey.data), 3, axis=0))  # taller than a small frame shows
+    lab = labels.with_data(np.repeat(np.asarray(labels.data), 3, axis=0))
+    scene = R.Scene(volume=big, labels=lab)
+    lod = R.level_of_detail(scene, (48, 36))
+    step = int(np.ceil(max(big.shape) / 48))
+    assert step > 1 and lod.volume.shape == tuple(len(range(0, s, step)) for s in big.shape)
+    assert lod.volume.spacing == tuple(s * step for s in big.spacing) and lod.labels.shape == lod.volume.shape
+    assert np.array_equal(np.asarray(lod.labels.data), np.asarray(lab.data)[::step, ::step, ::step])
+    assert R.level_of_detail(scene, (1280, 720)) is scene  # small enough: drawn as it is
+    r = R.SceneRenderer(scene, (48, 36))
+    try:
+        assert r.scene.volume.shape == lod.volume.shape and r.render().shape == (36, 48, 3)
+    finally:
+        r.close()
