@@ -163,11 +163,12 @@ def _nice_length(max_len: float) -> float:
 
 
 def level_of_detail(scene: Scene, size) -> Scene:
-    """The scene on a grid no finer than the frame can show: a ``w`` x ``h`` frame shows at most about
-    ``max(w, h)`` voxels across, so bigger volumes and labels are taken every ``step``-th voxel along each
-    axis (labels by nearest voxel, the spacing multiplied by ``step``). Set-up time and memory of a
-    render are then bounded whatever the scan size; small scans are drawn as they are."""
-    step = int(np.ceil(max(scene.geometry.shape) / max(int(v) for v in size)))
+    """The scene on a grid no finer than the frame can show: the camera fits the scene's bounding sphere
+    into the frame's shorter side, so a ``w`` x ``h`` frame shows at most about ``min(w, h)`` voxels
+    across; bigger volumes and labels are taken every ``step``-th voxel along each axis (labels by nearest
+    voxel, the spacing multiplied by ``step``). Set-up time and memory of a render are then bounded
+    whatever the scan size; small scans are drawn as they are."""
+    step = int(np.ceil(max(scene.geometry.shape) / min(int(v) for v in size)))
     if step <= 1:
         return scene
 
