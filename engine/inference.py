@@ -12,6 +12,7 @@ On the CPU the network runs in float32, channels-last, with batch norm folded in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -139,6 +140,33 @@ class Predictor:
         items = stack_context(slab, self.model.context) if self.model.input == "2.5d" else slab.transpose(1, 0, 2, 3)
         m = np.asarray(mask[z0:z1], dtype=bool) if mask is not None else None
         return self.predict_items(np.ascontiguousarray(items), m).transpose(1, 0, 2, 3)
+
+
+#: The largest tile edge chosen on the CPU (larger tiles save little and need much memory there).
+CPU_TILE = 1024
+
+
+def auto_tile(model: Model, shape: Sequence[int], device: str = "auto") -> int:
+    """A tile edge for ``infer`` from the slice size and the device's memory: the whole slice in one tile
+    when it fits (no work wasted on overlaps), else the largest edge whose activations take at most half
+    the free GPU memory (on the CPU at most :data:`CPU_TILE`).
+
+    Examples
+    --------
+    >>> auto_tile(model, (64, 1024, 1024), "cpu")   # doctest: +SKIP
+    1024
+    """
+    side = max(int(shape[1]), int(shape[2]))
+    if model.input == "3d":
+        return min(side, 128)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        per_voxel = int(model.hparams.get("base", 16)) * 4 * 24  # bytes of activations, with margin
+        cap = int(math.sqrt(free * 0.5 / per_voxel))
+    else:
+        cap = CPU_TILE
+    return max(64, min(side, cap))
 
 
 def check_inputs(model: Model, images: Sequence[Volume]) -> None:

@@ -165,7 +165,7 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
 
 @action("infer", result="seg", category="Segment", toolbar=4)
 def infer(model: Model, image: Volume | list[Volume], mask: Volume | Labels | None = None,
-          mask_classes: list[str] | None = None, outside: str | None = None, tile: int = 512,
+          mask_classes: list[str] | None = None, outside: str | None = None, tile: int | None = None,
           overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian", tta: bool = False, *,
           ctx: RunContext) -> Labels:
     """Segment a whole volume with a trained model, streamed slab by slab.
@@ -182,8 +182,9 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | Labels | No
         Classes of a Labels ``mask`` that count as inside.
     outside : str, optional
         The class given to voxels outside the mask (default: the model's first class).
-    tile : int
+    tile : int, optional
         Tile edge in voxels (a slice that fits in one tile is predicted whole; 3-D: at most 128 x 64).
+        By default chosen from the slice size and the device's memory (:func:`inference.auto_tile`).
     overlap : float
         Fraction of a tile shared with its neighbours; blended so that seams do not show.
     blend : {"gaussian", "linear"}
@@ -205,13 +206,14 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | Labels | No
                              f" (classes: {', '.join(names)})")
     out = _output(images, images[0].shape, np.uint8 if len(names) < 255 else np.uint16)
     inference.segment(model, images, out, mask=m, outside=out_index, device=ctx.device,
-                      tile=tile, overlap=overlap, blend=blend, tta=tta)
+                      tile=tile or inference.auto_tile(model, images[0].shape, ctx.device), overlap=overlap,
+                      blend=blend, tta=tta)
     return inference.labels_like(model, images[0], out)
 
 
 @action("infer_probabilities", result="prob", category="Segment")
 def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str | None = None,
-                        mask: Volume | Labels | None = None, mask_classes: list[str] | None = None, tile: int = 512,
+                        mask: Volume | Labels | None = None, mask_classes: list[str] | None = None, tile: int | None = None,
                         overlap: float = 0.25, blend: Literal["gaussian", "linear"] = "gaussian",
                         tta: bool = False, *, ctx: RunContext) -> Volume:
     """Class probabilities (0..1) of a trained model: one class, or all as channels (z, y, x, class).
@@ -228,8 +230,9 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
         Compute only inside the mask (zero outside).
     mask_classes : list of str, optional
         Classes of a Labels ``mask`` that count as inside.
-    tile : int
+    tile : int, optional
         Tile edge in voxels (a slice that fits in one tile is predicted whole; 3-D: at most 128 x 64).
+        By default chosen from the slice size and the device's memory (:func:`inference.auto_tile`).
     overlap : float
         Fraction of a tile shared with its neighbours.
     blend : {"gaussian", "linear"}
@@ -250,7 +253,8 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
     shape = images[0].shape + (() if index else (len(model.class_names),))
     out = _output(images, shape, np.float32)
     inference.probabilities(model, images, out, index=index, mask=m, device=ctx.device,
-                            tile=tile, overlap=overlap, blend=blend, tta=tta)
+                            tile=tile or inference.auto_tile(model, images[0].shape, ctx.device),
+                            overlap=overlap, blend=blend, tta=tta)
     im = images[0]
     return im.as_volume(out, name=f"{im.name}_{class_ or 'prob'}", metadata={"model": model.name, "class": class_})
 

@@ -412,3 +412,12 @@ def test_sliding_window_serves_any_predictor_with_masks_and_upsampling():
     np.testing.assert_allclose(up[:, :, ::2, ::3], items, rtol=1e-5)
     with pytest.raises(ParameterError, match="predictor returned shape"):
         tiling.sliding_window(items, lambda x: x[:, :, :8], tile=(16, 16))
+
+
+def test_infer_chooses_its_tile_from_the_slice_and_the_device(tiny_model, painted):
+    assert inf.auto_tile(tiny_model, (8, 1024, 1024), "cpu") == 1024  # one tile per slice
+    assert inf.auto_tile(tiny_model, (8, 3000, 300), "cpu") == inf.CPU_TILE
+    assert inf.auto_tile(tiny_model, (8, 40, 30), "cpu") == 64
+    vol, _, _ = painted
+    whole = infer(tiny_model, vol)  # the default: the slice (48 x 48) in one tile
+    assert np.array_equal(np.asarray(whole.data), np.asarray(infer(tiny_model, vol, tile=64).data))
