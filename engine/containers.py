@@ -196,8 +196,11 @@ def write_mrc(path: Path, vol: Volume) -> None:
     with mrcfile.new(str(path), overwrite=True) as m:
         m.set_data(data)
         sz, sy, sx = vol.spacing
-        factor = {"nm": 10.0, "um": 1e4, "mm": 1e7}.get(vol.unit, 1.0)
-        m.voxel_size = (sx * factor, sy * factor, sz * factor)
+        if vol.unit in ("voxel", "unknown", ""):
+            m.voxel_size = (0.0, 0.0, 0.0)  # MRC's "not known": read back as voxels, not as Å
+        else:
+            factor = {"nm": 10.0, "um": 1e4, "mm": 1e7}.get(vol.unit, 1.0)
+            m.voxel_size = (sx * factor, sy * factor, sz * factor)
 
 
 # ----------------------------------------------------------------------------------------------- DICOM

@@ -104,6 +104,13 @@ def test_metaimage_data_file_is_confined_and_checked(tmp_path, vol):
         io.read_volume(tmp_path / "short.mhd")
 
 
+@pytest.mark.parametrize("name", ["s.zarr", "s.h5", "s.mrc", "s.mhd"])
+def test_volumes_without_a_unit_stay_without_one(tmp_path, name):
+    v = Volume(np.ones((4, 8, 8), np.uint16))
+    io.write_volume(v, tmp_path / name)
+    assert io.read_volume(tmp_path / name).unit in ("voxel", "unknown")
+
+
 def test_a_spacing_without_a_unit_is_unknown_not_voxel(tmp_path, vol):
     np.save(tmp_path / "s.npy", np.asarray(vol.data))
     assert load(str(tmp_path / "s.npy"), spacing=[0.02, 0.02, 0.02]).unit == "unknown"
