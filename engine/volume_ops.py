@@ -48,14 +48,28 @@ def scratch_array(shape, dtype) -> np.memmap:
     return np.memmap(f, dtype=dtype, mode="w+", shape=tuple(shape))
 
 
+def on_disk(a) -> bool:
+    """Whether an array stays on disk (a memory map, a Zarr or HDF5 array) rather than in memory."""
+    return isinstance(a, np.memmap) or not isinstance(a, np.ndarray)
+
+
+def output_like(inputs, shape, dtype) -> np.ndarray:
+    """Where an action's result goes: a disk-backed :func:`scratch_array` when an input stays on disk or
+    the result is over 1 GiB (so memory does not grow with the scan), else an in-memory array."""
+    big = int(np.prod(shape)) * np.dtype(dtype).itemsize > 2 ** 30
+    if big or any(on_disk(v.data) for v in inputs):
+        return scratch_array(shape, dtype)
+    return np.empty(shape, dtype)
+
+
 def map_slabs(vol: Volume, fn, dtype, message: str) -> np.ndarray:
     """Apply ``fn`` to ``vol.data`` slab by slab, with progress.
 
-    Memory-mapped input is streamed and gets a disk-backed (:func:`scratch_array`) output, so volumes
-    larger than memory can be processed; in-memory input gets an in-memory output.
+    Input on disk (memory-mapped, Zarr, HDF5) is streamed and gets a disk-backed output
+    (:func:`output_like`), so volumes larger than memory can be processed; in-memory input gets an
+    in-memory output.
     """
-    on_disk = isinstance(vol.data, np.memmap)
-    out = scratch_array(vol.data.shape, dtype) if on_disk else np.empty(vol.data.shape, dtype)
+    out = output_like([vol], vol.data.shape, dtype)
     task = progress.task(message, total=vol.shape[0])
     for z in range(0, vol.shape[0], SLAB):
         out[z:z + SLAB] = fn(np.asarray(vol.data[z:z + SLAB]))

@@ -13,7 +13,7 @@ from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
 from ..model import Model
 from ..registry import InputPath, OutputPath, action
-from ..volume_ops import scratch_array
+from ..volume_ops import output_like
 
 
 class _MaskView:
@@ -50,14 +50,6 @@ def _images(image: Volume | list[Volume]) -> list[Volume]:
     if not images:
         raise ParameterError("no input volume given")
     return images
-
-
-def _output(images: list[Volume], shape, dtype) -> np.ndarray:
-    """Disk-backed output for memory-mapped or very large inputs, else in memory."""
-    big = int(np.prod(shape)) * np.dtype(dtype).itemsize > 2 ** 30
-    if big or any(isinstance(im.data, np.memmap) for im in images):
-        return scratch_array(shape, dtype)
-    return np.empty(shape, dtype)
 
 
 @action("train", result="model", category="Segment", toolbar=3, roles={"preview": "box"}, monitor="training",
@@ -204,7 +196,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | Labels | No
 
         raise ParameterError(f"outside: model '{model.name}' has no class '{outside}'{suggest(outside, names)}"
                              f" (classes: {', '.join(names)})")
-    out = _output(images, images[0].shape, np.uint8 if len(names) < 255 else np.uint16)
+    out = output_like(images, images[0].shape, np.uint8 if len(names) < 255 else np.uint16)
     inference.segment(model, images, out, mask=m, outside=out_index, device=ctx.device,
                       tile=tile or inference.auto_tile(model, images[0].shape, ctx.device), overlap=overlap,
                       blend=blend, tta=tta)
@@ -251,7 +243,7 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
             raise ParameterError(f"model '{model.name}' has no class '{class_}'{suggest(class_, names)}")
         index = names.index(class_) + 1
     shape = images[0].shape + (() if index else (len(model.class_names),))
-    out = _output(images, shape, np.float32)
+    out = output_like(images, shape, np.float32)
     inference.probabilities(model, images, out, index=index, mask=m, device=ctx.device,
                             tile=tile or inference.auto_tile(model, images[0].shape, ctx.device),
                             overlap=overlap, blend=blend, tta=tta)

@@ -130,3 +130,15 @@ def test_compressed_tiff_and_slice_folders_open_lazily(tmp_path, vol):
     assert not isinstance(folder.data, np.ndarray) and folder.shape == vol.shape
     assert np.array_equal(np.asarray(folder.data[10:12]), np.asarray(vol.data)[10:12])
     assert np.array_equal(np.asarray(io.read_volume(tmp_path / "slices").data), np.asarray(vol.data))
+
+
+def test_results_of_lazy_inputs_go_to_disk_not_memory(tmp_path, vol):
+    from damselfly.engine.actions.processing import calibrate, threshold
+
+    io.write_volume(vol, tmp_path / "s.zarr")
+    lazy = load(str(tmp_path / "s.zarr"))
+    cal = calibrate(lazy)
+    seg = threshold(cal)
+    assert isinstance(cal.data, np.memmap) and isinstance(seg.data, np.memmap)  # scratch files, not RAM
+    mem = calibrate(Volume(np.asarray(vol.data)))
+    assert not isinstance(mem.data, np.memmap) and np.array_equal(np.asarray(cal.data), mem.data)
