@@ -72,27 +72,55 @@ def thickness_stats(thickness: Volume, bins: int = 20) -> Table:
     """
     if bins < 1:
         raise ParameterError(f"bins must be at least 1, got {bins}")
-    v = np.asarray(thickness.data, dtype=np.float32)
-    v = v[np.isfinite(v) & (v > 0)]
-    if v.size == 0:
+    values, counts = _value_counts(thickness)
+    if counts.sum() == 0:
         raise InputError("the thickness map has no voxel with a thickness (is it the right volume?)",
                          thickness.source)
+    total = int(counts.sum())
     cols: dict[str, list] = {k: [] for k in ("range", "from", "to", "voxels", "fraction", "mean", "std",
                                              "median", "max")}
 
-    def add(label, lo, hi, part):
+    def add(label, lo, hi, v, c):
+        n = int(c.sum())
         cols["range"].append(label)
         cols["from"].append(float(lo))
         cols["to"].append(float(hi))
-        cols["voxels"].append(int(part.size))
-        cols["fraction"].append(float(part.size / v.size))
-        for key, fn in (("mean", np.mean), ("std", np.std), ("median", np.median), ("max", np.max)):
-            cols[key].append(float(fn(part.astype(np.float64))) if part.size else float("nan"))
+        cols["voxels"].append(n)
+        cols["fraction"].append(float(n / total))
+        if not n:
+            for key in ("mean", "std", "median", "max"):
+                cols[key].append(float("nan"))
+            return
+        mean = float(np.dot(v, c) / n)
+        cols["mean"].append(mean)
+        cols["std"].append(float(np.sqrt(np.dot(c, (v - mean) ** 2) / n)))
+        cum = np.cumsum(c)  # the median of the counted values: the middle one, or the mean of the middle two
+        lo_i, hi_i = np.searchsorted(cum, (n - 1) // 2, side="right"), np.searchsorted(cum, n // 2, side="right")
+        cols["median"].append(float((v[lo_i] + v[hi_i]) / 2))
+        cols["max"].append(float(v[-1]))
 
-    add("all", v.min(), v.max(), v)
-    edges = np.linspace(0.0, float(v.max()), bins + 1)
-    idx = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, bins - 1)
+    add("all", values[0], values[-1], values, counts)
+    edges = np.linspace(0.0, float(values[-1]), bins + 1)
+    idx = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
     for i in range(bins):
-        add("bin", edges[i], edges[i + 1], v[idx == i])
+        add("bin", edges[i], edges[i + 1], values[idx == i], counts[idx == i])
     return Table(cols, name=f"{thickness.name}_stats" if thickness.name else "thickness_stats",
                  metadata={"unit": thickness.unit})
+
+
+def _value_counts(thickness: Volume, slab: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct thicknesses (> 0, finite) and how many voxels have each, read slab by slab: a
+    thickness map holds few distinct values (twice the distances on the grid), so memory stays small
+    whatever the scan size, and every statistic computed from them is exact."""
+    values, counts = np.zeros(0, np.float64), np.zeros(0, np.int64)
+    data = thickness.data
+    for z in range(0, thickness.shape[0], slab):
+        v = np.asarray(data[z:z + slab], dtype=np.float32).astype(np.float64).ravel()
+        v = v[np.isfinite(v) & (v > 0)]
+        if v.size:
+            u, c = np.unique(v, return_counts=True)
+            values, inverse = np.unique(np.concatenate([values, u]), return_inverse=True)
+            merged = np.zeros(values.size, np.int64)
+            np.add.at(merged, inverse, np.concatenate([counts, c]))
+            counts = merged
+    return values, counts

@@ -154,3 +154,26 @@ def test_fallbacks_for_huge_radii_give_the_same_result(monkeypatch):
     pz_all = T.distance_ridge(mask, spacing)[0]
     monkeypatch.undo()
     assert len(pz_all) >= len(T.distance_ridge(mask, spacing)[0])  # the weaker test drops fewer balls
+
+
+def test_thickness_stats_stream_exactly(tmp_path):
+    """Statistics read slab by slab from a map on disk equal numpy's over the whole array."""
+    from damselfly.engine import io, phantoms
+
+    vol, truth = phantoms.casting((40, 48, 48), seed=4)
+    t = Volume(local_thickness(np.asarray(truth.data) == truth.class_index("metal"), spacing=truth.spacing))
+    io.write_volume(t, tmp_path / "t.zarr")
+    lazy = io.read_volume(tmp_path / "t.zarr")
+    tab = thickness_stats(lazy, bins=5)
+    v = np.asarray(t.data, np.float64)
+    v = v[v > 0]
+    first = tab.rows()[0]
+    assert first["voxels"] == v.size and first["max"] == v.max() and first["median"] == np.median(v)
+    assert first["mean"] == pytest.approx(v.mean(), rel=1e-12) and first["std"] == pytest.approx(v.std(), rel=1e-12)
+    edges = np.linspace(0, v.max(), 6)
+    idx = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, 4)
+    for i, row in enumerate(r for r in tab.rows() if r["range"] == "bin"):
+        part = v[idx == i]
+        assert row["voxels"] == part.size
+        if part.size:
+            assert row["median"] == np.median(part) and row["mean"] == pytest.approx(part.mean(), rel=1e-12)
