@@ -104,7 +104,7 @@ class _Squeezed:
 
 def write_ome_zarr(path: Path, vol: Volume, chunk: int = 64, min_size: int = 32) -> None:
     """An OME-Zarr (NGFF 0.4, Zarr format 2) image, written slab by slab: level 0 is the volume, each
-    further level takes every second voxel along each axis, down to about ``min_size`` voxels."""
+    further level takes every second voxel along each axis, while the largest axis keeps at least ``min_size`` voxels."""
     import zarr
 
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
@@ -119,7 +119,7 @@ def write_ome_zarr(path: Path, vol: Volume, chunk: int = 64, min_size: int = 32)
             arr[z:z1] = np.asarray(vol.data[z * step:z1 * step:step, ::step, ::step])
         datasets.append({"path": str(level), "coordinateTransformations": [
             {"type": "scale", "scale": [float(s) * step for s in vol.spacing]}]})
-        if min(shape) // 2 < min_size:
+        if max(shape) // 2 < min_size:
             break
         level += 1
     unit = _NGFF_UNITS.get(vol.unit, vol.unit if vol.unit in _UNITS else None)

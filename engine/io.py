@@ -225,6 +225,8 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
         metadata["files"] = geo["files"]  # every file read, e.g. a detached NRRD header's data file
     if geo.get("extra"):
         metadata["file"] = geo["extra"]
+    if geo.get("levels", 1) > 1 and spacing is None:
+        metadata["pyramid"] = {"levels": geo["levels"], "level": geo["level"]}  # coarser levels, for renders
     try:
         return Volume(data, spacing=spacing if spacing is not None else geo.get("spacing", (1.0, 1.0, 1.0)),
                       origin=geo.get("origin", (0.0, 0.0, 0.0)), unit=str(geo.get("unit", "voxel")),

@@ -166,8 +166,9 @@ def level_of_detail(scene: Scene, size) -> Scene:
     """The scene on a grid no finer than the frame can show: the camera fits the scene's bounding sphere
     into the frame's shorter side, so a ``w`` x ``h`` frame shows at most about ``min(w, h)`` voxels
     across; bigger volumes and labels are taken every ``step``-th voxel along each axis (labels by nearest
-    voxel, the spacing multiplied by ``step``). Set-up time and memory of a render are then bounded
-    whatever the scan size; small scans are drawn as they are."""
+    voxel, the spacing multiplied by ``step``); a volume read from an OME-Zarr pyramid is drawn from the
+    level that fits, which is read instead of every voxel of the full one. Set-up time and memory of a
+    render are then bounded whatever the scan size; small scans are drawn as they are."""
     step = int(np.ceil(max(scene.geometry.shape) / min(int(v) for v in size)))
     if step <= 1:
         return scene
@@ -175,6 +176,16 @@ def level_of_detail(scene: Scene, size) -> Scene:
     def coarse(g):
         if g is None:
             return None
+        pyramid = g.metadata.get("pyramid")
+        if pyramid and g.source and not isinstance(g, Labels):  # an OME-Zarr level: read it, not every voxel
+            level = min(pyramid["levels"] - 1, pyramid["level"] + int(np.log2(step)))
+            if level > pyramid["level"]:
+                from .io import read_volume
+
+                lvl = read_volume(g.source, level=level)
+                rest = int(np.ceil(max(lvl.shape) / min(int(v) for v in size)))
+                data = np.asarray(lvl.data[::rest, ::rest, ::rest])
+                return g.with_data(data, spacing=tuple(s * rest for s in lvl.spacing))
         data = np.asarray(g.data[::step, ::step, ::step])
         return g.with_data(data, spacing=tuple(s * step for s in g.spacing))
 

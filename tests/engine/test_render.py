@@ -251,3 +251,17 @@ def test_scenes_are_drawn_at_the_frames_level_of_detail(part):
         assert r.scene.volume.shape == lod.volume.shape and r.render().shape == (36, 48, 3)
     finally:
         r.close()
+
+
+def test_level_of_detail_reads_a_coarser_ome_zarr_level(tmp_path):
+    from damselfly.engine import io
+
+    rng = np.random.default_rng(2)
+    vol = Volume(rng.integers(0, 1000, (40, 160, 160)).astype(np.uint16), spacing=(0.5, 0.5, 0.5), unit="um")
+    io.write_volume(vol, tmp_path / "p.zarr")  # levels: 160, 80, 40 across
+    full = io.read_volume(tmp_path / "p.zarr")
+    assert full.metadata["pyramid"] == {"levels": 3, "level": 0}
+    lod = R.level_of_detail(R.Scene(volume=full), (64, 40))  # 160 / 40: every 4th voxel = level 2
+    level2 = io.read_volume(tmp_path / "p.zarr", level=2)
+    assert lod.volume.shape == level2.shape and lod.volume.spacing == level2.spacing
+    assert np.array_equal(np.asarray(lod.volume.data), np.asarray(level2.data[:]))
