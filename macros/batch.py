@@ -17,7 +17,6 @@ What a batch promises (tested in ``tests/macros/test_batch_safety.py`` and ``ben
 from __future__ import annotations
 
 import glob as _glob
-import hashlib
 import json
 import os
 import shutil
@@ -39,7 +38,7 @@ from .checker import check
 from .diagnostics import Diagnostic, MacroError
 from .parser import parse_file
 from .runner import RunFailed, check_device, check_threads, prepare_out_dir, run_file
-from .runrecord import FolderLock, done_reason, read_record, write_record
+from .runrecord import FolderLock, done_reason, macro_sha256, read_record, write_record
 
 #: Seconds a cancelled worker gets to record its cancellation before it is killed.
 STOP_GRACE = 20.0
@@ -150,7 +149,7 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
     for d in res.diagnostics:
         if on_warning is not None:
             on_warning(d)
-    sha = hashlib.sha256(macro.source.encode()).hexdigest()
+    sha = macro_sha256(macro.source)
     results: list[ItemResult] = []
 
     def done(r: ItemResult):

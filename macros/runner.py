@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,7 +19,15 @@ from .checker import check
 from .diagnostics import Diagnostic, MacroError
 from .interpreter import execute
 from .parser import parse_file, parse_value
-from .runrecord import FolderLock, input_record, now, unfinished_outputs, write_record
+from .runrecord import (
+    FolderLock,
+    input_record,
+    macro_sha256,
+    now,
+    record_params,
+    unfinished_outputs,
+    write_record,
+)
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -135,8 +141,8 @@ def _execute(macro: ast.Macro, params: dict, session: Session, on_statement) -> 
     outputs: dict[str, str | None] = {}
     inputs: list[str] = []
     record = {
-        "macro": macro.path, "macro_sha256": hashlib.sha256(macro.source.encode()).hexdigest(),
-        "macro_text": macro.source, "params": json.loads(json.dumps(params, default=str)),
+        "macro": macro.path, "macro_sha256": macro_sha256(macro.source),
+        "macro_text": macro.source, "params": record_params(params),
         "seeds": {k: v for k, v in params.items() if "seed" in k.lower()},
         "settings": {"device": st.device, "threads": st.threads, "overwrite": st.overwrite,
                      "allow_outside": st.allow_outside, "base_dir": str(st.base_dir), "out_dir": str(out)},

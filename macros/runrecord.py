@@ -19,6 +19,7 @@ SHA-256 recorded.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,6 +33,16 @@ LOCK_FILE = ".damselfly.lock"
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def macro_sha256(source: str) -> str:
+    """The hash a run record keeps of the macro text (and ``--resume`` compares)."""
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def record_params(params: dict) -> dict:
+    """Params as the run record keeps them (and ``--resume`` compares): JSON values, paths as strings."""
+    return json.loads(json.dumps(params, default=str))
 
 
 def file_state(path: str | os.PathLike) -> dict | None:
@@ -77,7 +88,7 @@ def done_reason(out_dir: str | os.PathLike, macro_sha256: str, params: dict) -> 
         return f"the last run ended '{rec.get('status')}'"
     if rec.get("macro_sha256") != macro_sha256:
         return "the macro changed"
-    if json.loads(json.dumps(params, default=str)) != rec.get("params"):
+    if record_params(params) != rec.get("params"):
         return "the params changed"
     for path, was in (rec.get("inputs") or {}).items():
         state = file_state(path)
