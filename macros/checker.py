@@ -31,6 +31,7 @@ class CheckResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     params: dict = field(default_factory=dict)          # final param values (overrides applied)
     inputs: list[str] = field(default_factory=list)     # resolved input paths, in order
+    unused: list[str] = field(default_factory=list)     # results computed but never used or saved
 
     @property
     def ok(self) -> bool:
@@ -167,9 +168,9 @@ class _Checker:
         target = st.target if isinstance(st, ast.Assign) else None
         if target is not None and target in self.params:
             self.err(st, f"'{target}' is a param; results need another name")
-        values = self.arguments(spec, call) if spec is not None else self.unknown_action_arguments(call)
+        values, where = self.arguments(spec, call) if spec is not None else self.unknown_action_arguments(call)
         if self.batch_param and spec is not None:
-            self.batch_labels(spec, call, target)
+            self.batch_labels(spec, call, target, where)
         if target is None:
             return
         if target in self.unused:  # made again before anything used the first one
@@ -184,12 +185,12 @@ class _Checker:
             arg_classes = {k: v.cls for k, v in values.items() if isinstance(v, StaticObject)}
             self.objects[target] = spec.return_class(arg_classes) or _Unknown
 
-    def batch_labels(self, spec, call: ast.Call, target: str | None) -> None:
+    def batch_labels(self, spec, call: ast.Call, target: str | None, where: dict[str, int]) -> None:
         """In a batch, training on labels from a file that is the same for every scan (painted on one
-        scan) trains every scan on another scan's labels: warn at the argument."""
+        scan) trains every scan on another scan's labels: warn at the argument. ``where`` is the binding
+        :meth:`arguments` made (parameter -> argument index)."""
         names = {a.value.id for a in call.args if isinstance(a.value, ast.Name)}
         if spec.name == "train":
-            where, _ = spec.bind_each([a.name for a in call.args])
             arg = call.args[where["labels"]] if "labels" in where else None
             if arg is not None and isinstance(arg.value, ast.Name) and arg.value.id in self.fixed:
                 d = at(self.macro, self.path, arg.value,
@@ -200,8 +201,8 @@ class _Checker:
             return
         if target is None:
             return
-        reads_fixed_file = any(spec.param(n).path_kind == "input" for n in spec.bind_each(
-            [a.name for a in call.args])[0] if spec.has_param(n)) and not self.mentions_batch_param(call)
+        reads_fixed_file = (any(spec.param(n).path_kind == "input" for n in where)
+                            and not self.mentions_batch_param(call))
         if reads_fixed_file or (names & self.fixed):
             self.fixed.add(target)
         else:
@@ -224,10 +225,12 @@ class _Checker:
                                           f"(add: save({name}, \"...\"))", len(name))
         d.severity = "warning"
         self.res.diagnostics.append(d)
+        self.res.unused.append(name)
 
     # -- arguments -------------------------------------------------------------------------------
-    def arguments(self, spec, call: ast.Call) -> dict:
-        """Bind the call's arguments with the registry's binder, then check each value; the values found."""
+    def arguments(self, spec, call: ast.Call) -> tuple[dict, dict[str, int]]:
+        """Bind the call's arguments with the registry's binder, then check each value; the values found
+        and the binding (parameter -> argument index)."""
         where, problems = spec.bind_each([a.name for a in call.args])
         about = {i: msg for i, msg in problems if i is not None}
         values: dict = {}
@@ -255,12 +258,12 @@ class _Checker:
         for i, msg in problems:
             if i is None:
                 self.err(call, msg, len(call.action))
-        return values
+        return values, where
 
-    def unknown_action_arguments(self, call: ast.Call) -> dict:
+    def unknown_action_arguments(self, call: ast.Call) -> tuple[dict, dict[str, int]]:
         for arg in call.args:
             self.value_or_none(arg.value)
-        return {}
+        return {}, {}
 
     def value_or_none(self, v: ast.Expr, undefined=None):
         try:

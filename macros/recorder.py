@@ -21,6 +21,7 @@ from pathlib import Path
 from damselfly.engine import io
 from damselfly.engine import model as model_io
 from damselfly.engine.data import Labels, Table
+from damselfly.engine.errors import DamselflyError
 from damselfly.engine.model import Model
 from damselfly.engine.session import OBJECT_CLASSES, ActionEvent, Session
 
@@ -124,9 +125,7 @@ class Recorder:
         compute and throw away)."""
         from .checker import check
 
-        res = check(self.macro(), check_files=False, allow_outside=True)
-        return [d.message.split("'")[1] for d in res.diagnostics
-                if d.severity == "warning" and "never used or saved" in d.message]
+        return check(self.macro(), check_files=False, allow_outside=True).unused
 
     def add_saves(self, names: list[str]) -> None:
         """Append a ``save`` (``save_model`` for models) of each result in ``names`` to the recording:
@@ -156,7 +155,7 @@ class Recorder:
             if isinstance(st, ast.Assign) and st.call.action == "train":
                 model = self.session.objects.get(st.target)
                 if not isinstance(model, Model):
-                    raise ValueError(f"the model '{st.target}' is no longer in the session; record again")
+                    raise DamselflyError(f"the model '{st.target}' is no longer in the session; record again")
                 fname = f"{st.target}{model_io.SUFFIX}"
                 model_io.save_model(model, assets / fname)
                 trained.add(st.target)
