@@ -19,7 +19,6 @@ Readers return ``(array, geometry)`` like those in :mod:`damselfly.engine.format
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import numpy as np
 from .atomic import ZARR_MARKER
 from .data import Volume
 from .errors import InputError
+from .formats import data_file_beside
 
 _UNITS = {"micrometer": "um", "nanometer": "nm", "millimeter": "mm", "angstrom": "Å", "meter": "m"}
 _NGFF_UNITS = {v: k for k, v in _UNITS.items()}
@@ -264,15 +264,12 @@ def read_mhd(path: Path):
     name = head.get("ElementDataFile", "")
     if name == "LOCAL" or not name or len(name.split()) > 1:
         raise InputError(f"ElementDataFile '{name}' is not supported (a raw file beside the header is)", path)
-    folder = Path(os.path.realpath(path.parent))
-    data_file = Path(os.path.realpath(folder / name))
-    if folder not in data_file.parents:
-        raise InputError(f"the header's data file '{name}' lies outside the header's folder", path)
+    data_file = data_file_beside(path, name)
     shape = tuple(reversed(dims))  # MetaImage lists x first
     offset = int(head.get("HeaderSize", "0"))
     need = offset + int(np.prod(shape)) * dtype.itemsize
-    if not data_file.is_file() or data_file.stat().st_size < need:
-        raise InputError(f"the data file '{name}' is missing or shorter than the header says ({need:,} bytes)", path)
+    if data_file.stat().st_size < need:  # data_file_beside made sure it exists
+        raise InputError(f"the data file '{name}' is shorter than the header says ({need:,} bytes)", path)
     data = np.memmap(data_file, dtype=dtype, mode="r", offset=offset, shape=shape)
     spacing = tuple(float(v) for v in head.get("ElementSpacing", "1 1 1").split())[::-1]
     origin = tuple(float(v) for v in head.get("Offset", "0 0 0").split())[::-1]

@@ -202,7 +202,9 @@ def read_nrrd(path: Path):
     geo = {"files": [str(path.resolve())]}
     detached = header.get("data file") or header.get("datafile")
     if detached:
-        geo["files"].append(str(_detached_data_file(path, str(detached))))
+        if str(detached).startswith("LIST") or len(str(detached).split()) > 1:
+            raise InputError(f"multi-file NRRD data ('data file: {detached}') is not supported", path)
+        geo["files"].append(str(data_file_beside(path, str(detached))))
     try:
         itemsize = np.dtype(nrrd.reader._determine_datatype(header)).itemsize
         encoding = str(header.get("encoding", "raw")).lower()
@@ -234,11 +236,9 @@ def read_nrrd(path: Path):
     return data, geo
 
 
-def _detached_data_file(header_path: Path, name: str) -> Path:
-    """The data file a detached NRRD header names, which must lie in the header's folder (or below):
-    a header cannot make Damselfly read ``/etc/passwd`` as voxels."""
-    if name.startswith("LIST") or len(name.split()) > 1:
-        raise InputError(f"multi-file NRRD data ('data file: {name}') is not supported", header_path)
+def data_file_beside(header_path: Path, name: str) -> Path:
+    """The data file a header names (detached NRRD, MetaImage), which must lie in the header's folder
+    (or below): a header cannot make Damselfly read ``/etc/passwd`` as voxels."""
     folder = Path(os.path.realpath(header_path.parent))
     target = Path(os.path.realpath(folder / name))
     if folder not in target.parents:
