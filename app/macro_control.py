@@ -52,12 +52,17 @@ class MacroMixin:
         if self.macro.path is not None:
             self.save_macro(self.macro.path)
             return True
+        path = self._choose_macro_path()
+        if path is None:
+            return False
+        self.save_macro(path)
+        return True
+
+    def _choose_macro_path(self) -> Path | None:
+        """Where to save the macro (a save dialog; ``.dfm`` added when the name lacks it)."""
         path, _ = QFileDialog.getSaveFileName(self, "Save macro", str(self.macro_dir / "recorded.dfm"),
                                               "Damselfly macros (*.dfm)")
-        if not path:
-            return False
-        self.save_macro(Path(path))
-        return True
+        return Path(path if path.endswith(".dfm") else path + ".dfm") if path else None
 
     def set_recording(self, on: bool) -> None:
         if on and self.recorder is None and not self.keep_work("recording a new macro"):
@@ -133,10 +138,9 @@ class MacroMixin:
         return path
 
     def _ask_save_macro(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save macro", str(self.macro_dir / "recorded.dfm"),
-                                              "Damselfly macros (*.dfm)")
-        if path:
-            self.save_macro(Path(path if path.endswith(".dfm") else path + ".dfm"))
+        path = self._choose_macro_path()
+        if path is not None:
+            self.save_macro(path)
 
     def _ask_open_macro(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open macro", str(self.session.settings.base_dir),

@@ -191,13 +191,6 @@ class PaintMixin:
         lab = self.canvas.labels
         small = lab is not None and lab.data.size <= 32 * 2 ** 20  # the scene is built on this thread (for now)
         if self.view3d is not None and small:  # the 3-D view follows the painting, at most every 1.5 s
-            if not hasattr(self, "_3d_timer"):
-                from PySide6.QtCore import QTimer
-
-                self._3d_timer = QTimer(self)
-                self._3d_timer.setSingleShot(True)
-                self._3d_timer.setInterval(1500)
-                self._3d_timer.timeout.connect(self.update_3d)
             if not self._3d_timer.isActive():
                 self._3d_timer.start()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -77,6 +77,10 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         self.recent: list[str] = []  # result names, newest last
         self.session.subscribe(lambda ev: ev.target and self.recent.append(ev.target))
         self.last_dir = base  # where file choosers start
+        self._3d_timer = QTimer(self)  # the 3-D view follows painting at most every 1.5 s
+        self._3d_timer.setSingleShot(True)
+        self._3d_timer.setInterval(1500)
+        self._3d_timer.timeout.connect(self.update_3d)
         self.recorder: Recorder | None = None
         self.macro_dir = out / "macro"
         self.boxes: list[list[int]] = []

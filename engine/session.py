@@ -53,7 +53,6 @@ class Settings:
         self.out_dir = Path(self.out_dir).resolve()
 
 
-
 @dataclass
 class ActionEvent:
     """Emitted after an action ran.
