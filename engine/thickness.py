@@ -382,6 +382,21 @@ def _ridge(lev, thr, keep):
 
 
 @njit(parallel=True, cache=True)
+def _drop_unreaching(keep, lev, r2s, lo, hi, s0, s1, s2):
+    """Unmark the kept voxels whose ball does not reach the box ``lo..hi`` (inclusive voxel corners)."""
+    nz, ny, nx = keep.shape
+    for z in prange(nz):
+        dz = max(lo[0] - z, 0, z - hi[0]) * s0
+        for y in range(ny):
+            dy = max(lo[1] - y, 0, y - hi[1]) * s1
+            for x in range(nx):
+                if keep[z, y, x]:
+                    dx = max(lo[2] - x, 0, x - hi[2]) * s2
+                    if dz * dz + (dy * dy + dx * dx) > r2s[lev[z, y, x]]:
+                        keep[z, y, x] = False
+
+
+@njit(parallel=True, cache=True)
 def _collect(keep, lev, thr, nlevels, nchunks, pz, py, px, pl, pa):
     """The kept voxels sorted by level (largest ball first), in raster order within a level, with the
     neighbours whose balls are filled before theirs (see _neighbours). A counting sort, in parallel over
@@ -460,13 +475,14 @@ def _init_next(mask, nxt):
 
 
 @njit(parallel=True, cache=True)
-def _fill(nxt, out, pz, py, px, pl, pa, r2s, moff, masks, s0, s1, s2, nslabs, wmax, nz, ny, nx):
+def _fill(nxt, out, pz, py, px, pl, pa, r2s, moff, masks, s0, s1, s2, unit, nslabs, wmax, nz, ny, nx):
     """Fill the balls (sorted by decreasing radius) into the flat ``out``, in parallel over z-slabs.
 
     The first ball to reach a voxel is the largest, so only unfilled voxels are written. Every row keeps
     pointers to its next unfilled phase voxel (a union-find with path compression, in ``nxt``), so a
     row of a ball costs one look-up when it is already filled, whatever its length; and a row inside the
-    ball of a neighbour filled before (``masks``) is passed over without that look-up."""
+    ball of a neighbour filled before (``masks``) is passed over without that look-up. Values are
+    diameters times ``unit``."""
     for sl in prange(nslabs):
         za = sl * nz // nslabs
         zb = (sl + 1) * nz // nslabs
@@ -484,7 +500,7 @@ def _fill(nxt, out, pz, py, px, pl, pa, r2s, moff, masks, s0, s1, s2, nslabs, wm
                 r = math.sqrt(r2)
                 ez = int(r / s0)
                 ey = int(r / s1)
-                val = np.float32(2.0 * r)
+                val = np.float32(2.0 * r * unit)
                 mo = moff[L]
                 for dz in range(ez + 1):
                     for dy in range(ey + 1):
@@ -536,21 +552,37 @@ def _fill(nxt, out, pz, py, px, pl, pa, r2s, moff, masks, s0, s1, s2, nslabs, wm
 
 def distance_offsets(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False):
     """Integer offsets (dz, dy, dx) from every voxel to its nearest background voxel (int16 each)."""
+    oy, ox = offsets_in_planes(mask, spacing, border)
+    return offsets_along_z(oy, ox, spacing, border), oy, ox
+
+
+def offsets_in_planes(mask: np.ndarray, spacing, border: bool = False):
+    """The first two passes (x, then y): per z-plane, the offsets ``(oy, ox)`` to the nearest background
+    voxel in that plane. Planes are independent, so a slab of them can be done at a time."""
     s0, s1, s2 = (float(v) for v in spacing)
     ox = np.empty(mask.shape, np.int16)
     _sweep_x(mask, border, ox)
     oy = np.empty(mask.shape, np.int16)
     _pass_y(oy, ox, s0, s1, s2, border)
-    oz = np.empty(mask.shape, np.int16)
+    return oy, ox
+
+
+def offsets_along_z(oy: np.ndarray, ox: np.ndarray, spacing, border: bool = False) -> np.ndarray:
+    """The last pass, along z, from :func:`offsets_in_planes`: returns ``oz`` and updates ``oy``, ``ox`` in
+    place to the nearest background in 3-D. z-columns are independent, so a slab of y-rows (whole
+    columns) can be done at a time."""
+    s0, s1, s2 = (float(v) for v in spacing)
+    oz = np.empty(ox.shape, np.int16)
     _pass_z(oz, oy, ox, s0, s1, s2, border)
-    return oz, oy, ox
+    return oz
 
 
-def _levels(mask, spacing, border):
+def _levels(mask, spacing, border, offsets=None):
     """The distance transform as levels: ``lev`` (int32 per voxel, NO_LEVEL outside the phase) indexes
-    ``r2s``, the distinct squared radii, largest first."""
+    ``r2s``, the distinct squared radii, largest first. ``offsets``: a list holding those of
+    :func:`distance_offsets` if already computed; it is emptied, so their memory goes with this call."""
     s0, s1, s2 = spacing
-    oz, oy, ox = distance_offsets(mask, spacing, border)
+    oz, oy, ox = offsets.pop() if offsets else distance_offsets(mask, spacing, border)
     shape = tuple(int(v) + 1 for v in _max_offsets(mask, oz, oy, ox))
     lev = np.empty(mask.shape, np.int32)
     if np.prod(shape, dtype=np.float64) <= DENSE_LIMIT:
@@ -576,11 +608,11 @@ def _levels(mask, spacing, border):
     return lev, r2s
 
 
-def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False):
+def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False, offsets=None, core=None):
     """Centres of maximal balls, largest first: (z, y, x, level, earlier-filled neighbours) arrays, and the
-    squared radius per level."""
+    squared radius per level; with ``core`` (three slices), only the balls that reach it."""
     sp = tuple(float(v) for v in spacing)
-    lev, r2s = _levels(mask, sp, border)
+    lev, r2s = _levels(mask, sp, border, offsets)
     # exact containment for the levels whose balls are cheap enough to scan (small ones first)
     rows = np.pi * r2s[::-1] / (sp[0] * sp[1])
     exact = int(np.searchsorted(np.cumsum(rows), EXACT_BUDGET))
@@ -590,6 +622,11 @@ def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = Fal
     thr = (len(r2s) - 1 - np.searchsorted(asc, need, side="left")).astype(np.int32)
     keep = np.empty(mask.shape, np.bool_)
     n = int(_ridge(lev, thr, keep).sum())
+    if core is not None:
+        lo = np.array([c.start for c in core], np.int64)
+        hi = np.array([c.stop - 1 for c in core], np.int64)
+        _drop_unreaching(keep, lev, r2s, lo, hi, *sp)
+        n = int(np.count_nonzero(keep))
     pz, py, px, pl = (np.empty(n, np.int32) for _ in range(4))
     pa = np.empty(n, np.int64)
     nchunks = max(1, min(mask.shape[0], 4 * numba.get_num_threads()))
@@ -636,24 +673,54 @@ def local_thickness(mask: np.ndarray, spacing=None, border: bool = False, outsid
     if not border and mask.all():
         raise InputError("the phase fills the whole image, so no voxel is outside it and the thickness is "
                          "unbounded; use border=True to treat the image border as background")
-    mask = np.ascontiguousarray(mask)
-    pz, py, px, pl, pa, r2s = distance_ridge(mask, sp, border)
+    unit, spn = normalised(sp)
+    out = fill_thickness(np.ascontiguousarray(mask), spn, border, unit=unit)
+    if outside != 0.0:
+        out[~mask] = outside
+    return out[0] if squeeze else out
+
+
+def normalised(sp) -> tuple[float, tuple[float, float, float]]:
+    """``(unit, spacing / unit)`` with ``unit`` the smallest spacing: distances are computed in that unit
+    (so, with isotropic voxels, from integers: equal distances compare equal, whatever the spacing's
+    rounding) and scaled at the end."""
+    unit = min(sp)
+    return unit, tuple(v / unit for v in sp)
+
+
+def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, max_r2: float = np.inf,
+                   unit: float = 1.0, core=None) -> np.ndarray:
+    """The thickness of a valid, contiguous 3-D mask (0 outside the phase), without checks, in multiples
+    of ``unit``. ``offsets``: a list holding its :func:`distance_offsets` if already computed (emptied);
+    ``max_r2``: balls of a larger squared radius are left out (the block-wise version uses it to drop the
+    radii it cannot vouch for); ``core``: three slices, the only part filled (the rest stays 0)."""
+    pz, py, px, pl, pa, r2s = distance_ridge(mask, sp, border, offsets, core)
+    if max_r2 < np.inf:  # centres come largest first: drop the head
+        first = int(np.searchsorted(-r2s[pl], -max_r2, side="left"))
+        pz, py, px, pl, pa = pz[first:], py[first:], px[first:], pl[first:], pa[first:]
     out = np.zeros(mask.shape, np.float32)
+    if len(pz) == 0:
+        return out
     nxt = np.empty(mask.shape, np.int16)
-    _init_next(mask, nxt)
+    if core is not None:  # outside the core, rows look filled: passed over in one look-up
+        fill = np.zeros(mask.shape, np.bool_)
+        fill[core] = mask[core]
+        _init_next(fill, nxt)
+        del fill
+    else:
+        _init_next(mask, nxt)
     ez, ey = (np.sqrt(r2s) / sp[0]).astype(np.int64), (np.sqrt(r2s) / sp[1]).astype(np.int64)
-    wmax = int((ez[0] + 1) * (ey[0] + 1))
+    wmax = int((ez[pl[0]] + 1) * (ey[pl[0]] + 1))
     # row-cover tables for the levels with up to MASK_ROWS rows, within MASK_BUDGET entries in all
     rows = (2 * ez + 1) * (2 * ey + 1)
-    rows = np.where(rows <= MASK_ROWS, rows, 0)
+    used = np.zeros(len(r2s), bool)
+    used[pl] = True  # (all levels in one piece; not all of them where blocks keep only some centres)
+    rows = np.where((rows <= MASK_ROWS) & used, rows, 0)
     rows[np.cumsum(rows) > MASK_BUDGET] = 0
     moff = np.where(rows > 0, np.cumsum(rows) - rows, -1)
     masks = np.empty(int(rows.sum()), np.int64)
     _cover_masks(r2s, sp[0], sp[1], sp[2], moff, masks)
     nslabs = 4 * max(1, numba.get_num_threads())
-    _fill(nxt.reshape(-1), out.reshape(-1), pz, py, px, pl, pa, r2s, moff, masks, sp[0], sp[1], sp[2], nslabs,
+    _fill(nxt.reshape(-1), out.reshape(-1), pz, py, px, pl, pa, r2s, moff, masks, sp[0], sp[1], sp[2], unit, nslabs,
           wmax, *mask.shape)
-    del nxt
-    if outside != 0.0:
-        out[~mask] = outside
-    return out[0] if squeeze else out
+    return out

@@ -10,6 +10,10 @@ from .. import progress
 from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
 from ..registry import action
+from ..volume_ops import SLAB, on_disk, output_like
+
+#: Masks with more voxels than this (or kept on disk) are measured block by block.
+IN_MEMORY_VOXELS = 2 ** 27
 
 
 @action("local_thickness", result="thick", category="Measure", toolbar=5)
@@ -28,34 +32,60 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
         Treat the image border as background (default: the phase may continue beyond the image).
     outside : {"zero", "nan"}
         The value of voxels outside the phase.
+
+    Notes
+    -----
+    A scan kept on disk (memory-mapped, Zarr, HDF5) or over ``IN_MEMORY_VOXELS`` voxels is measured block
+    by block with the halo the definition needs (:mod:`~damselfly.engine.thickness_blocks`): the same
+    values voxel for voxel, in bounded memory, into a disk-backed result.
     """
     if isinstance(labels, Labels):
         if class_ is None:
             raise ParameterError(f"local_thickness of a segmentation needs class=... "
                                  f"(one of: {', '.join(labels.class_names)})")
-        mask = np.asarray(labels.data) == labels.class_index(class_)
+        index = labels.class_index(class_)
         what = f"class '{class_}'"
+
+        def read(sl):
+            return np.asarray(labels.data[sl]) == index
     else:
         if class_ is not None:
             raise ParameterError("class=... needs a segmentation (Labels); this is a plain volume")
         if labels.data.ndim != 3:
             raise InputError(f"expected a 3-D mask, got shape {labels.data.shape}", labels.source)
-        mask = np.asarray(labels.data) != 0
         what = "the mask"
-    if not mask.any():
-        raise InputError(f"{what} is empty: there is nothing to measure", labels.source)
-    from ..thickness import local_thickness as _local_thickness
 
-    task = progress.task(f"Local thickness of {what}", total=1)
+        def read(sl):
+            return np.asarray(labels.data[sl]) != 0
+    outside_value = np.nan if outside == "nan" else 0.0
+    nz = labels.shape[0]
+    if not any(read((slice(z, z + SLAB), slice(None), slice(None))).any() for z in range(0, nz, SLAB)):
+        raise InputError(f"{what} is empty: there is nothing to measure", labels.source)
     try:
-        thick = _local_thickness(mask, labels.spacing, border=border,
-                                 outside=np.nan if outside == "nan" else 0.0)
+        if on_disk(labels.data) or labels.data.size > IN_MEMORY_VOXELS:
+            thick = _blockwise(read, labels, border, outside_value)
+        else:
+            mask = read((slice(None),) * 3)
+            from ..thickness import local_thickness as _local_thickness
+
+            task = progress.task(f"Local thickness of {what}", total=1)
+            thick = _local_thickness(mask, labels.spacing, border=border, outside=outside_value)
+            task.finish()
     except InputError as e:
         raise InputError(f"{what}: {e}", labels.source) from None
-    task.finish()
     name = f"{labels.name}_thickness" if labels.name else "thickness"
     return labels.as_volume(thick, name=name, metadata={"measure": "local_thickness", "class": class_,
                                                         "border": border, "source_of_phase": labels.source})
+
+
+def _blockwise(read, labels, border: bool, outside: float):
+    """:func:`~damselfly.engine.thickness_blocks.blockwise_thickness` into a disk-backed result (exact, memory
+    bounded by the block size)."""
+    from ..thickness_blocks import blockwise_thickness
+
+    out = output_like([labels], labels.shape[:3], np.float32)
+    blockwise_thickness(read, labels.shape[:3], labels.spacing, out, border=border, outside=outside)
+    return out
 
 
 @action("thickness_stats", result="stats", category="Measure")

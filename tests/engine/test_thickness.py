@@ -11,8 +11,10 @@ from damselfly.engine.actions.measure import thickness_stats
 
 def oracle(mask, spacing=(1.0, 1.0, 1.0), border=False):
     """The definition, literally: r(x) = distance to the nearest voxel outside the phase; thickness(y) =
-    2 max r(x) over phase voxels x with |y - x| <= r(x). Every phase voxel is a ball centre."""
-    s = np.asarray(spacing, float)
+    2 max r(x) over phase voxels x with |y - x| <= r(x). Every phase voxel is a ball centre. Distances are
+    in multiples of the smallest spacing (so that equal distances compare equal), scaled at the end."""
+    unit = min(spacing)
+    s = np.asarray(spacing, float) / unit
     phase = np.argwhere(mask)
     outside = np.argwhere(~mask)
     if border:  # a one-voxel frame of background around the image
@@ -27,7 +29,7 @@ def oracle(mask, spacing=(1.0, 1.0, 1.0), border=False):
     out = np.zeros(mask.shape, np.float32)
     for y in phase:
         covering = d2(phase - y) <= r2
-        out[tuple(y)] = np.float32(2.0 * np.sqrt(r2[covering].max()))
+        out[tuple(y)] = np.float32(2.0 * np.sqrt(r2[covering].max()) * unit)
     return out
 
 
@@ -177,3 +179,59 @@ def test_thickness_stats_stream_exactly(tmp_path):
         assert row["voxels"] == part.size
         if part.size:
             assert row["median"] == np.median(part) and row["mean"] == pytest.approx(part.mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("spacing, border, smooth", [((1, 1, 1), False, 1.5), ((2.0, 1.0, 1.5), False, 2.5),
+                                                     ((1, 1, 1), True, 2.5), ((1.0, 0.7, 0.7), True, 1.5),
+                                                     ((0.05, 0.05, 0.05), False, 3.0)])
+def test_block_by_block_equals_the_whole_volume(spacing, border, smooth, monkeypatch):
+    """Many small blocks (and distance-transform slabs of a few planes): the same values, voxel for
+    voxel, as the in-memory computation."""
+    from scipy import ndimage as ndi
+
+    import damselfly.engine.thickness_blocks as tb
+    from damselfly.engine.thickness_blocks import blockwise_thickness
+
+    a = ndi.gaussian_filter(np.random.default_rng(3).random((36, 41, 45)), smooth)
+    mask = a > np.median(a)
+    ref = local_thickness(mask, spacing, border=border, outside=np.nan)
+    out = np.full(mask.shape, -1, np.float32)
+    monkeypatch.setattr(tb, "SLAB_VOXELS", 3 * 41 * 45)
+    largest = blockwise_thickness(lambda sl: mask[sl], mask.shape, spacing, out, border=border, block=8,
+                                  outside=np.nan)
+    assert largest == pytest.approx(np.nanmax(ref) / 2, rel=1e-6)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_blocks_far_from_the_background_and_a_phase_that_fills_the_scan():
+    from damselfly.engine.thickness_blocks import blockwise_thickness
+
+    mask = np.ones((30, 30, 30), bool)
+    mask[0] = False  # one face of background: blocks deep inside see none within their first halo
+    out = np.zeros(mask.shape, np.float32)
+    blockwise_thickness(lambda sl: mask[sl], mask.shape, (1, 1, 1), out, block=6)
+    np.testing.assert_array_equal(out, local_thickness(mask))
+    with pytest.raises(InputError, match="fills the whole image"):
+        blockwise_thickness(lambda sl: np.ones(mask[sl].shape, bool), mask.shape, (1, 1, 1), out, block=6)
+    blockwise_thickness(lambda sl: np.ones(mask[sl].shape, bool), mask.shape, (1, 1, 1), out, block=6,
+                        border=True)
+    np.testing.assert_array_equal(out, local_thickness(np.ones(mask.shape, bool), border=True))
+
+
+def test_action_measures_a_scan_on_disk_block_by_block(tmp_path, monkeypatch):
+    """A memory-mapped mask goes block by block into a disk-backed result, equal to the in-memory one."""
+    from scipy import ndimage as ndi
+
+    import damselfly.engine.thickness_blocks as tb
+    from damselfly.engine.actions.measure import local_thickness as action
+
+    a = ndi.gaussian_filter(np.random.default_rng(5).random((30, 34, 38)), 2.0)
+    np.save(tmp_path / "m.npy", (a > np.median(a)).astype(np.uint8))
+    monkeypatch.setattr(tb, "BLOCK", 10)
+    calls = []
+    monkeypatch.setattr(tb, "fill_thickness", lambda *a, f=tb.fill_thickness, **k: calls.append(1) or f(*a, **k))
+    vol = Volume(np.load(tmp_path / "m.npy", mmap_mode="r"), spacing=(1.0, 0.5, 0.5))
+    res = action(vol)
+    assert isinstance(res.data, np.memmap)
+    assert len(calls) == 3 * 4 * 4
+    np.testing.assert_array_equal(np.asarray(res.data), local_thickness(np.asarray(vol.data) != 0, (1, .5, .5)))
