@@ -27,10 +27,14 @@ from .errors import ParameterError
 from .timeline import AXES, EASINGS, TRACKS, Segment, Timeline, View, _ease, simple_timeline  # noqa: F401
 
 MAX_SIZE = 4096  # pixels per side (4K is 3840 x 2160)
+VOLUME_VOXELS = 2 ** 27  # grey voxels drawn at most (the volume texture: 256 MiB of uint16)
+SURFACE_VOXELS = 2 ** 24  # label voxels that surfaces are built from at most (256^3)
+MAX_TRIANGLES = 1_000_000  # per class surface; denser ones are decimated
 
 
 class RenderError(RuntimeError):
-    """No OpenGL could be found for off-screen rendering."""
+    """A frame could not be drawn: no OpenGL for off-screen rendering, or the renderer reported an error
+    (a layer it could not draw, e.g. a volume texture it could not allocate)."""
 
 
 NO_GL_HELP = ("3-D rendering needs OpenGL, and none could be started off-screen. Install Mesa's EGL or "
@@ -124,7 +128,8 @@ def _grid(vol: Volume, data: np.ndarray):
 
 def class_surface(labels: Labels, name: str, smooth: int = 15):
     """The surface of one class: marching cubes on its mask (padded so it closes at the image border),
-    in world coordinates, lightly smoothed (Taubin, which does not shrink)."""
+    in world coordinates, lightly smoothed (Taubin, which does not shrink), then decimated to at most
+    ``MAX_TRIANGLES`` (quadric decimation)."""
     import pyvista as pv
     from skimage.measure import marching_cubes
 
@@ -138,6 +143,8 @@ def class_surface(labels: Labels, name: str, smooth: int = 15):
     mesh = pv.PolyData(np.ascontiguousarray(verts[:, ::-1]), faces)  # (z, y, x) -> world (x, y, z)
     if smooth:
         mesh = mesh.smooth_taubin(n_iter=smooth, pass_band=0.1)
+    if mesh.n_cells > MAX_TRIANGLES:
+        mesh = mesh.decimate(1.0 - MAX_TRIANGLES / mesh.n_cells)
     return mesh.compute_normals(auto_orient_normals=False, split_vertices=False)
 
 
@@ -162,36 +169,48 @@ def _nice_length(max_len: float) -> float:
     return k
 
 
+def lod_step(shape, size, budget: int) -> int:
+    """Take every ``step``-th voxel: no finer than a ``size`` frame shows (its shorter side, which the
+    camera fits the scene into) and at most ``budget`` voxels."""
+    frame = math.ceil(max(shape) / min(int(v) for v in size))
+    voxels = math.ceil((float(np.prod(shape, dtype=np.float64)) / budget) ** (1 / 3))
+    return max(1, frame, voxels)
+
+
 def level_of_detail(scene: Scene, size) -> Scene:
-    """The scene on a grid no finer than the frame can show: the camera fits the scene's bounding sphere
-    into the frame's shorter side, so a ``w`` x ``h`` frame shows at most about ``min(w, h)`` voxels
-    across; bigger volumes and labels are taken every ``step``-th voxel along each axis (labels by nearest
-    voxel, the spacing multiplied by ``step``); a volume read from an OME-Zarr pyramid is drawn from the
+    """The scene on a grid no finer than the frame can show: a ``w`` x ``h`` frame shows at most about
+    ``min(w, h)`` voxels across, so bigger volumes are taken every ``step``-th voxel along each axis (the
+    spacing multiplied by ``step``), within ``VOLUME_VOXELS``; labels, whose surfaces are smoothed anyway,
+    within ``SURFACE_VOXELS`` (by nearest voxel). A volume read from an OME-Zarr pyramid is drawn from the
     level that fits, which is read instead of every voxel of the full one. Set-up time and memory of a
     render are then bounded whatever the scan size; small scans are drawn as they are."""
-    step = int(np.ceil(max(scene.geometry.shape) / min(int(v) for v in size)))
-    if step <= 1:
+    import copy
+
+    shape = scene.geometry.shape[:3]
+    sv, sl = lod_step(shape, size, VOLUME_VOXELS), lod_step(shape, size, SURFACE_VOXELS)
+    if sv == sl == 1:
         return scene
+    lod = copy.copy(scene)  # no new checks: volume and labels may now be on grids of different steps
+    lod.volume, lod.labels = _coarse(scene.volume, sv), _coarse(scene.labels, sl)
+    return lod
 
-    def coarse(g):
-        if g is None:
-            return None
-        pyramid = g.metadata.get("pyramid")
-        if pyramid and g.source and not isinstance(g, Labels):  # an OME-Zarr level: read it, not every voxel
-            level = min(pyramid["levels"] - 1, pyramid["level"] + int(np.log2(step)))
-            if level > pyramid["level"]:
-                from .io import read_volume
 
-                lvl = read_volume(g.source, level=level)
-                rest = int(np.ceil(max(lvl.shape) / min(int(v) for v in size)))
-                data = np.asarray(lvl.data[::rest, ::rest, ::rest])
-                return g.with_data(data, spacing=tuple(s * rest for s in lvl.spacing))
-        data = np.asarray(g.data[::step, ::step, ::step])
-        return g.with_data(data, spacing=tuple(s * step for s in g.spacing))
+def _coarse(g, step: int):
+    """``g`` every ``step``-th voxel (from the pyramid level that fits, for an OME-Zarr volume)."""
+    if g is None or step <= 1:
+        return g
+    pyramid = g.metadata.get("pyramid")
+    if pyramid and g.source and not isinstance(g, Labels):  # an OME-Zarr level: read it, not every voxel
+        level = min(pyramid["levels"] - 1, pyramid["level"] + int(np.log2(step)))
+        if level > pyramid["level"]:
+            from .io import read_volume
 
-    import dataclasses
-
-    return dataclasses.replace(scene, volume=coarse(scene.volume), labels=coarse(scene.labels))
+            lvl = read_volume(g.source, level=level)
+            rest = math.ceil(step / 2 ** (level - pyramid["level"]))
+            data = np.asarray(lvl.data[::rest, ::rest, ::rest])
+            return g.with_data(data, spacing=tuple(s * rest for s in lvl.spacing))
+    data = np.asarray(g.data[::step, ::step, ::step])
+    return g.with_data(data, spacing=tuple(s * step for s in g.spacing))
 
 
 class SceneRenderer:
@@ -229,7 +248,9 @@ class SceneRenderer:
         self.class_actors = {}
         self.base_opacity = {}
         if scene.volume is not None:
-            data = np.asarray(scene.volume.data, dtype=np.float32)
+            data = np.asarray(scene.volume.data)
+            if data.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
+                data = data.astype(np.float32)
             if scene.window is not None:
                 lo, hi = scene.window
             else:
@@ -326,12 +347,19 @@ class SceneRenderer:
 
     def render(self, view: View | None = None) -> np.ndarray:
         """The frame for ``view`` as an (height, width, 3) uint8 array, with scale bar and caption."""
+        import pyvista as pv
+
         self.apply(view or View())
         try:
-            self.plotter.render()
-            img = self.plotter.screenshot(return_img=True)
+            with pv.VtkErrorCatcher(send_to_logging=False) as caught:
+                self.plotter.render()
+                img = self.plotter.screenshot(return_img=True)
         except Exception as e:
             raise RenderError(f"{NO_GL_HELP} ({e})") from e
+        if caught.error_events:  # e.g. "proxy texture 3D allocation failed": a layer would be missing
+            e = caught.error_events[0]
+            raise RenderError(f"the renderer could not draw the scene ({e.name}: {e.alert.strip()}), so the "
+                              "frame would miss a layer; try a smaller frame or a coarser level of the scan")
         if img is None or img.size == 0:
             raise RenderError(NO_GL_HELP)
         return self.overlay(np.ascontiguousarray(img[..., :3]))

@@ -17,8 +17,8 @@ How
 The ridge test of a voxel at the edge of a grown block sees fewer neighbours, so it keeps more centres,
 never fewer: the values stay those of the definition.
 
-Memory: about 12 bytes a voxel of one grown block (``BLOCK`` = 384 plus the halo), whatever the scan's
-size, and two slabs for the distance transform.
+Memory: about 12 bytes a voxel of one grown block (at most ``GROWN_VOXELS``, ~1.2 GB, unless the halo
+alone is wider), whatever the scan's size, and two slabs for the distance transform.
 
 Examples
 --------
@@ -41,8 +41,10 @@ from . import progress
 from .errors import InputError
 from .thickness import BIG, fill_thickness, normalised, offsets_along_z, offsets_in_planes
 
-#: Edge of a core block, in voxels.
+#: Edge of a core block, in voxels, at most.
 BLOCK = 384
+#: Voxels of a grown block (core and halo) at most, unless the core would fall below 64: the memory bound.
+GROWN_VOXELS = 96 * 1024 * 1024
 #: Voxels in one slab of the out-of-core distance transform.
 SLAB_VOXELS = 16 * 1024 * 1024
 
@@ -119,7 +121,8 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
     border : bool
         Treat the space beyond the scan as background.
     block : int, optional
-        Edge of a core block (default ``BLOCK``).
+        Edge of a core block (default: ``BLOCK``, smaller where the halo would take the grown block
+        over ``GROWN_VOXELS``).
     outside : float
         The value outside the phase (0 or nan).
 
@@ -134,7 +137,7 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
         raise InputError("the phase fills the whole image, so no voxel is outside it and the thickness is "
                          "unbounded; use border=True to treat the image border as background")
     halo = [math.ceil(math.sqrt(max_r2) / s) + 1 for s in sp]
-    block = block or BLOCK
+    block = block or min(BLOCK, max(64, int(GROWN_VOXELS ** (1 / 3)) - 2 * max(halo)))
     cores = [(z, y, x) for z in _ranges(shape[0], block) for y in _ranges(shape[1], block)
              for x in _ranges(shape[2], block)]
     task = progress.task("Local thickness, block by block", total=len(cores))

@@ -265,3 +265,38 @@ def test_level_of_detail_reads_a_coarser_ome_zarr_level(tmp_path):
     level2 = io.read_volume(tmp_path / "p.zarr", level=2)
     assert lod.volume.shape == level2.shape and lod.volume.spacing == level2.spacing
     assert np.array_equal(np.asarray(lod.volume.data), np.asarray(level2.data[:]))
+
+
+def test_big_labels_give_coarser_decimated_surfaces_and_volumes_stay_within_budget(part, monkeypatch):
+    grey, labels = part
+    monkeypatch.setattr(R, "SURFACE_VOXELS", 20 ** 3)
+    lod = R.level_of_detail(R.Scene(volume=grey, labels=labels), (1280, 720))
+    assert np.prod(lod.labels.shape) <= 20 ** 3 and lod.volume is grey
+    monkeypatch.setattr(R, "VOLUME_VOXELS", 30 ** 3)
+    assert np.prod(R.level_of_detail(R.Scene(volume=grey), (1280, 720)).volume.shape) <= 30 ** 3
+    full = R.class_surface(labels, "metal")
+    monkeypatch.setattr(R, "MAX_TRIANGLES", full.n_cells // 4)
+    fewer = R.class_surface(labels, "metal")
+    assert fewer.n_cells <= full.n_cells // 4 * 1.05
+    assert np.allclose(fewer.bounds, full.bounds, atol=2 * max(labels.spacing))
+
+
+def test_a_layer_the_renderer_cannot_draw_is_an_error(part, monkeypatch):
+    """VTK only logs when it cannot allocate a volume texture; the frame would lack the grey volume."""
+    import vtk
+
+    grey, _ = part
+    r = R.SceneRenderer(R.Scene(volume=grey), (48, 36))
+    try:
+        real = r.plotter.render
+
+        def failing():
+            real()
+            vtk.vtkOutputWindow.GetInstance().DisplayErrorText(
+                "ERROR: In vtkTextureObject.cxx, line 440\nvtkTextureObject (0x1): proxy texture 3D allocation failed\n")
+
+        monkeypatch.setattr(r.plotter, "render", failing)
+        with pytest.raises(R.RenderError, match="allocation failed"):
+            r.render()
+    finally:
+        r.close()
