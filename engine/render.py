@@ -28,7 +28,7 @@ from .timeline import AXES, EASINGS, TRACKS, Segment, Timeline, View, _ease, sim
 
 MAX_SIZE = 4096  # pixels per side (4K is 3840 x 2160)
 VOLUME_VOXELS = 2 ** 27  # grey voxels drawn at most (the volume texture: 256 MiB of uint16)
-SURFACE_VOXELS = 2 ** 24  # label voxels that surfaces are built from at most (256^3)
+SURFACE_VOXELS = 2 ** 24  # mask voxels that a surface is built from at most (256^3; see class_surface)
 MAX_TRIANGLES = 1_000_000  # per class surface; denser ones are decimated
 
 
@@ -129,16 +129,23 @@ def _grid(vol: Volume, data: np.ndarray):
 def class_surface(labels: Labels, name: str, smooth: int = 15):
     """The surface of one class: marching cubes on its mask (padded so it closes at the image border),
     in world coordinates, lightly smoothed (Taubin, which does not shrink), then decimated to at most
-    ``MAX_TRIANGLES`` (quadric decimation)."""
+    ``MAX_TRIANGLES`` (quadric decimation). A mask with more voxels than ``SURFACE_VOXELS``, or with more
+    faces between the class and the rest than the triangle budget, is first averaged over blocks of
+    ``step``^3 voxels (its occupancy; specks smaller than half a block vanish) and the surface is taken
+    at occupancy 0.5, so the time and memory of a surface are bounded whatever the mask."""
     import pyvista as pv
     from skimage.measure import marching_cubes
 
-    mask = np.pad(np.asarray(labels.data) == labels.class_index(name), 1)
+    mask = np.asarray(labels.data) == labels.class_index(name)
     if not mask.any():
         return None
-    verts, faces, _, _ = marching_cubes(mask.astype(np.float32), 0.5, spacing=tuple(labels.spacing),
-                                        allow_degenerate=False)
-    verts = (verts - np.asarray(labels.spacing)) + np.asarray(labels.origin)  # undo the padding
+    step = surface_step(mask)
+    occ = _block_mean(mask, step) if step > 1 else mask.astype(np.float32)
+    del mask
+    spacing = np.asarray(labels.spacing, float) * step
+    verts, faces, _, _ = marching_cubes(np.pad(occ, 1), 0.5, spacing=tuple(spacing), allow_degenerate=False)
+    origin = np.asarray(labels.origin, float) + (step - 1) / 2 * np.asarray(labels.spacing, float)
+    verts = (verts - spacing) + origin  # undo the padding; a block's value sits at its centre
     faces = np.hstack([np.full((len(faces), 1), 3), faces]).astype(np.int64).ravel()
     mesh = pv.PolyData(np.ascontiguousarray(verts[:, ::-1]), faces)  # (z, y, x) -> world (x, y, z)
     if smooth:
@@ -146,6 +153,29 @@ def class_surface(labels: Labels, name: str, smooth: int = 15):
     if mesh.n_cells > MAX_TRIANGLES:
         mesh = mesh.decimate(1.0 - MAX_TRIANGLES / mesh.n_cells)
     return mesh.compute_normals(auto_orient_normals=False, split_vertices=False)
+
+
+def surface_step(mask: np.ndarray) -> int:
+    """The block edge (a power of two) that brings a mask within ``SURFACE_VOXELS`` and its surface
+    within about twice ``MAX_TRIANGLES`` (counted as the faces between voxels in and out; a surface's
+    area shrinks with the square of the step, specks faster)."""
+    step = 2 ** max(0, math.ceil(math.log2((mask.size / SURFACE_VOXELS) ** (1 / 3))))
+    faces = sum(int(np.count_nonzero(np.diff(mask[::step, ::step, ::step], axis=a))) for a in range(3))
+    faces *= step * step  # faces at full resolution, estimated from the sampled grid
+    while faces / (step * step) > 2 * MAX_TRIANGLES:
+        step *= 2
+    return step
+
+
+def _block_mean(mask: np.ndarray, step: int) -> np.ndarray:
+    """The fraction of each ``step``^3 block that is in the mask (blocks at the far edges may be partial)."""
+    pad = [(0, -n % step) for n in mask.shape]
+    m = np.pad(mask, pad)
+    shape = [n // step for n in m.shape]
+    out = np.zeros(shape, np.float32)
+    for dz in range(step):  # one offset at a time: no step^3-fold temporary
+        out += m[dz::step].reshape(shape[0], shape[1], step, shape[2], step).sum(axis=(2, 4), dtype=np.float32)
+    return out / step ** 3
 
 
 def _font(size: int):
@@ -180,18 +210,18 @@ def lod_step(shape, size, budget: int) -> int:
 def level_of_detail(scene: Scene, size) -> Scene:
     """The scene on a grid no finer than the frame can show: a ``w`` x ``h`` frame shows at most about
     ``min(w, h)`` voxels across, so bigger volumes are taken every ``step``-th voxel along each axis (the
-    spacing multiplied by ``step``), within ``VOLUME_VOXELS``; labels, whose surfaces are smoothed anyway,
-    within ``SURFACE_VOXELS`` (by nearest voxel). A volume read from an OME-Zarr pyramid is drawn from the
+    spacing multiplied by ``step``), within ``VOLUME_VOXELS`` (labels by nearest voxel; their surfaces
+    are coarser still, see :func:`class_surface`). A volume read from an OME-Zarr pyramid is drawn from the
     level that fits, which is read instead of every voxel of the full one. Set-up time and memory of a
     render are then bounded whatever the scan size; small scans are drawn as they are."""
     import copy
 
     shape = scene.geometry.shape[:3]
-    sv, sl = lod_step(shape, size, VOLUME_VOXELS), lod_step(shape, size, SURFACE_VOXELS)
-    if sv == sl == 1:
+    step = lod_step(shape, size, VOLUME_VOXELS)
+    if step == 1:
         return scene
-    lod = copy.copy(scene)  # no new checks: volume and labels may now be on grids of different steps
-    lod.volume, lod.labels = _coarse(scene.volume, sv), _coarse(scene.labels, sl)
+    lod = copy.copy(scene)  # no new checks, no new defaults: the same scene, coarser
+    lod.volume, lod.labels = _coarse(scene.volume, step), _coarse(scene.labels, step)
     return lod
 
 

@@ -267,11 +267,8 @@ def test_level_of_detail_reads_a_coarser_ome_zarr_level(tmp_path):
     assert np.array_equal(np.asarray(lod.volume.data), np.asarray(level2.data[:]))
 
 
-def test_big_labels_give_coarser_decimated_surfaces_and_volumes_stay_within_budget(part, monkeypatch):
+def test_big_or_speckled_masks_give_coarser_decimated_surfaces_and_volumes_stay_within_budget(part, monkeypatch):
     grey, labels = part
-    monkeypatch.setattr(R, "SURFACE_VOXELS", 20 ** 3)
-    lod = R.level_of_detail(R.Scene(volume=grey, labels=labels), (1280, 720))
-    assert np.prod(lod.labels.shape) <= 20 ** 3 and lod.volume is grey
     monkeypatch.setattr(R, "VOLUME_VOXELS", 30 ** 3)
     assert np.prod(R.level_of_detail(R.Scene(volume=grey), (1280, 720)).volume.shape) <= 30 ** 3
     full = R.class_surface(labels, "metal")
@@ -279,6 +276,13 @@ def test_big_labels_give_coarser_decimated_surfaces_and_volumes_stay_within_budg
     fewer = R.class_surface(labels, "metal")
     assert fewer.n_cells <= full.n_cells // 4 * 1.05
     assert np.allclose(fewer.bounds, full.bounds, atol=2 * max(labels.spacing))
+    monkeypatch.setattr(R, "SURFACE_VOXELS", 20 ** 3)  # 40^3: blocks of 2^3, the same box within a voxel
+    assert R.surface_step(np.asarray(labels.data) == 2) == 2
+    coarse = R.class_surface(labels, "metal")
+    assert np.allclose(coarse.bounds, full.bounds, atol=1.5 * max(labels.spacing))
+    monkeypatch.setattr(R, "SURFACE_VOXELS", 2 ** 30)
+    speckle = np.random.default_rng(0).random((40, 40, 40)) < 0.3  # a noisy threshold's specks
+    assert R.surface_step(speckle) > 1  # far more faces than the triangle budget allows
 
 
 def test_a_layer_the_renderer_cannot_draw_is_an_error(part, monkeypatch):
