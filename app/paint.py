@@ -189,8 +189,7 @@ class PaintMixin:
     def _on_painted(self) -> None:
         self.canvas.update()
         lab = self.canvas.labels
-        small = lab is not None and lab.data.size <= 32 * 2 ** 20  # the scene is built on this thread (for now)
-        if self.view3d is not None and small:  # the 3-D view follows the painting, at most every 1.5 s
+        if self.view3d is not None and lab is not None:  # the 3-D view follows the painting, at most every 1.5 s
             if not self._3d_timer.isActive():
                 self._3d_timer.start()
 

@@ -12,10 +12,14 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
 from damselfly.engine import Labels, Volume
+from damselfly.engine.volume_ops import overview
 
 #: world axis -> index axis of a (z, y, x) array
 AXIS_INDEX = {"z": 0, "y": 1, "x": 2}
 TOOLS = ("navigate", "brush", "eraser", "box")
+
+#: Grey values read for a window or a histogram at most (from a pyramid level where there is one).
+PREVIEW_VOXELS = 2 ** 20
 
 
 def plane(data: np.ndarray, axis: str, index: int) -> np.ndarray:
@@ -85,7 +89,7 @@ class SliceCanvas(QWidget):
     def set_volume(self, vol: Volume | None) -> None:
         self.volume = vol
         if vol is not None:
-            d = np.asarray(vol.data[:: max(1, vol.shape[0] // 32)], dtype=np.float32)
+            d = overview(vol, PREVIEW_VOXELS).astype(np.float32)  # a pyramid level or a few slices, never the whole scan
             lo, hi = (float(v) for v in np.nanpercentile(d, [0.5, 99.5]))
             self.window = (lo, hi if hi > lo else lo + 1.0)
         self.index = min(self.index, self.depth - 1) if self.shape else 0

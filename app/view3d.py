@@ -4,9 +4,11 @@ renders snapshots and movies headless), camera presets, and its camera as snapsh
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
-from PySide6.QtWidgets import QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from damselfly.engine import render as R
 
@@ -15,6 +17,13 @@ PRESETS = {"iso": (30.0, 20.0), "front": (0.0, 0.0), "side": (90.0, 0.0), "top":
 
 
 class View3D(QWidget):
+    """The scene is prepared (level of detail, surfaces: :func:`~damselfly.engine.render.prepare_scene`) in a
+    thread, so the window never waits for it; only making the VTK actors runs on the GUI thread. A newer
+    scene supersedes one still being prepared. ``failed(message)`` when a scene cannot be drawn."""
+
+    built = Signal(int, object)
+    failed = Signal(str)
+
     def __init__(self, parent=None):
         super().__init__(parent)
         from pyvistaqt import QtInteractor
@@ -33,24 +42,69 @@ class View3D(QWidget):
             bar.addWidget(b)
             self.preset_buttons[name] = b
         bar.addStretch(1)
+        self.status = QLabel("")
+        bar.addWidget(self.status)
         lay.addLayout(bar)
+        self._generation = 0
+        self._building: threading.Thread | None = None
+        self.built.connect(self._on_built)
         self.renderer: R.SceneRenderer | None = None
         self.view = R.View(*PRESETS["iso"])
         self.plane: tuple[str, float] | None = None  # the slice view's plane, drawn in 3-D when set
 
+    @property
+    def building(self) -> bool:
+        """Whether a scene is being prepared."""
+        return self._building is not None and self._building.is_alive()
+
     def show_scene(self, volume=None, labels=None) -> None:
-        """Draw ``volume`` and ``labels`` (either may be ``None``) with the engine's scene code."""
-        self.plotter.clear()
-        self.renderer = None
+        """Draw ``volume`` and ``labels`` (either may be ``None``; labels with no class painted yet are
+        left out) with the engine's scene code, prepared in a thread."""
+        self._generation += 1
+        gen = self._generation
         if volume is None and labels is None:
-            self.plotter.render()
+            self._clear()
             return
         if volume is not None and labels is not None and tuple(volume.shape[:3]) != tuple(labels.shape[:3]):
             labels = None
-        scene = R.Scene(volume=volume, labels=labels, scale_bar=False)
         size = (max(16, self.plotter.width()), max(16, self.plotter.height()))
-        self.renderer = R.SceneRenderer(scene, size, plotter=self.plotter)
+        self.status.setText("building the 3-D view…")
+
+        def body():
+            try:
+                lab = labels if labels is not None and _any_painted(labels) else None
+                if volume is None and lab is None:
+                    self.built.emit(gen, None)
+                    return
+                scene = R.Scene(volume=volume, labels=lab, scale_bar=False)
+                self.built.emit(gen, R.prepare_scene(scene, size))
+            except Exception as e:  # a scene that cannot be drawn is a message, not a crash
+                self.built.emit(gen, e)
+
+        self._building = threading.Thread(target=body, name="damselfly: 3-D scene", daemon=True)
+        self._building.start()
+
+    def _on_built(self, gen: int, prepared) -> None:
+        if gen != self._generation:
+            return  # superseded by a newer scene
+        self.status.setText("")
+        self._clear()
+        if prepared is None:
+            return
+        if isinstance(prepared, Exception):
+            self.failed.emit(f"3-D view: {prepared}")
+            return
+        try:
+            self.renderer = R.SceneRenderer(prepared.scene, prepared.size, plotter=self.plotter, prepared=prepared)
+        except Exception as e:
+            self.failed.emit(f"3-D view: {e}")
+            return
         self._apply()
+
+    def _clear(self) -> None:
+        self.plotter.clear()
+        self.renderer = None
+        self.plotter.render()
 
     def _apply(self) -> None:
         if self.renderer is not None:
@@ -81,4 +135,10 @@ class View3D(QWidget):
         return round(az, 1), round(el, 1), round(zoom, 2)
 
     def close_view(self) -> None:
+        self._generation += 1  # a scene still being prepared is dropped
         self.plotter.close()
+
+
+def _any_painted(labels, slab: int = 16) -> bool:
+    """Whether any voxel has a class, read slab by slab (stops at the first)."""
+    return any(np.any(labels.data[z:z + slab]) for z in range(0, labels.shape[0], slab))

@@ -4,14 +4,15 @@ results, never on a long job in the GUI thread) and the slice tools."""
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QListWidgetItem
 
 from damselfly.engine import Labels, Table, Volume
 from damselfly.engine.model import Model
+from damselfly.engine.volume_ops import overview
 
 from .histogram import fmt_value
+from .slices import PREVIEW_VOXELS
 
 
 def _describe(obj) -> str:
@@ -60,7 +61,7 @@ class DataViewsMixin:
                 self.canvas.set_labels(None)
                 self._refresh_classes()
             integer = obj.data.dtype.kind in "iub"
-            self.histogram.set_data(obj.data[:: max(1, obj.shape[0] // 16)], integer)
+            self.histogram.set_data(overview(obj, PREVIEW_VOXELS), integer)
             self._window_from_histogram(*self.canvas.window)
         self._sync_slider()
         self.canvas.update()
@@ -192,10 +193,7 @@ class DataViewsMixin:
             return
         vol = self.session.objects.get(self.volume_name) if self.volume_name else None
         lab = self.session.objects.get(self.labels_name) if self.labels_name else None
-        try:
-            self.view3d.show_scene(vol, lab if lab is not None and np.any(lab.data) else None)
-        except Exception as e:  # a scene that cannot be drawn is a message, not a crash
-            self.show_error(f"3-D view: {e}")
+        self.view3d.show_scene(vol, lab)  # prepared in a thread; view3d.failed shows what goes wrong
 
     def set_tool(self, tool: str) -> None:
         self.canvas.tool = tool

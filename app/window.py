@@ -146,6 +146,7 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
             from .view3d import View3D
 
             self.view3d = View3D()
+            self.view3d.failed.connect(self.show_error)
         split = QSplitter()
         split.addWidget(slice_host)
         if self.view3d is not None:

@@ -243,21 +243,61 @@ def _coarse(g, step: int):
     return g.with_data(data, spacing=tuple(s * step for s in g.spacing))
 
 
+@dataclass
+class PreparedScene:
+    """What drawing a scene needs, computed without any OpenGL (so it can run off the GUI thread): the
+    scene at the frame's level of detail, the grey values as drawn and their window, and the class
+    surfaces (name -> (mesh, colour, opacity))."""
+
+    scene: Scene
+    size: tuple[int, int]
+    grey: np.ndarray | None
+    window: tuple[float, float] | None
+    surfaces: dict
+
+
+def prepare_scene(scene: Scene, size=(1280, 720)) -> PreparedScene:
+    """The slow, pure part of drawing ``scene`` in a ``size`` frame: reading the level of detail,
+    percentiles, marching cubes. Reports progress and honours Stop between classes."""
+    from . import progress
+
+    w, h = (int(v) for v in size)
+    if not (16 <= w <= MAX_SIZE and 16 <= h <= MAX_SIZE):
+        raise ParameterError(f"size must be 16..{MAX_SIZE} pixels a side, got {w} x {h}")
+    shown = scene.shown_classes() if scene.labels is not None else []
+    task = progress.task("Building the 3-D scene", total=1 + len(shown))
+    scene = level_of_detail(scene, (w, h))
+    grey = window = None
+    if scene.volume is not None:
+        grey = np.asarray(scene.volume.data)
+        if grey.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
+            grey = grey.astype(np.float32)
+        lo, hi = scene.window if scene.window is not None else np.percentile(grey[::2, ::2, ::2], [0.5, 99.5])
+        window = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+    task.advance()
+    surfaces = {}
+    for name, o in zip(shown, scene.opacity or [1.0] * len(shown), strict=True):
+        mesh = class_surface(scene.labels, name)
+        if mesh is not None:
+            surfaces[name] = (mesh, next(c.color for c in scene.labels.classes if c.name == name), float(o))
+        task.advance()
+    task.finish()
+    return PreparedScene(scene, (w + w % 2, h + h % 2), grey, window, surfaces)
+
+
 class SceneRenderer:
     """Draws a :class:`Scene` for any :class:`View`: the actors are made once, a view only moves the
     camera, planes and opacities. ``plotter`` may be given (the app's Qt widget); by default an
     off-screen one of ``size`` (width, height) pixels. The scene is drawn at the frame's level of detail
-    (:func:`level_of_detail`)."""
+    (:func:`level_of_detail`); ``prepared`` (from :func:`prepare_scene`, e.g. made in another thread)
+    skips that work here."""
 
-    def __init__(self, scene: Scene, size=(1280, 720), plotter=None):
+    def __init__(self, scene: Scene, size=(1280, 720), plotter=None, prepared: PreparedScene | None = None):
         import pyvista as pv
 
-        w, h = (int(v) for v in size)
-        if not (16 <= w <= MAX_SIZE and 16 <= h <= MAX_SIZE):
-            raise ParameterError(f"size must be 16..{MAX_SIZE} pixels a side, got {w} x {h}")
-        scene = level_of_detail(scene, (w, h))
-        self.scene = scene
-        self.size = (w + w % 2, h + h % 2)  # even, as H.264 in yuv420p needs
+        prep = prepared or prepare_scene(scene, size)
+        scene = self.scene = prep.scene
+        self.size = prep.size  # even, as H.264 in yuv420p needs
         try:
             self.plotter = plotter or pv.Plotter(off_screen=True, window_size=self.size)
             self.plotter.set_background([c / 255 for c in scene.background])
@@ -277,34 +317,20 @@ class SceneRenderer:
         self.mappers = []
         self.class_actors = {}
         self.base_opacity = {}
-        if scene.volume is not None:
-            data = np.asarray(scene.volume.data)
-            if data.dtype not in (np.uint8, np.uint16, np.int16, np.float32):
-                data = data.astype(np.float32)
-            if scene.window is not None:
-                lo, hi = scene.window
-            else:
-                lo, hi = (float(v) for v in np.percentile(data[::2, ::2, ::2], [0.5, 99.5]))
-            self.window = (lo, hi if hi > lo else lo + 1.0)
-            self.grid = _grid(scene.volume, data)
+        self.window = prep.window
+        if prep.grey is not None:
+            self.grid = _grid(scene.volume, prep.grey)
             op = np.array([0.0, 0.0, 0.15, 0.5, 1.0]) * scene.volume_opacity
             actor = p.add_volume(self.grid, scalars="values", cmap=scene.cmap, clim=self.window,
                                  opacity=op, show_scalar_bar=False, shade=False)
             self.mappers.append(actor.GetMapper())
         self.slice_actors = {}
-        if scene.labels is not None:
-            shown = scene.shown_classes()
-            opac = scene.opacity or [1.0] * len(shown)
-            for name, o in zip(shown, opac, strict=True):
-                mesh = class_surface(scene.labels, name)
-                if mesh is None:
-                    continue
-                color = next(c.color for c in scene.labels.classes if c.name == name)
-                actor = p.add_mesh(mesh, color=[v / 255 for v in color[:3]], opacity=float(o),
-                                   smooth_shading=True, specular=0.3, show_scalar_bar=False)
-                self.class_actors[name] = actor
-                self.base_opacity[name] = float(o)
-                self.mappers.append(actor.GetMapper())
+        for name, (mesh, color, o) in prep.surfaces.items():
+            actor = p.add_mesh(mesh, color=[v / 255 for v in color[:3]], opacity=o,
+                               smooth_shading=True, specular=0.3, show_scalar_bar=False)
+            self.class_actors[name] = actor
+            self.base_opacity[name] = o
+            self.mappers.append(actor.GetMapper())
         for m in self.mappers:
             m.AddClippingPlane(self.clip_plane)
         p.enable_parallel_projection()

@@ -40,6 +40,7 @@ from numba import njit, prange
 from . import progress
 from .errors import InputError
 from .thickness import BIG, fill_thickness, normalised, offsets_along_z, offsets_in_planes
+from .volume_ops import release
 
 #: Edge of a core block, in voxels, at most.
 BLOCK = 384
@@ -89,6 +90,7 @@ def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_vox
         sl = slice(z, min(nz, z + dz))
         m = np.ascontiguousarray(read((sl, slice(None), slice(None))), dtype=bool)
         oy[sl], ox[sl] = offsets_in_planes(m, sp, border)
+        release(oy, ox)
         task.advance(sl.stop - sl.start)
     dy = max(1, slab_voxels // (nz * nx))
     max_r2 = 0.0
@@ -99,6 +101,7 @@ def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_vox
         oz[sl], oy[sl], ox[sl] = bz, by, bx
         m = np.ascontiguousarray(read(sl), dtype=bool)
         max_r2 = max(max_r2, _max_r2(m, bz, by, bx, *sp))
+        release(oz, oy, ox)
         task.advance(sl[1].stop - y)
     task.finish()
     return (oz, oy, ox), max_r2
@@ -152,6 +155,7 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
             out[csl] = outside
         else:
             offs = [tuple(np.ascontiguousarray(o[gsl]) for o in offsets)]
+            release(*offsets)
             t = fill_thickness(g, sp, border, offs, unit=unit, core=rel)[rel]
             if outside != 0.0:
                 t[~g[rel]] = outside

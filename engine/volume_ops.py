@@ -27,13 +27,28 @@ SAMPLE_VOXELS = 4_000_000
 SLAB = 16
 
 
-def sample(vol: Volume) -> np.ndarray:
+def sample(vol: Volume, voxels: int = SAMPLE_VOXELS) -> np.ndarray:
     """A deterministic sample of a volume's voxels (evenly spaced slices) for histogram statistics."""
     data = vol.data
     per_slice = int(np.prod(vol.shape[1:]))
-    nz = max(1, min(vol.shape[0], SAMPLE_VOXELS // max(per_slice, 1)))
+    nz = max(1, min(vol.shape[0], voxels // max(per_slice, 1)))
     zs = np.unique(np.linspace(0, vol.shape[0] - 1, nz).round().astype(int))
     return np.asarray(data[zs]).reshape(-1)
+
+
+def overview(vol: Volume, voxels: int = SAMPLE_VOXELS) -> np.ndarray:
+    """Grey values for a window or a histogram, reading about ``voxels`` at most: the finest level of
+    an OME-Zarr pyramid that is small enough (one read of a small array, not a slice of every chunk), else
+    evenly spaced slices (:func:`sample`)."""
+    pyramid = vol.metadata.get("pyramid")
+    if pyramid and vol.source:
+        from .io import read_volume
+
+        for level in range(pyramid["level"], pyramid["levels"]):
+            lvl = read_volume(vol.source, level=level)
+            if np.prod(lvl.shape) <= voxels or level == pyramid["levels"] - 1:
+                return np.asarray(lvl.data[:]).reshape(-1)
+    return sample(vol, voxels)
 
 
 def scratch_array(shape, dtype) -> np.memmap:
@@ -48,24 +63,53 @@ def scratch_array(shape, dtype) -> np.memmap:
     return np.memmap(f, dtype=dtype, mode="w+", shape=tuple(shape))
 
 
+def scratch_chunked(shape, dtype):
+    """A writable Zarr array (uncompressed chunks of ``SLAB`` x 256 x 256 voxels) in a temporary folder
+    under ``$DAMSELFLY_SCRATCH`` (default: the system temp folder), removed with the array. Its reads
+    and writes go through files, not a memory map, so they do not count in the process's memory."""
+    import shutil
+    import weakref
+
+    import zarr
+
+    folder = tempfile.mkdtemp(prefix="damselfly-scratch-", dir=os.environ.get("DAMSELFLY_SCRATCH") or None)
+    chunks = (min(SLAB, shape[0]), *(min(256, n) for n in shape[1:3]), *shape[3:])
+    arr = zarr.create_array(store=folder, shape=tuple(shape), chunks=chunks, dtype=dtype, compressors=None,
+                            fill_value=0, zarr_format=3)
+    weakref.finalize(arr, shutil.rmtree, folder, True)
+    return arr
+
+
+def release(*arrays) -> None:
+    """Drop the pages of memory maps from this process (their data stays in the file and the page
+    cache): streamed reads and writes of a memory map would otherwise count as the process's memory."""
+    import mmap
+
+    for a in arrays:
+        m = getattr(a, "_mmap", None) if isinstance(a, np.memmap) else None
+        if m is not None and hasattr(m, "madvise"):
+            m.madvise(mmap.MADV_DONTNEED)
+
+
 def on_disk(a) -> bool:
     """Whether an array stays on disk (a memory map, a Zarr or HDF5 array) rather than in memory."""
     return isinstance(a, np.memmap) or not isinstance(a, np.ndarray)
 
 
 def output_like(inputs, shape, dtype) -> np.ndarray:
-    """Where an action's result goes: a disk-backed :func:`scratch_array` when an input stays on disk or
-    the result is over 1 GiB (so memory does not grow with the scan), else an in-memory array."""
+    """Where an action's result goes: chunked storage on disk (:func:`scratch_chunked`) when an input
+    stays on disk or the result is over 1 GiB (so memory does not grow with the scan), else an in-memory
+    array."""
     big = int(np.prod(shape)) * np.dtype(dtype).itemsize > 2 ** 30
     if big or any(on_disk(v.data) for v in inputs):
-        return scratch_array(shape, dtype)
+        return scratch_chunked(shape, dtype)
     return np.empty(shape, dtype)
 
 
 def map_slabs(vol: Volume, fn, dtype, message: str) -> np.ndarray:
     """Apply ``fn`` to ``vol.data`` slab by slab, with progress.
 
-    Input on disk (memory-mapped, Zarr, HDF5) is streamed and gets a disk-backed output
+    Input on disk (memory-mapped, Zarr, HDF5) is streamed and gets a chunked output on disk
     (:func:`output_like`), so volumes larger than memory can be processed; in-memory input gets an
     in-memory output.
     """
@@ -73,6 +117,7 @@ def map_slabs(vol: Volume, fn, dtype, message: str) -> np.ndarray:
     task = progress.task(message, total=vol.shape[0])
     for z in range(0, vol.shape[0], SLAB):
         out[z:z + SLAB] = fn(np.asarray(vol.data[z:z + SLAB]))
+        release(vol.data)
         task.advance(min(SLAB, vol.shape[0] - z))
     task.finish()
     return out

@@ -10,7 +10,7 @@ from .. import progress
 from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
 from ..registry import action
-from ..volume_ops import SLAB, on_disk, output_like
+from ..volume_ops import SLAB, on_disk, output_like, release
 
 #: Masks with more voxels than this (or kept on disk) are measured block by block.
 IN_MEMORY_VOXELS = 2 ** 27
@@ -47,7 +47,9 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
         what = f"class '{class_}'"
 
         def read(sl):
-            return np.asarray(labels.data[sl]) == index
+            out = np.asarray(labels.data[sl]) == index
+            release(labels.data)
+            return out
     else:
         if class_ is not None:
             raise ParameterError("class=... needs a segmentation (Labels); this is a plain volume")
@@ -56,7 +58,9 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
         what = "the mask"
 
         def read(sl):
-            return np.asarray(labels.data[sl]) != 0
+            out = np.asarray(labels.data[sl]) != 0
+            release(labels.data)
+            return out
     outside_value = np.nan if outside == "nan" else 0.0
     nz = labels.shape[0]
     if not any(read((slice(z, z + SLAB), slice(None), slice(None))).any() for z in range(0, nz, SLAB)):

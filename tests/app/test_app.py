@@ -45,6 +45,11 @@ def settle(qtbot, w, timeout=180_000):
     for _ in range(3):  # deliver the worker's queued signals (and what their slots post)
         qtbot.wait(30)
         QApplication.processEvents()
+    if w.view3d is not None:  # the 3-D scene is prepared in a thread
+        qtbot.waitUntil(lambda: not w.view3d.building, timeout=timeout)
+    for _ in range(3):  # deliver the worker's queued signals (and what their slots post)
+        qtbot.wait(30)
+        QApplication.processEvents()
 
 
 def accept(dlg):
@@ -782,3 +787,40 @@ def test_save_and_restore_a_session(qtbot, win, scan, tmp_path):
     assert other.macro.text() == 'version 1\nparam scan = "x.tif"\n' and other.messages == []
     (tmp_path / "bad.dfsession").write_text("{}")
     assert not other.restore_session(tmp_path / "bad.dfsession") and "not a Damselfly session" in other.messages[-1]
+
+
+def test_a_chunked_scan_opens_lazily_with_its_3d_view_built_off_the_gui_thread(qtbot, win, tmp_path, monkeypatch):
+    """An OME-Zarr scan: the slice view reads the slices it shows, the window and histogram come from a
+    pyramid level, the 3-D view from a coarse level prepared in a thread. Reads of full-resolution voxels
+    are counted: far fewer than the scan holds."""
+    import threading
+
+    import zarr
+
+    from damselfly.engine import Volume
+
+    n = (96, 160, 160)
+    data = np.random.default_rng(0).integers(0, 4000, n).astype(np.uint16)
+    path = io.write_volume(Volume(data, spacing=(0.1, 0.1, 0.1), unit="mm"), tmp_path / "big.zarr")
+    full_res = str(Path(path) / "0")
+    read = {"voxels": 0, "gui": 0}
+    real = zarr.Array.__getitem__
+
+    def counting(self, key):
+        out = real(self, key)
+        if str(self.store_path).endswith("/0") or full_res in str(self.store_path):
+            read["voxels"] += int(np.size(out))
+
+        if threading.current_thread() is threading.main_thread() and np.size(out) > 48 * 160 * 160:
+            read["gui"] += 1  # a big read on the GUI thread: the window would wait for it
+        return out
+
+    monkeypatch.setattr(zarr.Array, "__getitem__", counting)
+    monkeypatch.setattr(win.view3d.plotter, "width", lambda: 64)  # a small frame: coarse levels suffice
+    monkeypatch.setattr(win.view3d.plotter, "height", lambda: 48)
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    assert win.canvas.volume is not None and win.canvas.volume.shape == n
+    assert win.view3d.renderer is not None and not win.messages
+    assert win.view3d.renderer.scene.volume.shape[0] < n[0]  # drawn from a coarser level
+    assert read["voxels"] < 0.25 * data.size and read["gui"] == 0
