@@ -78,7 +78,8 @@ def child(path: str, device: str, threads: int | None) -> None:
     gpu_peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
     counts = np.bincount(np.asarray(seg.data[::8]).ravel(), minlength=4)[1:].tolist()
     print(json.dumps({"seconds": dt, "peak_rss_kib": peak, "base_rss_kib": base,
-                      "memmap_output": isinstance(seg.data, np.memmap), "gpu_peak": gpu_peak,
+                      "output": type(seg.data).__module__.split(".")[0] + "." + type(seg.data).__name__,
+                      "gpu_peak": gpu_peak,
                       "anon_base_kib": anon["base"], "anon_peak_kib": anon["peak"],
                       "class_counts_every_8th_slice": counts}))
 
@@ -113,12 +114,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, nargs=3, default=[256, 512, 512])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--format", choices=["npy", "zarr"], default="npy", help="the scan's file: .npy "
+                    "(memory-mapped) or OME-Zarr (chunked); either streams")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         child(a.child, a.device, a.threads)
         return
-    from damselfly.engine import phantoms
+    from damselfly.engine import Volume, io, phantoms
 
     shape = tuple(a.size)
     nvox = int(np.prod(shape))
@@ -129,12 +132,13 @@ def main() -> None:
         data = np.asarray(vol.data)
         # the same scan at a quarter of the depth: peak memory should not change with the depth
         for depth in (shape[0] // 4, shape[0]):
-            path = Path(d) / f"scan_{depth}.npy"
-            np.save(path, data[:depth])
+            path = Path(d) / f"scan_{depth}.{a.format}"
+            io.write_volume(Volume(data[:depth]), path)
         ref = reference(data, a.device, a.threads)
         del vol, data
         for depth in (shape[0] // 4, shape[0]):
-            cmd = [sys.executable, __file__, "--child", str(Path(d) / f"scan_{depth}.npy"), "--device", a.device]
+            cmd = [sys.executable, __file__, "--child", str(Path(d) / f"scan_{depth}.{a.format}"), "--device",
+                   a.device]
             if a.threads:
                 cmd += ["--threads", str(a.threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -142,9 +146,10 @@ def main() -> None:
     r = results[shape[0]]
     mvs = nvox / r["seconds"] / 1e6
     vol_mib = nvox * 2 / 2 ** 20
-    print(f"volume: {shape} = {nvox / 1e6:.1f} Mvoxel, {vol_mib:.0f} MiB (uint16, memory-mapped .npy)")
+    kind = "memory-mapped .npy" if a.format == "npy" else "OME-Zarr, chunks of 64^3"
+    print(f"volume: {shape} = {nvox / 1e6:.1f} Mvoxel, {vol_mib:.0f} MiB (uint16, {kind})")
     print(f"device: {a.device}, threads: {a.threads or 'default'}")
-    print(f"infer (streamed, tiles of 512 with >= 25% overlap, Gaussian blending): {r['seconds']:.1f} s = "
+    print(f"infer (streamed, tiles from the slice size (auto_tile), Gaussian blending): {r['seconds']:.1f} s = "
           f"{mvs:.2f} Mvoxel/s")
     print(f"  vs field reference ({FIELD_MVOX_S:.2f} Mvoxel/s, laptop GPU): {mvs / FIELD_MVOX_S:.1f} x")
     print(f"  vs plain whole-slice forward passes in this run ({nvox / ref / 1e6:.2f} Mvoxel/s): "
@@ -154,7 +159,7 @@ def main() -> None:
         print(f"peak memory, {depth} slices ({depth * shape[1] * shape[2] * 2 / 2 ** 20:.0f} MiB on disk): "
               f"{q['peak_rss_kib'] / 1024:.0f} MiB RSS = {q['base_rss_kib'] / 1024:.0f} MiB Python + PyTorch "
               f"+ {used:.0f} MiB for the work (of which anonymous, i.e. not file pages of the memory maps: "
-              f"{(q['anon_peak_kib'] - q['anon_base_kib']) / 1024:.0f} MiB); output memory-mapped: {q['memmap_output']}")
+              f"{(q['anon_peak_kib'] - q['anon_base_kib']) / 1024:.0f} MiB); output: {q['output']}")
     small, full = results[shape[0] // 4], results[shape[0]]
     grow = (full["anon_peak_kib"] - full["anon_base_kib"]) / max(small["anon_peak_kib"] - small["anon_base_kib"], 1)
     print(f"anonymous work memory, full depth / quarter depth: {grow:.2f} (1 = independent of the volume's size)")

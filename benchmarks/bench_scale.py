@@ -7,6 +7,9 @@ process's resident memory every 20 ms, so each statement gets its time and its p
 and the anonymous part: the rest is file pages of memory maps, which the kernel can drop). Ratios
 (full / crop) of time per voxel and of memory show how each step grows.
 
+Then the app opens each scan (a fresh process, 1600 x 900 window): seconds until the first slice is
+shown and until the 3-D view is drawn, and the peak memory.
+
 Usage: ``xvfb-run -a .venv/bin/python benchmarks/bench_scale.py [--size 1024] [--crop 256] [--work DIR]``
 """
 
@@ -120,8 +123,43 @@ def child(scan: str, out: str) -> None:
     print(json.dumps(rows))
 
 
-def run_child(scan: Path, out: Path) -> list[dict]:
-    p = subprocess.run([sys.executable, __file__, "--child", str(scan), str(out)], capture_output=True, text=True,
+def app_child(scan: str, out: str) -> None:
+    """Open ``scan`` in the app; print seconds until the first slice is shown and until the 3-D view is
+    drawn, and the peak memory."""
+    from PySide6.QtWidgets import QApplication
+
+    from damselfly.app.window import MainWindow
+
+    sampler = Sampler()
+    sampler.start()
+    app = QApplication.instance() or QApplication([])
+    w = MainWindow(base_dir=Path(out), out_dir=Path(out) / "app", device="cpu")
+    w.resize(1600, 900)
+    w.show()
+    app.processEvents()
+    sampler.take()
+    t0 = time.perf_counter()
+    w.open_files([scan])
+    first = None
+    while time.perf_counter() - t0 < 300:
+        app.processEvents()
+        if first is None and w.canvas.volume is not None:
+            w.canvas.grab()  # the slice view painted once
+            first = time.perf_counter() - t0
+        if first is not None and not w.worker.busy and not w.view3d.building and w.view3d.renderer is not None:
+            w.view3d.plotter.render()
+            break
+        time.sleep(0.01)
+    drawn = time.perf_counter() - t0
+    rss, anon = sampler.take()
+    print(json.dumps([{"step": "app: first slice", "s": first, "rss": rss, "anon": anon},
+                      {"step": "app: 3-D view", "s": drawn, "rss": rss, "anon": anon,
+                       "lod": list(w.view3d.renderer.scene.volume.shape)}]))
+    w.close()
+
+
+def run_child(scan: Path, out: Path, mode: str = "--child") -> list[dict]:
+    p = subprocess.run([sys.executable, __file__, mode, str(scan), str(out)], capture_output=True, text=True,
                        cwd=ROOT)
     if p.returncode:
         raise SystemExit(p.stderr[-3000:])
@@ -134,9 +172,12 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--work", default=None)
     ap.add_argument("--child", nargs=2)
+    ap.add_argument("--app-child", nargs=2)
     a = ap.parse_args()
     if a.child:
         return child(*a.child)
+    if a.app_child:
+        return app_child(*a.app_child)
     from damselfly.engine import Volume, io
 
     work = Path(a.work or tempfile.mkdtemp(prefix="dfscale-"))
@@ -154,6 +195,7 @@ def main() -> None:
     res = {}
     for name in ("crop", "full"):
         res[name] = run_child(work / f"{name}.zarr", work / f"out-{name}")
+        res[name] += run_child(work / f"{name}.zarr", work / f"out-{name}", "--app-child")
     ratio = (n / m) ** 3
     print(f"\n{'step':16}{'crop s':>9}{'full s':>9}{'per voxel':>11}{'crop GiB':>10}{'full GiB':>10}"
           f"{'full anon':>11}")

@@ -62,10 +62,13 @@ def read_zarr(path: Path, level: int = 0):
     arr = node[datasets[level]["path"]]
     axes = [a if isinstance(a, dict) else {"name": a} for a in m.get("axes", [])]
     names = [a.get("name") for a in axes] or ["z", "y", "x"][-arr.ndim:]
-    scale = [1.0] * arr.ndim
-    for t in list(m.get("coordinateTransformations", [])) + list(datasets[level].get("coordinateTransformations", [])):
-        if t.get("type") == "scale":
+    scale, shift = [1.0] * arr.ndim, [0.0] * arr.ndim
+    for t in list(datasets[level].get("coordinateTransformations", [])) + list(m.get("coordinateTransformations", [])):
+        if t.get("type") == "scale":  # applied in order: the dataset's, then the image's
             scale = [a * b for a, b in zip(scale, t["scale"])]
+            shift = [a * b for a, b in zip(shift, t["scale"])]
+        elif t.get("type") == "translation":
+            shift = [a + b for a, b in zip(shift, t["translation"])]
     keep = [i for i, n in enumerate(names) if n in ("z", "y", "x")]
     if len(keep) != 3:
         raise InputError(f"expected z, y, x axes, found {names}", path)
@@ -78,7 +81,7 @@ def read_zarr(path: Path, level: int = 0):
     units = {a.get("name"): a.get("unit") for a in axes}
     unit = _UNITS.get(units.get("x") or "", units.get("x") or "voxel")
     return arr, {"spacing": tuple(float(scale[i]) for i in keep), "unit": unit,
-                 "levels": len(datasets), "level": level}
+                 "origin": tuple(float(shift[i]) for i in keep), "levels": len(datasets), "level": level}
 
 
 class _Squeezed:
@@ -104,11 +107,15 @@ class _Squeezed:
 
 def write_ome_zarr(path: Path, vol: Volume, chunk: int = 64, min_size: int = 32) -> None:
     """An OME-Zarr (NGFF 0.4, Zarr format 2) image, written slab by slab: level 0 is the volume, each
-    further level takes every second voxel along each axis, while the largest axis keeps at least ``min_size`` voxels."""
+    further level halves the one before along each axis (grey values: the mean of 2 x 2 x 2 voxels, so
+    a coarse level shows the structure, not aliased noise; labels: every second voxel), while the largest
+    axis keeps at least ``min_size`` voxels."""
     import zarr
 
+    from .data import Labels
+
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    datasets, level = [], 0
+    datasets, level, prev = [], 0, vol.data
     while True:
         step = 2 ** level
         shape = tuple(len(range(0, s, step)) for s in vol.shape[:3])
@@ -116,12 +123,40 @@ def write_ome_zarr(path: Path, vol: Volume, chunk: int = 64, min_size: int = 32)
                                 dtype=vol.data.dtype, chunk_key_encoding={"name": "v2", "separator": "/"})
         for z in range(0, shape[0], chunk):
             z1 = min(shape[0], z + chunk)
-            arr[z:z1] = np.asarray(vol.data[z * step:z1 * step:step, ::step, ::step])
+            if level == 0:
+                arr[z:z1] = np.asarray(prev[z:z1])
+            else:
+                arr[z:z1] = _halve(np.asarray(prev[2 * z:2 * z1]), isinstance(vol, Labels))
+        centre = 0.0 if isinstance(vol, Labels) else (step - 1) / 2  # a mean sits between the voxels it averages
         datasets.append({"path": str(level), "coordinateTransformations": [
-            {"type": "scale", "scale": [float(s) * step for s in vol.spacing]}]})
+            {"type": "scale", "scale": [float(s) * step for s in vol.spacing]},
+            {"type": "translation", "translation": [float(o) + centre * float(s)
+                                                    for o, s in zip(vol.origin, vol.spacing)]}]})
         if max(shape) // 2 < min_size:
             break
-        level += 1
+        level, prev = level + 1, arr
+    _ome_zarr_attrs(path, vol, root, datasets)
+
+
+def _halve(a: np.ndarray, labels: bool, piece: int = 16) -> np.ndarray:
+    """Half the size along each axis: every second voxel (labels) or the mean of 2 x 2 x 2 (an odd edge
+    repeats its last voxel), ``piece`` planes at a time (no float copy of the whole slab)."""
+    if labels:
+        return a[::2, ::2, ::2]
+    pads = [(0, n % 2) for n in a.shape]
+    if any(p for _, p in pads):
+        a = np.pad(a, pads, mode="edge")
+    nz, ny, nx = (n // 2 for n in a.shape)
+    out = np.empty((nz, ny, nx), a.dtype)
+    for z in range(0, nz, piece):
+        b = a[2 * z:2 * min(nz, z + piece)].astype(np.float32)
+        m = b.reshape(-1, 2, ny, 2, nx, 2).mean(axis=(1, 3, 5))
+        out[z:z + piece] = np.rint(m) if a.dtype.kind in "iu" else m
+    return out
+
+
+def _ome_zarr_attrs(path: Path, vol: Volume, root, datasets) -> None:
+    """The NGFF multiscales metadata and Damselfly's marker."""
     unit = _NGFF_UNITS.get(vol.unit, vol.unit if vol.unit in _UNITS else None)
     axes = [{"name": n, "type": "space", **({"unit": unit} if unit else {})} for n in ("z", "y", "x")]
     root.attrs["multiscales"] = [{"version": "0.4", "name": vol.name or "image", "axes": axes,
@@ -208,38 +243,80 @@ def is_dicom_folder(path: Path) -> bool:
     return path.is_dir() and any(p.suffix.lower() == ".dcm" for p in path.iterdir())
 
 
-def read_dicom_folder(path: Path):
+def read_dicom_folder(path: Path, lazy: bool = False):
+    """A folder of single-slice DICOM files: slices ordered along the normal of the image plane (from
+    ImagePositionPatient and ImageOrientationPatient), spacing from their distance and PixelSpacing,
+    RescaleSlope/Intercept applied (then float32). With ``lazy``, only the headers are read here and each
+    slice's pixels when it is asked for (:class:`_DicomStack`)."""
     import pydicom
 
     files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".dcm" and not p.name.startswith("."))
-    slices = []
+    heads = []
     for f in files:
         try:
-            ds = pydicom.dcmread(str(f))
-            ds.pixel_array  # noqa: B018 - fails early on missing pixel data
+            ds = pydicom.dcmread(str(f), stop_before_pixels=lazy)
+            if not lazy:
+                ds.pixel_array  # noqa: B018 - fails early on missing pixel data
+            shape = (int(ds.Rows), int(ds.Columns))
         except Exception as e:  # noqa: BLE001
             raise InputError(f"cannot read DICOM: {e}", f) from None
-        slices.append(ds)
-    if not slices:
+        heads.append((ds, f, shape))
+    if not heads:
         raise InputError("no DICOM slices (.dcm) in the folder", path)
-    orient = np.asarray(getattr(slices[0], "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
+    orient = np.asarray(getattr(heads[0][0], "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
     normal = np.cross(orient[:3], orient[3:])
-    pos = [float(np.dot(normal, np.asarray(getattr(s, "ImagePositionPatient", [0, 0, i]), float)))
-           for i, s in enumerate(slices)]
+    pos = [float(np.dot(normal, np.asarray(getattr(h[0], "ImagePositionPatient", [0, 0, i]), float)))
+           for i, h in enumerate(heads)]
     order = np.argsort(pos)
-    slices, pos = [slices[i] for i in order], [pos[i] for i in order]
-    shape = slices[0].pixel_array.shape
-    for s, f in zip(slices, files):
-        if s.pixel_array.shape != shape:
-            raise InputError(f"slice shape {s.pixel_array.shape} differs from {shape}", f)
-    slope = [float(getattr(s, "RescaleSlope", 1) or 1) for s in slices]
-    icept = [float(getattr(s, "RescaleIntercept", 0) or 0) for s in slices]
-    rescale = any(a != 1 for a in slope) or any(b != 0 for b in icept)
-    data = np.stack([s.pixel_array.astype(np.float32) * a + b if rescale else s.pixel_array
-                     for s, a, b in zip(slices, slope, icept)])
-    dz = float(np.median(np.diff(pos))) if len(pos) > 1 else float(getattr(slices[0], "SliceThickness", 1) or 1)
-    dy, dx = (float(v) for v in getattr(slices[0], "PixelSpacing", [1, 1]))
+    heads, pos = [heads[i] for i in order], [pos[i] for i in order]
+    for _, f, shape in heads:
+        if shape != heads[0][2]:
+            raise InputError(f"slice shape {shape} differs from {heads[0][2]}", f)
+    slope = [float(getattr(h[0], "RescaleSlope", 1) or 1) for h in heads]
+    icept = [float(getattr(h[0], "RescaleIntercept", 0) or 0) for h in heads]
+    stack = _DicomStack([h[1] for h in heads], heads[0][2], slope, icept)
+    data = stack if lazy else np.stack([stack.slice(i, h[0]) for i, h in enumerate(heads)])
+    first = heads[0][0]
+    dz = float(np.median(np.diff(pos))) if len(pos) > 1 else float(getattr(first, "SliceThickness", 1) or 1)
+    dy, dx = (float(v) for v in getattr(first, "PixelSpacing", [1, 1]))
     return data, {"spacing": (abs(dz) or 1.0, dy, dx), "unit": "mm", "origin": (pos[0], 0.0, 0.0)}
+
+
+class _DicomStack:
+    """A DICOM series as a lazy array: indexing reads the files of the slices asked for."""
+
+    def __init__(self, files, shape, slope, icept):
+        self.files, self.slope, self.icept = files, slope, icept
+        self.rescale = any(a != 1 for a in slope) or any(b != 0 for b in icept)
+        self.shape = (len(files), *shape)
+        self.ndim, self.size = 3, int(np.prod(self.shape))
+        self.dtype = np.dtype(np.float32) if self.rescale else self.slice(0).dtype
+
+    def slice(self, i: int, ds=None) -> np.ndarray:
+        import pydicom
+
+        try:
+            px = (ds if ds is not None else pydicom.dcmread(str(self.files[i]))).pixel_array
+        except Exception as e:  # noqa: BLE001
+            raise InputError(f"cannot read DICOM: {e}", self.files[i]) from None
+        if px.shape != self.shape[1:]:
+            raise InputError(f"slice shape {px.shape} differs from {self.shape[1:]}", self.files[i])
+        return px.astype(np.float32) * self.slope[i] + self.icept[i] if self.rescale else px
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        zs = range(self.shape[0])[key[0]] if key else range(self.shape[0])
+        rest = key[1:]
+        if isinstance(zs, int):
+            return self.slice(zs)[rest]
+        out = np.empty((len(zs), *self.shape[1:]), self.dtype)
+        for k, z in enumerate(zs):
+            out[k] = self.slice(z)
+        return out[(slice(None), *rest)]
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:]
+        return a.astype(dtype) if dtype is not None else a
 
 
 # ----------------------------------------------------------------------------------------------- MetaImage

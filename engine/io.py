@@ -206,7 +206,7 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
     elif kind == "mhd":
         data, geo = read_mhd(p)
     elif kind == "dicom_folder":
-        data, geo = read_dicom_folder(p)
+        data, geo = read_dicom_folder(p, lazy=bool(mmap))
     else:
         raise InputError(f"a {kind} file holds no volume", p)
     if data.ndim == 2:

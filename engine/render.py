@@ -238,7 +238,7 @@ def _coarse(g, step: int):
             lvl = read_volume(g.source, level=level)
             rest = math.ceil(step / 2 ** (level - pyramid["level"]))
             data = np.asarray(lvl.data[::rest, ::rest, ::rest])
-            return g.with_data(data, spacing=tuple(s * rest for s in lvl.spacing))
+            return g.with_data(data, spacing=tuple(s * rest for s in lvl.spacing), origin=lvl.origin)
     data = np.asarray(g.data[::step, ::step, ::step])
     return g.with_data(data, spacing=tuple(s * step for s in g.spacing))
 

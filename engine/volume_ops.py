@@ -57,10 +57,15 @@ def scratch_array(shape, dtype) -> np.memmap:
     The file lives in ``$DAMSELFLY_SCRATCH`` (default: the system temp folder) and is already unlinked,
     so it disappears with the array.
     """
+    import mmap
+
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     f = tempfile.TemporaryFile(dir=os.environ.get("DAMSELFLY_SCRATCH") or None)
     f.truncate(max(nbytes, 1))
-    return np.memmap(f, dtype=dtype, mode="w+", shape=tuple(shape))
+    a = np.memmap(f, dtype=dtype, mode="w+", shape=tuple(shape))
+    if hasattr(a._mmap, "madvise"):  # no read-around: a strided read (a slab across planes) maps what it reads
+        a._mmap.madvise(mmap.MADV_RANDOM)
+    return a
 
 
 def scratch_chunked(shape, dtype):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zarr
 
-from damselfly.engine import InputError, Volume, io
+from damselfly.engine import InputError, Labels, Volume, io, make_classes
 from damselfly.engine.actions.io_actions import load
 
 
@@ -36,7 +36,13 @@ def test_ome_zarr_pyramid_levels_scale_and_laziness(tmp_path):
     assert len(ms["datasets"]) == 2  # 70 x 80 x 72 -> 35 x 40 x 36, then too small for another level
     lvl1 = io.read_volume(tmp_path / "s.zarr", level=1)
     assert lvl1.shape == (35, 40, 36) and np.allclose(lvl1.spacing, (1.0, 0.5, 0.4))
-    assert np.array_equal(np.asarray(lvl1.data[:]), np.asarray(vol.data)[::2, ::2, ::2])
+    means = np.asarray(vol.data, np.float64).reshape(35, 2, 40, 2, 36, 2).mean(axis=(1, 3, 5))
+    assert np.array_equal(np.asarray(lvl1.data[:]), np.rint(means).astype(np.uint16))  # 2 x 2 x 2 means
+    assert np.allclose(lvl1.origin, (0.25, 0.125, 0.1))  # between the voxels they average (NGFF translation)
+    lab = Labels(np.asarray(vol.data) % 3 + 1, spacing=vol.spacing, unit="um", classes=make_classes(["a", "b", "c"]))
+    io.write_volume(lab, tmp_path / "l.zarr")
+    lab1 = io.read_volume(tmp_path / "l.zarr", level=1)  # labels: every second voxel, never a mean
+    assert np.array_equal(np.asarray(lab1.data[:]), np.asarray(lab.data)[::2, ::2, ::2]) and lab1.origin == (0, 0, 0)
     assert io.read_volume(tmp_path / "s.zarr").spacing == (0.5, 0.25, 0.2)
     full = io.read_volume(tmp_path / "s.zarr")
     assert not isinstance(full.data, np.ndarray)  # lazy: a Zarr array, read slab by slab
@@ -90,6 +96,9 @@ def test_dicom_series_order_spacing_and_rescale(tmp_path):
     v = io.read_volume(folder)
     assert v.shape == (5, 6, 7) and np.allclose(v.spacing, (2.5, 0.8, 0.6)) and v.unit == "mm"
     assert np.allclose(np.asarray(v.data), truth * 2.0 - 1024)
+    lazy = io.read_volume(folder, mmap=True)  # a big series: headers now, pixels when a slice is read
+    assert not isinstance(lazy.data, np.ndarray) and lazy.shape == v.shape and lazy.spacing == v.spacing
+    assert np.array_equal(lazy.data[2:4, 1], np.asarray(v.data)[2:4, 1]) and lazy.hash() == v.hash()
     del pydicom
 
 
