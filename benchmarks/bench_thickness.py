@@ -9,6 +9,11 @@ each tool's result is from ours (ours equals a brute-force oracle of the definit
     pip install -e .[bench]          # porespy and localthickness (optional; not run-time dependencies)
     .venv/bin/python benchmarks/bench_thickness.py [size]
     .venv/bin/python benchmarks/bench_thickness.py memory [size]   # peak memory at 512^3 (default)
+    .venv/bin/python benchmarks/bench_thickness.py ratio [--runs 5] [--load] [--size 256]
+
+``ratio`` repeats ours (in memory, and block by block in blocks of 128^3 with the out-of-core distance
+transform), and porespy, ``--runs`` times, and prints every run's ratios and their median; ``--load``
+keeps one core busy with another process meanwhile (a machine doing something else too).
 """
 
 from __future__ import annotations
@@ -99,8 +104,59 @@ def memory(size: int = 512) -> None:
           f"({peak / out.nbytes:.2f} x the float32 output)")
 
 
+def ratio(size: int, runs: int, load: bool) -> None:
+    import os
+    import subprocess
+    import tempfile
+
+    import porespy as ps
+
+    from damselfly.engine import thickness as T
+    from damselfly.engine.thickness_blocks import blockwise_thickness
+
+    im = ps.generators.blobs([size] * 3, porosity=0.5, seed=0).astype(bool)
+    T.local_thickness(im[:32, :32, :32])
+    ps.filters.local_thickness(im[:32, :32, :32])
+    ref = T.local_thickness(im)
+
+    def blocks():
+        out = np.zeros(im.shape, np.float32)
+        blockwise_thickness(lambda sl: im[sl], im.shape, (1, 1, 1), out, block=128)
+        return out
+
+    assert np.array_equal(blocks(), ref)  # exact, block by block too
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load else None
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            os.environ["DAMSELFLY_SCRATCH"] = d
+            for k in range(runs):
+                t = [best_of(f, n=1)[0] for f in (lambda: T.local_thickness(im), blocks,
+                                                    lambda: ps.filters.local_thickness(im))]
+                rows.append(t)
+                print(f"run {k + 1}: ours {t[0]:.2f} s, ours block by block {t[1]:.2f} s, porespy {t[2]:.2f} s -> "
+                      f"{t[2] / t[0]:.2f} x, {t[2] / t[1]:.2f} x", flush=True)
+    finally:
+        if busy:
+            busy.kill()
+    m = np.median(np.asarray(rows), axis=0)
+    print(f"median of {runs}{' (one core busy)' if load else ''}: ours {m[0]:.2f} s, block by block {m[1]:.2f} s, "
+          f"porespy {m[2]:.2f} s -> porespy / ours {m[2] / m[0]:.2f} x, porespy / block by block "
+          f"{m[2] / m[1]:.2f} x (target: 2 x)")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "memory":
+    if len(sys.argv) > 1 and sys.argv[1] == "ratio":
+        import argparse
+
+        ap = argparse.ArgumentParser()
+        ap.add_argument("mode")
+        ap.add_argument("--size", type=int, default=256)
+        ap.add_argument("--runs", type=int, default=5)
+        ap.add_argument("--load", action="store_true")
+        a = ap.parse_args()
+        ratio(a.size, a.runs, a.load)
+    elif len(sys.argv) > 1 and sys.argv[1] == "memory":
         memory(int(sys.argv[2]) if len(sys.argv) > 2 else 512)
     else:
         main(int(sys.argv[1]) if len(sys.argv) > 1 else 256)
