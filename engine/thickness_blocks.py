@@ -6,7 +6,7 @@ How
 1. **The distance transform, out of core and exact.** Its separable passes need whole lines, not the
    whole scan: the x and y passes run over slabs of z-planes, the z pass over slabs of y-rows (whole
    z-columns). Each line is computed exactly as in memory, so the offsets to the nearest background are
-   the very same; they go to disk-backed scratch arrays (6 bytes a voxel), and the largest radius ``R``
+   the very same; they go to scratch files (6 bytes a voxel), and the largest radius ``R``
    comes with them.
 2. **Balls, per core block.** A ball that covers a voxel of a core block is centred within ``R`` of it,
    so each core is grown by a halo of ``R`` (plus the one-voxel neighbourhood of the distance ridge); the
@@ -40,7 +40,7 @@ from numba import njit, prange
 from . import progress
 from .errors import InputError
 from .thickness import BIG, fill_thickness, normalised, offsets_along_z, offsets_in_planes
-from .volume_ops import release
+from .volume_ops import ScratchFile
 
 #: Edge of a core block, in voxels, at most.
 BLOCK = 384
@@ -78,30 +78,29 @@ def _ranges(n: int, block: int) -> list[tuple[int, int]]:
 
 
 def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_voxels: int = SLAB_VOXELS):
-    """:func:`~damselfly.engine.thickness.distance_offsets` of a mask read slab by slab, into disk-backed
-    arrays; returns ``(oz, oy, ox), max_r2`` (the largest squared distance over the phase)."""
-    from .volume_ops import scratch_array
-
+    """:func:`~damselfly.engine.thickness.distance_offsets` of a mask read slab by slab, into scratch
+    files (:class:`~damselfly.engine.volume_ops.ScratchFile`); returns ``(oz, oy, ox), max_r2`` (the largest squared distance over the phase)."""
     nz, ny, nx = shape
-    oz, oy, ox = (scratch_array(shape, np.int16) for _ in range(3))
+    oz, oy, ox = (ScratchFile(shape, np.int16) for _ in range(3))
     dz = max(1, slab_voxels // (ny * nx))
     task = progress.task("Distance transform, slab by slab", total=nz + ny)
     for z in range(0, nz, dz):
         sl = slice(z, min(nz, z + dz))
         m = np.ascontiguousarray(read((sl, slice(None), slice(None))), dtype=bool)
-        oy[sl], ox[sl] = offsets_in_planes(m, sp, border)
-        release(oy, ox)
+        by, bx = offsets_in_planes(m, sp, border)
+        oy.write((sl,), by)
+        ox.write((sl,), bx)
         task.advance(sl.stop - sl.start)
     dy = max(1, slab_voxels // (nz * nx))
     max_r2 = 0.0
     for y in range(0, ny, dy):
         sl = (slice(None), slice(y, min(ny, y + dy)), slice(None))
-        by, bx = np.ascontiguousarray(oy[sl]), np.ascontiguousarray(ox[sl])
+        by, bx = oy.read(sl), ox.read(sl)
         bz = offsets_along_z(by, bx, sp, border)
-        oz[sl], oy[sl], ox[sl] = bz, by, bx
+        for o, b in ((oz, bz), (oy, by), (ox, bx)):
+            o.write(sl, b)
         m = np.ascontiguousarray(read(sl), dtype=bool)
         max_r2 = max(max_r2, _max_r2(m, bz, by, bx, *sp))
-        release(oz, oy, ox)
         task.advance(sl[1].stop - y)
     task.finish()
     return (oz, oy, ox), max_r2
@@ -154,8 +153,7 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
         if not g[rel].any():
             out[csl] = outside
         else:
-            offs = [tuple(np.ascontiguousarray(o[gsl]) for o in offsets)]
-            release(*offsets)
+            offs = [tuple(np.ascontiguousarray(o.read(gsl)) for o in offsets)]
             t = fill_thickness(g, sp, border, offs, unit=unit, core=rel)[rel]
             if outside != 0.0:
                 t[~g[rel]] = outside

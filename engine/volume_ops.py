@@ -51,21 +51,46 @@ def overview(vol: Volume, voxels: int = SAMPLE_VOXELS) -> np.ndarray:
     return sample(vol, voxels)
 
 
-def scratch_array(shape, dtype) -> np.memmap:
-    """A writable array backed by an anonymous temporary file, for results larger than memory.
+class ScratchFile:
+    """A 3-D array in an anonymous temporary file (``$DAMSELFLY_SCRATCH``, default the system temp
+    folder; already unlinked, so it goes with the object), read and written by boxes with one
+    ``pread``/``pwrite`` per plane: no memory map, so nothing of it counts as the process's memory, and
+    a box across many planes costs one call a plane, not one page fault per page.
 
-    The file lives in ``$DAMSELFLY_SCRATCH`` (default: the system temp folder) and is already unlinked,
-    so it disappears with the array.
+    Writes take whole rows (``x`` the full width); reads take any box.
     """
-    import mmap
 
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    f = tempfile.TemporaryFile(dir=os.environ.get("DAMSELFLY_SCRATCH") or None)
-    f.truncate(max(nbytes, 1))
-    a = np.memmap(f, dtype=dtype, mode="w+", shape=tuple(shape))
-    if hasattr(a._mmap, "madvise"):  # no read-around: a strided read (a slab across planes) maps what it reads
-        a._mmap.madvise(mmap.MADV_RANDOM)
-    return a
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(int(v) for v in shape), np.dtype(dtype)
+        self.file = tempfile.TemporaryFile(dir=os.environ.get("DAMSELFLY_SCRATCH") or None)
+        self.file.truncate(max(1, int(np.prod(self.shape)) * self.dtype.itemsize))
+        self.fd = self.file.fileno()
+
+    def _span(self, z: int, y0: int, y1: int) -> tuple[int, int]:
+        row = self.shape[2] * self.dtype.itemsize
+        return (z * self.shape[1] + y0) * row, (y1 - y0) * row
+
+    def read(self, box) -> np.ndarray:
+        box = tuple(box) + (slice(None),) * (3 - len(box))
+        (z0, z1), (y0, y1), (x0, x1) = ((s.start or 0, n if s.stop is None else s.stop)
+                                        for s, n in zip(box, self.shape))
+        out = np.empty((z1 - z0, y1 - y0, self.shape[2]), self.dtype)
+        for k, z in enumerate(range(z0, z1)):
+            offset, length = self._span(z, y0, y1)
+            if os.preadv(self.fd, [memoryview(out[k]).cast("B")], offset) != length:
+                raise OSError(f"short read from the scratch file at {offset}")
+        return out[:, :, x0:x1] if (x0, x1) != (0, self.shape[2]) else out
+
+    def write(self, box, data: np.ndarray) -> None:
+        box = tuple(box) + (slice(None),) * (3 - len(box))
+        (z0, z1), (y0, y1), _ = ((s.start or 0, n if s.stop is None else s.stop) for s, n in zip(box, self.shape))
+        data = np.ascontiguousarray(data, self.dtype)
+        if data.shape != (z1 - z0, y1 - y0, self.shape[2]):
+            raise ValueError(f"a scratch write takes whole rows: {data.shape} for {box}")
+        for k, z in enumerate(range(z0, z1)):
+            offset, length = self._span(z, y0, y1)
+            if os.pwrite(self.fd, memoryview(data[k]).cast("B"), offset) != length:
+                raise OSError(f"short write to the scratch file at {offset}")
 
 
 def scratch_chunked(shape, dtype):
