@@ -41,7 +41,7 @@ class SessionFileMixin:
                 file = io.write_table(obj, data_dir / f"{name}.csv")
                 objects.append({"name": name, "table": str(file)})
             else:
-                file = io.write_volume(obj, data_dir / f"{name}.tif")
+                file = io.write_volume(obj, data_dir / f"{name}{io.asset_suffix(obj)}")
                 objects.append({"name": name, "action": "load_labels" if isinstance(obj, Labels) else "load",
                                 "args": {"path": str(file)}})
         c = self.canvas

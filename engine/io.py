@@ -73,6 +73,15 @@ from .formats import (
 
 #: Files above this size are memory-mapped when ``mmap="auto"``.
 MMAP_THRESHOLD = 256 << 20
+#: Volumes and labels with more voxels than this are kept as OME-Zarr when the app or the recorder saves
+#: them for you (chunks; a painted layer's unpainted chunks are not written at all), else as TIFF.
+ZARR_ASSET_VOXELS = 2 ** 27
+
+
+def asset_suffix(grid) -> str:
+    """The file type for a volume or labels that Damselfly saves on its own (assets beside a recorded
+    macro, a session's data): ``.zarr`` for big ones, else ``.tif``."""
+    return ".zarr" if int(np.prod(grid.shape[:3])) > ZARR_ASSET_VOXELS else ".tif"
 
 VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".zarr", ".h5", ".hdf5", ".mrc",
                    ".map", ".rec", ".mhd")
@@ -285,13 +294,15 @@ def read_labels(path: str | os.PathLike, classes: list[str] | None = None, spaci
     data = vol.data
     if data.ndim != 3:
         raise InputError(f"labels must be 3-D (z, y, x), got shape {data.shape}", p)
+    if data.dtype.kind in "fb" and not isinstance(data, np.ndarray):
+        data = np.asarray(data)  # float or boolean labels are converted, so read (integer ones stay lazy)
     if data.dtype.kind == "f":
         if not np.all(np.mod(data, 1) == 0):
             raise InputError("labels must hold whole numbers, found fractional values", p)
         data = data.astype(np.int32)
     elif data.dtype.kind == "b":
         data = data.astype(np.uint8)
-    lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+    lo, hi = _min_max(data)
     if lo < 0:
         raise InputError(f"labels must be >= 0, found {lo}", p)
     side = sidecar(p)
@@ -328,6 +339,20 @@ def read_labels(path: str | os.PathLike, classes: list[str] | None = None, spaci
 
 #: The most classes a labels file may hold (the largest class index).
 MAX_CLASSES = 65535
+
+
+def _min_max(data, slab: int = 16) -> tuple[int, int]:
+    """Smallest and largest value; an array on disk is read slab by slab."""
+    if not data.size:
+        return 0, 0
+    if type(data) is np.ndarray:
+        return int(data.min()), int(data.max())
+    lo, hi = None, None
+    for z in range(0, data.shape[0], slab):
+        a = np.asarray(data[z:z + slab])
+        lo = int(a.min()) if lo is None else min(lo, int(a.min()))
+        hi = int(a.max()) if hi is None else max(hi, int(a.max()))
+    return lo, hi
 
 
 def _valid_classes(stored, where: Path) -> list[dict]:

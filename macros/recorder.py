@@ -129,7 +129,8 @@ class Recorder:
 
     def add_saves(self, names: list[str]) -> None:
         """Append a ``save`` (``save_model`` for models) of each result in ``names`` to the recording:
-        ``{scan.stem}_<name>.tif`` for volumes and labels, ``.csv`` for tables, ``<name>.dfmodel``."""
+        ``{scan.stem}_<name>.tif`` for volumes and labels (``.zarr`` for big ones: ``io.asset_suffix``),
+        ``.csv`` for tables, ``<name>.dfmodel``."""
         stem = "{scan.stem}_" if self._scan_stem else ""
         for name in names:
             obj = self.session.objects.get(name)
@@ -137,7 +138,7 @@ class Recorder:
                 call = ast.Call("save_model", [ast.Arg(None, ast.Name(name)),
                                                ast.Arg(None, ast.Const(f"{name}{model_io.SUFFIX}"))])
             else:
-                ext = ".csv" if isinstance(obj, Table) else ".tif"
+                ext = ".csv" if isinstance(obj, Table) else io.asset_suffix(obj)
                 call = ast.Call("save", [ast.Arg(None, ast.Name(name)), ast.Arg(None, ast.Const(f"{stem}{name}{ext}"))])
             self.body.append(ast.CallStmt(call))
 
@@ -244,7 +245,7 @@ class Recorder:
             base = obj.name or ("labels" if isinstance(obj, Labels) else "model" if isinstance(obj, Model)
                                 else "volume")
             name = self.session.unique_name("".join(c if c.isalnum() else "_" for c in base) or "obj")
-        suffix = model_io.SUFFIX if isinstance(obj, Model) else ".tif"
+        suffix = model_io.SUFFIX if isinstance(obj, Model) else io.asset_suffix(obj)
         stem, k = name, 2
         while stem in self._assets or (assets / f"{stem}{suffix}").exists():
             stem, k = f"{name}_{k}", k + 1

@@ -250,3 +250,26 @@ def test_macro_for_new_scans_applies_the_trained_model_instead_of_training(tmp_p
     expected = s.run("infer", model, s.run("calibrate", s.run("load", str(tmp_path / "data" / "part_08.tif"))),
                      tile=32)
     assert io.read_labels(tmp_path / "b" / "part_08" / "part_08_seg.tif").hash() == expected.hash()
+
+
+def test_a_big_painted_layer_is_kept_as_chunked_zarr_without_its_unpainted_chunks(tmp_path, monkeypatch):
+    """Over ``io.ZARR_ASSET_VOXELS`` a painted layer is saved as OME-Zarr: chunks that hold no paint
+    are not written at all, and the recorded macro loads it back and replays."""
+    monkeypatch.setattr(io, "ZARR_ASSET_VOXELS", 1000)
+    scan, _ = make_inputs(tmp_path)
+    s = Session(Settings(base_dir=tmp_path, out_dir=tmp_path / "o"))
+    rec = Recorder(s, macro_dir=tmp_path)
+    raw = s.run("load", str(scan), target="raw")
+    painted = np.zeros(raw.shape, np.uint8)
+    painted[10, 5:10, 5:10] = 1
+    lab = Labels(painted, spacing=raw.spacing, classes=make_classes(["air", "metal"]), name="painted")
+    seg = s.run("threshold", raw, names=["air", "metal"], target="seg")
+    s.run("evaluate", seg, lab, target="scores")
+    rec.stop()
+    assert 'painted = load_labels("assets/painted.zarr", spacing=[0.05, 0.05, 0.05])' in rec.text()
+    chunks = [p for p in (tmp_path / "assets" / "painted.zarr" / "0").rglob("*") if p.is_file() and p.name[0] != "."]
+    assert len(chunks) == 1  # one 64^3 chunk holds the paint; the empty ones are not stored
+    back = io.read_labels(tmp_path / "assets" / "painted.zarr")
+    assert back.class_names == ["air", "metal"] and np.array_equal(np.asarray(back.data), painted)
+    rec.save(tmp_path / "m.dfm")
+    assert run_file(tmp_path / "m.dfm", out_dir=tmp_path / "o2").status == "ok"
