@@ -62,18 +62,28 @@ def test_replaying_the_recording_gives_identical_outputs(tmp_path):
         (tmp_path / "replay_out" / "part_07_scores.csv").read_text()
 
 
-def test_hand_made_labels_are_saved_beside_the_macro(tmp_path):
+def record_with_painted_labels(tmp_path, paint):
+    """A recording that loads a scan and scores its threshold against labels painted by ``paint(array)``
+    (not made by any action); returns the recorder and the painted array."""
     scan, _ = make_inputs(tmp_path)
     s = Session(Settings(base_dir=tmp_path, out_dir=tmp_path / "o"))
     rec = Recorder(s, macro_dir=tmp_path)
     raw = s.run("load", str(scan), target="raw")
     painted = np.zeros(raw.shape, np.uint8)
-    painted[10, 5:10, 5:10] = 1
-    painted[10, 20:25, 20:25] = 2
+    paint(painted)
     lab = Labels(painted, spacing=raw.spacing, classes=make_classes(["air", "metal"]), name="painted")
     seg = s.run("threshold", raw, names=["air", "metal"], target="seg")
     s.run("evaluate", seg, lab, target="scores")
     rec.stop()
+    return rec, painted
+
+
+def test_hand_made_labels_are_saved_beside_the_macro(tmp_path):
+    def paint(a):
+        a[10, 5:10, 5:10] = 1
+        a[10, 20:25, 20:25] = 2
+
+    rec, painted = record_with_painted_labels(tmp_path, paint)
     text = rec.text()
     assert 'painted = load_labels("assets/painted.tif", spacing=[0.05, 0.05, 0.05])' in text
     assert "scores = evaluate(seg, painted)" in text
@@ -256,16 +266,7 @@ def test_a_big_painted_layer_is_kept_as_chunked_zarr_without_its_unpainted_chunk
     """Over ``io.ZARR_ASSET_VOXELS`` a painted layer is saved as OME-Zarr: chunks that hold no paint
     are not written at all, and the recorded macro loads it back and replays."""
     monkeypatch.setattr(io, "ZARR_ASSET_VOXELS", 1000)
-    scan, _ = make_inputs(tmp_path)
-    s = Session(Settings(base_dir=tmp_path, out_dir=tmp_path / "o"))
-    rec = Recorder(s, macro_dir=tmp_path)
-    raw = s.run("load", str(scan), target="raw")
-    painted = np.zeros(raw.shape, np.uint8)
-    painted[10, 5:10, 5:10] = 1
-    lab = Labels(painted, spacing=raw.spacing, classes=make_classes(["air", "metal"]), name="painted")
-    seg = s.run("threshold", raw, names=["air", "metal"], target="seg")
-    s.run("evaluate", seg, lab, target="scores")
-    rec.stop()
+    rec, painted = record_with_painted_labels(tmp_path, lambda a: a.__setitem__((10, slice(5, 10), slice(5, 10)), 1))
     assert 'painted = load_labels("assets/painted.zarr", spacing=[0.05, 0.05, 0.05])' in rec.text()
     chunks = [p for p in (tmp_path / "assets" / "painted.zarr" / "0").rglob("*") if p.is_file() and p.name[0] != "."]
     assert len(chunks) == 1  # one 64^3 chunk holds the paint; the empty ones are not stored
