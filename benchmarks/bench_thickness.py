@@ -9,10 +9,10 @@ each tool's result is from ours (ours equals a brute-force oracle of the definit
     pip install -e .[bench]          # porespy and localthickness (optional; not run-time dependencies)
     .venv/bin/python benchmarks/bench_thickness.py [size]
     .venv/bin/python benchmarks/bench_thickness.py memory [size]   # peak memory at 512^3 (default)
-    .venv/bin/python benchmarks/bench_thickness.py ratio [--runs 5] [--load] [--size 256]
+    .venv/bin/python benchmarks/bench_thickness.py ratio [--runs 5] [--load] [--size 256] [--block N]
 
-``ratio`` repeats ours (in memory, and block by block in blocks of 128^3 with the out-of-core distance
-transform), and porespy, ``--runs`` times, and prints every run's ratios and their median; ``--load``
+``ratio`` repeats ours (in memory, and block by block with the out-of-core distance transform, in the
+action's blocks or ``--block`` N), and porespy, ``--runs`` times, and prints every run's ratios and their median; ``--load``
 keeps one core busy with another process meanwhile (a machine doing something else too).
 """
 
@@ -104,7 +104,7 @@ def memory(size: int = 512) -> None:
           f"({peak / out.nbytes:.2f} x the float32 output)")
 
 
-def ratio(size: int, runs: int, load: bool) -> None:
+def ratio(size: int, runs: int, load: bool, block: int | None) -> None:
     import os
     import subprocess
     import tempfile
@@ -121,7 +121,7 @@ def ratio(size: int, runs: int, load: bool) -> None:
 
     def blocks():
         out = np.zeros(im.shape, np.float32)
-        blockwise_thickness(lambda sl: im[sl], im.shape, (1, 1, 1), out, block=128)
+        blockwise_thickness(lambda sl: im[sl], im.shape, (1, 1, 1), out, block=block)
         return out
 
     assert np.array_equal(blocks(), ref)  # exact, block by block too
@@ -154,8 +154,9 @@ if __name__ == "__main__":
         ap.add_argument("--size", type=int, default=256)
         ap.add_argument("--runs", type=int, default=5)
         ap.add_argument("--load", action="store_true")
+        ap.add_argument("--block", type=int, default=None, help="core block edge (default: the action's)")
         a = ap.parse_args()
-        ratio(a.size, a.runs, a.load)
+        ratio(a.size, a.runs, a.load, a.block)
     elif len(sys.argv) > 1 and sys.argv[1] == "memory":
         memory(int(sys.argv[2]) if len(sys.argv) > 2 else 512)
     else:

@@ -14,6 +14,9 @@ How
    the centres whose ball does not reach the core are dropped, and the balls are filled into the core
    only (rows outside it look filled and are passed over).
 
+A scan that fits in one block (``BLOCK`` voxels a side, within ``GROWN_VOXELS``) is computed in memory
+at once, which gives the same values without the disk.
+
 The ridge test of a voxel at the edge of a grown block sees fewer neighbours, so it keeps more centres,
 never fewer: the values stay those of the definition.
 
@@ -46,6 +49,8 @@ from .volume_ops import ScratchFile
 BLOCK = 384
 #: Voxels of a grown block (core and halo) at most, unless the core would fall below 64: the memory bound.
 GROWN_VOXELS = 96 * 1024 * 1024
+FILLS_ALL = ("the phase fills the whole image, so no voxel is outside it and the thickness is unbounded; use "
+             "border=True to treat the image border as background")
 #: Voxels in one slab of the out-of-core distance transform.
 SLAB_VOXELS = 16 * 1024 * 1024
 
@@ -106,6 +111,19 @@ def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_vox
     return (oz, oy, ox), max_r2
 
 
+def _in_one_block(read, shape, sp, unit, out, border, outside) -> float:
+    """A scan that is one block: the in-memory computation (the same values, without the disk)."""
+    m = np.ascontiguousarray(read((slice(None),) * 3), dtype=bool)
+    if not border and m.all():
+        raise InputError(FILLS_ALL)
+    thick = fill_thickness(m, sp, border, unit=unit)
+    largest = float(thick.max()) / 2
+    if outside != 0.0:
+        thick[~m] = outside
+    out[...] = thick
+    return largest
+
+
 def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: int | None = None,
                         outside: float = 0.0) -> float:
     """Local thickness of a mask that is read block by block, written into ``out`` block by block.
@@ -134,10 +152,11 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
         The largest radius (distance to the background), in the units of ``spacing``.
     """
     unit, sp = normalised(tuple(float(v) for v in spacing))
+    if block is None and max(shape) <= BLOCK and math.prod(shape) <= GROWN_VOXELS:  # one block: in memory
+        return _in_one_block(read, shape, sp, unit, out, border, outside)
     offsets, max_r2 = distance_offsets_out_of_core(read, shape, sp, border)
     if not math.isfinite(max_r2):
-        raise InputError("the phase fills the whole image, so no voxel is outside it and the thickness is "
-                         "unbounded; use border=True to treat the image border as background")
+        raise InputError(FILLS_ALL)
     halo = [math.ceil(math.sqrt(max_r2) / s) + 1 for s in sp]
     block = block or min(BLOCK, max(64, int(GROWN_VOXELS ** (1 / 3)) - 2 * max(halo)))
     cores = [(z, y, x) for z in _ranges(shape[0], block) for y in _ranges(shape[1], block)

@@ -204,6 +204,19 @@ def test_block_by_block_equals_the_whole_volume(spacing, border, smooth, monkeyp
     np.testing.assert_array_equal(out, ref)
 
 
+def test_a_scan_that_fits_one_block_is_computed_in_memory_with_the_same_values():
+    from damselfly.engine.thickness_blocks import blockwise_thickness
+
+    mask = ndimage.gaussian_filter(np.random.default_rng(4).random((20, 22, 24)), 2) > 0.5
+    out = np.zeros(mask.shape, np.float32)
+    largest = blockwise_thickness(lambda sl: mask[sl], mask.shape, (0.5, 0.5, 0.5), out, outside=np.nan)
+    ref = local_thickness(mask, (0.5, 0.5, 0.5), outside=np.nan)
+    np.testing.assert_array_equal(out, ref)
+    assert largest == pytest.approx(np.nanmax(ref) / 2)
+    with pytest.raises(InputError, match="fills the whole image"):
+        blockwise_thickness(lambda sl: np.ones((4, 4, 4), bool)[sl], (4, 4, 4), (1, 1, 1), out[:4, :4, :4])
+
+
 def test_blocks_far_from_the_background_and_a_phase_that_fills_the_scan():
     from damselfly.engine.thickness_blocks import blockwise_thickness
 
