@@ -12,16 +12,20 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 
 from damselfly.engine import render as R
 
+#: A first draft of the 3-D view at this fraction of the detail, shown at once; the full detail follows.
+DRAFT = 0.25
 #: name -> (azimuth, elevation) in the scene's camera convention
 PRESETS = {"iso": (30.0, 20.0), "front": (0.0, 0.0), "side": (90.0, 0.0), "top": (0.0, 90.0)}
 
 
 class View3D(QWidget):
     """The scene is prepared (level of detail, surfaces: :func:`~damselfly.engine.render.prepare_scene`) in a
-    thread, so the window never waits for it; only making the VTK actors runs on the GUI thread. A newer
-    scene supersedes one still being prepared. ``failed(message)`` when a scene cannot be drawn."""
+    thread, so the window never waits for it; only making the VTK actors runs on the GUI thread. A quick
+    draft (``DRAFT`` of the detail) is shown first, then the full detail replaces it, keeping the camera.
+    A newer scene supersedes one still being prepared. ``failed(message)`` when a scene cannot be
+    drawn."""
 
-    built = Signal(int, object)
+    built = Signal(int, object, bool)  # generation, prepared scene (or None, or an error), final
     failed = Signal(str)
 
     def __init__(self, parent=None):
@@ -46,6 +50,7 @@ class View3D(QWidget):
         bar.addWidget(self.status)
         lay.addLayout(bar)
         self._generation = 0
+        self._drafted = -1  # the generation whose draft is shown
         self._building: threading.Thread | None = None
         self.built.connect(self._on_built)
         self.renderer: R.SceneRenderer | None = None
@@ -74,20 +79,27 @@ class View3D(QWidget):
             try:
                 lab = labels if labels is not None and _any_painted(labels) else None
                 if volume is None and lab is None:
-                    self.built.emit(gen, None)
+                    self.built.emit(gen, None, True)
                     return
                 scene = R.Scene(volume=volume, labels=lab, scale_bar=False)
-                self.built.emit(gen, R.prepare_scene(scene, size))
+                draft = R.prepare_scene(scene, size, DRAFT)
+                coarser = draft.scene is not scene or (
+                    lab is not None and np.prod(lab.shape[:3]) > R.SURFACE_VOXELS * DRAFT ** 3)
+                self.built.emit(gen, draft, not coarser)
+                if coarser and gen == self._generation:
+                    self.built.emit(gen, R.prepare_scene(scene, size), True)  # then the full detail
             except Exception as e:  # a scene that cannot be drawn is a message, not a crash
-                self.built.emit(gen, e)
+                self.built.emit(gen, e, True)
 
         self._building = threading.Thread(target=body, name="damselfly: 3-D scene", daemon=True)
         self._building.start()
 
-    def _on_built(self, gen: int, prepared) -> None:
+    def _on_built(self, gen: int, prepared, final: bool) -> None:
         if gen != self._generation:
             return  # superseded by a newer scene
-        self.status.setText("")
+        camera = self._camera() if self.renderer is not None and self._drafted == gen else None
+        self._drafted = gen
+        self.status.setText("" if final else "refining the 3-D view…")
         self._clear()
         if prepared is None:
             return
@@ -100,6 +112,14 @@ class View3D(QWidget):
             self.failed.emit(f"3-D view: {e}")
             return
         self._apply()
+        if camera is not None:  # the refined scene keeps the camera the user has moved meanwhile
+            cam = self.plotter.camera
+            cam.position, cam.focal_point, cam.up, cam.parallel_scale = camera
+            self.plotter.render()
+
+    def _camera(self):
+        cam = self.plotter.camera
+        return cam.position, cam.focal_point, cam.up, cam.parallel_scale
 
     def _clear(self) -> None:
         self.plotter.clear()

@@ -126,20 +126,21 @@ def _grid(vol: Volume, data: np.ndarray):
     return g
 
 
-def class_surface(labels: Labels, name: str, smooth: int = 15):
+def class_surface(labels: Labels, name: str, smooth: int = 15, budget: int | None = None):
     """The surface of one class: marching cubes on its mask (padded so it closes at the image border),
     in world coordinates, lightly smoothed (Taubin, which does not shrink), then decimated to at most
     ``MAX_TRIANGLES`` (quadric decimation). A mask with more voxels than ``SURFACE_VOXELS``, or with more
     faces between the class and the rest than the triangle budget, is first averaged over blocks of
     ``step``^3 voxels (its occupancy; specks smaller than half a block vanish) and the surface is taken
-    at occupancy 0.5, so the time and memory of a surface are bounded whatever the mask."""
+    at occupancy 0.5, so the time and memory of a surface are bounded whatever the mask. ``budget``: mask
+    voxels instead of ``SURFACE_VOXELS`` (a quick first draft)."""
     import pyvista as pv
     from skimage.measure import marching_cubes
 
     mask = np.asarray(labels.data) == labels.class_index(name)
     if not mask.any():
         return None
-    step = surface_step(mask)
+    step = surface_step(mask, budget)
     occ = _block_mean(mask, step) if step > 1 else mask.astype(np.float32)
     del mask
     spacing = np.asarray(labels.spacing, float) * step
@@ -155,11 +156,11 @@ def class_surface(labels: Labels, name: str, smooth: int = 15):
     return mesh.compute_normals(auto_orient_normals=False, split_vertices=False)
 
 
-def surface_step(mask: np.ndarray) -> int:
+def surface_step(mask: np.ndarray, budget: int | None = None) -> int:
     """The block edge (a power of two) that brings a mask within ``SURFACE_VOXELS`` and its surface
     within about twice ``MAX_TRIANGLES`` (counted as the faces between voxels in and out; a surface's
     area shrinks with the square of the step, specks faster)."""
-    step = 2 ** max(0, math.ceil(math.log2((mask.size / SURFACE_VOXELS) ** (1 / 3))))
+    step = 2 ** max(0, math.ceil(math.log2((mask.size / (budget or SURFACE_VOXELS)) ** (1 / 3))))
     faces = sum(int(np.count_nonzero(np.diff(mask[::step, ::step, ::step], axis=a))) for a in range(3))
     faces *= step * step  # faces at full resolution, estimated from the sampled grid
     while faces / (step * step) > 2 * MAX_TRIANGLES:
@@ -256,9 +257,11 @@ class PreparedScene:
     surfaces: dict
 
 
-def prepare_scene(scene: Scene, size=(1280, 720)) -> PreparedScene:
+def prepare_scene(scene: Scene, size=(1280, 720), detail: float = 1.0) -> PreparedScene:
     """The slow, pure part of drawing ``scene`` in a ``size`` frame: reading the level of detail,
-    percentiles, marching cubes. Reports progress and honours Stop between classes."""
+    percentiles, marching cubes. Reports progress and honours Stop between classes. ``detail`` < 1 makes
+    a quick draft: the level of detail of a frame that much smaller, surfaces from ``detail``^3 of the
+    voxels (the app shows one at once, then the full detail)."""
     from . import progress
 
     w, h = (int(v) for v in size)
@@ -266,7 +269,7 @@ def prepare_scene(scene: Scene, size=(1280, 720)) -> PreparedScene:
         raise ParameterError(f"size must be 16..{MAX_SIZE} pixels a side, got {w} x {h}")
     shown = scene.shown_classes() if scene.labels is not None else []
     task = progress.task("Building the 3-D scene", total=1 + len(shown))
-    scene = level_of_detail(scene, (w, h))
+    scene = level_of_detail(scene, (max(16, round(w * detail)), max(16, round(h * detail))))
     grey = window = None
     if scene.volume is not None:
         grey = np.asarray(scene.volume.data)
@@ -277,7 +280,7 @@ def prepare_scene(scene: Scene, size=(1280, 720)) -> PreparedScene:
     task.advance()
     surfaces = {}
     for name, o in zip(shown, scene.opacity or [1.0] * len(shown), strict=True):
-        mesh = class_surface(scene.labels, name)
+        mesh = class_surface(scene.labels, name, budget=max(1, round(SURFACE_VOXELS * detail ** 3)))
         if mesh is not None:
             surfaces[name] = (mesh, next(c.color for c in scene.labels.classes if c.name == name), float(o))
         task.advance()

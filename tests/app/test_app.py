@@ -791,7 +791,7 @@ def test_save_and_restore_a_session(qtbot, win, scan, tmp_path):
 
 def test_a_chunked_scan_opens_lazily_with_its_3d_view_built_off_the_gui_thread(qtbot, win, tmp_path, monkeypatch):
     """An OME-Zarr scan: the slice view reads the slices it shows, the window and histogram come from a
-    pyramid level, the 3-D view from a coarse level prepared in a thread. Reads of full-resolution voxels
+    pyramid level, the 3-D view from a coarse level prepared in a thread (a draft, then refined). Reads of full-resolution voxels
     are counted: far fewer than the scan holds."""
     import threading
 
@@ -818,8 +818,12 @@ def test_a_chunked_scan_opens_lazily_with_its_3d_view_built_off_the_gui_thread(q
     monkeypatch.setattr(zarr.Array, "__getitem__", counting)
     monkeypatch.setattr(win.view3d.plotter, "width", lambda: 64)  # a small frame: coarse levels suffice
     monkeypatch.setattr(win.view3d.plotter, "height", lambda: 48)
+    shown = []
+    win.view3d.built.connect(lambda gen, prepared, final: shown.append((final, prepared.scene.volume.shape)))
     win.open_files([str(path)])
     settle(qtbot, win)
+    assert [f for f, _ in shown] == [False, True]  # a quick draft first, then the full detail
+    assert shown[0][1][0] < shown[1][1][0] == win.view3d.renderer.scene.volume.shape[0]
     assert win.canvas.volume is not None and win.canvas.volume.shape == n
     assert win.view3d.renderer is not None and not win.messages
     assert win.view3d.renderer.scene.volume.shape[0] < n[0]  # drawn from a coarser level
