@@ -10,7 +10,8 @@ and the anonymous part: the rest is file pages of memory maps, which the kernel 
 Then the app opens each scan (a fresh process, 1600 x 900 window): seconds until the first slice is
 shown, until the 3-D view's quick draft and until its full detail are drawn, and the peak memory.
 
-Usage: ``xvfb-run -a .venv/bin/python benchmarks/bench_scale.py [--size 1024] [--crop 256] [--work DIR]``
+Usage: ``xvfb-run -a .venv/bin/python benchmarks/bench_scale.py [--size 1024] [--crop 256] [--work DIR]
+[--reuse]``
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--work", default=None)
+    ap.add_argument("--reuse", action="store_true", help="keep the scans already in --work")
     ap.add_argument("--child", nargs=2)
     ap.add_argument("--app-child", nargs=2)
     a = ap.parse_args()
@@ -186,15 +188,16 @@ def main() -> None:
     work = Path(a.work or tempfile.mkdtemp(prefix="dfscale-"))
     work.mkdir(parents=True, exist_ok=True)
     n, m = a.size, a.crop
-    t = time.perf_counter()
-    make_phantom(work / "full.npy", n)
-    full = np.load(work / "full.npy", mmap_mode="r")
-    io.write_volume(Volume(full, spacing=(0.05,) * 3, unit="mm", name="part"), work / "full.zarr")
-    lo = (n - m) // 2
-    io.write_volume(Volume(np.array(full[lo:lo + m, lo:lo + m, lo:lo + m]), spacing=(0.05,) * 3, unit="mm",
-                           name="crop"), work / "crop.zarr")
-    print(f"phantom {n}^3 uint16 ({full.nbytes / 2 ** 30:.1f} GiB) generated and written as OME-Zarr in "
-          f"{time.perf_counter() - t:.0f} s; crop {m}^3 from its centre")
+    if not (a.reuse and (work / "full.zarr").exists() and (work / "crop.zarr").exists()):
+        t = time.perf_counter()
+        make_phantom(work / "full.npy", n)
+        full = np.load(work / "full.npy", mmap_mode="r")
+        io.write_volume(Volume(full, spacing=(0.05,) * 3, unit="mm", name="part"), work / "full.zarr")
+        lo = (n - m) // 2
+        io.write_volume(Volume(np.array(full[lo:lo + m, lo:lo + m, lo:lo + m]), spacing=(0.05,) * 3, unit="mm",
+                               name="crop"), work / "crop.zarr")
+        print(f"phantom {n}^3 uint16 ({full.nbytes / 2 ** 30:.1f} GiB) generated and written as OME-Zarr in "
+              f"{time.perf_counter() - t:.0f} s; crop {m}^3 from its centre")
     res = {}
     for name in ("crop", "full"):
         res[name] = run_child(work / f"{name}.zarr", work / f"out-{name}")
