@@ -238,10 +238,25 @@ def _coarse(g, step: int):
 
             lvl = read_volume(g.source, level=level)
             rest = math.ceil(step / 2 ** (level - pyramid["level"]))
-            data = np.asarray(lvl.data[::rest, ::rest, ::rest])
+            data = _strided(lvl.data, rest, f"Reading pyramid level {level}")
             return g.with_data(data, spacing=tuple(s * rest for s in lvl.spacing), origin=lvl.origin)
-    data = np.asarray(g.data[::step, ::step, ::step])
-    return g.with_data(data, spacing=tuple(s * step for s in g.spacing))
+    return g.with_data(_strided(g.data, step, "Reading the level of detail"),
+                       spacing=tuple(s * step for s in g.spacing))
+
+
+def _strided(data, step: int, message: str, planes: int = 16) -> np.ndarray:
+    """``data[::step, ::step, ::step]`` read ``planes`` planes at a time, with progress and Stop."""
+    from . import progress
+
+    zs = range(0, data.shape[0], step)
+    out = np.empty((len(zs), *(len(range(0, n, step)) for n in data.shape[1:3]), *data.shape[3:]), data.dtype)
+    task = progress.task(message, total=len(zs))
+    for k in range(0, len(zs), planes):
+        z = zs[k]
+        out[k:k + planes] = np.asarray(data[z:z + planes * step:step, ::step, ::step])
+        task.advance(min(planes, len(zs) - k))
+    task.finish()
+    return out
 
 
 @dataclass

@@ -304,3 +304,19 @@ def test_a_layer_the_renderer_cannot_draw_is_an_error(part, monkeypatch):
             r.render()
     finally:
         r.close()
+
+
+def test_reading_a_level_of_detail_reports_progress_and_stops():
+    from damselfly.engine import Cancelled, progress
+
+    a = np.arange(5 * 7 * 9 * 2).reshape(5, 7, 9, 2)
+    for step in (1, 2, 3):
+        assert np.array_equal(R._strided(a, step, "reading", planes=2), a[::step, ::step, ::step])
+    seen = []
+    rep = progress.Reporter(lambda ev: seen.append(ev.message), interval=0)
+    with progress.reporting(rep):
+        R._strided(a, 1, "Reading pyramid level 1", planes=2)
+        rep.cancel()
+        with pytest.raises(Cancelled):
+            R._strided(a, 1, "Reading pyramid level 1", planes=2)
+    assert "Reading pyramid level 1" in seen
