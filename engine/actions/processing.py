@@ -10,7 +10,7 @@ from .. import progress
 from ..data import Labels, Table, Volume, make_classes
 from ..errors import InputError, ParameterError
 from ..registry import action
-from ..volume_ops import SLAB, map_slabs, require_finite, sample
+from ..volume_ops import SLAB, map_slabs, output_like, require_finite, sample
 
 V = TypeVar("V", bound=Volume | Labels)
 
@@ -58,6 +58,11 @@ def calibrate(volume: Volume, method: Literal["percentile", "two_point", "match"
     clip : bool
         For ``percentile``: clip the result to 0..1.
 
+    Notes
+    -----
+    ``percentile`` and ``two_point`` stream slab by slab (memory does not grow with the scan);
+    ``match`` reads both volumes whole (``skimage.exposure.match_histograms``).
+
     Returns
     -------
     Volume
@@ -96,10 +101,10 @@ def calibrate(volume: Volume, method: Literal["percentile", "two_point", "match"
                 if labels is None:
                     raise ParameterError(f"calibrate: region '{r}' is a class name but no labels= was given")
                 volume.check_same_geometry(labels)
-                m = labels.mask(r)
-                if not m.any():
+                total, count = _class_sum(volume, labels, labels.class_index(r))
+                if not count:
                     raise InputError(f"class '{r}' has no voxels", labels.source)
-                means.append(float(np.asarray(volume.data)[m].mean()))
+                means.append(total / count)
             else:
                 means.append(float(np.asarray(volume.data[_box_slices(r, volume, f'region {i + 1}')]).mean()))
         if means[0] == means[1]:
@@ -124,6 +129,17 @@ def calibrate(volume: Volume, method: Literal["percentile", "two_point", "match"
     res = volume.with_data(out, name=f"{volume.name}_cal")
     res.metadata["calibration"] = info
     return res
+
+
+def _class_sum(volume: Volume, labels: Labels, index: int) -> tuple[float, int]:
+    """Sum and count of the grey values where ``labels`` is ``index``, slab by slab."""
+    total, count = 0.0, 0
+    for z in range(0, volume.shape[0], SLAB):
+        m = np.asarray(labels.data[z:z + SLAB]) == index
+        if m.any():
+            total += float(np.asarray(volume.data[z:z + SLAB], dtype=np.float64)[m].sum())
+            count += int(m.sum())
+    return total, count
 
 
 @action("threshold", result="seg", category="Segment")
@@ -186,7 +202,12 @@ def crop(volume: V, box: list[int]) -> V:
     """
     sl = _box_slices(box, volume, "crop box")
     origin = tuple(o + s.start * sp for o, s, sp in zip(volume.origin, sl, volume.spacing))
-    return volume.with_data(np.array(volume.data[sl]), origin=origin, name=f"{volume.name}_crop")
+    shape = tuple(s.stop - s.start for s in sl) + tuple(volume.data.shape[3:])
+    out = output_like([volume], shape, volume.data.dtype)  # a big crop of a scan on disk stays on disk
+    for z in range(0, shape[0], SLAB):
+        out[z:z + SLAB] = np.asarray(volume.data[(slice(sl[0].start + z, min(sl[0].stop, sl[0].start + z + SLAB)),
+                                                  *sl[1:])])
+    return volume.with_data(out, origin=origin, name=f"{volume.name}_crop")
 
 
 @action("evaluate", result="scores", category="Measure")

@@ -152,3 +152,14 @@ def test_results_of_lazy_inputs_go_to_disk_not_memory(tmp_path, vol):
     assert isinstance(cal.data, zarr.Array) and isinstance(seg.data, zarr.Array)  # chunked scratch, not RAM
     mem = calibrate(Volume(np.asarray(vol.data)))
     assert type(mem.data) is np.ndarray and np.array_equal(np.asarray(cal.data), mem.data)
+    from damselfly.engine.actions.processing import crop
+
+    box = [1, 2, 3, vol.shape[0] - 1, vol.shape[1] - 2, vol.shape[2]]
+    cut = crop(lazy, box)  # streamed into chunked scratch too
+    assert isinstance(cut.data, zarr.Array)
+    assert np.array_equal(np.asarray(cut.data), np.asarray(vol.data)[1:-1, 2:-2, 3:])
+    lab = threshold(lazy.with_data(np.asarray(vol.data)))  # two_point from class names, on the lazy scan
+    two = calibrate(lazy, method="two_point", regions=["class1", "class2"], labels=lab)
+    grey = np.asarray(vol.data, np.float64)
+    means = [grey[np.asarray(lab.data) == k].mean() for k in (1, 2)]
+    assert two.metadata["calibration"]["means"] == pytest.approx(means, rel=1e-12)
