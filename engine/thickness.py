@@ -592,10 +592,7 @@ def _levels(mask, spacing, border, offsets=None):
                           + np.abs(ox[mask]))
         a, rest = np.divmod(codes, shape[1] * shape[2])
         b, c = np.divmod(rest, shape[2])
-    sa, sb, sc = a * s0, b * s1, c * s2
-    r2 = sa * sa + (sb * sb + sc * sc)  # the one formula (_d2), elementwise
-    r2s, inverse = np.unique(-r2, return_inverse=True)
-    r2s = -r2s
+    r2s, inverse = radii_of(a, b, c, spacing)
     if np.prod(shape, dtype=np.float64) <= DENSE_LIMIT:
         tri2lev = np.zeros(shape, np.int32)
         tri2lev[a, b, c] = inverse
@@ -608,11 +605,24 @@ def _levels(mask, spacing, border, offsets=None):
     return lev, r2s
 
 
-def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False, offsets=None, core=None):
+def radii_of(a, b, c, spacing):
+    """The distinct squared radii (largest first) of the offsets ``(a, b, c)`` (absolute, per axis), by
+    the one formula (``_d2``), and each offset's index among them."""
+    s0, s1, s2 = spacing
+    sa, sb, sc = a * s0, b * s1, c * s2
+    r2 = sa * sa + (sb * sb + sc * sc)
+    r2s, inverse = np.unique(-r2, return_inverse=True)
+    return -r2s, inverse
+
+
+def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False, offsets=None, core=None,
+                   levels=None):
     """Centres of maximal balls, largest first: (z, y, x, level, earlier-filled neighbours) arrays, and the
-    squared radius per level; with ``core`` (three slices), only the balls that reach it."""
+    squared radius per level; with ``core`` (three slices), only the balls that reach it. ``levels``:
+    ``(lev, r2s)`` as ``_levels`` makes them, if already computed."""
     sp = tuple(float(v) for v in spacing)
-    lev, r2s = _levels(mask, sp, border, offsets)
+    lev, r2s = levels if levels is not None else _levels(mask, sp, border, offsets)
+    levels = None
     # exact containment for the levels whose balls are cheap enough to scan (small ones first)
     rows = np.pi * r2s[::-1] / (sp[0] * sp[1])
     exact = int(np.searchsorted(np.cumsum(rows), EXACT_BUDGET))
@@ -689,12 +699,13 @@ def normalised(sp) -> tuple[float, tuple[float, float, float]]:
 
 
 def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, max_r2: float = np.inf,
-                   unit: float = 1.0, core=None) -> np.ndarray:
+                   unit: float = 1.0, core=None, levels=None) -> np.ndarray:
     """The thickness of a valid, contiguous 3-D mask (0 outside the phase), without checks, in multiples
     of ``unit``. ``offsets``: a list holding its :func:`distance_offsets` if already computed (emptied);
     ``max_r2``: balls of a larger squared radius are left out (the block-wise version uses it to drop the
-    radii it cannot vouch for); ``core``: three slices, the only part filled (the rest stays 0)."""
-    pz, py, px, pl, pa, r2s = distance_ridge(mask, sp, border, offsets, core)
+    radii it cannot vouch for); ``core``: three slices, the only part filled (the rest stays 0);
+    ``levels``: see :func:`distance_ridge`."""
+    pz, py, px, pl, pa, r2s = distance_ridge(mask, sp, border, offsets, core, levels)
     if max_r2 < np.inf:  # centres come largest first: drop the head
         first = int(np.searchsorted(-r2s[pl], -max_r2, side="left"))
         pz, py, px, pl, pa = pz[first:], py[first:], px[first:], pl[first:], pa[first:]
