@@ -698,6 +698,22 @@ def normalised(sp) -> tuple[float, tuple[float, float, float]]:
     return unit, tuple(v / unit for v in sp)
 
 
+def _only_core(nxt: np.ndarray, core, nx: int) -> None:
+    """Make the row pointers of :func:`_init_next` treat every voxel outside ``core`` as filled: each
+    pointer then leads to the first phase voxel at or after it inside the core (``nx`` if none)."""
+    (z0, z1), (y0, y1), (x0, x1) = ((c.start, c.stop) for c in core)
+    nxt[:z0] = nx
+    nxt[z1:] = nx
+    nxt[z0:z1, :y0] = nx
+    nxt[z0:z1, y1:] = nx
+    inner = nxt[z0:z1, y0:y1]
+    for z in range(inner.shape[0]):  # a plane at a time: small temporaries
+        p = inner[z]
+        p[:, x0:x1][p[:, x0:x1] >= x1] = nx
+        p[:, :x0] = p[:, x0:x0 + 1]
+        p[:, x1:] = nx
+
+
 def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, max_r2: float = np.inf,
                    unit: float = 1.0, core=None, levels=None) -> np.ndarray:
     """The thickness of a valid, contiguous 3-D mask (0 outside the phase), without checks, in multiples
@@ -713,13 +729,9 @@ def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, max
     if len(pz) == 0:
         return out
     nxt = np.empty(mask.shape, np.int16)
-    if core is not None:  # outside the core, rows look filled: passed over in one look-up
-        fill = np.zeros(mask.shape, np.bool_)
-        fill[core] = mask[core]
-        _init_next(fill, nxt)
-        del fill
-    else:
-        _init_next(mask, nxt)
+    _init_next(mask, nxt)
+    if core is not None:  # outside the core, voxels look filled: their rows are passed over in one look-up
+        _only_core(nxt, core, mask.shape[2])
     ez, ey = (np.sqrt(r2s) / sp[0]).astype(np.int64), (np.sqrt(r2s) / sp[1]).astype(np.int64)
     wmax = int((ez[pl[0]] + 1) * (ey[pl[0]] + 1))
     # row-cover tables for the levels with up to MASK_ROWS rows, within MASK_BUDGET entries in all

@@ -215,7 +215,8 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
             t = t[rel]
             if outside != 0.0:
                 t[~g[rel]] = outside
-            out[csl] = t
+            for z in range(0, t.shape[0], 16):  # small copies into chunked storage
+                out[(slice(csl[0].start + z, min(csl[0].stop, csl[0].start + z + 16)), *csl[1:])] = t[z:z + 16]
         task.advance()
     task.finish()
     return math.sqrt(max_r2) * unit
