@@ -618,11 +618,11 @@ def radii_of(a, b, c, spacing):
 def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False, offsets=None, core=None,
                    levels=None):
     """Centres of maximal balls, largest first: (z, y, x, level, earlier-filled neighbours) arrays, and the
-    squared radius per level; with ``core`` (three slices), only the balls that reach it. ``levels``:
-    ``(lev, r2s)`` as ``_levels`` makes them, if already computed."""
+    squared radius per level; with ``core`` (three slices), only the balls that reach it. ``levels``: a
+    list holding ``(lev, r2s)`` as ``_levels`` makes them, if already computed; it is emptied, so their
+    memory goes with this call."""
     sp = tuple(float(v) for v in spacing)
-    lev, r2s = levels if levels is not None else _levels(mask, sp, border, offsets)
-    levels = None
+    lev, r2s = levels.pop() if levels else _levels(mask, sp, border, offsets)
     # exact containment for the levels whose balls are cheap enough to scan (small ones first)
     rows = np.pi * r2s[::-1] / (sp[0] * sp[1])
     exact = int(np.searchsorted(np.cumsum(rows), EXACT_BUDGET))

@@ -211,7 +211,8 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
         if not g[rel].any():
             out[csl] = outside
         else:
-            t = fill_thickness(g, sp, border, unit=unit, core=rel, levels=_block_levels(g, offsets, gsl, sp, max_r2))
+            levels = [_block_levels(g, offsets, gsl, sp, max_r2)]  # emptied by fill_thickness: freed early
+            t = fill_thickness(g, sp, border, unit=unit, core=rel, levels=levels)
             t = t[rel]
             if outside != 0.0:
                 t[~g[rel]] = outside
