@@ -100,7 +100,7 @@ ENGINE_TIERS = [
      "thickness", "thickness_blocks", "render", "timeline", "movie", "phantoms", "patches", "containers"},  # the library
     {"registry"},                                                              # what an action is
     {"actions", "actions.io_actions", "actions.measure", "actions.processing", "actions.render",
-     "actions.segmentation"},                                                  # the actions
+     "actions.segmentation", "actions.interpolation"},                                                  # the actions
     {"builtin"},                                                               # the registry of built-in actions
     {"session"},                                                               # runs actions, emits events
     {"__init__"},

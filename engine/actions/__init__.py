@@ -4,6 +4,7 @@ Importing an action module registers nothing: an action is described by its deco
 runnable only when a :class:`~damselfly.engine.registry.Registry` is given it.
 """
 
+from .interpolation import interpolate_labels
 from .io_actions import load, load_labels, save
 from .measure import local_thickness, thickness_stats
 from .processing import calibrate, crop, evaluate, threshold
@@ -14,7 +15,7 @@ from .segmentation import infer, infer_probabilities, load_model, save_model, sp
 ALL = [
     load, load_labels, save, load_model, save_model,
     calibrate, crop,
-    threshold, train, infer, infer_probabilities, sparse_labels,
+    threshold, train, infer, infer_probabilities, sparse_labels, interpolate_labels,
     local_thickness, thickness_stats, evaluate, training_history,
     snapshot, render_movie,
 ]

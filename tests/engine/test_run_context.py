@@ -74,6 +74,7 @@ def _samples(tmp_path):
         "threshold": (vol,), "evaluate": (truth, truth), "local_thickness": (mask, "metal"),
         "thickness_stats": (vol.with_data(np.ones(vol.shape, np.float32)),), "training_history": (model,),
         "sparse_labels": (truth, [1, 3]),
+        "interpolate_labels": (vol, truth.with_data(np.asarray(truth.data) * np.isin(np.arange(8), [1, 5])[:, None, None])),
     }
 
 
