@@ -6,6 +6,11 @@ smaller patches: it is far slower per voxel on a CPU). Training and
 inference seconds are printed too (same machine, same run: compare them as ratios).
 
     .venv/bin/python benchmarks/bench_accuracy.py [--size N] [--epochs E] [--steps S] [--with-3d]
+    .venv/bin/python benchmarks/bench_accuracy.py --nuclei ../shared/data [--no-net]
+
+``--nuclei``: the real fluorescence volume (``nuclei.tif``, truth ``nuclei_labels.tif > 0``), painted
+at z = 15, 30, 45: Dice of the nuclei on the slices between the first and the last painted one, for
+Otsu, ``interpolate_labels`` and ``train`` with its defaults (the new user's first try).
 """
 
 from __future__ import annotations
@@ -15,12 +20,45 @@ import time
 
 import numpy as np
 
-from damselfly.engine import phantoms
+from damselfly.engine import make_classes, phantoms
 from damselfly.engine.actions import segmentation as seg_actions
 from damselfly.engine.actions.processing import calibrate, threshold
 from damselfly.engine.actions.segmentation import sparse_labels
 from damselfly.engine.context import RunContext
 from damselfly.engine.training import dice_scores
+
+
+def nuclei(folder: str, net: bool) -> None:
+    from pathlib import Path
+
+    from damselfly.engine import io
+    from damselfly.engine.actions.interpolation import interpolate_labels
+
+    ctx = RunContext(device="cpu")
+    vol = io.read_volume(Path(folder) / "nuclei.tif")
+    inst = np.asarray(io.read_volume(Path(folder) / "nuclei_labels.tif").data)
+    truth = vol.as_labels((inst > 0).astype(np.uint8) + 1, make_classes(["background", "nucleus"]))
+    zs = [15, 30, 45]
+    painted = sparse_labels(truth, slices=zs)
+    between = np.zeros(vol.shape[0], bool)
+    between[zs[0]:zs[-1] + 1] = True
+    between[zs] = False
+    t = np.asarray(truth.data)[between]
+    rows = []
+    t0 = time.perf_counter()
+    rows.append(("Otsu", np.asarray(threshold(vol).data), time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    rows.append(("interpolate_labels", np.asarray(interpolate_labels(vol, painted).data), time.perf_counter() - t0))
+    if net:
+        t0 = time.perf_counter()
+        cal = calibrate(vol)
+        model = seg_actions.train(cal, painted, ctx=ctx)
+        rows.append(("train (defaults) + infer", np.asarray(seg_actions.infer(model, cal, ctx=ctx).data),
+                     time.perf_counter() - t0))
+    print(f"nuclei {vol.shape}, painted z = {zs}; Dice on the {between.sum()} slices in between")
+    for label, seg, sec in rows:
+        print(f"{label:28s} nucleus {dice_scores(seg[between], t, 2)[1]:.3f}  background "
+              f"{dice_scores(seg[between], t, 2)[0]:.3f}  {sec:6.1f} s")
 
 
 def main() -> None:
@@ -30,7 +68,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--with-3d", action="store_true", help="also a 3-D U-Net (slow on a CPU)")
+    ap.add_argument("--nuclei", metavar="FOLDER", help="the real volume instead (../shared/data)")
+    ap.add_argument("--no-net", action="store_true", help="with --nuclei: skip the network")
     a = ap.parse_args()
+    if a.nuclei:
+        return nuclei(a.nuclei, not a.no_net)
     ctx = RunContext(device="cpu")
     n = a.size
     vol, truth = phantoms.casting((n, n, n), seed=a.seed)
