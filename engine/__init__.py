@@ -6,14 +6,15 @@ No Qt and no macro language here: ``engine`` never imports ``macros`` or ``app``
 from . import io, phantoms, progress
 from .builtin import BUILTIN, all_actions, get_action
 from .data import LabelClass, Labels, Table, Volume, make_classes
-from .errors import Cancelled, DamselflyError, InputError, ParameterError
+from .errors import Cancelled, DamselflyError, InputError, ParameterError, ResourceError
 from .provenance import __version__
 from .registry import InputPath, OutputPath, Registry, action
 from .session import ActionEvent, Session, Settings
 
 __all__ = [
     "BUILTIN", "ActionEvent", "Cancelled", "DamselflyError", "InputError", "InputPath", "LabelClass", "Labels",
-    "OutputPath", "ParameterError", "Registry", "Session", "Settings", "Table", "Volume", "__version__", "action",
+    "OutputPath", "ParameterError", "Registry", "ResourceError", "Session", "Settings", "Table", "Volume",
+    "__version__", "action",
     "all_actions", "get_action", "io", "local_thickness", "make_classes", "phantoms", "progress",
 ]
 

@@ -31,6 +31,10 @@ class ParameterError(DamselflyError):
     """An action was called with a value it cannot use (wrong type, out of range, unknown choice)."""
 
 
+class ResourceError(DamselflyError):
+    """The machine lacks room for the work (e.g. scratch disk space); the message says what to change."""
+
+
 class Cancelled(DamselflyError):
     """Raised inside long work when the user pressed Stop (or Ctrl-C)."""
 

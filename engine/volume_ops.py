@@ -20,7 +20,7 @@ import numpy as np
 
 from . import progress
 from .data import Volume
-from .errors import InputError
+from .errors import InputError, ResourceError
 
 #: Voxels used to estimate percentiles and thresholds on large volumes.
 SAMPLE_VOXELS = 4_000_000
@@ -51,6 +51,23 @@ def overview(vol: Volume, voxels: int = SAMPLE_VOXELS) -> np.ndarray:
     return sample(vol, voxels)
 
 
+def scratch_folder() -> str:
+    """Where scratch data goes: ``$DAMSELFLY_SCRATCH``, or the system temp folder."""
+    return os.environ.get("DAMSELFLY_SCRATCH") or tempfile.gettempdir()
+
+
+def check_scratch_room(nbytes: int) -> None:
+    """Raise :class:`ResourceError` before any work if the scratch folder has less than ``nbytes`` free,
+    so a big result never fails half-written for want of disk space."""
+    import shutil
+
+    folder = scratch_folder()
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise ResourceError(f"this needs {nbytes / 2 ** 30:.1f} GiB of scratch space in {folder}, which has "
+                            f"{free / 2 ** 30:.1f} GiB free; set DAMSELFLY_SCRATCH to a folder on a bigger disk")
+
+
 class ScratchFile:
     """A 3-D array in an anonymous temporary file (``$DAMSELFLY_SCRATCH``, default the system temp
     folder; already unlinked, so it goes with the object), read and written by boxes with one
@@ -62,7 +79,8 @@ class ScratchFile:
 
     def __init__(self, shape, dtype):
         self.shape, self.dtype = tuple(int(v) for v in shape), np.dtype(dtype)
-        self.file = tempfile.TemporaryFile(dir=os.environ.get("DAMSELFLY_SCRATCH") or None)
+        check_scratch_room(int(np.prod(self.shape)) * self.dtype.itemsize)
+        self.file = tempfile.TemporaryFile(dir=scratch_folder())
         self.file.truncate(max(1, int(np.prod(self.shape)) * self.dtype.itemsize))
         self.fd = self.file.fileno()
 
@@ -102,7 +120,8 @@ def scratch_chunked(shape, dtype):
 
     import zarr
 
-    folder = tempfile.mkdtemp(prefix="damselfly-scratch-", dir=os.environ.get("DAMSELFLY_SCRATCH") or None)
+    check_scratch_room(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    folder = tempfile.mkdtemp(prefix="damselfly-scratch-", dir=scratch_folder())
     chunks = (min(SLAB, shape[0]), *(min(256, n) for n in shape[1:3]), *shape[3:])
     arr = zarr.create_array(store=folder, shape=tuple(shape), chunks=chunks, dtype=dtype, compressors=None,
                             fill_value=0, zarr_format=3)

@@ -163,3 +163,24 @@ def test_results_of_lazy_inputs_go_to_disk_not_memory(tmp_path, vol):
     grey = np.asarray(vol.data, np.float64)
     means = [grey[np.asarray(lab.data) == k].mean() for k in (1, 2)]
     assert two.metadata["calibration"]["means"] == pytest.approx(means, rel=1e-12)
+
+
+def test_too_little_scratch_space_is_a_clear_error_before_any_work(tmp_path, vol, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from damselfly.engine import ResourceError
+    from damselfly.engine.actions.processing import calibrate
+    from damselfly.engine.volume_ops import ScratchFile
+
+    io.write_volume(vol, tmp_path / "s.zarr")
+    lazy = load(str(tmp_path / "s.zarr"))
+    monkeypatch.setenv("DAMSELFLY_SCRATCH", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 6, 10 ** 6 - 100, 100))
+    with pytest.raises(ResourceError, match=r"scratch space in .*scratch.*DAMSELFLY_SCRATCH"):
+        calibrate(lazy)  # its result would go to chunked scratch
+    with pytest.raises(ResourceError, match="GiB free"):
+        ScratchFile((64, 64, 64), np.int16)
+    assert not any((tmp_path / "scratch").iterdir())  # nothing half-written
