@@ -75,21 +75,27 @@ class View3D(QWidget):
         size = (max(16, self.plotter.width()), max(16, self.plotter.height()))
         self.status.setText("building the 3-D view…")
 
+        def emit(prepared, final: bool) -> None:
+            try:
+                self.built.emit(gen, prepared, final)
+            except RuntimeError:  # the window closed meanwhile: nobody to draw it for
+                pass
+
         def body():
             try:
                 lab = labels if labels is not None and _any_painted(labels) else None
                 if volume is None and lab is None:
-                    self.built.emit(gen, None, True)
+                    emit(None, True)
                     return
                 scene = R.Scene(volume=volume, labels=lab, scale_bar=False)
                 draft = R.prepare_scene(scene, size, DRAFT)
                 coarser = draft.scene is not scene or (
                     lab is not None and np.prod(lab.shape[:3]) > R.SURFACE_VOXELS * DRAFT ** 3)
-                self.built.emit(gen, draft, not coarser)
+                emit(draft, not coarser)
                 if coarser and gen == self._generation:
-                    self.built.emit(gen, R.prepare_scene(scene, size), True)  # then the full detail
+                    emit(R.prepare_scene(scene, size), True)  # then the full detail
             except Exception as e:  # a scene that cannot be drawn is a message, not a crash
-                self.built.emit(gen, e, True)
+                emit(e, True)
 
         self._building = threading.Thread(target=body, name="damselfly: 3-D scene", daemon=True)
         self._building.start()
