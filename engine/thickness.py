@@ -55,6 +55,8 @@ DENSE_LIMIT = 64_000_000  # offset triplets looked up in a dense table (int32); 
 MASK_ROWS = 4096  # balls with up to this many rows get row-cover tables (filling skips covered rows)
 MASK_BUDGET = 20_000_000  # row-cover table entries in all (int64 each)
 EXACT_BUDGET = 50_000_000  # ball rows scanned for exact containment tests; larger balls use the triangle inequality
+FILLS_ALL = ("the phase fills the whole image, so no voxel is outside it and the thickness is unbounded; use "
+             "border=True to treat the image border as background")
 
 
 @njit(cache=True, inline="always")
@@ -681,8 +683,7 @@ def local_thickness(mask: np.ndarray, spacing=None, border: bool = False, outsid
     if not mask.any():
         raise InputError("the phase is empty: no voxel to measure")
     if not border and mask.all():
-        raise InputError("the phase fills the whole image, so no voxel is outside it and the thickness is "
-                         "unbounded; use border=True to treat the image border as background")
+        raise InputError(FILLS_ALL)
     unit, spn = normalised(sp)
     out = fill_thickness(np.ascontiguousarray(mask), spn, border, unit=unit)
     if outside != 0.0:
@@ -714,17 +715,13 @@ def _only_core(nxt: np.ndarray, core, nx: int) -> None:
         p[:, x1:] = nx
 
 
-def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, max_r2: float = np.inf,
-                   unit: float = 1.0, core=None, levels=None) -> np.ndarray:
+def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, unit: float = 1.0, core=None,
+                   levels=None) -> np.ndarray:
     """The thickness of a valid, contiguous 3-D mask (0 outside the phase), without checks, in multiples
     of ``unit``. ``offsets``: a list holding its :func:`distance_offsets` if already computed (emptied);
-    ``max_r2``: balls of a larger squared radius are left out (the block-wise version uses it to drop the
-    radii it cannot vouch for); ``core``: three slices, the only part filled (the rest stays 0);
-    ``levels``: see :func:`distance_ridge`."""
+    ``core``: three slices, the only part filled (the rest stays 0); ``levels``: see
+    :func:`distance_ridge`."""
     pz, py, px, pl, pa, r2s = distance_ridge(mask, sp, border, offsets, core, levels)
-    if max_r2 < np.inf:  # centres come largest first: drop the head
-        first = int(np.searchsorted(-r2s[pl], -max_r2, side="left"))
-        pz, py, px, pl, pa = pz[first:], py[first:], px[first:], pl[first:], pa[first:]
     out = np.zeros(mask.shape, np.float32)
     if len(pz) == 0:
         return out

@@ -46,10 +46,13 @@ from .errors import InputError
 from .thickness import (
     BIG,
     DENSE_LIMIT,
+    FILLS_ALL,
+    _d2,
     _level_map,
     _levels,
     _present,
     fill_thickness,
+    local_thickness,
     normalised,
     offsets_along_z,
     offsets_in_planes,
@@ -62,8 +65,6 @@ BLOCK = 512
 #: Voxels of a grown block (core and halo) at most, unless the core would fall below 64: the memory bound
 #: (about 8 bytes a voxel: 1.5 GB).
 GROWN_VOXELS = 192 * 1024 * 1024
-FILLS_ALL = ("the phase fills the whole image, so no voxel is outside it and the thickness is unbounded; use "
-             "border=True to treat the image border as background")
 #: Voxels in one slab of the out-of-core distance transform.
 SLAB_VOXELS = 16 * 1024 * 1024
 
@@ -82,8 +83,7 @@ def _max_r2(mask, oz, oy, ox, s0, s1, s2):
                     if a == BIG or b == BIG or c == BIG:
                         m = np.inf
                     else:
-                        a_, b_, c_ = a * s0, b * s1, c * s2
-                        m = max(m, a_ * a_ + (b_ * b_ + c_ * c_))
+                        m = max(m, _d2(a, b, c, s0, s1, s2))
         per[z] = m
     return per.max() if nz else 0.0
 
@@ -124,17 +124,16 @@ def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_vox
     return (oz, oy, ox), max_r2
 
 
-def _in_one_block(read, shape, sp, unit, out, border, outside) -> float:
-    """A scan that is one block: the in-memory computation (the same values, without the disk)."""
+def _in_one_block(read, spacing, out, border, outside) -> float:
+    """A scan that is one block: :func:`~damselfly.engine.thickness.local_thickness` in memory (the same
+    values, without the disk)."""
     m = np.ascontiguousarray(read((slice(None),) * 3), dtype=bool)
-    if not border and m.all():
-        raise InputError(FILLS_ALL)
-    thick = fill_thickness(m, sp, border, unit=unit)
-    largest = float(thick.max()) / 2
-    if outside != 0.0:
-        thick[~m] = outside
+    if not m.any():  # no phase: nothing to measure, as block by block
+        out[...] = outside
+        return 0.0
+    thick = local_thickness(m, spacing, border, outside)
     out[...] = thick
-    return largest
+    return float(np.nanmax(thick)) / 2
 
 
 def _block_levels(g, offsets, gsl, sp, max_r2: float, planes: int = 32):
@@ -192,7 +191,7 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
     """
     unit, sp = normalised(tuple(float(v) for v in spacing))
     if block is None and max(shape) <= BLOCK and math.prod(shape) <= GROWN_VOXELS:  # one block: in memory
-        return _in_one_block(read, shape, sp, unit, out, border, outside)
+        return _in_one_block(read, spacing, out, border, outside)
     offsets, max_r2 = distance_offsets_out_of_core(read, shape, sp, border)
     if not math.isfinite(max_r2):
         raise InputError(FILLS_ALL)

@@ -88,10 +88,13 @@ class ScratchFile:
         row = self.shape[2] * self.dtype.itemsize
         return (z * self.shape[1] + y0) * row, (y1 - y0) * row
 
-    def read(self, box) -> np.ndarray:
+    def _bounds(self, box) -> list[tuple[int, int]]:
+        """``(start, stop)`` per axis of a box of up to three slices (missing ones: the whole axis)."""
         box = tuple(box) + (slice(None),) * (3 - len(box))
-        (z0, z1), (y0, y1), (x0, x1) = ((s.start or 0, n if s.stop is None else s.stop)
-                                        for s, n in zip(box, self.shape))
+        return [(s.start or 0, n if s.stop is None else s.stop) for s, n in zip(box, self.shape)]
+
+    def read(self, box) -> np.ndarray:
+        (z0, z1), (y0, y1), (x0, x1) = self._bounds(box)
         out = np.empty((z1 - z0, y1 - y0, self.shape[2]), self.dtype)
         for k, z in enumerate(range(z0, z1)):
             offset, length = self._span(z, y0, y1)
@@ -100,8 +103,7 @@ class ScratchFile:
         return out[:, :, x0:x1] if (x0, x1) != (0, self.shape[2]) else out
 
     def write(self, box, data: np.ndarray) -> None:
-        box = tuple(box) + (slice(None),) * (3 - len(box))
-        (z0, z1), (y0, y1), _ = ((s.start or 0, n if s.stop is None else s.stop) for s, n in zip(box, self.shape))
+        (z0, z1), (y0, y1), _ = self._bounds(box)
         data = np.ascontiguousarray(data, self.dtype)
         if data.shape != (z1 - z0, y1 - y0, self.shape[2]):
             raise ValueError(f"a scratch write takes whole rows: {data.shape} for {box}")

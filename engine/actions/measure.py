@@ -45,22 +45,19 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
                                  f"(one of: {', '.join(labels.class_names)})")
         index = labels.class_index(class_)
         what = f"class '{class_}'"
-
-        def read(sl):
-            out = np.asarray(labels.data[sl]) == index
-            release(labels.data)
-            return out
     else:
         if class_ is not None:
             raise ParameterError("class=... needs a segmentation (Labels); this is a plain volume")
         if labels.data.ndim != 3:
             raise InputError(f"expected a 3-D mask, got shape {labels.data.shape}", labels.source)
-        what = "the mask"
+        index, what = None, "the mask"
 
-        def read(sl):
-            out = np.asarray(labels.data[sl]) != 0
-            release(labels.data)
-            return out
+    def read(sl):
+        """The phase over ``sl``: the class, or the non-zero voxels of a mask."""
+        a = np.asarray(labels.data[sl])
+        release(labels.data)
+        return a != 0 if index is None else a == index
+
     outside_value = np.nan if outside == "nan" else 0.0
     nz = labels.shape[0]
     if not any(read((slice(z, z + SLAB), slice(None), slice(None))).any() for z in range(0, nz, SLAB)):
