@@ -1,14 +1,8 @@
-"""A classic pixel classifier (the ilastik approach): multi-scale image features and a random forest,
-trained on the painted voxels.
+"""The random forest of the pixel classifier (:mod:`~damselfly.engine.classifier`), kept as arrays.
 
 The forest is trained by scikit-learn and then kept as plain arrays (one set of node arrays for all its
 trees), so a model file holds numbers only: nothing is unpickled, and :func:`check_forest` validates every
 index before a compiled loop (:func:`predict_proba`) walks the trees.
-
-Features (``skimage.feature.multiscale_basic_features``): at ``num_sigma`` scales from ``sigma_min`` to
-``sigma_max`` voxels, the Gaussian-smoothed intensity, its gradient magnitude and the eigenvalues of its
-Hessian. They need ``feature_halo`` voxels of context, so a volume can be processed slab by slab
-(:func:`slab_features`) with the same values as at once.
 
 Examples
 --------
@@ -26,34 +20,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .errors import InputError
+from . import features as feats
+from .errors import InputError, ParameterError
 
-#: Feature scales (voxels) by default.
-FEATURES = {"sigma_min": 0.7, "sigma_max": 8.0, "num_sigma": 5}
-
-
-def feature_halo(sigma_max: float = FEATURES["sigma_max"]) -> int:
-    """Voxels of context the features need on each side: the Gaussian's reach (4 sigma) and the finite
-    differences of the gradient and the Hessian."""
-    return int(4.0 * sigma_max + 0.5) + 3
-
-
-def features(block: np.ndarray, sigma_min: float = FEATURES["sigma_min"], sigma_max: float = FEATURES["sigma_max"],
-             num_sigma: int = FEATURES["num_sigma"]) -> np.ndarray:
-    """The features of every voxel of a 2-D or 3-D block: float32, shape ``block.shape + (F,)``. Grey
-    values are used as they are (no rescaling), so a slab's features equal the whole volume's."""
-    from skimage.feature import multiscale_basic_features
-
-    return multiscale_basic_features(np.asarray(block, np.float32), intensity=True, edges=True, texture=True,
-                                     sigma_min=sigma_min, sigma_max=sigma_max, num_sigma=num_sigma).astype(np.float32)
-
-
-def slab_features(data, z0: int, z1: int, **params) -> np.ndarray:
-    """:func:`features` of the slices ``z0:z1`` of a (lazy) 3-D volume, read with the halo they need; equal
-    to those of the whole volume."""
-    h = feature_halo(params.get("sigma_max", FEATURES["sigma_max"]))
-    a, b = max(0, z0 - h), min(data.shape[0], z1 + h)
-    return features(np.asarray(data[a:b]), **params)[z0 - a:z1 - a]
+#: Default hyper-parameters: trees, their depth (None = grown fully), painted voxels sampled per class,
+#: and the feature scales.
+DEFAULTS = {"trees": 100, "max_depth": None, "samples": 20000, **feats.FEATURES}
+#: The arrays of a forest model file.
+FOREST_ARRAYS = ("classes", "roots", "left", "right", "feature", "threshold", "value", "n_features")
 
 
 def fit(X: np.ndarray, y: np.ndarray, n_trees: int = 100, max_depth: int | None = None,
@@ -65,7 +39,7 @@ def fit(X: np.ndarray, y: np.ndarray, n_trees: int = 100, max_depth: int | None 
     from sklearn.ensemble import RandomForestClassifier
 
     rf = RandomForestClassifier(n_estimators=n_trees, max_depth=max_depth, min_samples_leaf=min_samples_leaf,
-                                random_state=seed, n_jobs=1).fit(np.asarray(X, np.float32), y)
+                                random_state=seed, n_jobs=-1).fit(np.asarray(X, np.float32), y)
     trees = [e.tree_ for e in rf.estimators_]
     sizes = np.array([t.node_count for t in trees])
     roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -104,17 +78,25 @@ def check_forest(forest: dict, where=None) -> None:
         raise InputError("forest arrays are inconsistent (a child or feature index out of range)", where)
 
 
+#: Samples walked through one tree before the next tree (so that tree stays in the cache).
+WALK_BLOCK = 2048
+
+
 @njit(parallel=True, cache=True)
 def _walk(X, roots, left, right, feature, threshold, value, out):
-    for i in prange(X.shape[0]):
+    n = X.shape[0]
+    for b in prange((n + WALK_BLOCK - 1) // WALK_BLOCK):
+        s0, s1 = b * WALK_BLOCK, min(n, (b + 1) * WALK_BLOCK)
         for t in range(roots.shape[0]):
-            node = roots[t]
-            while left[node] >= 0:
-                node = left[node] if X[i, feature[node]] <= threshold[node] else right[node]
+            for i in range(s0, s1):
+                node = roots[t]
+                while left[node] >= 0:
+                    node = left[node] if X[i, feature[node]] <= threshold[node] else right[node]
+                for k in range(value.shape[1]):
+                    out[i, k] += value[node, k]
+        for i in range(s0, s1):
             for k in range(value.shape[1]):
-                out[i, k] += value[node, k]
-        for k in range(value.shape[1]):
-            out[i, k] /= roots.shape[0]
+                out[i, k] /= roots.shape[0]
 
 
 def predict_proba(forest: dict, X: np.ndarray) -> np.ndarray:
@@ -127,3 +109,48 @@ def predict_proba(forest: dict, X: np.ndarray) -> np.ndarray:
     _walk(X, forest["roots"], forest["left"], forest["right"], forest["feature"], forest["threshold"],
           forest["value"], out)
     return out
+
+
+def check_hparams(hp: dict) -> dict:
+    """The forest's hyper-parameters with defaults filled in; unknown names or bad values raise."""
+    unknown = set(hp) - set(DEFAULTS)
+    if unknown:
+        raise ParameterError(f"unknown forest setting(s) {sorted(unknown)}; known: {', '.join(DEFAULTS)}")
+    out = dict(DEFAULTS, **hp)
+
+    def whole(name, lo, hi, none=False):
+        v = out[name]
+        if not (none and v is None) and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi):
+            raise ParameterError(f"forest setting '{name}' must be a whole number {lo}..{hi}, got {v!r}")
+
+    whole("trees", 1, 1000)
+    whole("max_depth", 1, 100, none=True)
+    whole("samples", 10, 10_000_000)
+    whole("num_sigma", 1, 16)
+    for name in ("sigma_min", "sigma_max"):
+        if not isinstance(out[name], int | float) or isinstance(out[name], bool) or not np.isfinite(out[name]):
+            raise ParameterError(f"forest setting '{name}' must be a number, got {out[name]!r}")
+    feats.sigmas(out["sigma_min"], out["sigma_max"], out["num_sigma"])  # checks the range
+    return out
+
+
+def check_model_arrays(doc: dict, state: dict, path) -> None:
+    """A forest model file's tensors: the forest's arrays, of integer/float dtypes, consistent, taking
+    the features its document describes and giving its classes."""
+    kinds = {k: np.float64 if k in ("threshold", "value") else np.int64 for k in FOREST_ARRAYS}
+    if set(state) != set(kinds):
+        raise InputError(f"a forest model holds the arrays {sorted(kinds)}, this one {sorted(state)}", path)
+    arrays = {k: v.numpy() for k, v in state.items()}
+    for k, dtype in kinds.items():
+        if arrays[k].dtype != dtype or arrays[k].ndim != (2 if k == "value" else 1):
+            raise InputError(f"forest array '{k}' has dtype {arrays[k].dtype} and {arrays[k].ndim} dimension(s); "
+                             f"it must be {np.dtype(dtype)}, {2 if k == 'value' else 1}-D", path)
+    check_forest(arrays, path)
+    want = feats.n_features(2 if doc["input"] == "2d" else 3, doc["hparams"]["num_sigma"]) * len(doc["inputs"])
+    if int(arrays["n_features"][0]) != want:
+        raise InputError(f"the forest takes {int(arrays['n_features'][0])} features; its document describes {want}",
+                         path)
+    if not set(arrays["classes"].tolist()) <= set(range(1, len(doc["classes"]) + 1)):
+        raise InputError("the forest predicts classes its document does not list", path)
+    if not np.all(np.isfinite(arrays["value"])) or not np.all(np.isfinite(arrays["threshold"])):
+        raise InputError("the forest holds NaN or infinite values", path)

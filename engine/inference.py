@@ -115,6 +115,10 @@ class Predictor:
             return int(max(1, min(64, free * 0.5 // (voxels * per_voxel))))
         return int(max(1, min(16, 2 ** 20 // voxels)))
 
+    def slab_depth(self, shape: Sequence[int]) -> int:
+        """Slices per slab when streaming a volume of ``shape`` (:func:`slab_size`)."""
+        return slab_size(self, shape)
+
     # -- sliding window over items (C, *spatial) ---------------------------------------------------
     def predict_items(self, items: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (n, K, *spatial) for inputs (n, C, *spatial); tiles wholly outside
@@ -157,6 +161,10 @@ def auto_tile(model: Model, shape: Sequence[int], device: str = "auto") -> int:
     1024
     """
     side = max(int(shape[1]), int(shape[2]))
+    if model.is_forest:
+        from .classifier import TILE
+
+        return min(side, TILE)
     if model.input == "3d":
         return min(side, 128)
     dev = resolve_device(device)
@@ -167,6 +175,17 @@ def auto_tile(model: Model, shape: Sequence[int], device: str = "auto") -> int:
     else:
         cap = CPU_TILE
     return max(64, min(side, cap))
+
+
+def predictor(model: Model, **options):
+    """The predictor for ``model``: :class:`Predictor` for a network, a
+    :class:`~damselfly.engine.classifier.ForestPredictor` for a forest (which runs on the CPU and ignores
+    the network-only options)."""
+    if model.is_forest:
+        from .classifier import ForestPredictor
+
+        return ForestPredictor(model, tile=options.get("tile") or 256)
+    return Predictor(model, **options)
 
 
 def check_inputs(model: Model, images: Sequence[Volume]) -> None:
@@ -195,7 +214,7 @@ def stream(pred: Predictor, images: Sequence[Volume], mask: np.ndarray | None = 
     """Yield ``(z0, z1, probabilities)`` slab by slab, with progress and cancellation."""
     arrays = [im.data for im in images]
     shape = arrays[0].shape
-    step = slab_size(pred, shape)
+    step = pred.slab_depth(shape)
     task = progress.task(message, total=shape[0])
     for z0 in range(0, shape[0], step):
         z1 = min(shape[0], z0 + step)
@@ -212,7 +231,7 @@ def segment(model: Model, images: Sequence[Volume], out: np.ndarray, mask: np.nd
             outside: int = 1, on_slab: Callable | None = None, **options) -> np.ndarray:
     """Write the most probable class (1..K) of every voxel into ``out``; outside ``mask``: ``outside``."""
     check_inputs(model, images)
-    pred = Predictor(model, **options)
+    pred = predictor(model, **options)
     for z0, z1, probs in stream(pred, images, mask):
         if probs is None:
             out[z0:z1] = outside
@@ -228,7 +247,7 @@ def probabilities(model: Model, images: Sequence[Volume], out: np.ndarray, index
                   mask: np.ndarray | None = None, **options) -> np.ndarray:
     """Write class probabilities into ``out``: (z, y, x, K), or (z, y, x) for class ``index`` (1..K)."""
     check_inputs(model, images)
-    pred = Predictor(model, **options)
+    pred = predictor(model, **options)
     for z0, z1, probs in stream(pred, images, mask, "Computing probabilities"):
         if probs is None:
             out[z0:z1] = 0
@@ -266,7 +285,7 @@ def predict_slice(model: Model, images: Sequence[Volume], z: int, device: str = 
     if not 0 <= z < images[0].shape[0]:
         raise ParameterError(f"slice {z} is outside 0..{images[0].shape[0] - 1}")
     task = progress.task(f"Predicting slice {z}", total=1)
-    probs = Predictor(model, device=device, tile=tile).predict_slab([im.data for im in images], z, z + 1)
+    probs = predictor(model, device=device, tile=tile).predict_slab([im.data for im in images], z, z + 1)
     task.finish()
     return (np.argmax(probs, axis=0)[0] + 1).astype(np.uint8 if probs.shape[0] < 255 else np.uint16)
 

@@ -53,6 +53,11 @@ class Model:
         return self.config["arch"]
 
     @property
+    def is_forest(self) -> bool:
+        """A pixel classifier (:mod:`~damselfly.engine.classifier`) rather than a network."""
+        return self.config["arch"] == "forest"
+
+    @property
     def hparams(self) -> dict:
         return dict(self.config["hparams"])
 
@@ -107,6 +112,8 @@ class Model:
         """The network with the weights loaded, in eval mode, on ``device``."""
         from . import nets
 
+        if self.is_forest:
+            raise ParameterError(f"model '{self.name}' is a random forest, not a network")
         net = nets.build(self.arch, self.in_channels, len(self.config["classes"]), self.config["hparams"])
         try:
             net.load_state_dict(self.state, strict=True)
@@ -169,7 +176,8 @@ def load_model(path: str | os.PathLike) -> Model:
     validate_weights(doc, state, path)
     model = Model(doc, state, name=doc.get("name") or path.stem)
     model.metadata["source"] = str(path)
-    model.network("cpu")  # the shapes were checked: this builds exactly what the file holds
+    if not model.is_forest:
+        model.network("cpu")  # the shapes were checked: this builds exactly what the file holds
     return model
 
 
@@ -199,13 +207,18 @@ def validate_document(doc, path) -> None:
     version = doc.get("format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
         raise bad("format_version", f"this Damselfly reads version {FORMAT_VERSION}, got {version!r}")
-    if doc["arch"] not in nets.DEFAULTS:
-        raise bad("arch", f"unknown architecture {doc['arch']!r} (known: {', '.join(nets.DEFAULTS)})")
+    if doc["arch"] not in (*nets.DEFAULTS, "forest"):
+        raise bad("arch", f"unknown architecture {doc['arch']!r} (known: {', '.join(nets.DEFAULTS)}, forest)")
     if not isinstance(doc["hparams"], dict):
         raise bad("hparams", "must be an object")
     try:
-        with _meta_device():
-            nets.build(doc["arch"], 1, 2, doc["hparams"])  # checks names and ranges; allocates nothing
+        if doc["arch"] == "forest":
+            from .forest import check_hparams
+
+            check_hparams(doc["hparams"])
+        else:
+            with _meta_device():
+                nets.build(doc["arch"], 1, 2, doc["hparams"])  # checks names and ranges; allocates nothing
     except ParameterError as e:
         raise bad("hparams", str(e)) from None
     if doc["input"] not in ("2d", "2.5d", "3d"):
@@ -238,6 +251,10 @@ def validate_weights(doc: dict, state: dict, path) -> None:
 
     from . import nets
 
+    if doc["arch"] == "forest":
+        from .forest import check_model_arrays
+
+        return check_model_arrays(doc, state, path)
     n_in = len(doc["inputs"]) * (doc.get("context", 1) if doc["input"] == "2.5d" else 1)
     with _meta_device():
         want = {k: (tuple(v.shape), v.dtype) for k, v in nets.build(doc["arch"], n_in, len(doc["classes"]),

@@ -81,7 +81,7 @@ def dice_scores(pred: np.ndarray, target: np.ndarray, k: int) -> list[float]:
 # ------------------------------------------------------------------------------------------------
 # training
 # ------------------------------------------------------------------------------------------------
-def _percentiles(vol: Volume) -> tuple[float, float]:
+def norm_range(vol: Volume) -> tuple[float, float]:
     from .volume_ops import sample
 
     s = sample(vol)
@@ -175,7 +175,7 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
         hp = init.hparams
         norm = init.normalization
     else:
-        norm = [_percentiles(im) for im in images]
+        norm = [norm_range(im) for im in images]
     dev = resolve_device(device)
     rng = np.random.default_rng(sc.seed)
     patch_shape = (sc.patch,) * (3 if mode == "3d" else 2)
@@ -200,8 +200,9 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
         preview_at = None
         if preview is not None:
             arrays = [im.data for im in images]
-            preview_at = lambda net_, epoch: _save_preview(net_, config, arrays, preview,  # noqa: E731
-                                                           Path(preview_dir or "preview"), epoch, dev)
+            preview_at = lambda net_, epoch: save_preview(  # noqa: E731
+                Predictor(Model(config, {}, name="preview"), dev, tile=256, network=net_), arrays, preview,
+                Path(preview_dir or "preview"), epoch)
         hist, best, stopped = _fit(net, data, labels, sc, opts, dev, rng, mode, preview_at, on_epoch)
     state = {k_: v.detach().cpu() for k_, v in best["state"].items()}
     config["history"] = hist
@@ -338,30 +339,36 @@ def _validate(net, val_set, k, dev, fmt, amp) -> tuple[float, list[float]]:
     return float(np.sum(losses) / len(x)), dice_scores(np.concatenate(preds), y, k)
 
 
-def _save_preview(net, config, arrays, box, folder: Path, epoch: int, dev) -> Path:
+def save_preview(pred, arrays, box, folder: Path, epoch: int, margin: int = 32) -> Path:
+    """Predict the one-slice ``box`` ``[z, y0, x0, z + 1, y1, x1]`` with ``pred`` (on a crop with
+    ``margin`` voxels of context) and save it over the image as ``folder/epoch_NNN.png``."""
     z0, y0, x0, z1, y1, x1 = (int(v) for v in box)
-    margin = 32
     ya, xa = max(0, y0 - margin), max(0, x0 - margin)
     yb, xb = min(arrays[0].shape[1], y1 + margin), min(arrays[0].shape[2], x1 + margin)
     crop = [a[:, ya:yb, xa:xb] for a in arrays]
-    model = Model(config, {}, name="preview")
-    pred = Predictor(model, dev, tile=256, network=net)
     probs = pred.predict_slab(crop, z0, z0 + 1)
     seg = (np.argmax(probs[:, 0], axis=0) + 1)[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
-    lo, hi = model.normalization[0]
+    lo, hi = pred.model.normalization[0]
     img = normalize(np.asarray(arrays[0][z0, y0:y1, x0:x1]), lo, hi)
     path = folder / f"epoch_{epoch:03d}.png"
-    preview_png(path, img, seg, [c["color"] for c in config["classes"]])
+    preview_png(path, img, seg, [c["color"] for c in pred.model.config["classes"]])
     return path
 
 
-def _check_setup(images, labels, arch, input, context, epochs, steps, batch, patch, validation, patience):
+def check_images(images: Sequence[Volume], labels: Labels) -> None:
+    """At least one 3-D input volume, each on the labels' grid, and labels with classes."""
     if not images:
         raise ParameterError("train needs at least one input volume")
     for im in images:
         if im.data.ndim != 3:
             raise InputError(f"expected a 3-D scalar volume, got shape {im.data.shape}", im.source)
         im.check_same_geometry(labels)
+    if not labels.classes:
+        raise InputError("the labels have no classes", labels.source)
+
+
+def _check_setup(images, labels, arch, input, context, epochs, steps, batch, patch, validation, patience):
+    check_images(images, labels)
     if arch not in nets.DEFAULTS:
         raise ParameterError(f"unknown architecture {arch!r}; choose one of {', '.join(nets.DEFAULTS)}")
     if input not in ("2d", "2.5d", "3d"):
@@ -378,8 +385,6 @@ def _check_setup(images, labels, arch, input, context, epochs, steps, batch, pat
         raise ParameterError(f"patch must be at least 8 voxels, got {patch}")
     if not 0.0 <= validation < 1.0:
         raise ParameterError(f"validation must be a fraction in 0 .. 1, got {validation}")
-    if not labels.classes:
-        raise InputError("the labels have no classes", labels.source)
 
 
 def _check_init(init: Model, arch, mode, context, n_inputs, labels: Labels) -> None:

@@ -55,7 +55,7 @@ def _images(image: Volume | list[Volume]) -> list[Volume]:
 @action("train", result="model", category="Segment", toolbar=3, roles={"preview": "box"}, monitor="training",
         basic=("arch", "input", "epochs", "val_labels", "init", "mask", "preview"),
         when={"context": ("input", ("2.5d",))})
-def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "msd", "unet3d"] = "unet",
+def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "msd", "unet3d", "forest"] = "unet",
           input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5, width: int | None = None,
           depth: int | None = None, epochs: int = 30, steps: int = 50, batch: int = 8,
           patch: int | None = None, lr: float = 0.001, validation: float = 0.2,
@@ -76,10 +76,13 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
         The scan; several volumes of the same geometry (modalities) become extra input channels.
     labels : Labels
         Sparse labels on the scan's grid: 0 = unlabelled, 1..K the classes.
-    arch : {"unet", "msd", "unet3d"}
-        2-D U-Net (default), Mixed-Scale Dense network, or 3-D U-Net (with ``input="3d"``; best on a GPU).
+    arch : {"unet", "msd", "unet3d", "forest"}
+        2-D U-Net (default), Mixed-Scale Dense network, 3-D U-Net (with ``input="3d"``; best on a GPU), or
+        a random forest on multi-scale features (the classic pixel classifier of ilastik: trains in
+        seconds on the CPU; the epochs, batches and augmentation settings do not apply to it).
     input : {"2d", "2.5d", "3d"}
-        What the network sees: one slice, a slice with its neighbours as channels, or a 3-D patch.
+        What the network sees: one slice, a slice with its neighbours as channels, or a 3-D patch. The
+        forest uses 2-D features of each slice for "2d" and 3-D features otherwise.
     context : int
         Slices per input in 2.5d (odd).
     width : int, optional
@@ -128,6 +131,9 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
         Folder for the preview PNGs (default: ``preview`` in the output folder).
     """
     images = _images(image)
+    if arch == "forest":
+        return _train_forest(images, labels, input, seed, init, _mask(mask, mask_classes, images[0]), preview,
+                             preview_dir, ctx)
     hp = {}
     if width is not None:
         hp["width" if arch == "msd" else "base"] = width
@@ -139,9 +145,8 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
     if vimgs is not None and val_labels is None:
         raise ParameterError("val_image needs val_labels")
     pdir = None
+    _check_preview(preview)
     if preview is not None:
-        if len(preview) != 6 or preview[3] - preview[0] != 1:
-            raise ParameterError(f"preview must be a box on one slice [z, y0, x0, z + 1, y1, x1], got {preview}")
         pdir = preview_dir or str(ctx.out_dir / "preview")
     m = _mask(mask, mask_classes, images[0])
     schedule = training.Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr,
@@ -153,6 +158,30 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
                       "poisson": poisson, "blur": blur},
         preview=preview, preview_dir=pdir, device=ctx.device)
     return model
+
+
+def _train_forest(images, labels, input, seed, init, mask, preview, preview_dir, ctx) -> Model:
+    from pathlib import Path
+
+    from .. import classifier, features
+
+    if init is not None:
+        raise ParameterError("a forest cannot continue training from a model (init); train it afresh, it "
+                             "takes seconds")
+    _check_preview(preview)
+    model = classifier.train(images, labels, input=input, mask=mask, seed=seed)
+    if preview is not None:
+        folder = Path(preview_dir or ctx.out_dir / "preview")
+        pred = classifier.ForestPredictor(model)
+        row = model.config["history"]
+        row["preview"] = [str(training.save_preview(pred, [im.data for im in images], preview, folder, 1,
+                                                    margin=features.feature_halo(model.hparams["sigma_max"])))]
+    return model
+
+
+def _check_preview(preview) -> None:
+    if preview is not None and (len(preview) != 6 or preview[3] - preview[0] != 1):
+        raise ParameterError(f"preview must be a box on one slice [z, y0, x0, z + 1, y1, x1], got {preview}")
 
 
 @action("infer", result="seg", category="Segment", toolbar=4)
