@@ -13,6 +13,7 @@ from damselfly.engine.volume_ops import overview
 
 from .histogram import fmt_value
 from .slices import PREVIEW_VOXELS
+from .tables import table_of
 
 
 def _describe(obj) -> str:
@@ -46,6 +47,8 @@ class DataViewsMixin:
     def select(self, name: str) -> None:
         """Show object ``name``: a volume in the slice and 3-D views, labels as the paint layer."""
         obj = self.session.objects[name]
+        if table_of(obj) is not None:
+            self.table_dock.show_table(table_of(obj), name)
         if isinstance(obj, Labels):
             if self.canvas.volume is not None and tuple(obj.shape) != tuple(self.canvas.volume.shape[:3]):
                 self.show_error(f"'{name}' has shape {obj.shape}, the shown volume {self.canvas.volume.shape}")

@@ -45,6 +45,7 @@ from .paint import PaintMixin
 from .params import ParamDialog
 from .session_file import SessionFileMixin
 from .slices import SliceCanvas
+from .tables import TableDock, table_of
 from .training import TrainingDialog
 from .views import DataViewsMixin
 from .worker import Worker
@@ -210,6 +211,9 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         self.addDockWidget(Qt.RightDockWidgetArea, bdock)
         bdock.hide()
         self.batch_dock = bdock
+        self.table_dock = TableDock(self)
+        self.addDockWidget(Qt.RightDockWidgetArea, self.table_dock)
+        self.table_dock.hide()
 
         # progress + stop in the status bar
         self.progress = QProgressBar()
@@ -350,6 +354,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
             if self.recorder is not None:
                 self.macro.set_text(self.recorder.text())
             res = ev.result
+            if ev.target and table_of(res) is not None:
+                self.table_dock.show_table(table_of(res), ev.target)
             if ev.target and isinstance(res, Labels) and (self.canvas.volume is None or
                                                            tuple(res.shape) == tuple(self.canvas.volume.shape[:3])):
                 self.select(ev.target)
@@ -363,6 +369,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
 
     def _on_done(self, label: str, result) -> None:
         self.last_result = result
+        if self.recorder is not None:  # the recorder hears an action in the worker thread, maybe after "action"
+            self.macro.set_text(self.recorder.text())
         pending = getattr(self, "_pending", None)  # (label, what to do with the job's result on this thread)
         if pending is not None and pending[0] == label:
             self._pending = None

@@ -31,6 +31,7 @@ from .data import Labels, Volume
 from .errors import InputError, ParameterError
 from .model import Model
 from .provenance import versions
+from .trainset import check_images, data_hash, norm_range
 
 #: In-plane edge of the boxes features are computed in.
 TILE = 256
@@ -129,8 +130,6 @@ def train(images: Sequence[Volume], labels: Labels, *, input: str = "3d", hparam
           mask=None, seed: int = 0) -> Model:
     """Train the pixel classifier on the painted voxels of ``labels`` (0 = unlabelled) and return it as a
     :class:`Model` (see the module docstring). Deterministic for a given ``seed``."""
-    from .training import check_images, data_hash, norm_range
-
     images = list(images)
     check_images(images, labels)
     if input not in ("2d", "2.5d", "3d"):

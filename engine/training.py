@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as _dt
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from .model import Model
 from .patches import AUGMENT_DEFAULTS, PatchSource, augment, preview_png
 from .provenance import versions
 from .tiling import normalize
+from .trainset import check_images, data_hash, norm_range  # noqa: F401  (data_hash: part of this module's API)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -81,22 +81,6 @@ def dice_scores(pred: np.ndarray, target: np.ndarray, k: int) -> list[float]:
 # ------------------------------------------------------------------------------------------------
 # training
 # ------------------------------------------------------------------------------------------------
-def norm_range(vol: Volume) -> tuple[float, float]:
-    from .volume_ops import sample
-
-    s = sample(vol)
-    s = s[np.isfinite(s)]
-    lo, hi = (float(v) for v in np.percentile(s, [0.5, 99.5])) if s.size else (0.0, 1.0)
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)
-
-
-def data_hash(images: Sequence[Volume], labels: Labels) -> str:
-    h = hashlib.sha256()
-    for v in [*images, labels]:
-        h.update(v.hash().encode())
-    return h.hexdigest()
-
-
 @contextlib.contextmanager
 def _deterministic(seed: int):
     old = torch.are_deterministic_algorithms_enabled()
@@ -353,18 +337,6 @@ def save_preview(pred, arrays, box, folder: Path, epoch: int, margin: int = 32) 
     path = folder / f"epoch_{epoch:03d}.png"
     preview_png(path, img, seg, [c["color"] for c in pred.model.config["classes"]])
     return path
-
-
-def check_images(images: Sequence[Volume], labels: Labels) -> None:
-    """At least one 3-D input volume, each on the labels' grid, and labels with classes."""
-    if not images:
-        raise ParameterError("train needs at least one input volume")
-    for im in images:
-        if im.data.ndim != 3:
-            raise InputError(f"expected a 3-D scalar volume, got shape {im.data.shape}", im.source)
-        im.check_same_geometry(labels)
-    if not labels.classes:
-        raise InputError("the labels have no classes", labels.source)
 
 
 def _check_setup(images, labels, arch, input, context, epochs, steps, batch, patch, validation, patience):

@@ -4,6 +4,7 @@ Importing an action module registers nothing: an action is described by its deco
 runnable only when a :class:`~damselfly.engine.registry.Registry` is given it.
 """
 
+from .compare import compare_methods, comparison_table
 from .interpolation import interpolate_labels
 from .io_actions import load, load_labels, save
 from .measure import local_thickness, thickness_stats
@@ -15,7 +16,7 @@ from .segmentation import infer, infer_probabilities, load_model, save_model, sp
 ALL = [
     load, load_labels, save, load_model, save_model,
     calibrate, crop,
-    threshold, train, infer, infer_probabilities, sparse_labels, interpolate_labels,
-    local_thickness, thickness_stats, evaluate, training_history,
+    threshold, train, compare_methods, infer, infer_probabilities, sparse_labels, interpolate_labels,
+    local_thickness, thickness_stats, evaluate, training_history, comparison_table,
     snapshot, render_movie,
 ]

@@ -828,3 +828,24 @@ def test_a_chunked_scan_opens_lazily_with_its_3d_view_built_off_the_gui_thread(q
     assert win.view3d.renderer is not None and not win.messages
     assert win.view3d.renderer.scene.volume.shape[0] < n[0]  # drawn from a coarser level
     assert read["voxels"] < 0.25 * data.size and read["gui"] == 0
+
+
+def test_compare_methods_shows_its_table_and_a_table_chosen_in_the_data_panel(qtbot, win, scan):
+    path, truth = scan
+    win.set_recording(True)
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    layer = win.new_label_layer(["air", "metal", "pore"])
+    layer.data[[6, 16, 26]] = np.asarray(truth.data)[[6, 16, 26]]
+    accept(win.open_action("compare_methods", {"image": "raw", "methods": ["forest"], "refit": False}))
+    settle(qtbot, win)
+    view = win.table_dock.view
+    assert win.table_dock.isVisible() and "Table: model" in win.table_dock.windowTitle()
+    headers = [view.horizontalHeaderItem(i).text() for i in range(view.columnCount())]
+    assert headers[:2] == ["method", "dice_air"] and "mean_dice" in headers and view.rowCount() == 1
+    assert view.item(0, 0).text() == "forest" and view.item(0, headers.index("chosen")).text() == "✔"
+    recorded = 'model = compare_methods(raw, painted, methods=["forest"], refit=false)'
+    assert recorded in win.macro.text()
+    win.run_action("comparison", win.session["model"], target="table")
+    settle(qtbot, win)
+    assert "Table: table" in win.table_dock.windowTitle()

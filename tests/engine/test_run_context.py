@@ -68,12 +68,14 @@ def _samples(tmp_path):
     model = Model(doc, nets.build("unet", 1, len(truth.classes), doc["hparams"]).state_dict())
     save_model(model, tmp_path / "m.dfmodel")
     mask = Labels(np.asarray(truth.data), classes=make_classes(truth.class_names))
+    compared = Model(dict(doc, comparison={"holdout": 3, "columns": {"method": ["forest"], "chosen": [True]}}),
+                     model.state)
     return {
         "load": (str(tmp_path / "v.tif"),), "load_labels": (str(tmp_path / "l.tif"),),
         "load_model": (str(tmp_path / "m.dfmodel"),), "calibrate": (vol,), "crop": (vol, [0, 0, 0, 4, 8, 8]),
         "threshold": (vol,), "evaluate": (truth, truth), "local_thickness": (mask, "metal"),
         "thickness_stats": (vol.with_data(np.ones(vol.shape, np.float32)),), "training_history": (model,),
-        "sparse_labels": (truth, [1, 3]),
+        "sparse_labels": (truth, [1, 3]), "comparison": (compared,),
         "interpolate_labels": (vol, truth.with_data(np.asarray(truth.data) * np.isin(np.arange(8), [1, 5])[:, None, None])),
     }
 

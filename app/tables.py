@@ -1,0 +1,61 @@
+"""A dock that shows a :class:`~damselfly.engine.data.Table` (measurements, a method comparison): the
+newest table an action made, or the one chosen in the data panel."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDockWidget, QTableWidget, QTableWidgetItem
+
+from damselfly.engine import Table
+from damselfly.engine.model import Model
+
+
+def table_of(obj) -> Table | None:
+    """The table to show for a session object: a Table itself, or the comparison kept in a model made by
+    ``compare_methods``; else None."""
+    if isinstance(obj, Table):
+        return obj
+    if isinstance(obj, Model) and obj.config.get("comparison"):
+        from damselfly.engine.actions.compare import comparison
+
+        return comparison(obj)
+    return None
+
+
+def _text(v) -> str:
+    if isinstance(v, bool):
+        return "✔" if v else ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+class TableDock(QDockWidget):
+    """Shows one table at a time; the title names it."""
+
+    def __init__(self, parent=None):
+        super().__init__("Table", parent)
+        self.setObjectName("table")
+        self.view = QTableWidget(0, 0)
+        self.view.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.setWidget(self.view)
+        self.shown: Table | None = None
+
+    def show_table(self, table: Table, name: str) -> None:
+        """Fill the view with ``table`` (its columns as headers) and show the dock."""
+        self.shown = table
+        cols = list(table.columns)
+        self.view.clear()
+        self.view.setColumnCount(len(cols))
+        self.view.setRowCount(len(table))
+        self.view.setHorizontalHeaderLabels(cols)
+        for r, row in enumerate(table.rows()):
+            for c, key in enumerate(cols):
+                item = QTableWidgetItem(_text(row[key]))
+                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter if not isinstance(row[key], str)
+                                      else Qt.AlignLeft | Qt.AlignVCenter)
+                self.view.setItem(r, c, item)
+        self.view.resizeColumnsToContents()
+        self.setWindowTitle(f"Table: {name}")
+        self.show()
+        self.raise_()
