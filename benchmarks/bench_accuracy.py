@@ -6,11 +6,14 @@ smaller patches: it is far slower per voxel on a CPU). Training and
 inference seconds are printed too (same machine, same run: compare them as ratios).
 
     .venv/bin/python benchmarks/bench_accuracy.py [--size N] [--epochs E] [--steps S] [--with-3d]
-    .venv/bin/python benchmarks/bench_accuracy.py --nuclei ../shared/data [--no-net]
+    .venv/bin/python benchmarks/bench_accuracy.py --real ../shared/data [--no-net]
 
-``--nuclei``: the real fluorescence volume (``nuclei.tif``, truth ``nuclei_labels.tif > 0``), painted
-at z = 15, 30, 45: Dice of the nuclei on the slices between the first and the last painted one, for
-Otsu, ``interpolate_labels`` and ``train`` with its defaults (the new user's first try).
+``--real``: three volumes, three painted slices each, every method with its defaults (the new user's
+first try): the real fluorescence volume (``nuclei.tif``, truth ``nuclei_labels.tif > 0``, painted at
+z = 15, 30, 45, scored on the slices between them), the casting phantom at 128^3 (scored on every
+unpainted slice) and the nuclei under a bias field and noise. Rows: Otsu, the forest
+(``train(arch="forest")``), ``interpolate_labels``, the default network, and what ``compare_methods``
+picks from forest and network on a held-out painted slice.
 """
 
 from __future__ import annotations
@@ -28,37 +31,85 @@ from damselfly.engine.context import RunContext
 from damselfly.engine.training import dice_scores
 
 
-def nuclei(folder: str, net: bool) -> None:
+def _nuclei(folder: str):
     from pathlib import Path
 
     from damselfly.engine import io
+
+    vol = io.read_volume(Path(folder) / "nuclei.tif")
+    inst = np.asarray(io.read_volume(Path(folder) / "nuclei_labels.tif").data)
+    return vol, vol.as_labels((inst > 0).astype(np.uint8) + 1, make_classes(["background", "nucleus"]))
+
+
+def noisy(vol, seed: int = 0, bias: float = 0.5, noise: float = 0.5):
+    """``vol`` under a smooth multiplicative bias field (gain from 1 - bias to 1 + bias across the volume)
+    and Gaussian noise of ``noise`` times the volume's grey-value standard deviation (fixed seed)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    a = np.asarray(vol.data, np.float32)
+    field = gaussian_filter(rng.standard_normal(a.shape).astype(np.float32), [s / 3 for s in a.shape])
+    field = (field - field.min()) / max(float(np.ptp(field)), 1e-9)
+    out = a * (1 - bias + 2 * bias * field) + rng.normal(0, noise * a.std(), a.shape).astype(np.float32)
+    return vol.with_data(out.astype(np.float32), name=f"{vol.name}_noisy")
+
+
+def methods(name, vol, truth, zs, scored, net: bool = True) -> list:
+    """Dice per class on the ``scored`` slices and seconds of Otsu, the forest, interpolate_labels and the
+    default network trained on the painted slices ``zs``, and compare_methods' pick."""
+    from damselfly.engine.actions.compare import compare_methods, comparison
     from damselfly.engine.actions.interpolation import interpolate_labels
 
     ctx = RunContext(device="cpu")
-    vol = io.read_volume(Path(folder) / "nuclei.tif")
-    inst = np.asarray(io.read_volume(Path(folder) / "nuclei_labels.tif").data)
-    truth = vol.as_labels((inst > 0).astype(np.uint8) + 1, make_classes(["background", "nucleus"]))
-    zs = [15, 30, 45]
     painted = sparse_labels(truth, slices=zs)
+    cal = calibrate(vol)
+    k = len(truth.classes)
+    t = np.asarray(truth.data)[scored]
+    rows = []
+
+    def row(label, fn):
+        t0 = time.perf_counter()
+        seg = np.asarray(fn().data)
+        rows.append((label, dice_scores(seg[scored], t, k), time.perf_counter() - t0))
+        print(f"  {name}: {label} {rows[-1][1]} {rows[-1][2]:.1f} s", flush=True)
+
+    row("Otsu" if k == 2 else "multi-Otsu", lambda: threshold(cal, method="multiotsu", classes=k,
+                                                              names=truth.class_names))
+    row("forest", lambda: seg_actions.infer(seg_actions.train(cal, painted, arch="forest", ctx=ctx), cal, ctx=ctx))
+    row("interpolate_labels", lambda: interpolate_labels(cal, painted))
+    if net:
+        row("network (train defaults)", lambda: seg_actions.infer(seg_actions.train(cal, painted, ctx=ctx), cal,
+                                                                  ctx=ctx))
+        t0 = time.perf_counter()
+        table = comparison(compare_methods(cal, painted, refit=False, ctx=ctx))
+        pick = table.row("chosen", True)["method"]
+        rows.append((f"compare_methods picks {pick} (held-out z={table.metadata['holdout']}: "
+                     + ", ".join(f"{m} {d:.3f}" for m, d in zip(table["method"], table["mean_dice"])) + ")",
+                     None, time.perf_counter() - t0))
+    return rows
+
+
+def real(folder: str, net: bool) -> None:
+    """The issue-17 table: nuclei, the casting phantom and noisy nuclei, three painted slices each."""
+    vol, truth = _nuclei(folder)
+    zs = [15, 30, 45]
     between = np.zeros(vol.shape[0], bool)
     between[zs[0]:zs[-1] + 1] = True
     between[zs] = False
-    t = np.asarray(truth.data)[between]
-    rows = []
-    t0 = time.perf_counter()
-    rows.append(("Otsu", np.asarray(threshold(vol).data), time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    rows.append(("interpolate_labels", np.asarray(interpolate_labels(vol, painted).data), time.perf_counter() - t0))
-    if net:
-        t0 = time.perf_counter()
-        cal = calibrate(vol)
-        model = seg_actions.train(cal, painted, ctx=ctx)
-        rows.append(("train (defaults) + infer", np.asarray(seg_actions.infer(model, cal, ctx=ctx).data),
-                     time.perf_counter() - t0))
-    print(f"nuclei {vol.shape}, painted z = {zs}; Dice on the {between.sum()} slices in between")
-    for label, seg, sec in rows:
-        print(f"{label:28s} nucleus {dice_scores(seg[between], t, 2)[1]:.3f}  background "
-              f"{dice_scores(seg[between], t, 2)[0]:.3f}  {sec:6.1f} s")
+    cast, cast_truth = phantoms.casting((128, 128, 128), seed=0)
+    czs = [21, 64, 106]
+    unseen = np.ones(128, bool)
+    unseen[czs] = False
+    sets = [("nuclei", vol, truth, zs, between), ("casting 128^3", cast, cast_truth, czs, unseen),
+            ("nuclei + bias + noise", noisy(vol), truth, zs, between)]
+    results = [(name, truth.class_names, methods(name, v, truth, z, s, net)) for name, v, truth, z, s in sets]
+    for name, classes, rows in results:
+        print(f"\n{name}: Dice per class ({', '.join(classes)}) on the unpainted slices, and seconds")
+        for label, d, sec in rows:
+            if d is None:
+                print(f"  {label}  [{sec:.0f} s]")
+            else:
+                print(f"  {label:28s} " + " ".join(f"{x:.3f}" for x in d) + f"  mean {np.nanmean(d):.3f}  {sec:6.1f} s")
 
 
 def main() -> None:
@@ -68,11 +119,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--with-3d", action="store_true", help="also a 3-D U-Net (slow on a CPU)")
-    ap.add_argument("--nuclei", metavar="FOLDER", help="the real volume instead (../shared/data)")
-    ap.add_argument("--no-net", action="store_true", help="with --nuclei: skip the network")
+    ap.add_argument("--real", metavar="FOLDER", help="nuclei (../shared/data), the casting phantom and noisy nuclei")
+    ap.add_argument("--no-net", action="store_true", help="with --real: skip the network and compare_methods")
     a = ap.parse_args()
-    if a.nuclei:
-        return nuclei(a.nuclei, not a.no_net)
+    if a.real:
+        return real(a.real, not a.no_net)
     ctx = RunContext(device="cpu")
     n = a.size
     vol, truth = phantoms.casting((n, n, n), seed=a.seed)
