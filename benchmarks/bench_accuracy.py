@@ -54,9 +54,10 @@ def noisy(vol, seed: int = 0, bias: float = 0.5, noise: float = 0.5):
     return vol.with_data(out.astype(np.float32), name=f"{vol.name}_noisy")
 
 
-def methods(name, vol, truth, zs, scored, net: bool = True) -> list:
+def methods(name, vol, truth, zs, scored, by_grey, net: bool = True) -> list:
     """Dice per class on the ``scored`` slices and seconds of Otsu, the forest, interpolate_labels and the
-    default network trained on the painted slices ``zs``, and compare_methods' pick."""
+    default network trained on the painted slices ``zs``, and compare_methods' pick. ``by_grey``: the
+    class names from dark to bright, for Otsu."""
     from damselfly.engine.actions.compare import compare_methods, comparison
     from damselfly.engine.actions.interpolation import interpolate_labels
 
@@ -73,8 +74,12 @@ def methods(name, vol, truth, zs, scored, net: bool = True) -> list:
         rows.append((label, dice_scores(seg[scored], t, k), time.perf_counter() - t0))
         print(f"  {name}: {label} {rows[-1][1]} {rows[-1][2]:.1f} s", flush=True)
 
-    row("Otsu" if k == 2 else "multi-Otsu", lambda: threshold(cal, method="multiotsu", classes=k,
-                                                              names=truth.class_names))
+    def otsu():  # classes by grey value (names in that order), renamed to the truth's indices
+        seg = threshold(cal, method="multiotsu", classes=k, names=by_grey)
+        a = np.asarray(seg.data)
+        return truth.with_data(sum((a == seg.class_index(n)) * truth.class_index(n) for n in by_grey).astype(np.uint8))
+
+    row("Otsu" if k == 2 else "multi-Otsu", otsu)
     row("forest", lambda: seg_actions.infer(seg_actions.train(cal, painted, arch="forest", ctx=ctx), cal, ctx=ctx))
     row("interpolate_labels", lambda: interpolate_labels(cal, painted))
     if net:
@@ -100,9 +105,11 @@ def real(folder: str, net: bool) -> None:
     czs = [21, 64, 106]
     unseen = np.ones(128, bool)
     unseen[czs] = False
-    sets = [("nuclei", vol, truth, zs, between), ("casting 128^3", cast, cast_truth, czs, unseen),
-            ("nuclei + bias + noise", noisy(vol), truth, zs, between)]
-    results = [(name, truth.class_names, methods(name, v, truth, z, s, net)) for name, v, truth, z, s in sets]
+    nuc = ["background", "nucleus"]
+    sets = [("nuclei", vol, truth, zs, between, nuc),
+            ("casting 128^3", cast, cast_truth, czs, unseen, ["air", "pore", "metal"]),
+            ("nuclei + bias + noise", noisy(vol), truth, zs, between, nuc)]
+    results = [(name, truth.class_names, methods(name, v, truth, z, s, g, net)) for name, v, truth, z, s, g in sets]
     for name, classes, rows in results:
         print(f"\n{name}: Dice per class ({', '.join(classes)}) on the unpainted slices, and seconds")
         for label, d, sec in rows:

@@ -190,6 +190,8 @@ def predictor(model: Model, **options):
 
 def check_inputs(model: Model, images: Sequence[Volume]) -> None:
     """The inputs a model needs: as many volumes as it was trained with, 3-D, of one geometry."""
+    if model.task != "segment":
+        raise ParameterError(f"model '{model.name}' is a {model.task} model, not a segmentation: use enhance")
     if len(images) != model.n_inputs:
         raise ParameterError(f"model '{model.name}' takes {model.n_inputs} input volume(s), got {len(images)}")
     for im in images:

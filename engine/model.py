@@ -58,6 +58,26 @@ class Model:
         return self.config["arch"] == "forest"
 
     @property
+    def task(self) -> str:
+        """``"segment"``, or an enhancement: ``"denoise"`` or ``"restore"`` (:mod:`~damselfly.engine.restoration`)."""
+        return self.config.get("task", "segment")
+
+    @property
+    def scale(self) -> list[int]:
+        """The up-sampling per axis from input to output grid (restoration; 1 otherwise)."""
+        return [int(v) for v in self.config.get("scale", (1, 1, 1))]
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """An enhancement's output normalisation: the grey values that 0 and 1 stand for."""
+        o = self.config["output"]
+        return float(o["low"]), float(o["high"])
+
+    @property
+    def out_channels(self) -> int:
+        return out_channels(self.config)
+
+    @property
     def hparams(self) -> dict:
         return dict(self.config["hparams"])
 
@@ -114,7 +134,7 @@ class Model:
 
         if self.is_forest:
             raise ParameterError(f"model '{self.name}' is a random forest, not a network")
-        net = nets.build(self.arch, self.in_channels, len(self.config["classes"]), self.config["hparams"])
+        net = nets.build(self.arch, self.in_channels, self.out_channels, self.config["hparams"])
         try:
             net.load_state_dict(self.state, strict=True)
         except RuntimeError as e:
@@ -184,6 +204,8 @@ def load_model(path: str | os.PathLike) -> Model:
 #: The most inputs (modalities), context slices and classes a model file may describe.
 MAX_INPUTS, MAX_CONTEXT, MAX_CLASSES = 16, 31, 255
 WEIGHT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+#: What a model does: segmentation, or enhancement (:mod:`~damselfly.engine.restoration`).
+TASKS = ("segment", "denoise", "restore")
 
 
 def validate_document(doc, path) -> None:
@@ -234,6 +256,11 @@ def validate_document(doc, path) -> None:
         if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in (lo, hi)) \
                 or not lo < hi:
             raise bad(f"inputs[{i}]", f"needs finite numbers low < high for its normalisation, got {lo!r}, {hi!r}")
+    task = doc.get("task", "segment")
+    if task not in TASKS:
+        raise bad("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
+    if task != "segment":
+        return _validate_enhancement(doc, bad)
     classes = doc["classes"]
     if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES:
         raise bad("classes", f"must be a list of 2..{MAX_CLASSES} classes")
@@ -242,6 +269,26 @@ def validate_document(doc, path) -> None:
         if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(color, list) \
                 or len(color) not in (3, 4) or not all(_is_int(v) and 0 <= v <= 255 for v in color):
             raise bad(f"classes[{i}]", "needs a 'name' string and a 'color' of 3 or 4 integers 0..255")
+
+
+def _validate_enhancement(doc: dict, bad) -> None:
+    """The fields of a denoising or restoration model: its up-sampling, output range and network."""
+    scale = doc.get("scale", [1, 1, 1])
+    if not isinstance(scale, list) or len(scale) != 3 or not all(_is_int(v) and 1 <= v <= 8 for v in scale):
+        raise bad("scale", f"must be 3 whole numbers 1..8, got {scale!r}")
+    out = doc.get("output")
+    lo, hi = (out.get("low"), out.get("high")) if isinstance(out, dict) else (None, None)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in (lo, hi)) or not lo < hi:
+        raise bad("output", f"needs finite numbers low < high, got {out!r}")
+    if doc["arch"] != "unet" or doc["input"] not in ("2d", "2.5d") or len(doc["inputs"]) != 1:
+        raise bad("arch", "an enhancement model is a 2-D U-Net on one input, 2d or 2.5d")
+    if not isinstance(doc.get("residual", False), bool):
+        raise bad("residual", "must be true or false")
+
+
+def out_channels(doc: dict) -> int:
+    """Output channels of a model's network: one per class, or one grey value for an enhancement."""
+    return len(doc["classes"]) if doc.get("task", "segment") == "segment" else 1
 
 
 def validate_weights(doc: dict, state: dict, path) -> None:
@@ -257,7 +304,7 @@ def validate_weights(doc: dict, state: dict, path) -> None:
         return check_model_arrays(doc, state, path)
     n_in = len(doc["inputs"]) * (doc.get("context", 1) if doc["input"] == "2.5d" else 1)
     with _meta_device():
-        want = {k: (tuple(v.shape), v.dtype) for k, v in nets.build(doc["arch"], n_in, len(doc["classes"]),
+        want = {k: (tuple(v.shape), v.dtype) for k, v in nets.build(doc["arch"], n_in, out_channels(doc),
                                                          doc["hparams"]).state_dict().items()}
     if set(want) != set(state):
         extra, lacking = sorted(set(state) - set(want)), sorted(set(want) - set(state))

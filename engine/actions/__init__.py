@@ -5,6 +5,7 @@ runnable only when a :class:`~damselfly.engine.registry.Registry` is given it.
 """
 
 from .compare import compare_methods, comparison_table
+from .enhancement import enhance, train_denoiser, train_restoration
 from .interpolation import interpolate_labels
 from .io_actions import load, load_labels, save
 from .measure import local_thickness, thickness_stats
@@ -18,5 +19,6 @@ ALL = [
     calibrate, crop,
     threshold, train, compare_methods, infer, infer_probabilities, sparse_labels, interpolate_labels,
     local_thickness, thickness_stats, evaluate, training_history, comparison_table,
+    train_denoiser, train_restoration, enhance,
     snapshot, render_movie,
 ]

@@ -1,0 +1,156 @@
+"""Deep-learning enhancement actions: train a denoiser or a restoration model, and enhance a scan."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from .. import restoration
+from ..context import RunContext
+from ..data import Volume
+from ..errors import ParameterError
+from ..model import Model
+from ..registry import OutputPath, action
+from ..volume_ops import output_like
+
+
+def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed) -> restoration.Schedule:
+    return restoration.Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr, validation=validation,
+                                patience=patience, seed=seed)
+
+
+def _preview_dir(preview, preview_dir, ctx: RunContext):
+    if preview is None:
+        return None
+    if len(preview) != 6 or preview[3] - preview[0] != 1:
+        raise ParameterError(f"preview must be a box on one slice [z, y0, x0, z + 1, y1, x1], got {preview}")
+    return preview_dir or str(ctx.out_dir / "preview")
+
+
+@action("train_denoiser", result="denoiser", category="Enhance", roles={"preview": "box"}, monitor="training",
+        basic=("input", "epochs", "init", "preview"), when={"context": ("input", ("2.5d",))})
+def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = "2.5d", context: int = 3,
+                   epochs: int = 20, steps: int = 50, batch: int = 8, patch: int = 64, lr: float = 0.001,
+                   validation: float = 0.2, patience: int = 5, seed: int = 0, init: Model | None = None,
+                   preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
+                   ctx: RunContext) -> Model:
+    """Train a denoiser on the noisy scan itself (Noise2Void: no clean data, no labels).
+
+    Blind-spot training: a few pixels of each patch are hidden and the network learns to predict them
+    from their neighbours, which carry the signal but not the (pixel-wise independent) noise. The best
+    epoch (lowest validation loss on held-out slices) is kept; Stop keeps the best so far.
+
+    Parameters
+    ----------
+    image : Volume or list of Volume
+        The noisy scan; several scans of one kind (same noise) train one denoiser.
+    input : {"2d", "2.5d"}
+        One slice, or a slice with its neighbours as channels (their noise is independent).
+    context : int
+        Slices per input in 2.5d (odd).
+    epochs, steps, batch, patch : int
+        At most ``epochs`` of ``steps`` batches of ``batch`` patches of ``patch`` pixels a side.
+    lr : float
+        Initial learning rate (AdamW, cosine decay).
+    validation : float
+        Fraction of slices held out for validation (0 = none).
+    patience : int
+        Epochs without a better validation loss before stopping early.
+    seed : int
+        Random seed; on the CPU the same seed gives the same model.
+    init : Model, optional
+        Continue training this denoiser.
+    preview : list of int, optional
+        A box ``[z, y0, x0, z + 1, y1, x1]``: before and after are saved as a PNG after every epoch.
+    preview_dir : path, optional
+        Folder for the preview PNGs (default: ``preview`` in the output folder).
+    """
+    images = list(image) if isinstance(image, (list, tuple)) else [image]
+    return restoration.train("denoise", images, images, input=input, context=context, init=init,
+                             schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed),
+                             preview=preview, preview_dir=_preview_dir(preview, preview_dir, ctx), device=ctx.device)
+
+
+@action("train_restoration", result="restorer", category="Enhance", roles={"preview": "box"}, monitor="training",
+        basic=("input", "epochs", "init", "preview"), when={"context": ("input", ("2.5d",))})
+def train_restoration(source: Volume | list[Volume], target: Volume | list[Volume],
+                      input: Literal["2d", "2.5d"] = "2.5d", context: int = 3, epochs: int = 20, steps: int = 50,
+                      batch: int = 8, patch: int = 64, lr: float = 0.001, validation: float = 0.2,
+                      patience: int = 5, seed: int = 0, init: Model | None = None,
+                      preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
+                      ctx: RunContext) -> Model:
+    """Train a restoration model on registered pairs: a fast, noisy or coarse scan and a slow, clean or
+    fine scan of the same sample (CARE).
+
+    A target whose shape is the source's times whole factors (1..8 per axis, z included) makes an
+    up-sampling model: the source is up-sampled linearly to the target's grid and the network learns the
+    rest. Such a model writes the finer grid and its spacing.
+
+    Parameters
+    ----------
+    source : Volume or list of Volume
+        The fast/noisy/coarse scan(s).
+    target : Volume or list of Volume
+        The matching slow/clean/fine scan(s), one per source, registered to it.
+    input : {"2d", "2.5d"}
+        One slice, or a slice with its neighbours as channels.
+    context : int
+        Slices per input in 2.5d (odd).
+    epochs, steps, batch, patch : int
+        At most ``epochs`` of ``steps`` batches of ``batch`` patches of ``patch`` pixels a side.
+    lr : float
+        Initial learning rate (AdamW, cosine decay).
+    validation : float
+        Fraction of slices held out for validation (0 = none).
+    patience : int
+        Epochs without a better validation loss before stopping early.
+    seed : int
+        Random seed; on the CPU the same seed gives the same model.
+    init : Model, optional
+        Continue training this restoration model.
+    preview : list of int, optional
+        A box ``[z, y0, x0, z + 1, y1, x1]`` on the target's grid: before and after after every epoch.
+    preview_dir : path, optional
+        Folder for the preview PNGs (default: ``preview`` in the output folder).
+    """
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
+    targets = list(target) if isinstance(target, (list, tuple)) else [target]
+    return restoration.train("restore", sources, targets, input=input, context=context, init=init,
+                             schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed),
+                             preview=preview, preview_dir=_preview_dir(preview, preview_dir, ctx), device=ctx.device)
+
+
+@action("enhance", result="enhanced", category="Enhance")
+def enhance(model: Model, image: Volume, tile: int = 512, overlap: float = 0.25,
+            blend: Literal["gaussian", "linear"] = "gaussian", *, ctx: RunContext) -> Volume:
+    """Denoise or restore a whole scan with a trained enhancement model, streamed slab by slab.
+
+    Parameters
+    ----------
+    model : Model
+        From ``train_denoiser`` or ``train_restoration`` (or ``load_model``).
+    image : Volume
+        The scan, of the kind the model was trained on.
+    tile : int
+        Tile edge in pixels; tiles overlap and are blended so that seams do not show.
+    overlap : float
+        Fraction of a tile shared with its neighbours.
+    blend : {"gaussian", "linear"}
+        The blending window.
+
+    Returns
+    -------
+    Volume
+        float32 grey values; an up-sampling model's output has the finer grid and spacing.
+    """
+    scale = model.scale if model.task != "segment" else [1, 1, 1]
+    shape = tuple(int(n) * f for n, f in zip(image.shape, scale))
+    out = output_like([image], shape, np.float32)
+    restoration.enhance(model, image, out, device=ctx.device, tile=tile, overlap=overlap, blend=blend)
+    spacing = tuple(s / f for s, f in zip(image.spacing, scale))
+    # the first fine voxel's centre lies (1/f - 1)/2 of a coarse voxel before the first coarse one's
+    origin = tuple(o + (0.5 / f - 0.5) * s for o, s, f in zip(image.origin, image.spacing, scale))
+    return image.as_volume(out, name=f"{image.name}_{model.task}d" if image.name else "enhanced", spacing=spacing,
+                           origin=origin,
+                           metadata={"model": model.name, "model_sha256": model.hash, "task": model.task})

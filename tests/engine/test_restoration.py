@@ -1,0 +1,155 @@
+"""Enhancement: Noise2Void denoising, paired restoration with up-sampling, streamed enhance, model files."""
+
+import json
+from functools import partial
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from damselfly.engine import Cancelled, InputError, ParameterError, Session, Settings, io, phantoms, progress
+from damselfly.engine import model as model_io
+from damselfly.engine import restoration as R
+from damselfly.engine.actions import enhancement as E
+from damselfly.engine.actions.segmentation import infer
+from damselfly.engine.context import RunContext
+from damselfly.engine.resample import upsample, upsample_slices
+
+CPU = RunContext(device="cpu")
+train_denoiser = partial(E.train_denoiser, ctx=CPU)
+train_restoration = partial(E.train_restoration, ctx=CPU)
+enhance = partial(E.enhance, ctx=CPU)
+TINY = dict(epochs=2, steps=2, batch=2, patch=32, seed=3)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    clean, _ = phantoms.casting((16, 48, 48), seed=4, photons=1e9)
+    c = np.asarray(clean.data, np.float32)
+    noisy = clean.with_data((c + np.random.default_rng(0).normal(0, 2000, c.shape)).astype(np.float32), name="noisy")
+    return noisy, clean.with_data(c, name="clean")
+
+
+@pytest.fixture(scope="module")
+def denoiser(pair):
+    return train_denoiser(pair[0], **TINY)
+
+
+def test_blind_spot_hides_one_pixel_per_cell_behind_a_neighbour():
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 3, 32, 40)).astype(np.float32)
+    xm, m = R.blind_spot(x, rng, channel=1, cell=8, radius=2)
+    assert m.shape == (3, 32, 40) and np.all(m.sum(axis=(1, 2)) == 4 * 5)  # one per 8 x 8 cell
+    assert np.array_equal(xm[:, [0, 2]], x[:, [0, 2]]) and np.array_equal(xm[:, 1][~m], x[:, 1][~m])
+    for b, yy, xx in zip(*np.nonzero(m)):
+        v = xm[b, 1, yy, xx]
+        assert v != x[b, 1, yy, xx]  # never its own value (random floats: no ties)
+        near = x[b, 1, max(0, yy - 2):yy + 3, max(0, xx - 2):xx + 3]
+        assert v in near
+
+
+def test_linear_upsampling_streams_and_is_scipys_grid_aligned_zoom():
+    a = np.random.default_rng(1).random((5, 6, 7)).astype(np.float32)
+    whole = upsample(a, (2, 3, 2))
+    assert whole.shape == (10, 18, 14)
+    np.testing.assert_allclose(whole, ndimage.zoom(a, (2, 3, 2), order=1, mode="nearest", grid_mode=True),
+                               atol=1e-5)
+    for z0, z1 in ((0, 3), (3, 7), (7, 10)):
+        assert np.array_equal(upsample_slices(a, (2, 3, 2), z0, z1), whole[z0:z1])
+
+
+def test_denoiser_training_is_deterministic_and_records_what_it_is(pair, denoiser):
+    again = train_denoiser(pair[0], **TINY)
+    assert again.hash == denoiser.hash
+    assert denoiser.task == "denoise" and denoiser.scale == [1, 1, 1] and denoiser.config["classes"] == []
+    assert denoiser.history["epoch"] == [1, 2] and len(denoiser.history["val_loss"]) == 2
+    assert denoiser.config["training"]["data_sha256"]
+
+
+def test_denoising_a_phantom_comes_closer_to_the_clean_truth(pair):
+    noisy, clean = pair
+    model = train_denoiser(noisy, epochs=6, steps=40, batch=4, patch=32, lr=0.004, seed=0)
+    out = enhance(model, noisy)
+    c = np.asarray(clean.data)
+    assert out.data.dtype == np.float32 and out.shape == noisy.shape and out.spacing == noisy.spacing
+    assert np.mean((np.asarray(out.data) - c) ** 2) < 0.6 * np.mean((np.asarray(noisy.data) - c) ** 2)
+
+
+def test_stop_keeps_the_best_epoch_so_far(pair):
+    epochs = []
+
+    def on_event(name, data):
+        epochs.append(data["epoch"])
+        rep.cancel()
+
+    rep = progress.Reporter(on_event=on_event)
+    with progress.reporting(rep):
+        model = train_denoiser(pair[0], **dict(TINY, epochs=10))
+    assert model.config["training"]["stopped"] == "cancelled" and model.history["epoch"] == [1]
+    rep2 = progress.Reporter()
+    rep2.cancel()
+    with progress.reporting(rep2), pytest.raises(Cancelled):
+        train_denoiser(pair[0], **TINY)
+
+
+def test_upsampling_model_writes_the_finer_grid_and_spacing(pair):
+    _, clean = pair
+    c = np.asarray(clean.data)
+    coarse = clean.with_data(c.reshape(8, 2, 24, 2, 24, 2).mean(axis=(1, 3, 5)), spacing=np.array(clean.spacing) * 2,
+                             name="coarse")
+    model = train_restoration(coarse, clean, **TINY)
+    assert model.task == "restore" and model.scale == [2, 2, 2]
+    out = enhance(model, coarse)
+    assert out.shape == clean.shape and np.allclose(out.spacing, clean.spacing)
+    np.testing.assert_allclose(out.origin, np.array(coarse.origin) - 0.25 * np.array(coarse.spacing))
+    with pytest.raises(InputError, match="whole factors"):
+        train_restoration(coarse.with_data(c[:, :30, :30], name="odd"), clean, **TINY)
+    with pytest.raises(InputError, match="spacing"):
+        train_restoration(coarse.with_data(np.asarray(coarse.data), spacing=clean.spacing), clean, **TINY)
+
+
+def test_model_file_round_trips_and_never_unpickles(pair, denoiser, tmp_path):
+    path = model_io.save_model(denoiser, tmp_path / "d.dfmodel")
+    raw = path.read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    doc = json.loads(header["__metadata__"]["damselfly"])
+    assert doc["task"] == "denoise"
+    # a safetensors file and nothing else: JSON header, then the tensors' raw bytes end to end (no pickle)
+    ends = sorted(v["data_offsets"] for k, v in header.items() if k != "__metadata__")
+    assert ends[0][0] == 0 and all(a[1] == b[0] for a, b in zip(ends, ends[1:]))
+    assert 8 + int.from_bytes(raw[:8], "little") + ends[-1][1] == len(raw)
+    back = model_io.load_model(path)
+    assert back.hash == denoiser.hash and back.task == "denoise" and back.output_range == denoiser.output_range
+    assert np.array_equal(np.asarray(enhance(back, pair[0]).data), np.asarray(enhance(denoiser, pair[0]).data))
+
+
+def test_models_are_used_for_what_they_do(pair, denoiser):
+    from damselfly.engine.actions.segmentation import sparse_labels, train
+
+    with pytest.raises(ParameterError, match="use enhance"):
+        infer(denoiser, pair[0], ctx=CPU)
+    vol, truth = phantoms.casting((16, 32, 32), seed=1)
+    seg_model = train(vol, sparse_labels(truth, [4, 8, 12]), epochs=1, steps=1, batch=2, patch=32, ctx=CPU)
+    with pytest.raises(ParameterError, match="use infer"):
+        enhance(seg_model, vol)
+    with pytest.raises(ParameterError, match="patch must be"):
+        train_denoiser(pair[0], **dict(TINY, patch=30))
+
+
+def test_a_recorded_denoise_session_replays_to_identical_output(pair, tmp_path):
+    from damselfly.macros.recorder import Recorder
+    from damselfly.macros.runner import run_file
+
+    io.write_volume(pair[0], tmp_path / "noisy.tif")
+    s = Session(Settings(base_dir=tmp_path, out_dir=tmp_path / "rec", device="cpu"))
+    rec = Recorder(s, macro_dir=tmp_path)
+    raw = s.run("load", str(tmp_path / "noisy.tif"), target="raw")
+    den = s.run("train_denoiser", raw, epochs=1, steps=2, batch=2, patch=32, target="denoiser")
+    clean = s.run("enhance", den, raw, target="clean")
+    s.run("save", clean, "clean.tif")
+    rec.stop()
+    macro = rec.save(tmp_path / "denoise.dfm")
+    assert "train_denoiser(raw, epochs=1, steps=2, batch=2, patch=32)" in macro.read_text()
+    assert run_file(macro, out_dir=tmp_path / "replay", device="cpu").status == "ok"
+    a, b = io.read_volume(tmp_path / "rec" / "clean.tif"), io.read_volume(tmp_path / "replay" / "clean.tif")
+    assert a.hash() == b.hash()
