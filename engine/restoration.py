@@ -8,8 +8,9 @@
   noise is independent of the centre's).
 - **Restoration** (``task="restore"``), the CARE scheme of Weigert et al. 2018: trained on registered
   pairs, a fast/noisy or coarse source and a slow/clean or fine target. A coarse source is first
-  up-sampled linearly to the target's grid (:mod:`~damselfly.engine.resample`, integer factors per axis,
-  z included); the network learns the correction (residual), scored by the mean squared error.
+  up-sampled to the target's grid by cubic convolution (:mod:`~damselfly.engine.resample`, integer
+  factors per axis, z included); the network learns the correction (residual; its last layer starts
+  at zero, so training starts from the up-sampled source), scored by the mean squared error.
 - The networks are the 2-D U-Net of segmentation with one output channel; 2-D or 2.5-D inputs.
 - :func:`enhance` applies either kind to a whole volume slab by slab through the same tiled, blended
   sliding window as ``infer``, writing float32 on the target grid (the up-sampled spacing).
@@ -54,13 +55,13 @@ class Schedule:
     """Epochs of ``steps`` batches of ``batch`` patches of ``patch`` pixels, AdamW at ``lr`` (cosine decay),
     a ``validation`` fraction of slices held out, early stop after ``patience`` epochs, the ``seed``."""
 
-    epochs: int = 20
+    epochs: int = 60
     steps: int = 50
     batch: int = 8
     patch: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     validation: float = 0.2
-    patience: int = 5
+    patience: int = 15
     seed: int = 0
 
 
@@ -300,8 +301,8 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
         hp = init.hparams
         norm_in, norm_out = init.normalization[0], init.output_range
     else:
-        norm_in = norm_range(sources[0])
-        norm_out = norm_in if task == "denoise" else norm_range(targets[0])
+        # one range for both: the residual's prior "target = source" then holds in normalised units too
+        norm_in = norm_out = norm_range(sources[0])
     dev = resolve_device(device)
     rng = np.random.default_rng(sc.seed)
     data = _pairs(sources, targets, scale, norm_in, norm_out, sc.validation, rng)
@@ -318,6 +319,9 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
         net = nets.build("unet", context, 1, hp)
         if init is not None:
             net.load_state_dict(init.state)
+        elif residual:  # start as the identity on the up-sampled source: training can only improve on it
+            torch.nn.init.zeros_(net.head.weight)
+            torch.nn.init.zeros_(net.head.bias)
         preview_at = None
         if preview is not None:
             preview_at = lambda net_, epoch: save_preview(  # noqa: E731

@@ -108,7 +108,7 @@ class Schedule:
     epochs: int = 30
     steps: int = 50
     batch: int = 8
-    patch: int = 128
+    patch: int = 64
     lr: float = 1e-3
     validation: float = 0.2
     patience: int = 5

@@ -107,7 +107,7 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
               overrides: dict | None = None, out_dir: str | os.PathLike = "out", jobs: int = 1,
               device: str = "auto", threads: int | None = None, overwrite: bool = True, resume: bool = False,
               on_item=None, reporter: Reporter | None = None, allow_outside: bool = False,
-              base_dir: str | os.PathLike | None = None, on_warning=None) -> list[ItemResult]:
+              base_dir: str | os.PathLike | None = None, on_warning=None, cluster: str | None = None) -> list[ItemResult]:
     """Run a macro once per file matching ``pattern`` (a glob, or a list of files as chosen in the
     app), each into ``out_dir/<file stem>/`` (see the module docstring for what is promised).
 
@@ -123,6 +123,9 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
         passes the folder of the macro being edited when it runs an unsaved copy.
     on_warning : callable, optional
         Called with each checker warning (e.g. training every scan on labels painted on one scan).
+    cluster : str, optional
+        Run the scans as tasks on a Dask cluster: a scheduler's address or ``local:N``
+        (:mod:`damselfly.macros.cluster`); ``jobs`` is then ignored.
 
     Raises
     ------
@@ -169,7 +172,11 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
                                  allow_outside, str(base_dir) if base_dir is not None else None))
         interrupted = None
         try:
-            if jobs <= 1:
+            if cluster:
+                from .cluster import run_on_cluster
+
+                run_on_cluster(todo, cluster, done, reporter, device)
+            elif jobs <= 1:
                 _run_here(todo, done, reporter)
             else:
                 _run_in_workers(todo, jobs, done, reporter)
@@ -182,7 +189,7 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
                                 "the batch was stopped before this scan started"))
         order = {i: k for k, i in enumerate(items)}
         results.sort(key=lambda r: order[r.item])
-        summary = {"macro": str(macro_path), "pattern": pattern, "param": param, "jobs": jobs,
+        summary = {"macro": str(macro_path), "pattern": pattern, "param": param, "jobs": jobs, "cluster": cluster,
                    "interrupted": interrupted is not None or bool(reporter and reporter.cancelled),
                    "items": [asdict(r) for r in results]}
         io.write_text(out_root / "batch.json", json.dumps(summary, indent=2) + "\n")

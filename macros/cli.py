@@ -1,6 +1,6 @@
 """The ``damselfly`` command line::
 
-    damselfly run MACRO [--set k=v]... [--out DIR] [--batch GLOB [--param scan]] [--jobs N]
+    damselfly run MACRO [--set k=v]... [--out DIR] [--batch GLOB [--param scan]] [--jobs N | --cluster ADDRESS]
                         [--device auto|cpu|cuda] [--threads N] [--dry-run] [--resume] [--no-overwrite]
     damselfly check MACRO... [--set k=v]...
     damselfly fmt MACRO... [--check | --write]
@@ -124,7 +124,8 @@ def cmd_run(args) -> int:
         try:
             results = run_batch(args.macro, args.batch, args.param, overrides, args.out, args.jobs, args.device,
                                 args.threads, not args.no_overwrite, args.resume, on_item=on_item,
-                                allow_outside=args.allow_outside_out, on_warning=lambda d: _err(d.format()))
+                                allow_outside=args.allow_outside_out, on_warning=lambda d: _err(d.format()),
+                                cluster=args.cluster)
         except KeyboardInterrupt:
             _err(f"interrupted: running scans cancelled, the rest not started; summary in "
                  f"{Path(args.out).resolve() / 'batch.json'}")
@@ -210,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch", metavar="GLOB", help="run once per matching file, each into OUT/<stem>/")
     r.add_argument("--param", default="scan", help="the param a batch sets (default: scan)")
     r.add_argument("--jobs", type=_positive, default=1, help="batch items run at once (processes)")
+    r.add_argument("--cluster", metavar="ADDRESS",
+                   help="batch: run the scans on a Dask cluster (a scheduler's address, or local:N worker processes)")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     r.add_argument("--threads", type=_positive, default=None, help="CPU threads for PyTorch (networks)")
     r.add_argument("--dry-run", action="store_true", help="check and resolve inputs; compute nothing")

@@ -30,9 +30,9 @@ def _preview_dir(preview, preview_dir, ctx: RunContext):
 
 @action("train_denoiser", result="denoiser", category="Enhance", roles={"preview": "box"}, monitor="training",
         basic=("input", "epochs", "init", "preview"), when={"context": ("input", ("2.5d",))})
-def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = "2.5d", context: int = 3,
-                   epochs: int = 20, steps: int = 50, batch: int = 8, patch: int = 64, lr: float = 0.001,
-                   validation: float = 0.2, patience: int = 5, seed: int = 0, init: Model | None = None,
+def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = "2.5d", context: int = 5,
+                   epochs: int = 60, steps: int = 50, batch: int = 8, patch: int = 64, lr: float = 0.002,
+                   validation: float = 0.2, patience: int = 15, seed: int = 0, init: Model | None = None,
                    preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
                    ctx: RunContext) -> Model:
     """Train a denoiser on the noisy scan itself (Noise2Void: no clean data, no labels).
@@ -75,17 +75,17 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = 
 @action("train_restoration", result="restorer", category="Enhance", roles={"preview": "box"}, monitor="training",
         basic=("input", "epochs", "init", "preview"), when={"context": ("input", ("2.5d",))})
 def train_restoration(source: Volume | list[Volume], target: Volume | list[Volume],
-                      input: Literal["2d", "2.5d"] = "2.5d", context: int = 3, epochs: int = 20, steps: int = 50,
-                      batch: int = 8, patch: int = 64, lr: float = 0.001, validation: float = 0.2,
-                      patience: int = 5, seed: int = 0, init: Model | None = None,
+                      input: Literal["2d", "2.5d"] = "2.5d", context: int = 5, epochs: int = 60, steps: int = 50,
+                      batch: int = 8, patch: int = 64, lr: float = 0.002, validation: float = 0.2,
+                      patience: int = 15, seed: int = 0, init: Model | None = None,
                       preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
                       ctx: RunContext) -> Model:
     """Train a restoration model on registered pairs: a fast, noisy or coarse scan and a slow, clean or
     fine scan of the same sample (CARE).
 
     A target whose shape is the source's times whole factors (1..8 per axis, z included) makes an
-    up-sampling model: the source is up-sampled linearly to the target's grid and the network learns the
-    rest. Such a model writes the finer grid and its spacing.
+    up-sampling model: the source is up-sampled to the target's grid (cubic convolution) and the network
+    learns the rest. Such a model writes the finer grid and its spacing.
 
     Parameters
     ----------

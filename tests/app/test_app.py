@@ -849,3 +849,22 @@ def test_compare_methods_shows_its_table_and_a_table_chosen_in_the_data_panel(qt
     win.run_action("comparison", win.session["model"], target="table")
     settle(qtbot, win)
     assert "Table: table" in win.table_dock.windowTitle()
+
+
+def test_enhance_menu_trains_a_denoiser_with_the_live_dialog_and_shows_the_result(qtbot, win, scan):
+    path, _ = scan
+    win.set_recording(True)
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    titles = {a.text() for a in win.menuBar().actions()}
+    assert "Enhance" in titles  # the menu comes from the registry's category
+    accept(win.open_action("train_denoiser", {"image": "raw", "epochs": 2, "steps": 2, "batch": 2, "patch": 32,
+                                              "preview": [10, 0, 0, 11, 32, 32]}))
+    settle(qtbot, win)
+    assert [r["epoch"] for r in win.training.plot.rows] == [1, 2]  # the loss curves got every epoch
+    assert win.training.preview.pixmap() is not None and not win.training.preview.pixmap().isNull()
+    accept(win.open_action("enhance", {"model": "denoiser", "image": "raw"}))
+    settle(qtbot, win)
+    assert win.volume_name == "enhanced" and win.session["enhanced"].data.dtype == np.float32
+    assert win.messages == []
+    assert "enhanced = enhance(denoiser, raw)" in win.macro.text()

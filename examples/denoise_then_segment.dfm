@@ -1,0 +1,20 @@
+# Denoise a noisy scan with a network trained on the scan itself (Noise2Void: no clean data, no labels),
+# then segment the denoised scan from a few painted slices. This is what the recorder writes when a
+# person does it in the app: Enhance > Train denoiser, Enhance > Enhance, then Segment > Train and Infer.
+version 1
+
+param scan = "data/casting.tif"  # override: --set scan=..., or --batch "scans/*.tif"
+param painted_file = "data/casting_painted.tif"
+param denoise_epochs = 20
+param epochs = 15
+
+raw = load(scan)
+cal = calibrate(raw, method="percentile", low=0.5, high=99.5)
+denoiser = train_denoiser(cal, epochs=denoise_epochs)
+save_model(denoiser, "{scan.stem}_denoiser.dfmodel")
+clean = enhance(denoiser, cal)
+save(clean, "{scan.stem}_denoised.tif")
+painted = load_labels(painted_file)
+model = train(clean, painted, epochs=epochs, steps=20, patch=64, seed=7)
+seg = infer(model, clean)
+save(seg, "{scan.stem}_seg.tif")

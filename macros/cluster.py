@@ -1,0 +1,201 @@
+"""Batches on a Dask cluster: one macro per scan as a Dask task (``damselfly run --batch --cluster``).
+
+``--cluster`` takes the address of a running Dask scheduler (``tcp://host:8786``, started by hand or on
+Kubernetes), ``local:N`` (a LocalCluster of N worker processes on this machine) or ``slurm:FILE`` (batch
+jobs submitted through dask-jobqueue, described by a YAML file such as ``examples/slurm.yaml``). Everything the one-machine batch promises (:mod:`damselfly.macros.batch`) holds:
+
+- Each task runs its scan in a child process of the Dask worker (the same worker program as
+  ``--jobs``), so a crash of one scan never takes a worker down, and Stop can reach a running scan.
+- A worker that dies mid-scan (``kill -9``) takes its child with it (parent-death signal); the child
+  records the cancellation and leaves no partial file, and the scheduler runs the task again on
+  another worker (Dask's ``allowed-failures``). The new run waits for the dead one's folder lock.
+- Ctrl-C (or the app's Stop) sets a Dask ``Event`` that every task polls: running scans are stopped
+  (recorded as cancelled, no partial file), queued ones are cancelled, the summary is written.
+- GPUs are Dask resources: workers started with ``--resources GPU=1`` run GPU scans one per GPU.
+  When any worker declares ``GPU`` and the run's device is ``auto`` or ``cuda``, every scan asks for
+  one; with ``--device cpu`` none does.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+from damselfly.engine.errors import DamselflyError, ParameterError
+from damselfly.engine.progress import Reporter
+
+#: Seconds a retried scan waits for the folder lock a dead run may still hold.
+LOCK_WAIT = 30.0
+
+
+def jobqueue_cluster(config: str | Path):
+    """A dask-jobqueue cluster from a YAML file (``examples/slurm.yaml``): ``kind`` (slurm, pbs, lsf,
+    sge; default slurm), ``jobs`` (how many batch jobs to submit) and ``cluster`` (the keyword arguments
+    of e.g. ``dask_jobqueue.SLURMCluster``). Returns ``(cluster, jobs)``; nothing is submitted yet."""
+    import yaml
+
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise DamselflyError("--cluster slurm:... needs dask-jobqueue: pip install 'damselfly[jobqueue]'") from None
+    try:
+        doc = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise DamselflyError(f"{config}: cannot read the cluster file: {e}") from None
+    kinds = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster", "sge": "SGECluster"}
+    kind = doc.get("kind", "slurm")
+    if kind not in kinds or not isinstance(doc.get("cluster", {}), dict):
+        raise ParameterError(f"{config}: 'kind' must be one of {', '.join(kinds)} and 'cluster' a mapping")
+    jobs = doc.get("jobs", 1)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ParameterError(f"{config}: 'jobs' must be a whole number >= 1, got {jobs!r}")
+    return getattr(dask_jobqueue, kinds[kind])(**doc.get("cluster", {})), jobs
+
+
+def connect(address: str):
+    """A Dask ``Client`` for ``address``: a scheduler's address; ``local:N`` starts a LocalCluster of N
+    processes; ``slurm:FILE`` submits the batch jobs :func:`jobqueue_cluster` describes (both closed with
+    the client). Raises :class:`ParameterError` for a bad address, :class:`DamselflyError` when no
+    scheduler answers."""
+    from distributed import Client, LocalCluster
+
+    if address.startswith("slurm:"):
+        cluster, jobs = jobqueue_cluster(address.split(":", 1)[1])
+        cluster.scale(jobs=jobs)
+        client = Client(cluster)
+        client.damselfly_cluster = cluster
+        return client
+
+    if address.startswith("local:"):
+        try:
+            n = int(address.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ParameterError(f"--cluster local:N needs a number of workers N >= 1, got {address!r}")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=40)
+        client = Client(cluster)
+        client.damselfly_cluster = cluster
+        return client
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as e:
+        raise DamselflyError(f"--cluster {address}: no Dask scheduler answers there ({e})") from None
+
+
+def close(client) -> None:
+    cluster = getattr(client, "damselfly_cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def wants_gpu(client, device: str) -> bool:
+    """Whether scans should ask for a ``GPU`` resource: some worker has one and the device may be CUDA."""
+    if device == "cpu":
+        return False
+    workers = client.scheduler_info().get("workers", {}).values()
+    return any(w.get("resources", {}).get("GPU", 0) > 0 for w in workers)
+
+
+def scan_task(job: dict, stop_event: str) -> dict:
+    """Run one scan of a batch on a Dask worker, in a child process; stop it when ``stop_event`` is set.
+    Returns the :class:`~damselfly.macros.batch.ItemResult` as a dict."""
+    from distributed import Event
+
+    from .batch import BatchJob, _collect, _start
+
+    stop = Event(stop_event)
+    bj = BatchJob(**job)
+    tmp = Path(tempfile.mkdtemp(prefix="damselfly-task-"))
+    t_lock = time.monotonic()
+    while True:
+        w = _start(bj, tmp, 0)
+        while w.proc.poll() is None:
+            if stop.is_set():
+                w.proc.terminate()
+                w.proc.wait()
+                break
+            time.sleep(0.2)
+        r = _collect(w)
+        locked = r.status == "failed" and "another Damselfly run is writing" in (r.error or "")
+        if not locked or time.monotonic() - t_lock > LOCK_WAIT or stop.is_set():
+            break
+        time.sleep(0.5)  # a dead run's child is still letting go of the folder
+    if stop.is_set() and r.status != "ok":
+        r.status, r.error = "cancelled", "stopped with the batch"
+    return asdict(r)
+
+
+def run_on_cluster(todo: list, address: str, done, reporter: Reporter | None, device: str) -> None:
+    """Run the batch jobs ``todo`` as Dask tasks; ``done`` gets each ItemResult as it finishes."""
+    from distributed import Event, as_completed
+
+    from .batch import ItemResult
+
+    client = connect(address)
+    stop_name = f"damselfly-stop-{uuid.uuid4().hex}"
+    stop = Event(stop_name, client=client)
+    resources = {"GPU": 1} if wants_gpu(client, device) else None
+    futures = {client.submit(scan_task, asdict(job), stop_name, key=f"damselfly-scan-{uuid.uuid4().hex}",
+                             pure=False, resources=resources): job for job in todo}
+    pending = set(futures)
+    try:
+        ac = as_completed(futures)
+        while pending:
+            if reporter is not None and reporter.cancelled:
+                raise KeyboardInterrupt
+            try:
+                fut = next(ac)
+            except StopIteration:
+                break
+            pending.discard(fut)
+            job = futures[fut]
+            try:
+                done(ItemResult(**fut.result()))
+            except Exception as e:  # the task itself failed (e.g. every worker it ran on died)
+                done(ItemResult(job.item, job.out_dir, "failed", 0.0, f"the cluster could not run this scan: {e}"))
+    except KeyboardInterrupt:
+        stop.set()
+        _drain(client, futures, pending, done)
+        raise
+    finally:
+        close(client)
+
+
+def _drain(client, futures: dict, pending: set, done) -> None:
+    """After Stop: report the scans that were running (they stop and record it) and cancel the rest."""
+    from distributed import wait
+
+    from .batch import STOP_GRACE, ItemResult
+
+    queued = [f for f in pending if f.status == "pending" and not _started(client, f)]
+    client.cancel(queued)
+    running = [f for f in pending if f not in queued]
+    wait(running, timeout=STOP_GRACE + 5)
+    for f in running:
+        job = futures[f]
+        if f.status == "finished":
+            done(ItemResult(**f.result()))
+        else:
+            done(ItemResult(job.item, job.out_dir, "cancelled", 0.0, "stopped with the batch"))
+
+
+def _started(client, fut) -> bool:
+    """Whether the scheduler has the task running on a worker."""
+    try:
+        return client.run_on_scheduler(lambda dask_scheduler, key=fut.key: dask_scheduler.tasks[key].state
+                                       if key in dask_scheduler.tasks else "gone") == "processing"
+    except Exception:  # noqa: BLE001 - the scheduler is going away: treat it as running (waited for)
+        return True
+
+
+
+if __name__ == "__main__":  # print the job script a cluster file would submit
+    import sys
+
+    print(jobqueue_cluster(sys.argv[1])[0].job_script())

@@ -1,0 +1,112 @@
+"""Batches on a Dask LocalCluster of 2 worker processes (issue 19): the same outputs as a serial run, a
+bad scan reported, a killed worker's scan retried elsewhere, Ctrl-C then --resume. Linux (reads /proc)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from damselfly.engine import DamselflyError, ParameterError
+from damselfly.macros.batch import run_batch
+
+from .kit import final_files, processes_with, temporaries, wait_for, write_scans
+from .test_batch_workers import BODY
+
+pytestmark = [pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc"),
+              pytest.mark.slow]
+
+
+@pytest.fixture
+def scans(tmp_path):
+    folder = write_scans(tmp_path / "scans", 6, (24, 40, 40))
+    m = tmp_path / "m.dfm"
+    m.write_text(BODY)
+    return m, folder
+
+
+def test_a_cluster_batch_equals_the_serial_run_and_reports_the_bad_scan(scans, tmp_path):
+    m, folder = scans
+    (folder / "p3.tif").write_bytes(b"II*\x00 truncated")  # a corrupt scan
+    res = run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "out", cluster="local:2", device="cpu")
+    assert [r.status for r in res] == ["ok", "ok", "ok", "failed", "ok", "ok"]
+    assert "p3.tif" in res[3].error
+    summary = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert summary["cluster"] == "local:2" and [i["status"] for i in summary["items"]][3] == "failed"
+    serial = run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "serial", device="cpu")
+    assert [r.status for r in serial] == [r.status for r in res]
+    assert final_files(tmp_path / "out") == final_files(tmp_path / "serial")
+    assert not temporaries(tmp_path / "out")
+
+
+def test_a_killed_worker_has_its_scan_run_again_elsewhere(scans, tmp_path):
+    m, folder = scans
+    out = tmp_path / "out"
+
+    def killer():  # kill -9 the Dask worker whose child runs p1, mid-scan
+        child = wait_for(lambda: processes_with(f"{folder / 'p1.tif'}"), timeout=120)[0]
+        wait_for(lambda: (out / "p1" / "run.json").exists(), timeout=120)
+        time.sleep(0.3)
+        parent = int(Path(f"/proc/{child}/stat").read_text().split(") ")[1].split()[1])
+        os.kill(parent, signal.SIGKILL)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    res = run_batch(m, str(folder / "*.tif"), out_dir=out, cluster="local:2", device="cpu")
+    t.join()
+    assert [r.status for r in res] == ["ok"] * 6
+    assert not temporaries(out)
+    run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "clean", device="cpu")
+    assert final_files(out) == final_files(tmp_path / "clean")
+
+
+def test_ctrl_c_cancels_then_resume_finishes_the_rest(scans, tmp_path):
+    m, folder = scans
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "damselfly.macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
+           "--out", str(out), "--cluster", "local:2", "--device", "cpu"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (out / "p0" / "run.json").exists(), timeout=120)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    summary = json.loads((out / "batch.json").read_text())
+    assert summary["interrupted"] and {i["status"] for i in summary["items"]} <= {"ok", "cancelled"}
+    assert "cancelled" in {i["status"] for i in summary["items"]}
+    assert not temporaries(out)
+    wait_for(lambda: not processes_with(str(folder)), timeout=60)
+    r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "clean", device="cpu")
+    assert final_files(out) == final_files(tmp_path / "clean")
+
+
+def test_bad_cluster_addresses_are_clear_errors(scans, tmp_path):
+    m, folder = scans
+    with pytest.raises(ParameterError, match="local:N"):
+        run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "o", cluster="local:zero")
+    with pytest.raises(DamselflyError, match="no Dask scheduler answers"):
+        run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "o2", cluster="tcp://127.0.0.1:9")
+
+
+def test_the_slurm_example_submits_the_job_script_it_documents():
+    pytest.importorskip("dask_jobqueue")
+    from damselfly.macros.cluster import jobqueue_cluster
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "slurm.yaml"
+    cluster, jobs = jobqueue_cluster(example)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert jobs == 4
+    for line in ("#SBATCH -p gpu", "#SBATCH -A my_project", "#SBATCH --gres=gpu:1", "#SBATCH -t 04:00:00",
+                 "source $HOME/damselfly/.venv/bin/activate"):
+        assert line in script, line
+    assert "--resources GPU=1" in script and "distributed.cli.dask_worker" in script
