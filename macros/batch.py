@@ -12,6 +12,9 @@ What a batch promises (tested in ``tests/macros/test_batch_safety.py`` and ``ben
   no partial file), nothing new starts, the summary is written, and the interrupt goes on to the caller
   (the command line exits 130).
 - ``resume`` skips only scans that :func:`macros.runrecord.done_reason` finds done.
+
+One scan's job and worker process are in :mod:`damselfly.macros.workers`; ``cluster=`` hands the scans
+to a Dask cluster instead (:mod:`damselfly.macros.cluster`), with the same promises.
 """
 
 from __future__ import annotations
@@ -20,14 +23,10 @@ import glob as _glob
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
-import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from damselfly.engine import io
@@ -37,52 +36,9 @@ from damselfly.engine.progress import Reporter
 from .checker import check
 from .diagnostics import Diagnostic, MacroError
 from .parser import parse_file
-from .runner import RunFailed, check_device, check_threads, prepare_out_dir, run_file
-from .runrecord import FolderLock, done_reason, macro_sha256, read_record, write_record
-
-#: Seconds a cancelled worker gets to record its cancellation before it is killed.
-STOP_GRACE = 20.0
-
-
-@dataclass
-class ItemResult:
-    item: str
-    out_dir: str
-    status: str           # ok, failed, cancelled, skipped (--resume: done before), not run (batch stopped)
-    seconds: float
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    """One scan of a batch: everything a worker process needs to run it."""
-
-    macro_path: str
-    item: str
-    param: str
-    overrides: dict
-    out_dir: str
-    device: str = "auto"
-    threads: int | None = None
-    overwrite: bool = True
-    allow_outside: bool = False
-    base_dir: str | None = None
-
-    def run(self, reporter: Reporter | None = None) -> ItemResult:
-        """Run this scan here; every error becomes a failed :class:`ItemResult` (never raised)."""
-        t0 = time.perf_counter()
-        try:
-            run_file(self.macro_path, {**self.overrides, self.param: self.item}, self.out_dir, self.device,
-                     self.threads, self.overwrite, reporter=reporter, allow_outside=self.allow_outside,
-                     base_dir=self.base_dir)
-            return ItemResult(self.item, self.out_dir, "ok", time.perf_counter() - t0)
-        except RunFailed as e:
-            return ItemResult(self.item, self.out_dir, e.result.status, time.perf_counter() - t0, e.result.error)
-        except DamselflyError as e:
-            return ItemResult(self.item, self.out_dir, "failed", time.perf_counter() - t0, str(e))
-        except Exception as e:  # never let one scan stop the batch
-            return ItemResult(self.item, self.out_dir, "failed", time.perf_counter() - t0,
-                              f"internal error: {type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
+from .runner import check_device, check_threads, prepare_out_dir
+from .runrecord import FolderLock, done_reason, macro_sha256
+from .workers import STOP_GRACE, BatchJob, ItemResult, _collect, _start, _Worker
 
 
 def batch_items(pattern: str) -> list[str]:
@@ -210,60 +166,6 @@ def _run_here(todo: list[BatchJob], done, reporter: Reporter | None) -> None:
             raise
 
 
-# ----------------------------------------------------------------------------------------------
-# worker processes
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class _Worker:
-    job: BatchJob
-    proc: subprocess.Popen
-    result_file: Path
-    log_file: Path
-    t0: float
-
-
-def _start(job: BatchJob, tmp: Path, k: int) -> _Worker:
-    result_file, log_file = tmp / f"{k}.json", tmp / f"{k}.log"
-    with open(log_file, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "damselfly.macros.batch", json.dumps(asdict(job)), str(result_file),
-                                 str(os.getpid())], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=_die_with_parent)
-    return _Worker(job, proc, result_file, log_file, time.perf_counter())
-
-
-def _collect(w: _Worker) -> ItemResult:
-    """The result a finished worker wrote, or a failed result saying how it died."""
-    seconds = time.perf_counter() - w.t0
-    try:
-        return ItemResult(**json.loads(w.result_file.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        pass
-    rc = w.proc.returncode
-    if rc is not None and rc < 0:
-        name = signal.Signals(-rc).name if -rc in signal.Signals._value2member_map_ else f"signal {-rc}"
-        why = f"killed by {name}" + ("; out of memory?" if -rc == signal.SIGKILL else "")
-    else:
-        why = f"exited with status {rc}"
-    log = w.log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-    error = f"the worker process running this scan died ({why}); the scan is not done" + \
-        ("\n" + "\n".join(log) if log else "")
-    _mark_dead(Path(w.job.out_dir), error)
-    return ItemResult(w.job.item, w.job.out_dir, "failed", seconds, error)
-
-
-def _mark_dead(out_dir: Path, error: str) -> None:
-    """After a worker died: its record says failed and its interrupted writes are removed."""
-    try:
-        with FolderLock(out_dir):
-            io.remove_stale_temporaries(out_dir)
-            rec = read_record(out_dir)
-            if rec is not None and rec.get("status") == "running":
-                rec.update(status="failed", error=error)
-                write_record(out_dir, rec)
-    except (DamselflyError, OSError):
-        pass  # the folder is gone or still held: the next run into it cleans up
-
-
 def _run_in_workers(todo: list[BatchJob], jobs: int, done, reporter: Reporter | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="damselfly-batch-"))
     pending, running, k = list(todo), [], 0
@@ -305,48 +207,3 @@ def _stop(running: list[_Worker], done) -> None:
             r.status, r.error = "cancelled", "stopped with the batch"
         done(r)
     running.clear()
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
-
-
-def _watch_parent(parent: int) -> None:
-    """Where there is no parent-death signal: stop this worker when its parent is gone."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _worker_main(argv: list[str]) -> int:
-    job_json, result_file, parent = argv[0], Path(argv[1]), int(argv[2])
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    if os.getppid() != parent:  # the parent died before we got here
-        return 130
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    job = BatchJob(**json.loads(job_json))
-    t0 = time.perf_counter()
-    try:
-        r = job.run()
-        code = 0
-    except KeyboardInterrupt:
-        r, code = ItemResult(job.item, job.out_dir, "cancelled", time.perf_counter() - t0, "stopped"), 130
-    io.write_text(result_file, json.dumps(asdict(r)))
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))

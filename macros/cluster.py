@@ -104,10 +104,10 @@ def wants_gpu(client, device: str) -> bool:
 
 def scan_task(job: dict, stop_event: str) -> dict:
     """Run one scan of a batch on a Dask worker, in a child process; stop it when ``stop_event`` is set.
-    Returns the :class:`~damselfly.macros.batch.ItemResult` as a dict."""
+    Returns the :class:`~damselfly.macros.workers.ItemResult` as a dict."""
     from distributed import Event
 
-    from .batch import BatchJob, _collect, _start
+    from .workers import BatchJob, _collect, _start
 
     stop = Event(stop_event)
     bj = BatchJob(**job)
@@ -135,7 +135,7 @@ def run_on_cluster(todo: list, address: str, done, reporter: Reporter | None, de
     """Run the batch jobs ``todo`` as Dask tasks; ``done`` gets each ItemResult as it finishes."""
     from distributed import Event, as_completed
 
-    from .batch import ItemResult
+    from .workers import ItemResult
 
     client = connect(address)
     stop_name = f"damselfly-stop-{uuid.uuid4().hex}"
@@ -171,7 +171,7 @@ def _drain(client, futures: dict, pending: set, done) -> None:
     """After Stop: report the scans that were running (they stop and record it) and cancel the rest."""
     from distributed import wait
 
-    from .batch import STOP_GRACE, ItemResult
+    from .workers import STOP_GRACE, ItemResult
 
     queued = [f for f in pending if f.status == "pending" and not _started(client, f)]
     client.cancel(queued)
