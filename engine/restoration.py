@@ -25,9 +25,7 @@ Examples
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ import torch
 
 from . import nets, progress
 from .data import Volume
-from .errors import Cancelled, InputError, ParameterError
+from .errors import InputError, ParameterError
 from .model import Model
 from .provenance import versions
 from .resample import upsample, upsample_slices
@@ -183,8 +181,10 @@ class _Objective:
 
 
 def _fit(net, data: _Pairs, obj: _Objective, sc: Schedule, context: int, dev, rng, preview_at, on_epoch):
-    """Epochs of AdamW with cosine decay, validation on held-out slices, early stopping; the best
-    weights kept, also on Stop. Returns ``(history, best, how it stopped)``."""
+    """AdamW with cosine decay and validation on held-out slices, through the shared epoch loop
+    (:func:`~damselfly.engine.training.fit_epochs`). Returns ``(history, best, how it stopped)``."""
+    from .training import fit_epochs
+
     net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(sc.epochs, 1), eta_min=sc.lr * 0.02)
@@ -193,51 +193,25 @@ def _fit(net, data: _Pairs, obj: _Objective, sc: Schedule, context: int, dev, rn
     if data.val:
         x, y = _batch(data, data.val, max(2 * sc.batch, 16), context, sc.patch, vrng, flip=False)
         val = obj.prepare(x, y, vrng)
-    hist: dict[str, list] = {"epoch": [], "loss": [], "val_loss": [], "lr": [], "seconds": []}
-    best = {"loss": math.inf, "state": None, "epoch": 0}
-    stopped, wait = "completed", 0
-    task = progress.task("Training", total=sc.epochs * sc.steps)
-    try:
-        for epoch in range(1, sc.epochs + 1):
-            t0 = time.perf_counter()
-            net.train()
-            losses = []
-            for _ in range(sc.steps):
-                x, y, m = obj.prepare(*_batch(data, data.train, sc.batch, context, sc.patch, rng, flip=True), rng)
-                x, y = x.to(dev), y.to(dev)
-                loss = obj.loss(obj.output(net, x), y, None if m is None else m.to(dev))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                task.advance()
-            row = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
-            sched.step()
-            row["val_loss"] = _validate(net, obj, val, dev)
-            score = row["val_loss"] if val is not None else row["loss"]
-            if score < best["loss"]:
-                best, wait = {"loss": score, "state": copy.deepcopy(net.state_dict()), "epoch": epoch}, 0
-            else:
-                wait += 1
-            if preview_at is not None:
-                net.eval()
-                row["preview"] = str(preview_at(net, epoch))
-            row["seconds"] = round(time.perf_counter() - t0, 3)
-            for key in hist:
-                hist[key].append(row.get(key, float("nan")))
-            task.message = f"Training: epoch {epoch}/{sc.epochs} done, loss {row['loss']:.4f}"
-            if on_epoch is not None:
-                on_epoch(row)
-            progress.event("epoch", **row)
-            if val is not None and wait >= sc.patience:
-                stopped = "early"
-                break
-    except Cancelled:
-        if best["state"] is None:
-            raise
-        stopped = "cancelled"
-    task.finish()
-    return hist, best, stopped
+
+    def one_epoch(task) -> dict:
+        net.train()
+        losses = []
+        for _ in range(sc.steps):
+            x, y, m = obj.prepare(*_batch(data, data.train, sc.batch, context, sc.patch, rng, flip=True), rng)
+            loss = obj.loss(obj.output(net, x.to(dev)), y.to(dev), None if m is None else m.to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            task.advance()
+        row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
+        sched.step()
+        row["val_loss"] = _validate(net, obj, val, dev)
+        return row
+
+    return fit_epochs(sc, one_epoch, val is not None, ("epoch", "loss", "val_loss", "lr", "seconds"), net,
+                      preview_at, on_epoch)
 
 
 def _validate(net, obj: _Objective, val, dev) -> float:

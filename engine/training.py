@@ -238,50 +238,24 @@ def _data(images, labels, norm, mode, context, patch_shape, rng, m, sc: Schedule
     return _Data(src, vsrc, train_centres, val_set, counts)
 
 
-def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, mode: str, preview_at, on_epoch):
-    """The epoch loop: AdamW with a cosine schedule, validation, early stopping, the best weights kept;
-    Stop keeps the best epoch so far. Returns ``(history, best, how it stopped)``."""
-    k = len(labels.classes)
-    fmt = torch.channels_last if mode != "3d" else torch.channels_last_3d
-    net = net.to(dev).to(memory_format=fmt)
-    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(sc.epochs, 1), eta_min=sc.lr * 0.02)
-    gen = torch.Generator().manual_seed(sc.seed)
-    amp = dev.type == "cuda"
-    hist: dict[str, list] = {"epoch": [], "loss": [], "val_loss": []}
-    for c in labels.classes:
-        hist[f"dice_{c.name}"] = []
-    hist.update({"lr": [], "seconds": []})
+def fit_epochs(sc, one_epoch: Callable[[], dict], has_val: bool, hist_keys: Sequence[str], net, preview_at,
+               on_epoch) -> tuple[dict, dict, str]:
+    """The epoch loop shared by every trainer: ``one_epoch()`` trains ``sc.steps`` batches and returns the
+    epoch's row (``loss``, ``val_loss``, ...); the best epoch (lowest ``val_loss``, or ``loss`` without
+    validation) keeps a copy of ``net``'s weights; early stop after ``sc.patience`` epochs without
+    progress; a preview and an ``epoch`` event per epoch; Stop keeps the best epoch so far (a plain
+    cancel before the first one ends). Returns ``(history, best, how it stopped)``."""
+    hist: dict[str, list] = {k: [] for k in hist_keys}
     best = {"loss": math.inf, "state": None, "epoch": 0}
     stopped, wait = "completed", 0
     task = progress.task("Training", total=sc.epochs * sc.steps)
     try:
         for epoch in range(1, sc.epochs + 1):
             t0 = time.perf_counter()
-            net.train()
-            losses = []
-            for _ in range(sc.steps):
-                x, y = data.src.batch(data.train_centres, sc.batch, rng)
-                x, y = augment(torch.from_numpy(x), torch.from_numpy(y), opts, gen)
-                x = x.to(dev).contiguous(memory_format=fmt)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                    out = net(x)
-                loss = masked_loss(out, y.to(dev))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                task.advance()
-            row = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
-            sched.step()
-            val_loss, dice = _validate(net, data.val_set, k, dev, fmt, amp)
-            row["val_loss"] = val_loss
-            for c, d in zip(labels.classes, dice):
-                row[f"dice_{c.name}"] = d
-            score = val_loss if data.val_set is not None else row["loss"]
+            row = {"epoch": epoch, **one_epoch(task)}
+            score = row["val_loss"] if has_val else row["loss"]
             if score < best["loss"]:
-                best = {"loss": score, "state": copy.deepcopy(net.state_dict()), "epoch": epoch}
-                wait = 0
+                best, wait = {"loss": score, "state": copy.deepcopy(net.state_dict()), "epoch": epoch}, 0
             else:
                 wait += 1
             if preview_at is not None:
@@ -290,12 +264,12 @@ def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, m
             row["seconds"] = round(time.perf_counter() - t0, 3)
             for key in hist:
                 hist[key].append(row.get(key, float("nan")))
-            task.message = (f"Training: epoch {epoch}/{sc.epochs} done, loss {row['loss']:.3f}"
-                            + (f", val_loss {val_loss:.3f}" if data.val_set is not None else ""))
+            task.message = (f"Training: epoch {epoch}/{sc.epochs} done, loss {row['loss']:.4f}"
+                            + (f", val_loss {row['val_loss']:.4f}" if has_val else ""))
             if on_epoch is not None:
                 on_epoch(row)
             progress.event("epoch", **row)
-            if data.val_set is not None and wait >= sc.patience:
+            if has_val and wait >= sc.patience:
                 stopped = "early"
                 break
     except Cancelled:
@@ -304,6 +278,42 @@ def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, m
         stopped = "cancelled"
     task.finish()
     return hist, best, stopped
+
+
+def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, mode: str, preview_at, on_epoch):
+    """Segmentation training: AdamW with a cosine schedule, masked loss, Dice on the validation set,
+    through :func:`fit_epochs`."""
+    k = len(labels.classes)
+    fmt = torch.channels_last if mode != "3d" else torch.channels_last_3d
+    net = net.to(dev).to(memory_format=fmt)
+    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(sc.epochs, 1), eta_min=sc.lr * 0.02)
+    gen = torch.Generator().manual_seed(sc.seed)
+    amp = dev.type == "cuda"
+
+    def one_epoch(task) -> dict:
+        net.train()
+        losses = []
+        for _ in range(sc.steps):
+            x, y = data.src.batch(data.train_centres, sc.batch, rng)
+            x, y = augment(torch.from_numpy(x), torch.from_numpy(y), opts, gen)
+            x = x.to(dev).contiguous(memory_format=fmt)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                out = net(x)
+            loss = masked_loss(out, y.to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            task.advance()
+        row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
+        sched.step()
+        row["val_loss"], dice = _validate(net, data.val_set, k, dev, fmt, amp)
+        row.update({f"dice_{c.name}": d for c, d in zip(labels.classes, dice)})
+        return row
+
+    keys = ["epoch", "loss", "val_loss", *(f"dice_{c.name}" for c in labels.classes), "lr", "seconds"]
+    return fit_epochs(sc, one_epoch, data.val_set is not None, keys, net, preview_at, on_epoch)
 
 
 def _validate(net, val_set, k, dev, fmt, amp) -> tuple[float, list[float]]:
