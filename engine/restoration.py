@@ -84,15 +84,21 @@ def scale_between(source: Volume, target: Volume) -> tuple[int, int, int]:
 
 @dataclass
 class _Pairs:
-    """Normalised inputs (on the target grid) and targets in memory; training and validation slices."""
+    """Normalised inputs (on the target grid) and targets in memory; training and validation slices;
+    with a mask, per slice the (y, x) positions patches are centred on."""
 
     inputs: list[np.ndarray]
     targets: list[np.ndarray]
     train: list[tuple[int, int]]
     val: list[tuple[int, int]]
+    centres: dict | None = None
 
 
-def _pairs(sources, targets, scale, norm_in, norm_out, validation: float, rng) -> _Pairs:
+#: At most this many mask positions are kept per slice to centre patches on.
+MAX_CENTRES = 20000
+
+
+def _pairs(sources, targets, scale, norm_in, norm_out, validation: float, rng, mask=None) -> _Pairs:
     ins, outs, items = [], [], []
     task = progress.task("Reading the training volumes", total=len(sources))
     for i, (s, t) in enumerate(zip(sources, targets)):
@@ -102,10 +108,21 @@ def _pairs(sources, targets, scale, norm_in, norm_out, validation: float, rng) -
         items += [(i, z) for z in range(t.shape[0])]
         task.advance()
     task.finish()
+    centres = None
+    if mask is not None:
+        centres = {}
+        for z in range(targets[0].shape[0]):
+            pos = np.argwhere(np.asarray(mask[z], bool))
+            if len(pos):
+                centres[(0, z)] = pos if len(pos) <= MAX_CENTRES else pos[rng.choice(len(pos), MAX_CENTRES,
+                                                                                   replace=False)]
+        if not centres:
+            raise InputError("the mask holds no voxel: nothing to train on")
+        items = sorted(centres)
     n_val = int(round(validation * len(items))) if len(items) >= 2 else 0
     order = rng.permutation(len(items))
     val = sorted(items[j] for j in order[:n_val])
-    return _Pairs(ins, outs, [items[j] for j in sorted(order[n_val:])], val)
+    return _Pairs(ins, outs, [items[j] for j in sorted(order[n_val:])], val, centres)
 
 
 def _patch(data: _Pairs, item, context: int, patch: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +131,13 @@ def _patch(data: _Pairs, item, context: int, patch: int, rng) -> tuple[np.ndarra
     h = context // 2
     zs = reflect_index(np.arange(z - h, z + h + 1), vol.shape[0])
     py, px = min(patch, vol.shape[1]), min(patch, vol.shape[2])
-    y0 = int(rng.integers(0, vol.shape[1] - py + 1))
-    x0 = int(rng.integers(0, vol.shape[2] - px + 1))
+    if data.centres is not None:  # a patch around a random position inside the mask
+        cy, cx = data.centres[item][int(rng.integers(len(data.centres[item])))]
+        y0 = int(np.clip(cy - py // 2, 0, vol.shape[1] - py))
+        x0 = int(np.clip(cx - px // 2, 0, vol.shape[2] - px))
+    else:
+        y0 = int(rng.integers(0, vol.shape[1] - py + 1))
+        x0 = int(rng.integers(0, vol.shape[2] - px + 1))
     return vol[zs, y0:y0 + py, x0:x0 + px], tgt[z, y0:y0 + py, x0:x0 + px][None]
 
 
@@ -254,8 +276,11 @@ def _check(task, sources, targets, input, context, sc: Schedule):
 def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, input: str = "2.5d",
           context: int = 5, hparams: dict | None = None, schedule: Schedule = Schedule(),
           init: Model | None = None, preview: Sequence[int] | None = None, preview_dir: str | Path | None = None,
-          device: str = "auto", on_epoch: Callable[[dict], None] | None = None) -> Model:
+          device: str = "auto", on_epoch: Callable[[dict], None] | None = None, mask=None) -> Model:
     """Train a denoising (``targets`` = ``sources``) or restoration model; see the module docstring.
+
+    ``mask`` (boolean slabs on the target's grid, e.g. a lazy view of a segmentation; one pair only):
+    patches are centred inside it, so training learns the region that matters (the sample, not the air).
 
     ``preview`` is a box ``[z, y0, x0, z + 1, y1, x1]`` of the first source whose enhancement is saved
     beside the input as ``preview_dir/epoch_NNN.png`` after every epoch.
@@ -279,7 +304,10 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
         norm_in = norm_out = norm_range(sources[0])
     dev = resolve_device(device)
     rng = np.random.default_rng(sc.seed)
-    data = _pairs(sources, targets, scale, norm_in, norm_out, sc.validation, rng)
+    if mask is not None and (len(targets) != 1 or tuple(mask.shape) != tuple(targets[0].shape)):
+        raise ParameterError(f"a mask needs one volume (pair) and the target's shape {targets[0].shape}, got "
+                             f"{len(targets)} and {tuple(mask.shape)}")
+    data = _pairs(sources, targets, scale, norm_in, norm_out, sc.validation, rng, mask)
     residual = task == "restore"
     config = {
         "arch": "unet", "hparams": hp, "input": input, "context": context, "axis": "z", "task": task,

@@ -8,11 +8,12 @@ import numpy as np
 
 from .. import restoration
 from ..context import RunContext
-from ..data import Volume
+from ..data import Labels, Volume
 from ..errors import ParameterError
 from ..model import Model
 from ..registry import OutputPath, action
 from ..volume_ops import output_like
+from .segmentation import _mask
 
 
 def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed) -> restoration.Schedule:
@@ -33,6 +34,7 @@ def _preview_dir(preview, preview_dir, ctx: RunContext):
 def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = "2.5d", context: int = 5,
                    epochs: int = 60, steps: int = 50, batch: int = 8, patch: int = 64, lr: float = 0.002,
                    validation: float = 0.2, patience: int = 15, seed: int = 0, init: Model | None = None,
+                   mask: Volume | Labels | None = None, mask_classes: list[str] | None = None,
                    preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
                    ctx: RunContext) -> Model:
     """Train a denoiser on the noisy scan itself (Noise2Void: no clean data, no labels).
@@ -61,6 +63,10 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = 
         Random seed; on the CPU the same seed gives the same model.
     init : Model, optional
         Continue training this denoiser.
+    mask : Volume or Labels, optional
+        Centre training patches only where the mask is non-zero (or in ``mask_classes`` of a Labels).
+    mask_classes : list of str, optional
+        Classes of a Labels ``mask`` that count as inside.
     preview : list of int, optional
         A box ``[z, y0, x0, z + 1, y1, x1]``: before and after are saved as a PNG after every epoch.
     preview_dir : path, optional
@@ -68,6 +74,7 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = 
     """
     images = list(image) if isinstance(image, (list, tuple)) else [image]
     return restoration.train("denoise", images, images, input=input, context=context, init=init,
+                             mask=_mask(mask, mask_classes, images[-1]),
                              schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed),
                              preview=preview, preview_dir=_preview_dir(preview, preview_dir, ctx), device=ctx.device)
 
@@ -78,6 +85,7 @@ def train_restoration(source: Volume | list[Volume], target: Volume | list[Volum
                       input: Literal["2d", "2.5d"] = "2.5d", context: int = 5, epochs: int = 60, steps: int = 50,
                       batch: int = 8, patch: int = 64, lr: float = 0.002, validation: float = 0.2,
                       patience: int = 15, seed: int = 0, init: Model | None = None,
+                      mask: Volume | Labels | None = None, mask_classes: list[str] | None = None,
                       preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
                       ctx: RunContext) -> Model:
     """Train a restoration model on registered pairs: a fast, noisy or coarse scan and a slow, clean or
@@ -109,6 +117,11 @@ def train_restoration(source: Volume | list[Volume], target: Volume | list[Volum
         Random seed; on the CPU the same seed gives the same model.
     init : Model, optional
         Continue training this restoration model.
+    mask : Volume or Labels, optional
+        Centre training patches only where the mask is non-zero (or in ``mask_classes`` of a Labels), on
+        the target's grid; one pair only.
+    mask_classes : list of str, optional
+        Classes of a Labels ``mask`` that count as inside.
     preview : list of int, optional
         A box ``[z, y0, x0, z + 1, y1, x1]`` on the target's grid: before and after after every epoch.
     preview_dir : path, optional
@@ -117,6 +130,7 @@ def train_restoration(source: Volume | list[Volume], target: Volume | list[Volum
     sources = list(source) if isinstance(source, (list, tuple)) else [source]
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     return restoration.train("restore", sources, targets, input=input, context=context, init=init,
+                             mask=_mask(mask, mask_classes, targets[-1]),
                              schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed),
                              preview=preview, preview_dir=_preview_dir(preview, preview_dir, ctx), device=ctx.device)
 

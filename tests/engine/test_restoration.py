@@ -172,3 +172,26 @@ def test_the_denoise_then_segment_example_runs(tmp_path):
     seg = io.read_labels(tmp_path / "casting_seg.tif")
     assert seg.shape == io.read_volume(tmp_path / "casting_denoised.tif").shape
     assert model_io.load_model(tmp_path / "casting_denoiser.dfmodel").task == "denoise"
+
+
+def test_a_mask_centres_the_training_patches_inside_it(pair):
+    from damselfly.engine import make_classes
+
+    noisy, _ = pair
+    m = np.zeros(noisy.shape, bool)
+    m[3:6, 30:34, 5:9] = True
+    inside = m.astype(np.float32)  # the "image" is the mask itself: a patch holding a mask voxel has max 1
+    data = R._pairs([noisy.with_data(inside)], [noisy.with_data(inside)], (1, 1, 1), (0.0, 1.0), (0.0, 1.0), 0.0,
+                    np.random.default_rng(0), m)
+    assert data.train == [(0, 3), (0, 4), (0, 5)]  # only slices that hold mask voxels
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        x, y = R._patch(data, data.train[int(rng.integers(3))], 1, 16, rng)
+        assert x.shape == (1, 16, 16) and x.max() == 1 and y.max() == 1
+    with pytest.raises(InputError, match="no voxel"):
+        R._pairs([noisy], [noisy], (1, 1, 1), (0.0, 1.0), (0.0, 1.0), 0.0, np.random.default_rng(0),
+                 np.zeros(noisy.shape, bool))
+    seg = noisy.as_labels(m.astype(np.uint8) + 1, make_classes(["outside", "inside"]))
+    assert train_denoiser(noisy, mask=seg, mask_classes=["inside"], **TINY).task == "denoise"
+    with pytest.raises(ParameterError, match="one volume"):
+        train_denoiser([noisy, noisy], mask=seg, **TINY)
