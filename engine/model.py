@@ -280,8 +280,9 @@ def _validate_enhancement(doc: dict, bad) -> None:
     lo, hi = (out.get("low"), out.get("high")) if isinstance(out, dict) else (None, None)
     if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in (lo, hi)) or not lo < hi:
         raise bad("output", f"needs finite numbers low < high, got {out!r}")
-    if doc["arch"] != "unet" or doc["input"] not in ("2d", "2.5d") or len(doc["inputs"]) != 1:
-        raise bad("arch", "an enhancement model is a 2-D U-Net on one input, 2d or 2.5d")
+    if (doc["arch"], doc["input"]) not in (("unet", "2d"), ("unet", "2.5d"), ("unet3d", "3d")) \
+            or len(doc["inputs"]) != 1:
+        raise bad("arch", "an enhancement model is a U-Net on one input: 2-D (2d, 2.5d) or 3-D (3d)")
     if not isinstance(doc.get("residual", False), bool):
         raise bad("residual", "must be true or false")
 

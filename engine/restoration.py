@@ -11,7 +11,8 @@
   up-sampled to the target's grid by cubic convolution (:mod:`~damselfly.engine.resample`, integer
   factors per axis, z included); the network learns the correction (residual; its last layer starts
   at zero, so training starts from the up-sampled source), scored by the mean squared error.
-- The networks are the 2-D U-Net of segmentation with one output channel; 2-D or 2.5-D inputs.
+- The networks are the U-Nets of segmentation with one output channel: 2-D (2-D or 2.5-D inputs) or
+  3-D (``input="3d"``: blocks of half the patch edge, blind spots plane by plane).
 - :func:`enhance` applies either kind to a whole volume slab by slab through the same tiled, blended
   sliding window as ``infer``, writing float32 on the target grid (the up-sampled spacing).
 
@@ -128,7 +129,7 @@ def _pairs(sources, targets, scale, norm_in, norm_out, validation: float, rng, m
 def _patch(data: _Pairs, item, context: int, patch: int, rng) -> tuple[np.ndarray, np.ndarray]:
     i, z = item
     vol, tgt = data.inputs[i], data.targets[i]
-    h = context // 2
+    h = max(context, 1) // 2
     zs = reflect_index(np.arange(z - h, z + h + 1), vol.shape[0])
     py, px = min(patch, vol.shape[1]), min(patch, vol.shape[2])
     if data.centres is not None:  # a patch around a random position inside the mask
@@ -138,6 +139,10 @@ def _patch(data: _Pairs, item, context: int, patch: int, rng) -> tuple[np.ndarra
     else:
         y0 = int(rng.integers(0, vol.shape[1] - py + 1))
         x0 = int(rng.integers(0, vol.shape[2] - px + 1))
+    if context == 0:  # 3-D: a block of ``patch`` slices around z (one channel)
+        pz = min(patch, vol.shape[0])
+        za = int(np.clip(z - pz // 2, 0, vol.shape[0] - pz))
+        return vol[None, za:za + pz, y0:y0 + py, x0:x0 + px], tgt[None, za:za + pz, y0:y0 + py, x0:x0 + px]
     return vol[zs, y0:y0 + py, x0:x0 + px], tgt[z, y0:y0 + py, x0:x0 + px][None]
 
 
@@ -147,7 +152,7 @@ def _batch(data: _Pairs, items, n: int, context: int, patch: int, rng, flip: boo
         x, y = _patch(data, items[int(rng.integers(len(items)))], context, patch, rng)
         if flip:
             k = int(rng.integers(4)) if x.shape[-1] == x.shape[-2] else 2 * int(rng.integers(2))
-            x, y = np.rot90(x, k, (1, 2)), np.rot90(y, k, (1, 2))
+            x, y = np.rot90(x, k, (-2, -1)), np.rot90(y, k, (-2, -1))
             if rng.random() < 0.5:
                 x, y = x[..., ::-1], y[..., ::-1]
         xs.append(np.ascontiguousarray(x))
@@ -189,6 +194,11 @@ class _Objective:
 
     def prepare(self, x, y, rng):
         if self.task == "denoise":
+            if x.ndim == 5:  # 3-D blocks (b, 1, z, y, x): blind spots plane by plane
+                b, _, d, ny, nx = x.shape
+                xm, m = blind_spot(x.transpose(0, 2, 1, 3, 4).reshape(b * d, 1, ny, nx), rng, 0)
+                xm, m = xm.reshape(b, d, 1, ny, nx).transpose(0, 2, 1, 3, 4), m.reshape(b, d, ny, nx)
+                return torch.from_numpy(np.ascontiguousarray(xm)), torch.from_numpy(y), torch.from_numpy(m)[:, None]
             xm, m = blind_spot(x, rng, self.centre)
             return torch.from_numpy(xm), torch.from_numpy(y), torch.from_numpy(m)[:, None]
         return torch.from_numpy(x), torch.from_numpy(y), None
@@ -253,8 +263,8 @@ def _check(task, sources, targets, input, context, sc: Schedule):
         raise ParameterError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if not sources or len(sources) != len(targets):
         raise ParameterError(f"restoration needs as many targets as sources, got {len(sources)} and {len(targets)}")
-    if input not in ("2d", "2.5d"):
-        raise ParameterError(f"input must be '2d' or '2.5d' for enhancement, got {input!r}")
+    if input not in ("2d", "2.5d", "3d"):
+        raise ParameterError(f"input must be '2d', '2.5d' or '3d' for enhancement, got {input!r}")
     if input == "2.5d" and (context < 3 or context % 2 == 0):
         raise ParameterError(f"2.5d context must be an odd number of slices >= 3, got {context}")
     for name, v in (("epochs", sc.epochs), ("steps", sc.steps), ("batch", sc.batch), ("patience", sc.patience)):
@@ -294,7 +304,10 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
     if task == "denoise" and (any(t is not s for s, t in zip(sources, targets)) or scale != (1, 1, 1)):
         raise ParameterError("a denoiser learns from the noisy scan alone: its targets are its sources")
     context = context if input == "2.5d" else 1
-    hp = dict(nets.DEFAULTS["unet"], **(hparams or {}))
+    arch = "unet3d" if input == "3d" else "unet"
+    if input == "3d":  # 3-D blocks are costly: half the edge (32 by default)
+        sc = Schedule(**{**sc.__dict__, "patch": max(16, sc.patch // 2 // 8 * 8)})
+    hp = dict(nets.DEFAULTS[arch], **(hparams or {}))
     if init is not None:
         _check_init(init, task, input, context, scale)
         hp = init.hparams
@@ -310,7 +323,7 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
     data = _pairs(sources, targets, scale, norm_in, norm_out, sc.validation, rng, mask)
     residual = task == "restore"
     config = {
-        "arch": "unet", "hparams": hp, "input": input, "context": context, "axis": "z", "task": task,
+        "arch": arch, "hparams": hp, "input": input, "context": context, "axis": "z", "task": task,
         "scale": list(scale), "residual": residual,
         "inputs": [{"name": sources[0].name, "low": norm_in[0], "high": norm_in[1],
                     "spacing": list(sources[0].spacing), "unit": sources[0].unit}],
@@ -318,7 +331,7 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
     }
     t_start = time.perf_counter()
     with _deterministic(sc.seed):
-        net = nets.build("unet", context, 1, hp)
+        net = nets.build(arch, context, 1, hp)
         if init is not None:
             net.load_state_dict(init.state)
         elif residual:  # start as the identity on the up-sampled source: training can only improve on it
@@ -329,7 +342,8 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
             preview_at = lambda net_, epoch: save_preview(  # noqa: E731
                 Model(config, {}, name="preview"), net_, sources[0], preview, Path(preview_dir or "preview"),
                 epoch, dev)
-        hist, best, stopped = _fit(net, data, _Objective(task, context, residual), sc, context, dev, rng,
+        hist, best, stopped = _fit(net, data, _Objective(task, context, residual), sc,
+                                   0 if input == "3d" else context, dev, rng,
                                    preview_at, on_epoch)
     config["history"] = hist
     config["training"] = {
@@ -375,9 +389,13 @@ class Enhancer:
         self.device = resolve_device(device) if isinstance(device, str) else device
         net = network if network is not None else _fuse_batchnorm(model.network(self.device))
         self.multiple = getattr(net, "size_multiple", 1)
+        self.three_d = model.input == "3d"
+        if self.three_d:  # 3-D activations are big: tiles at most 128 across and 64 deep, a quarter as halo
+            tile = min(int(tile), 128)
+            self.tile_z = max(self.multiple, min(64, tile) // self.multiple * self.multiple)
         self.tile = max(self.multiple, int(tile) // self.multiple * self.multiple)
         self.run = NetworkPredictor(net, self.device, activation=None, batch=4 if self.device.type == "cpu" else 16)
-        self.h = model.context // 2
+        self.h = self.tile_z // 4 if self.three_d else model.context // 2
 
     def slab(self, data, z0: int, z1: int) -> np.ndarray:
         """Enhanced slices ``z0:z1`` of the output grid (float32, in the target's grey values)."""
@@ -386,11 +404,18 @@ class Enhancer:
         zi = reflect_index(np.arange(z0 - self.h, z1 + self.h), n)
         a, b = int(zi.min()), int(zi.max()) + 1
         slab = normalize(upsample_slices(data, scale, a, b)[zi - a], *self.model.normalization[0])
-        items = stack_context(slab[None], self.model.context) if self.model.context > 1 else slab[:, None]
-        y = sliding_window(items, self.run, (self.tile, self.tile), self.overlap, self.blend, self.run.batch * 2,
-                           multiple=self.multiple)[:, 0]
+        if self.three_d:
+            items = slab[None, None]
+            y = sliding_window(items, self.run, (self.tile_z, self.tile, self.tile), self.overlap, self.blend,
+                               self.run.batch, multiple=self.multiple)[0, 0, self.h:self.h + z1 - z0]
+            centre = slab[self.h:self.h + z1 - z0]
+        else:
+            items = stack_context(slab[None], self.model.context) if self.model.context > 1 else slab[:, None]
+            y = sliding_window(items, self.run, (self.tile, self.tile), self.overlap, self.blend,
+                               self.run.batch * 2, multiple=self.multiple)[:, 0]
+            centre = items[:, self.h]
         if self.model.config.get("residual"):
-            y = y + items[:, self.h]
+            y = y + centre
         lo, hi = self.model.output_range
         return y * np.float32(hi - lo) + np.float32(lo)
 
@@ -404,6 +429,8 @@ def enhance(model: Model, image: Volume, out: np.ndarray, *, device="auto", tile
     enh = Enhancer(model, device, tile, overlap, blend)
     per_slice = out.shape[1] * out.shape[2] * 4 * (3 * model.context + 4)
     step = int(max(1, min(out.shape[0], budget // per_slice)))
+    if enh.three_d:  # slabs deep enough that the halo is a small part of them
+        step = min(out.shape[0], max(step, 2 * enh.tile_z))
     task = progress.task("Enhancing", total=out.shape[0])
     for z0 in range(0, out.shape[0], step):
         z1 = min(out.shape[0], z0 + step)

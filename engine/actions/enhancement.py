@@ -31,7 +31,7 @@ def _preview_dir(preview, preview_dir, ctx: RunContext):
 
 @action("train_denoiser", result="denoiser", category="Enhance", roles={"preview": "box"}, monitor="training",
         basic=("input", "epochs", "init", "preview"), when={"context": ("input", ("2.5d",))})
-def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = "2.5d", context: int = 5,
+def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5,
                    epochs: int = 60, steps: int = 50, batch: int = 8, patch: int = 64, lr: float = 0.002,
                    validation: float = 0.2, patience: int = 15, seed: int = 0, init: Model | None = None,
                    mask: Volume | Labels | None = None, mask_classes: list[str] | None = None,
@@ -47,8 +47,9 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = 
     ----------
     image : Volume or list of Volume
         The noisy scan; several scans of one kind (same noise) train one denoiser.
-    input : {"2d", "2.5d"}
-        One slice, or a slice with its neighbours as channels (their noise is independent).
+    input : {"2d", "2.5d", "3d"}
+        One slice, a slice with its neighbours as channels (their noise is independent), or 3-D blocks
+        (a 3-D U-Net on blocks of half the patch edge; slower, best on a GPU).
     context : int
         Slices per input in 2.5d (odd).
     epochs, steps, batch, patch : int
@@ -82,7 +83,7 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d"] = 
 @action("train_restoration", result="restorer", category="Enhance", roles={"preview": "box"}, monitor="training",
         basic=("input", "epochs", "init", "preview"), when={"context": ("input", ("2.5d",))})
 def train_restoration(source: Volume | list[Volume], target: Volume | list[Volume],
-                      input: Literal["2d", "2.5d"] = "2.5d", context: int = 5, epochs: int = 60, steps: int = 50,
+                      input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5, epochs: int = 60, steps: int = 50,
                       batch: int = 8, patch: int = 64, lr: float = 0.002, validation: float = 0.2,
                       patience: int = 15, seed: int = 0, init: Model | None = None,
                       mask: Volume | Labels | None = None, mask_classes: list[str] | None = None,
@@ -101,8 +102,8 @@ def train_restoration(source: Volume | list[Volume], target: Volume | list[Volum
         The fast/noisy/coarse scan(s).
     target : Volume or list of Volume
         The matching slow/clean/fine scan(s), one per source, registered to it.
-    input : {"2d", "2.5d"}
-        One slice, or a slice with its neighbours as channels.
+    input : {"2d", "2.5d", "3d"}
+        One slice, a slice with its neighbours as channels, or 3-D blocks (half the patch edge).
     context : int
         Slices per input in 2.5d (odd).
     epochs, steps, batch, patch : int

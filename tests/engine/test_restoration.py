@@ -195,3 +195,19 @@ def test_a_mask_centres_the_training_patches_inside_it(pair):
     assert train_denoiser(noisy, mask=seg, mask_classes=["inside"], **TINY).task == "denoise"
     with pytest.raises(ParameterError, match="one volume"):
         train_denoiser([noisy, noisy], mask=seg, **TINY)
+
+
+def test_3d_denoiser_and_3d_upsampling(pair, tmp_path):
+    noisy, clean = pair
+    model = train_denoiser(noisy, input="3d", epochs=4, steps=20, batch=2, lr=0.004, seed=0)
+    assert (model.arch, model.input, model.config["training"]["patch"]) == ("unet3d", "3d", 32)
+    out = np.asarray(enhance(model, noisy).data)
+    c = np.asarray(clean.data)
+    assert out.shape == noisy.shape
+    assert np.mean((out - c) ** 2) < 0.6 * np.mean((np.asarray(noisy.data) - c) ** 2)
+    back = model_io.load_model(model_io.save_model(model, tmp_path / "d3.dfmodel"))
+    assert back.arch == "unet3d" and np.array_equal(np.asarray(enhance(back, noisy).data), out)
+    coarse = clean.with_data(np.asarray(clean.data).reshape(8, 2, 24, 2, 24, 2).mean(axis=(1, 3, 5)),
+                             spacing=np.array(clean.spacing) * 2)
+    up = train_restoration(coarse, clean, input="3d", epochs=1, steps=2, batch=2, seed=0)
+    assert enhance(up, coarse).shape == clean.shape
