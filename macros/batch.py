@@ -131,7 +131,7 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
             if cluster:
                 from .cluster import run_on_cluster
 
-                run_on_cluster(todo, cluster, done, reporter, device)
+                run_on_cluster(todo, cluster, done, reporter, device, macro)
             elif jobs <= 1:
                 _run_here(todo, done, reporter)
             else:

@@ -12,8 +12,9 @@ jobs submitted through dask-jobqueue, described by a YAML file such as ``example
 - Ctrl-C (or the app's Stop) sets a Dask ``Event`` that every task polls: running scans are stopped
   (recorded as cancelled, no partial file), queued ones are cancelled, the summary is written.
 - GPUs are Dask resources: workers started with ``--resources GPU=1`` run GPU scans one per GPU.
-  When any worker declares ``GPU`` and the run's device is ``auto`` or ``cuda``, every scan asks for
-  one; with ``--device cpu`` none does.
+  When the macro runs a network (:data:`GPU_ACTIONS`), any worker declares ``GPU`` and the run's
+  device is ``auto`` or ``cuda``, every scan asks for one; otherwise (``--device cpu``, a macro of
+  thresholds and measurements) scans run on any worker.
 """
 
 from __future__ import annotations
@@ -94,9 +95,20 @@ def close(client) -> None:
         cluster.close()
 
 
-def wants_gpu(client, device: str) -> bool:
-    """Whether scans should ask for a ``GPU`` resource: some worker has one and the device may be CUDA."""
-    if device == "cpu":
+#: Actions that run networks: a scan calling one asks for a GPU where the cluster has them.
+GPU_ACTIONS = frozenset({"train", "infer", "infer_probabilities", "compare_methods", "train_denoiser",
+                         "train_restoration", "enhance"})
+
+
+def uses_gpu(macro) -> bool:
+    """Whether a parsed macro calls an action that runs a network (:data:`GPU_ACTIONS`)."""
+    return any(st.call.action in GPU_ACTIONS for st in macro.calls())
+
+
+def wants_gpu(client, device: str, macro) -> bool:
+    """Whether scans should ask for a ``GPU`` resource: the macro runs a network, the device may be
+    CUDA, and some worker has a GPU."""
+    if device == "cpu" or not uses_gpu(macro):
         return False
     workers = client.scheduler_info().get("workers", {}).values()
     return any(w.get("resources", {}).get("GPU", 0) > 0 for w in workers)
@@ -131,7 +143,7 @@ def scan_task(job: dict, stop_event: str) -> dict:
     return asdict(r)
 
 
-def run_on_cluster(todo: list, address: str, done, reporter: Reporter | None, device: str) -> None:
+def run_on_cluster(todo: list, address: str, done, reporter: Reporter | None, device: str, macro) -> None:
     """Run the batch jobs ``todo`` as Dask tasks; ``done`` gets each ItemResult as it finishes."""
     from distributed import Event, as_completed
 
@@ -140,7 +152,7 @@ def run_on_cluster(todo: list, address: str, done, reporter: Reporter | None, de
     client = connect(address)
     stop_name = f"damselfly-stop-{uuid.uuid4().hex}"
     stop = Event(stop_name, client=client)
-    resources = {"GPU": 1} if wants_gpu(client, device) else None
+    resources = {"GPU": 1} if wants_gpu(client, device, macro) else None
     futures = {client.submit(scan_task, asdict(job), stop_name, key=f"damselfly-scan-{uuid.uuid4().hex}",
                              pure=False, resources=resources): job for job in todo}
     pending = set(futures)

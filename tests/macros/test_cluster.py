@@ -110,3 +110,23 @@ def test_the_slurm_example_submits_the_job_script_it_documents():
                  "source $HOME/damselfly/.venv/bin/activate"):
         assert line in script, line
     assert "--resources GPU=1" in script and "distributed.cli.dask_worker" in script
+
+
+def test_only_scans_that_run_networks_ask_for_a_gpu():
+    from damselfly.macros.cluster import uses_gpu, wants_gpu
+    from damselfly.macros.parser import parse
+
+    class Client:  # the scheduler's view of the workers, as distributed reports it
+        def __init__(self, gpus):
+            self.gpus = gpus
+
+        def scheduler_info(self):
+            return {"workers": {"w": {"resources": {"GPU": self.gpus} if self.gpus else {}}}}
+
+    seg = parse('version 1\nraw = load("a.tif")\nmodel = load_model("m.dfmodel")\nseg = infer(model, raw)\n')
+    measure = parse('version 1\nraw = load("a.tif")\nseg = threshold(raw)\nsave(seg, "s.tif")\n')
+    assert uses_gpu(seg) and not uses_gpu(measure)
+    assert wants_gpu(Client(1), "auto", seg) and wants_gpu(Client(2), "cuda", seg)
+    assert not wants_gpu(Client(1), "cpu", seg)  # --device cpu
+    assert not wants_gpu(Client(0), "auto", seg)  # no worker has a GPU: asking would wait forever
+    assert not wants_gpu(Client(1), "auto", measure)
