@@ -175,9 +175,6 @@ class ForestPredictor:
         In-plane edge of the boxes (their features are held in memory).
     """
 
-    ndim = 2
-    halo = 0
-
     def __init__(self, model: Model, tile: int = TILE, **_ignored):
         self.model = model
         self.forest = {k: v.numpy() for k, v in model.state.items()}

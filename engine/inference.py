@@ -182,9 +182,9 @@ def predictor(model: Model, **options):
     :class:`~damselfly.engine.classifier.ForestPredictor` for a forest (which runs on the CPU and ignores
     the network-only options)."""
     if model.is_forest:
-        from .classifier import ForestPredictor
+        from .classifier import TILE, ForestPredictor
 
-        return ForestPredictor(model, tile=options.get("tile") or 256)
+        return ForestPredictor(model, tile=options.get("tile") or TILE)
     return Predictor(model, **options)
 
 

@@ -20,7 +20,7 @@ Training is deterministic on the CPU for a seed; Stop keeps the best epoch (lowe
 
 Examples
 --------
->>> model = train("denoise", [noisy], [noisy], schedule=Schedule(epochs=5), device="cpu")   # doctest: +SKIP
+>>> model = train("denoise", [noisy], [noisy], schedule=replace(DEFAULT_SCHEDULE, epochs=5), device="cpu")  # doctest: +SKIP
 >>> clean = enhance(model, noisy, np.empty(noisy.shape, np.float32), device="cpu")          # doctest: +SKIP
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,26 +42,17 @@ from .model import Model
 from .provenance import versions
 from .resample import upsample, upsample_slices
 from .tiling import NetworkPredictor, normalize, reflect_index, sliding_window, stack_context
-from .trainset import norm_range
+from .training import Schedule, adamw_cosine, deterministic, fit_epochs
+from .trainset import data_hash, norm_range
 
 TASKS = ("denoise", "restore")
 #: Blind-spot pixels: one per ``BLIND_CELL`` x ``BLIND_CELL`` cell, replaced by a neighbour within ``BLIND_RADIUS``.
 BLIND_CELL, BLIND_RADIUS = 8, 2
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """Epochs of ``steps`` batches of ``batch`` patches of ``patch`` pixels, AdamW at ``lr`` (cosine decay),
-    a ``validation`` fraction of slices held out, early stop after ``patience`` epochs, the ``seed``."""
-
-    epochs: int = 60
-    steps: int = 50
-    batch: int = 8
-    patch: int = 64
-    lr: float = 2e-3
-    validation: float = 0.2
-    patience: int = 15
-    seed: int = 0
+#: The enhancement trainers' defaults: longer than segmentation's (the blind-spot validation loss is
+#: noisy, so more patience), and a higher learning rate.
+DEFAULT_SCHEDULE = Schedule(epochs=60, lr=2e-3, patience=15)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,11 +206,8 @@ class _Objective:
 def _fit(net, data: _Pairs, obj: _Objective, sc: Schedule, context: int, dev, rng, preview_at, on_epoch):
     """AdamW with cosine decay and validation on held-out slices, through the shared epoch loop
     (:func:`~damselfly.engine.training.fit_epochs`). Returns ``(history, best, how it stopped)``."""
-    from .training import fit_epochs
-
     net = net.to(dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(sc.epochs, 1), eta_min=sc.lr * 0.02)
+    opt, sched = adamw_cosine(net, sc)
     vrng = np.random.default_rng(sc.seed + 1)
     val = None
     if data.val:
@@ -284,7 +272,7 @@ def _check(task, sources, targets, input, context, sc: Schedule):
 
 
 def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, input: str = "2.5d",
-          context: int = 5, hparams: dict | None = None, schedule: Schedule = Schedule(),
+          context: int = 5, hparams: dict | None = None, schedule: Schedule = DEFAULT_SCHEDULE,
           init: Model | None = None, preview: Sequence[int] | None = None, preview_dir: str | Path | None = None,
           device: str = "auto", on_epoch: Callable[[dict], None] | None = None, mask=None) -> Model:
     """Train a denoising (``targets`` = ``sources``) or restoration model; see the module docstring.
@@ -296,8 +284,6 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
     beside the input as ``preview_dir/epoch_NNN.png`` after every epoch.
     """
     from .inference import resolve_device
-    from .training import _deterministic, data_hash
-
     sc = schedule
     sources, targets = list(sources), list(targets)
     scale = _check(task, sources, targets, input, context, sc)
@@ -306,7 +292,7 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
     context = context if input == "2.5d" else 1
     arch = "unet3d" if input == "3d" else "unet"
     if input == "3d":  # 3-D blocks are costly: half the edge (32 by default)
-        sc = Schedule(**{**sc.__dict__, "patch": max(16, sc.patch // 2 // 8 * 8)})
+        sc = replace(sc, patch=max(16, sc.patch // 2 // 8 * 8))
     hp = dict(nets.DEFAULTS[arch], **(hparams or {}))
     if init is not None:
         _check_init(init, task, input, context, scale)
@@ -330,7 +316,7 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
         "output": {"low": norm_out[0], "high": norm_out[1]}, "classes": [],
     }
     t_start = time.perf_counter()
-    with _deterministic(sc.seed):
+    with deterministic(sc.seed):
         net = nets.build(arch, context, 1, hp)
         if init is not None:
             net.load_state_dict(init.state)

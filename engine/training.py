@@ -82,7 +82,7 @@ def dice_scores(pred: np.ndarray, target: np.ndarray, k: int) -> list[float]:
 # training
 # ------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _deterministic(seed: int):
+def deterministic(seed: int):
     old = torch.are_deterministic_algorithms_enabled()
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -177,7 +177,7 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
         "patch": list(patch_shape),
     }
     t_start = time.perf_counter()
-    with _deterministic(sc.seed):
+    with deterministic(sc.seed):
         net = nets.build(arch, len(images) * context, len(labels.classes), hp)
         if init is not None:
             net.load_state_dict(init.state)
@@ -280,14 +280,20 @@ def fit_epochs(sc, one_epoch: Callable[[], dict], has_val: bool, hist_keys: Sequ
     return hist, best, stopped
 
 
+def adamw_cosine(net, sc: Schedule):
+    """The optimiser of every trainer: AdamW at ``sc.lr`` (weight decay 1e-4), decayed along a cosine to 2 %
+    of it over ``sc.epochs``. Returns ``(optimiser, scheduler)``."""
+    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=1e-4)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(sc.epochs, 1), eta_min=sc.lr * 0.02)
+
+
 def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, mode: str, preview_at, on_epoch):
     """Segmentation training: AdamW with a cosine schedule, masked loss, Dice on the validation set,
     through :func:`fit_epochs`."""
     k = len(labels.classes)
     fmt = torch.channels_last if mode != "3d" else torch.channels_last_3d
     net = net.to(dev).to(memory_format=fmt)
-    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(sc.epochs, 1), eta_min=sc.lr * 0.02)
+    opt, sched = adamw_cosine(net, sc)
     gen = torch.Generator().manual_seed(sc.seed)
     amp = dev.type == "cuda"
 

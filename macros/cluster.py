@@ -57,18 +57,16 @@ def jobqueue_cluster(config: str | Path):
 
 
 def connect(address: str):
-    """A Dask ``Client`` for ``address``: a scheduler's address; ``local:N`` starts a LocalCluster of N
-    processes; ``slurm:FILE`` submits the batch jobs :func:`jobqueue_cluster` describes (both closed with
-    the client). Raises :class:`ParameterError` for a bad address, :class:`DamselflyError` when no
-    scheduler answers."""
+    """``(client, cluster)`` for ``address``: a scheduler's address (cluster None); ``local:N`` starts a
+    LocalCluster of N processes; ``slurm:FILE`` submits the batch jobs :func:`jobqueue_cluster`
+    describes (:func:`close` closes both). Raises :class:`ParameterError` for a bad address,
+    :class:`DamselflyError` when no scheduler answers."""
     from distributed import Client, LocalCluster
 
     if address.startswith("slurm:"):
         cluster, jobs = jobqueue_cluster(address.split(":", 1)[1])
         cluster.scale(jobs=jobs)
-        client = Client(cluster)
-        client.damselfly_cluster = cluster
-        return client
+        return Client(cluster), cluster
 
     if address.startswith("local:"):
         try:
@@ -79,17 +77,14 @@ def connect(address: str):
             raise ParameterError(f"--cluster local:N needs a number of workers N >= 1, got {address!r}")
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=40)
-        client = Client(cluster)
-        client.damselfly_cluster = cluster
-        return client
+        return Client(cluster), cluster
     try:
-        return Client(address, timeout="10s")
+        return Client(address, timeout="10s"), None
     except (OSError, TimeoutError) as e:
         raise DamselflyError(f"--cluster {address}: no Dask scheduler answers there ({e})") from None
 
 
-def close(client) -> None:
-    cluster = getattr(client, "damselfly_cluster", None)
+def close(client, cluster) -> None:
     client.close()
     if cluster is not None:
         cluster.close()
@@ -149,7 +144,7 @@ def run_on_cluster(todo: list, address: str, done, reporter: Reporter | None, de
 
     from .workers import ItemResult
 
-    client = connect(address)
+    client, cluster = connect(address)
     stop_name = f"damselfly-stop-{uuid.uuid4().hex}"
     stop = Event(stop_name, client=client)
     resources = {"GPU": 1} if wants_gpu(client, device, macro) else None
@@ -176,7 +171,7 @@ def run_on_cluster(todo: list, address: str, done, reporter: Reporter | None, de
         _drain(client, futures, pending, done)
         raise
     finally:
-        close(client)
+        close(client, cluster)
 
 
 def _drain(client, futures: dict, pending: set, done) -> None:

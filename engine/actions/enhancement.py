@@ -9,24 +9,16 @@ import numpy as np
 from .. import restoration
 from ..context import RunContext
 from ..data import Labels, Volume
-from ..errors import ParameterError
 from ..model import Model
 from ..registry import OutputPath, action
+from ..training import Schedule
 from ..volume_ops import output_like
-from .segmentation import _mask
+from .segmentation import _mask, preview_folder
 
 
-def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed) -> restoration.Schedule:
-    return restoration.Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr, validation=validation,
-                                patience=patience, seed=seed)
-
-
-def _preview_dir(preview, preview_dir, ctx: RunContext):
-    if preview is None:
-        return None
-    if len(preview) != 6 or preview[3] - preview[0] != 1:
-        raise ParameterError(f"preview must be a box on one slice [z, y0, x0, z + 1, y1, x1], got {preview}")
-    return preview_dir or str(ctx.out_dir / "preview")
+def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed) -> Schedule:
+    return Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr, validation=validation,
+                    patience=patience, seed=seed)
 
 
 @action("train_denoiser", result="denoiser", category="Enhance", roles={"preview": "box"}, monitor="training",
@@ -77,7 +69,7 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d", "3
     return restoration.train("denoise", images, images, input=input, context=context, init=init,
                              mask=_mask(mask, mask_classes, images[-1]),
                              schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed),
-                             preview=preview, preview_dir=_preview_dir(preview, preview_dir, ctx), device=ctx.device)
+                             preview=preview, preview_dir=preview_folder(preview, preview_dir, ctx), device=ctx.device)
 
 
 @action("train_restoration", result="restorer", category="Enhance", roles={"preview": "box"}, monitor="training",
@@ -133,7 +125,7 @@ def train_restoration(source: Volume | list[Volume], target: Volume | list[Volum
     return restoration.train("restore", sources, targets, input=input, context=context, init=init,
                              mask=_mask(mask, mask_classes, targets[-1]),
                              schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed),
-                             preview=preview, preview_dir=_preview_dir(preview, preview_dir, ctx), device=ctx.device)
+                             preview=preview, preview_dir=preview_folder(preview, preview_dir, ctx), device=ctx.device)
 
 
 @action("enhance", result="enhanced", category="Enhance")

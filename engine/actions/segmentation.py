@@ -145,10 +145,7 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
     vimgs = _images(val_image) if val_image is not None else None
     if vimgs is not None and val_labels is None:
         raise ParameterError("val_image needs val_labels")
-    pdir = None
-    _check_preview(preview)
-    if preview is not None:
-        pdir = preview_dir or str(ctx.out_dir / "preview")
+    pdir = preview_folder(preview, preview_dir, ctx)
     m = _mask(mask, mask_classes, images[0])
     schedule = training.Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr,
                                  validation=validation, patience=patience, seed=seed)
@@ -169,20 +166,24 @@ def _train_forest(images, labels, input, seed, init, mask, preview, preview_dir,
     if init is not None:
         raise ParameterError("a forest cannot continue training from a model (init); train it afresh, it "
                              "takes seconds")
-    _check_preview(preview)
+    folder = preview_folder(preview, preview_dir, ctx)
     model = classifier.train(images, labels, input=input, mask=mask, seed=seed)
-    if preview is not None:
-        folder = Path(preview_dir or ctx.out_dir / "preview")
+    if folder is not None:
         pred = classifier.ForestPredictor(model)
         row = model.config["history"]
-        row["preview"] = [str(training.save_preview(pred, [im.data for im in images], preview, folder, 1,
+        row["preview"] = [str(training.save_preview(pred, [im.data for im in images], preview, Path(folder), 1,
                                                     margin=features.feature_halo(model.hparams["sigma_max"])))]
     return model
 
 
-def _check_preview(preview) -> None:
-    if preview is not None and (len(preview) != 6 or preview[3] - preview[0] != 1):
+def preview_folder(preview, preview_dir, ctx: RunContext) -> str | None:
+    """Where a trainer's preview PNGs go (``preview_dir``, or ``preview`` in the output folder), after
+    checking that ``preview`` is a box on one slice; None without a preview."""
+    if preview is None:
+        return None
+    if len(preview) != 6 or preview[3] - preview[0] != 1:
         raise ParameterError(f"preview must be a box on one slice [z, y0, x0, z + 1, y1, x1], got {preview}")
+    return str(preview_dir or ctx.out_dir / "preview")
 
 
 @action("infer", result="seg", category="Segment", toolbar=4)
