@@ -42,7 +42,7 @@ from .model import Model
 from .provenance import versions
 from .resample import upsample, upsample_slices
 from .tiling import NetworkPredictor, normalize, reflect_index, sliding_window, stack_context
-from .training import Schedule, adamw_cosine, deterministic, fit_epochs
+from .training import Schedule, deterministic, fit_epochs
 from .trainset import data_hash, norm_range
 
 TASKS = ("denoise", "restore")
@@ -204,34 +204,21 @@ class _Objective:
 
 
 def _fit(net, data: _Pairs, obj: _Objective, sc: Schedule, context: int, dev, rng, preview_at, on_epoch):
-    """AdamW with cosine decay and validation on held-out slices, through the shared epoch loop
-    (:func:`~damselfly.engine.training.fit_epochs`). Returns ``(history, best, how it stopped)``."""
+    """Enhancement training: batches of the task's objective and its loss on held-out slices, through
+    the shared loop (:func:`~damselfly.engine.training.fit_epochs`). Returns ``(history, best, how it stopped)``."""
     net = net.to(dev)
-    opt, sched = adamw_cosine(net, sc)
     vrng = np.random.default_rng(sc.seed + 1)
     val = None
     if data.val:
         x, y = _batch(data, data.val, max(2 * sc.batch, 16), context, sc.patch, vrng, flip=False)
         val = obj.prepare(x, y, vrng)
 
-    def one_epoch(task) -> dict:
-        net.train()
-        losses = []
-        for _ in range(sc.steps):
-            x, y, m = obj.prepare(*_batch(data, data.train, sc.batch, context, sc.patch, rng, flip=True), rng)
-            loss = obj.loss(obj.output(net, x.to(dev)), y.to(dev), None if m is None else m.to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            task.advance()
-        row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
-        sched.step()
-        row["val_loss"] = _validate(net, obj, val, dev)
-        return row
+    def batch_loss() -> torch.Tensor:
+        x, y, m = obj.prepare(*_batch(data, data.train, sc.batch, context, sc.patch, rng, flip=True), rng)
+        return obj.loss(obj.output(net, x.to(dev)), y.to(dev), None if m is None else m.to(dev))
 
-    return fit_epochs(sc, one_epoch, val is not None, ("epoch", "loss", "val_loss", "lr", "seconds"), net,
-                      preview_at, on_epoch)
+    return fit_epochs(sc, net, batch_loss, lambda: {"val_loss": _validate(net, obj, val, dev)}, val is not None,
+                      ("epoch", "loss", "val_loss", "lr", "seconds"), preview_at, on_epoch)
 
 
 def _validate(net, obj: _Objective, val, dev) -> float:

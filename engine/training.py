@@ -238,13 +238,30 @@ def _data(images, labels, norm, mode, context, patch_shape, rng, m, sc: Schedule
     return _Data(src, vsrc, train_centres, val_set, counts)
 
 
-def fit_epochs(sc, one_epoch: Callable[[], dict], has_val: bool, hist_keys: Sequence[str], net, preview_at,
-               on_epoch) -> tuple[dict, dict, str]:
-    """The epoch loop shared by every trainer: ``one_epoch()`` trains ``sc.steps`` batches and returns the
-    epoch's row (``loss``, ``val_loss``, ...); the best epoch (lowest ``val_loss``, or ``loss`` without
+def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callable[[], dict], has_val: bool,
+               hist_keys: Sequence[str], preview_at, on_epoch) -> tuple[dict, dict, str]:
+    """The training loop shared by every trainer. Per epoch: ``sc.steps`` steps of AdamW
+    (:func:`adamw_cosine`) on ``batch_loss()`` (the loss of a fresh training batch), then ``validate()``
+    (the row's ``val_loss`` and any scores). The best epoch (lowest ``val_loss``, or ``loss`` without
     validation) keeps a copy of ``net``'s weights; early stop after ``sc.patience`` epochs without
     progress; a preview and an ``epoch`` event per epoch; Stop keeps the best epoch so far (a plain
     cancel before the first one ends). Returns ``(history, best, how it stopped)``."""
+    opt, sched = adamw_cosine(net, sc)
+
+    def one_epoch(task) -> dict:
+        net.train()
+        losses = []
+        for _ in range(sc.steps):
+            loss = batch_loss()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            task.advance()
+        row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
+        sched.step()
+        return {**row, **validate()}
+
     hist: dict[str, list] = {k: [] for k in hist_keys}
     best = {"loss": math.inf, "state": None, "epoch": 0}
     stopped, wait = "completed", 0
@@ -288,38 +305,28 @@ def adamw_cosine(net, sc: Schedule):
 
 
 def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, mode: str, preview_at, on_epoch):
-    """Segmentation training: AdamW with a cosine schedule, masked loss, Dice on the validation set,
-    through :func:`fit_epochs`."""
+    """Segmentation training: augmented patch batches, masked loss, Dice on the validation set, through
+    :func:`fit_epochs`."""
     k = len(labels.classes)
     fmt = torch.channels_last if mode != "3d" else torch.channels_last_3d
     net = net.to(dev).to(memory_format=fmt)
-    opt, sched = adamw_cosine(net, sc)
     gen = torch.Generator().manual_seed(sc.seed)
     amp = dev.type == "cuda"
 
-    def one_epoch(task) -> dict:
-        net.train()
-        losses = []
-        for _ in range(sc.steps):
-            x, y = data.src.batch(data.train_centres, sc.batch, rng)
-            x, y = augment(torch.from_numpy(x), torch.from_numpy(y), opts, gen)
-            x = x.to(dev).contiguous(memory_format=fmt)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                out = net(x)
-            loss = masked_loss(out, y.to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            task.advance()
-        row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
-        sched.step()
-        row["val_loss"], dice = _validate(net, data.val_set, k, dev, fmt, amp)
-        row.update({f"dice_{c.name}": d for c, d in zip(labels.classes, dice)})
-        return row
+    def batch_loss() -> torch.Tensor:
+        x, y = data.src.batch(data.train_centres, sc.batch, rng)
+        x, y = augment(torch.from_numpy(x), torch.from_numpy(y), opts, gen)
+        x = x.to(dev).contiguous(memory_format=fmt)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            out = net(x)
+        return masked_loss(out, y.to(dev))
+
+    def validate() -> dict:
+        val_loss, dice = _validate(net, data.val_set, k, dev, fmt, amp)
+        return {"val_loss": val_loss, **{f"dice_{c.name}": d for c, d in zip(labels.classes, dice)}}
 
     keys = ["epoch", "loss", "val_loss", *(f"dice_{c.name}" for c in labels.classes), "lr", "seconds"]
-    return fit_epochs(sc, one_epoch, data.val_set is not None, keys, net, preview_at, on_epoch)
+    return fit_epochs(sc, net, batch_loss, validate, data.val_set is not None, keys, preview_at, on_epoch)
 
 
 def _validate(net, val_set, k, dev, fmt, amp) -> tuple[float, list[float]]:
