@@ -24,6 +24,15 @@ from damselfly.macros.batch import run_batch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def start_and_stop() -> float:
+    """Seconds to start a LocalCluster of 2 workers and close it again: paid once per batch."""
+    from damselfly.macros.cluster import close, connect
+
+    t0 = time.perf_counter()
+    close(*connect("local:2"))
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scans", type=int, default=16)
@@ -41,7 +50,9 @@ def main() -> None:
         pattern = str(work / "scans" / "*.tif")
         ways = {"serial": {}, "--jobs 2": {"jobs": 2}, "--cluster local:2": {"cluster": "local:2"}}
         times = {k: [] for k in ways}
+        starts = []
         for run in range(a.runs):
+            starts.append(start_and_stop())
             for name, kw in ways.items():
                 out = work / f"out_{run}_{name.replace(' ', '').replace(':', '').replace('-', '')}"
                 t0 = time.perf_counter()
@@ -56,8 +67,12 @@ def main() -> None:
         for k, v in times.items():
             print(f"  {k:18s} {med[k]:6.1f} s ({min(v):.1f}-{max(v):.1f})  {med['serial'] / med[k]:.2f}x serial")
         over = (med["--cluster local:2"] - med["--jobs 2"]) / a.scans
+        start = float(np.median(starts))
         print(f"  one scan takes {per_scan:.2f} s serially; the cluster's overhead over --jobs 2 is "
               f"{over:+.2f} s per scan = {100 * over / per_scan:+.1f} % of a scan (starting the 2 workers included)")
+        per = over - start / a.scans
+        print(f"  starting and closing the LocalCluster takes {start:.2f} s ({min(starts):.2f}-{max(starts):.2f}) once "
+              f"per batch; without it the overhead is {per:+.2f} s per scan = {100 * per / per_scan:+.1f} % of a scan")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

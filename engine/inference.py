@@ -13,13 +13,16 @@ On the CPU the network runs in float32, channels-last, with batch norm folded in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import progress
+from .blocks import run_blocks, shareable, span
 from .data import Labels, Volume
 from .errors import InputError, ParameterError
 from .model import Model
@@ -211,53 +214,97 @@ def slab_size(pred: Predictor, shape: Sequence[int], budget: int = 256 * 2 ** 20
     return min(n, shape[0])
 
 
-def stream(pred: Predictor, images: Sequence[Volume], mask: np.ndarray | None = None,
-           message: str = "Segmenting") -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(z0, z1, probabilities)`` slab by slab, with progress and cancellation."""
-    arrays = [im.data for im in images]
-    shape = arrays[0].shape
-    step = pred.slab_depth(shape)
-    task = progress.task(message, total=shape[0])
-    for z0 in range(0, shape[0], step):
-        z1 = min(shape[0], z0 + step)
-        m = None if mask is None else mask
-        if m is not None and not np.asarray(m[z0:z1]).any():
-            yield z0, z1, None
-        else:
-            yield z0, z1, pred.predict_slab(arrays, z0, z1, m)
-        task.advance(z1 - z0)
-    task.finish()
+def slabs(n: int, step: int, chunk: int | None = None) -> list[tuple[int, int]]:
+    """The z ranges of ``n`` slices predicted in slabs of ``step``; with ``chunk`` (the output's chunk
+    depth, for blocks run elsewhere), consecutive slabs are grouped so that every group starts on a chunk
+    edge (each output chunk is then written by one group). The slabs themselves do not change, so
+    neither do the predictions.
+
+    Examples
+    --------
+    >>> slabs(40, 10, chunk=16)   # slab edges 0, 10, 20, 30; chunk edges 0, 16, 32: groups from 0 only
+    [(0, 40)]
+    >>> slabs(40, 8, chunk=16)
+    [(0, 16), (16, 32), (32, 40)]
+    """
+    edges = list(range(0, n, step))
+    if chunk is not None:
+        edges = [e for e in edges if e % chunk == 0]
+    edges.append(n)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+@dataclass
+class _Job:
+    """What every slab group of one ``segment`` or ``probabilities`` run needs: picklable (the
+    predictor is built where the job runs, once per process)."""
+
+    model: Model
+    options: dict
+    arrays: list
+    out: Any
+    mask: Any
+    outside: int | None  # labels: the class outside the mask; None: probabilities
+    index: int | None  # probabilities of one class (1..K), or None for all
+    step: int = 0  # slices per slab (:meth:`Predictor.slab_depth`), the same wherever the job runs
+    _pred: Any = field(default=None, repr=False)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_pred": None}
+
+    @property
+    def pred(self):
+        if self._pred is None:
+            self._pred = predictor(self.model, **self.options)
+        return self._pred
+
+
+def _predict_block(job: _Job, zs: tuple[int, int]) -> None:
+    """Predict the slabs of ``zs`` (``(z0, z1)``, whole slabs) and write them into ``job.out``."""
+    pred, mask, out = job.pred, job.mask, job.out
+    for z0 in range(zs[0], zs[1], job.step):
+        z1 = min(zs[1], z0 + job.step)
+        m = None if mask is None else np.asarray(mask[z0:z1], dtype=bool)
+        if m is not None and not m.any():
+            out[z0:z1] = job.outside if job.outside is not None else 0
+            continue
+        probs = pred.predict_slab(job.arrays, z0, z1, mask)
+        if job.outside is not None:
+            lab = (np.argmax(probs, axis=0) + 1).astype(out.dtype)
+            if m is not None:
+                lab[~m] = job.outside
+            out[z0:z1] = lab
+            continue
+        if m is not None:
+            probs = probs * m[None]
+        out[z0:z1] = probs[job.index - 1] if job.index is not None else np.moveaxis(probs, 0, -1)
+
+
+def _run(model: Model, images: Sequence[Volume], out, mask, outside, index, options: dict, message: str):
+    """Predict every slab of ``images`` into ``out``: here, or through ``options["runner"]`` (a block
+    runner, :mod:`~damselfly.engine.blocks`) when the inputs and ``out`` are where its workers can read
+    them."""
+    check_inputs(model, images)
+    runner = options.pop("runner", None)
+    job = _Job(model, options, [im.data for im in images], out, mask, outside, index)
+    runner = runner if shareable(*job.arrays, out, mask) else None
+    job.step = job.pred.slab_depth(job.arrays[0].shape)
+    ranges = slabs(job.arrays[0].shape[0], job.step, out.chunks[0] if runner is not None else None)
+    run_blocks(runner, _predict_block, ranges, job, message, size=span)
+    return out
 
 
 def segment(model: Model, images: Sequence[Volume], out: np.ndarray, mask: np.ndarray | None = None,
-            outside: int = 1, on_slab: Callable | None = None, **options) -> np.ndarray:
-    """Write the most probable class (1..K) of every voxel into ``out``; outside ``mask``: ``outside``."""
-    check_inputs(model, images)
-    pred = predictor(model, **options)
-    for z0, z1, probs in stream(pred, images, mask):
-        if probs is None:
-            out[z0:z1] = outside
-            continue
-        lab = (np.argmax(probs, axis=0) + 1).astype(out.dtype)
-        if mask is not None:
-            lab[~np.asarray(mask[z0:z1], dtype=bool)] = outside
-        out[z0:z1] = lab
-    return out
+            outside: int = 1, **options) -> np.ndarray:
+    """Write the most probable class (1..K) of every voxel into ``out``; outside ``mask``: ``outside``.
+    ``options`` are :class:`Predictor`'s, and ``runner`` (where the slabs run, :func:`_run`)."""
+    return _run(model, images, out, mask, outside, None, options, "Segmenting")
 
 
 def probabilities(model: Model, images: Sequence[Volume], out: np.ndarray, index: int | None = None,
                   mask: np.ndarray | None = None, **options) -> np.ndarray:
     """Write class probabilities into ``out``: (z, y, x, K), or (z, y, x) for class ``index`` (1..K)."""
-    check_inputs(model, images)
-    pred = predictor(model, **options)
-    for z0, z1, probs in stream(pred, images, mask, "Computing probabilities"):
-        if probs is None:
-            out[z0:z1] = 0
-            continue
-        if mask is not None:
-            probs = probs * np.asarray(mask[z0:z1], dtype=bool)[None]
-        out[z0:z1] = probs[index - 1] if index is not None else np.moveaxis(probs, 0, -1)
-    return out
+    return _run(model, images, out, mask, None, index, options, "Computing probabilities")
 
 
 def model_inputs(model: Model, volumes: Sequence[Volume], shown: Volume | None = None) -> list[Volume]:

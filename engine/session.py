@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import progress
+from . import blocks, progress
 from .builtin import BUILTIN
 from .context import RunContext, check_device_name
 from .errors import Cancelled, ParameterError
@@ -32,8 +32,9 @@ class Settings:
 
     ``device``, ``threads``, ``out_dir``, ``overwrite`` and ``replaceable`` are what actions see, through
     the :class:`~damselfly.engine.context.RunContext` that :meth:`Session.context` makes of them. The
-    rest is the session's own: ``base_dir`` (relative input paths are resolved against it: the macro's
-    folder), ``allow_outside`` (outputs may leave ``out_dir``: absolute paths, ``..``, ``~``; off by
+    rest is the session's own: ``blocks`` (where block-wise actions run their blocks, made current while
+    an action runs, like the progress reporter: :mod:`~damselfly.engine.blocks`), ``base_dir``
+    (relative input paths are resolved against it: the macro's folder), ``allow_outside`` (outputs may leave ``out_dir``: absolute paths, ``..``, ``~``; off by
     default) and ``protected`` (inputs known before the run starts, such as the macro file and the
     checked inputs, which no output may replace; inputs the actions read are added as the run goes).
     """
@@ -46,6 +47,7 @@ class Settings:
     allow_outside: bool = False
     protected: tuple[str, ...] = ()
     replaceable: frozenset[str] = frozenset()
+    blocks: Callable | None = field(default=None, compare=False)
 
     def __post_init__(self):
         check_device_name(self.device)
@@ -210,7 +212,7 @@ class Session:
             call[spec.context_param] = self.context()
         self._apply_threads()
         t0 = time.perf_counter()
-        with progress.reporting(self.reporter):
+        with progress.reporting(self.reporter), blocks.running(self.settings.blocks):
             self.reporter.reset()
             result = spec.func(**call)
         seconds = time.perf_counter() - t0

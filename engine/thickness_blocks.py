@@ -37,11 +37,15 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
 
 from . import progress
+from .blocks import run_blocks
 from .errors import InputError
 from .thickness import (
     BIG,
@@ -95,11 +99,13 @@ def _ranges(n: int, block: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_voxels: int = SLAB_VOXELS):
+def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_voxels: int = SLAB_VOXELS,
+                                 shared: bool = False):
     """:func:`~damselfly.engine.thickness.distance_offsets` of a mask read slab by slab, into scratch
-    files (:class:`~damselfly.engine.volume_ops.ScratchFile`); returns ``(oz, oy, ox), max_r2`` (the largest squared distance over the phase)."""
+    files (:class:`~damselfly.engine.volume_ops.ScratchFile`, named when ``shared``); returns
+    ``(oz, oy, ox), max_r2`` (the largest squared distance over the phase)."""
     nz, ny, nx = shape
-    oz, oy, ox = (ScratchFile(shape, np.int16) for _ in range(3))
+    oz, oy, ox = (ScratchFile(shape, np.int16, shared) for _ in range(3))
     dz = max(1, slab_voxels // (ny * nx))
     task = progress.task("Distance transform, slab by slab", total=nz + ny)
     for z in range(0, nz, dz):
@@ -163,7 +169,7 @@ def _block_levels(g, offsets, gsl, sp, max_r2: float, planes: int = 32):
 
 
 def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: int | None = None,
-                        outside: float = 0.0) -> float:
+                        outside: float = 0.0, runner=None) -> float:
     """Local thickness of a mask that is read block by block, written into ``out`` block by block.
 
     Parameters
@@ -183,6 +189,11 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
         over ``GROWN_VOXELS``).
     outside : float
         The value outside the phase (0 or nan).
+    runner : callable, optional
+        Where the core blocks run (a block runner, :mod:`~damselfly.engine.blocks`; default here). With
+        one, ``read`` must pickle and ``out`` be a Zarr array the workers can reach; the cores then
+        follow ``out``'s chunks (each chunk written by one block) and the distance transform's offsets go
+        to named scratch files the workers read.
 
     Returns
     -------
@@ -190,33 +201,60 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
         The largest radius (distance to the background), in the units of ``spacing``.
     """
     unit, sp = normalised(tuple(float(v) for v in spacing))
-    if block is None and max(shape) <= BLOCK and math.prod(shape) <= GROWN_VOXELS:  # one block: in memory
-        return _in_one_block(read, spacing, out, border, outside)
-    offsets, max_r2 = distance_offsets_out_of_core(read, shape, sp, border)
+    if block is None and runner is None and max(shape) <= BLOCK and math.prod(shape) <= GROWN_VOXELS:
+        return _in_one_block(read, spacing, out, border, outside)  # one block: in memory
+    offsets, max_r2 = distance_offsets_out_of_core(read, shape, sp, border, shared=runner is not None)
     if not math.isfinite(max_r2):
         raise InputError(FILLS_ALL)
     halo = [math.ceil(math.sqrt(max_r2) / s) + 1 for s in sp]
     block = block or min(BLOCK, max(64, int(GROWN_VOXELS ** (1 / 3)) - 2 * max(halo)))
-    cores = [(z, y, x) for z in _ranges(shape[0], block) for y in _ranges(shape[1], block)
-             for x in _ranges(shape[2], block)]
-    task = progress.task("Local thickness, block by block", total=len(cores))
-    for core in cores:
-        lo = [max(0, a - h) for (a, _), h in zip(core, halo)]
-        hi = [min(n, b + h) for (_, b), h, n in zip(core, halo, shape)]
-        gsl = tuple(slice(a, b) for a, b in zip(lo, hi))
-        rel = tuple(slice(a - l_, b - l_) for (a, b), l_ in zip(core, lo))
-        csl = tuple(slice(a, b) for a, b in core)
-        g = np.ascontiguousarray(read(gsl), dtype=bool)
-        if not g[rel].any():
-            out[csl] = outside
-        else:
-            levels = [_block_levels(g, offsets, gsl, sp, max_r2)]  # emptied by fill_thickness: freed early
-            t = fill_thickness(g, sp, border, unit=unit, core=rel, levels=levels)
-            t = t[rel]
-            if outside != 0.0:
-                t[~g[rel]] = outside
-            for z in range(0, t.shape[0], 16):  # small copies into chunked storage
-                out[(slice(csl[0].start + z, min(csl[0].stop, csl[0].start + z + 16)), *csl[1:])] = t[z:z + 16]
-        task.advance()
-    task.finish()
+    if runner is None:
+        axes = [_ranges(n, block) for n in shape]
+    else:  # whole chunks per block: no two blocks write to one chunk
+        axes = [_aligned_ranges(n, block, c) for n, c in zip(shape, out.chunks)]
+    cores = [(z, y, x) for z in axes[0] for y in axes[1] for x in axes[2]]
+    job = _Job(read, tuple(shape), sp, unit, border, outside, tuple(halo), max_r2, offsets, out)
+    run_blocks(runner, _core_block, cores, job, "Local thickness, block by block")
     return math.sqrt(max_r2) * unit
+
+
+def _aligned_ranges(n: int, block: int, chunk: int) -> list[tuple[int, int]]:
+    """``n`` split into parts of about ``block`` (at least one ``chunk``) that start on chunk edges."""
+    step = max(chunk, round(block / chunk) * chunk)
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every core block of one run needs (picklable when the run spreads its blocks)."""
+
+    read: Callable
+    shape: tuple
+    sp: tuple
+    unit: float
+    border: bool
+    outside: float
+    halo: tuple
+    max_r2: float
+    offsets: tuple
+    out: Any
+
+
+def _core_block(job: _Job, core) -> None:
+    """Local thickness of one core block, grown by the halo, into ``job.out``."""
+    lo = [max(0, a - h) for (a, _), h in zip(core, job.halo)]
+    hi = [min(n, b + h) for (_, b), h, n in zip(core, job.halo, job.shape)]
+    gsl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    rel = tuple(slice(a - l_, b - l_) for (a, b), l_ in zip(core, lo))
+    csl = tuple(slice(a, b) for a, b in core)
+    g = np.ascontiguousarray(job.read(gsl), dtype=bool)
+    if not g[rel].any():
+        job.out[csl] = job.outside
+        return
+    levels = [_block_levels(g, job.offsets, gsl, job.sp, job.max_r2)]  # emptied by fill_thickness: freed early
+    t = fill_thickness(g, job.sp, job.border, unit=job.unit, core=rel, levels=levels)
+    t = t[rel]
+    if job.outside != 0.0:
+        t[~g[rel]] = job.outside
+    for z in range(0, t.shape[0], 16):  # small copies into chunked storage
+        job.out[(slice(csl[0].start + z, min(csl[0].stop, csl[0].start + z + 16)), *csl[1:])] = t[z:z + 16]

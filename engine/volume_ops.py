@@ -7,7 +7,7 @@ Examples
 >>> import numpy as np
 >>> from damselfly.engine.data import Volume
 >>> vol = Volume(np.arange(64, dtype=np.float32).reshape(4, 4, 4))
->>> map_slabs(vol, lambda a: a * 2, np.float32, "Doubling").max()
+>>> float(map_slabs(vol, lambda a: a * 2, np.float32, "Doubling").max())
 126.0
 """
 
@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from . import progress
+from . import blocks
 from .data import Volume
 from .errors import InputError, ResourceError
 
@@ -75,13 +75,36 @@ class ScratchFile:
     a box across many planes costs one call a plane, not one page fault per page.
 
     Writes take whole rows (``x`` the full width); reads take any box.
+
+    ``shared=True`` gives the file a name, so that other processes (the workers of a block runner,
+    :mod:`~damselfly.engine.blocks`) can read it: pickled, the object reopens the file there, read-only;
+    the file goes with the object that made it.
     """
 
-    def __init__(self, shape, dtype):
+    def __init__(self, shape, dtype, shared: bool = False):
+        import weakref
+
         self.shape, self.dtype = tuple(int(v) for v in shape), np.dtype(dtype)
         check_scratch_room(int(np.prod(self.shape)) * self.dtype.itemsize)
-        self.file = tempfile.TemporaryFile(dir=scratch_folder())
+        self.path = None
+        if shared:
+            fd, self.path = tempfile.mkstemp(prefix="damselfly-scratch-", dir=scratch_folder())
+            self.file = os.fdopen(fd, "w+b")
+            weakref.finalize(self, os.unlink, self.path)
+        else:
+            self.file = tempfile.TemporaryFile(dir=scratch_folder())
         self.file.truncate(max(1, int(np.prod(self.shape)) * self.dtype.itemsize))
+        self.fd = self.file.fileno()
+
+    def __getstate__(self):
+        if self.path is None:
+            raise TypeError("an anonymous scratch file cannot go to another process (make it with shared=True)")
+        os.fsync(self.fd)  # what was written is on disk before another process (or machine) reads it
+        return {"path": self.path, "shape": self.shape, "dtype": self.dtype.str}
+
+    def __setstate__(self, state):
+        self.path, self.shape, self.dtype = state["path"], tuple(state["shape"]), np.dtype(state["dtype"])
+        self.file = open(self.path, "rb")  # noqa: SIM115 - kept open with the object (which does not own the file)
         self.fd = self.file.fileno()
 
     def _span(self, z: int, y0: int, y1: int) -> tuple[int, int]:
@@ -162,16 +185,21 @@ def map_slabs(vol: Volume, fn, dtype, message: str) -> np.ndarray:
 
     Input on disk (memory-mapped, Zarr, HDF5) is streamed and gets a chunked output on disk
     (:func:`output_like`), so volumes larger than memory can be processed; in-memory input gets an
-    in-memory output.
+    in-memory output. A Zarr input in a run with a block runner (``--cluster``) has its slabs spread over
+    the workers (:mod:`~damselfly.engine.blocks`; ``fn`` then goes to them, pickled).
     """
     out = output_like([vol], vol.data.shape, dtype)
-    task = progress.task(message, total=vol.shape[0])
-    for z in range(0, vol.shape[0], SLAB):
-        out[z:z + SLAB] = fn(np.asarray(vol.data[z:z + SLAB]))
-        release(vol.data)
-        task.advance(min(SLAB, vol.shape[0] - z))
-    task.finish()
+    nz = vol.shape[0]
+    slabs = [(z, min(nz, z + SLAB)) for z in range(0, nz, SLAB)]  # whole output chunks (SLAB deep)
+    runner = blocks.current() if blocks.shareable(vol.data, out) else None
+    blocks.run_blocks(runner, _map_slab, slabs, (vol.data, fn, out), message, size=blocks.span)
     return out
+
+
+def _map_slab(job, zs) -> None:
+    data, fn, out = job
+    out[zs[0]:zs[1]] = fn(np.asarray(data[zs[0]:zs[1]]))
+    release(data)
 
 
 def nan_count(vol: Volume) -> int:

@@ -138,14 +138,25 @@ def cmd_run(args) -> int:
             print(f"FAILED {r.item}:\n    " + "\n    ".join(first[:4]), file=sys.stderr)
         return 1 if bad else 0
     reporter = Reporter(TextProgress())
+    client = cluster = blocks = None
     try:
+        if args.cluster and not args.dry_run:  # one scan: its blocks go to the cluster's workers
+            from .cluster import DaskBlocks, connect
+
+            client, cluster = connect(args.cluster)
+            blocks = DaskBlocks(client, args.cluster)
         result = run_file(args.macro, overrides, args.out, args.device, args.threads, not args.no_overwrite,
                           args.dry_run, reporter, None if args.dry_run else print_statement,
-                          allow_outside=args.allow_outside_out)
+                          allow_outside=args.allow_outside_out, blocks=blocks)
     except RunFailed as e:
         _err(e.result.error)
         _err(f"run record: {e.result.out_dir / 'run.json'}")
         return 1
+    finally:
+        if client is not None:
+            from .cluster import close
+
+            close(client, cluster)
     if args.dry_run:
         print(f"{args.macro}: ok (dry run: nothing computed)")
         for k, v in result.record["params"].items():
@@ -212,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--param", default="scan", help="the param a batch sets (default: scan)")
     r.add_argument("--jobs", type=_positive, default=1, help="batch items run at once (processes)")
     r.add_argument("--cluster", metavar="ADDRESS",
-                   help="batch: run the scans on a Dask cluster (a scheduler's address, or local:N worker processes)")
+                   help="run on a Dask cluster (a scheduler's address, local:N worker processes or slurm:FILE): "
+                        "a batch's scans, or one scan's blocks (infer, local_thickness of a Zarr scan)")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     r.add_argument("--threads", type=_positive, default=None, help="CPU threads for PyTorch (networks)")
     r.add_argument("--dry-run", action="store_true", help="check and resolve inputs; compute nothing")

@@ -1,4 +1,6 @@
-"""Batches on a Dask cluster: one macro per scan as a Dask task (``damselfly run --batch --cluster``).
+"""Batches on a Dask cluster: one macro per scan as a Dask task (``damselfly run --batch --cluster``);
+and one scan's blocks spread over the workers (``damselfly run --cluster`` without ``--batch``:
+:class:`DaskBlocks`).
 
 ``--cluster`` takes the address of a running Dask scheduler (``tcp://host:8786``, started by hand or on
 Kubernetes), ``local:N`` (a LocalCluster of N worker processes on this machine) or ``slurm:FILE`` (batch
@@ -88,6 +90,36 @@ def close(client, cluster) -> None:
     client.close()
     if cluster is not None:
         cluster.close()
+
+
+class DaskBlocks:
+    """A block runner (:mod:`damselfly.engine.blocks`) over a Dask client: one scan's blocks spread over
+    the cluster's workers (``damselfly run MACRO --cluster ADDRESS`` without ``--batch``).
+
+    ``shared`` goes to every worker once (scattered); each block is one task, yielded as it finishes. A
+    block that fails raises here with its own error; closing the generator (Stop, an error) cancels the
+    blocks not yet run. A worker that dies mid-block has its block run again elsewhere: a block writes
+    only its own chunks, so running it twice gives the same result.
+    """
+
+    def __init__(self, client, address: str = ""):
+        self.client, self.address = client, address
+
+    def __str__(self) -> str:
+        return f"dask cluster {self.address}".strip()
+
+    def __call__(self, fn, items, shared=None):
+        from distributed import as_completed
+
+        [common] = self.client.scatter([shared], broadcast=True, hash=False)
+        futures = self.client.map(fn, [common] * len(items), list(items), pure=False,
+                                  key=[f"damselfly-block-{uuid.uuid4().hex}" for _ in items])
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for fut in as_completed(futures):
+                yield index[fut.key], fut.result()
+        finally:
+            self.client.cancel(futures + [common])
 
 
 #: Actions that run networks: a scan calling one asks for a GPU where the cluster has them.

@@ -93,9 +93,10 @@ class RunResult:
 def run_file(macro_path: str | os.PathLike, overrides: dict | None = None, out_dir: str | os.PathLike = "out",
              device: str = "auto", threads: int | None = None, overwrite: bool = True, dry_run: bool = False,
              reporter: Reporter | None = None, on_statement=None, allow_outside: bool = False,
-             base_dir: str | os.PathLike | None = None) -> RunResult:
+             base_dir: str | os.PathLike | None = None, blocks=None) -> RunResult:
     """Check and run one macro file; write the run record ``run.json`` into ``out_dir``. Relative input
-    paths resolve against ``base_dir`` (default: the macro's folder).
+    paths resolve against ``base_dir`` (default: the macro's folder). ``blocks`` is where block-wise
+    actions run their blocks (a block runner, :mod:`damselfly.engine.blocks`; default here).
 
     Raises
     ------
@@ -105,13 +106,13 @@ def run_file(macro_path: str | os.PathLike, overrides: dict | None = None, out_d
     """
     macro = parse_file(macro_path)
     return run_macro(macro, overrides, out_dir, device, threads, overwrite, dry_run, reporter, on_statement,
-                     base_dir=base_dir, allow_outside=allow_outside)
+                     base_dir=base_dir, allow_outside=allow_outside, blocks=blocks)
 
 
 def run_macro(macro: ast.Macro, overrides: dict | None = None, out_dir: str | os.PathLike = "out",
               device: str = "auto", threads: int | None = None, overwrite: bool = True,
               dry_run: bool = False, reporter: Reporter | None = None, on_statement=None,
-              base_dir: str | os.PathLike | None = None, allow_outside: bool = False) -> RunResult:
+              base_dir: str | os.PathLike | None = None, allow_outside: bool = False, blocks=None) -> RunResult:
     """Like :func:`run_file`, for a parsed macro. The run follows :mod:`macros.runrecord`: it locks
     ``out_dir``, clears what interrupted writes left, and keeps the run record current."""
     check_threads(threads)
@@ -130,7 +131,7 @@ def run_macro(macro: ast.Macro, overrides: dict | None = None, out_dir: str | os
         io.remove_stale_temporaries(out)
         settings = Settings(device=device, threads=threads, base_dir=base_dir, out_dir=out, overwrite=overwrite,
                             allow_outside=allow_outside, protected=own + tuple(res.inputs),
-                            replaceable=unfinished_outputs(out))
+                            replaceable=unfinished_outputs(out), blocks=blocks)
         return _execute(macro, res.params, Session(settings, reporter), on_statement)
 
 
@@ -145,7 +146,8 @@ def _execute(macro: ast.Macro, params: dict, session: Session, on_statement) -> 
         "macro_text": macro.source, "params": record_params(params),
         "seeds": {k: v for k, v in params.items() if "seed" in k.lower()},
         "settings": {"device": st.device, "threads": st.threads, "overwrite": st.overwrite,
-                     "allow_outside": st.allow_outside, "base_dir": str(st.base_dir), "out_dir": str(out)},
+                     "allow_outside": st.allow_outside, "base_dir": str(st.base_dir), "out_dir": str(out),
+                     "blocks": None if st.blocks is None else str(st.blocks)},
         "started": now(), "status": "running", "pid": os.getpid(), "outputs": [], "pending": [],
     }
     write_record(out, record)  # replaces any old record before anything else is written

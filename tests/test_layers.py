@@ -95,7 +95,7 @@ def test_a_headless_macro_runs_where_qt_cannot_be_imported(tmp_path):
 # ------------------------------------------------------------------------------------------------
 #: The engine's tiers, bottom up; a module imports only from its own tier or below.
 ENGINE_TIERS = [
-    {"errors", "data", "progress", "paths", "context", "provenance"},                    # the data model and plumbing
+    {"errors", "data", "progress", "blocks", "paths", "context", "provenance"},                    # the data model and plumbing
     {"io", "atomic", "formats", "argtypes", "nets", "model", "volume_ops", "tiling", "inference", "training",
      "thickness", "thickness_blocks", "forest", "features", "classifier", "trainset", "restoration", "resample", "render", "timeline", "movie", "phantoms", "patches", "containers"},  # the library
     {"registry"},                                                              # what an action is

@@ -6,7 +6,8 @@ from typing import Literal
 
 import numpy as np
 
-from .. import progress
+from .. import blocks, progress
+from ..blocks import shareable
 from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
 from ..registry import action
@@ -37,7 +38,8 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
     -----
     A scan kept on disk (memory-mapped, Zarr, HDF5) or over ``IN_MEMORY_VOXELS`` voxels is measured block
     by block with the halo the definition needs (:mod:`~damselfly.engine.thickness_blocks`): the same
-    values voxel for voxel, in bounded memory, into a disk-backed result.
+    values voxel for voxel, in bounded memory, into a disk-backed result. A scan in a Zarr store, run
+    with ``--cluster``, has its blocks spread over the cluster's workers (:mod:`~damselfly.engine.blocks`).
     """
     if isinstance(labels, Labels):
         if class_ is None:
@@ -52,12 +54,7 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
             raise InputError(f"expected a 3-D mask, got shape {labels.data.shape}", labels.source)
         index, what = None, "the mask"
 
-    def read(sl):
-        """The phase over ``sl``: the class, or the non-zero voxels of a mask."""
-        a = np.asarray(labels.data[sl])
-        release(labels.data)
-        return a != 0 if index is None else a == index
-
+    read = PhaseReader(labels.data, index)
     outside_value = np.nan if outside == "nan" else 0.0
     nz = labels.shape[0]
     if not any(read((slice(z, z + SLAB), slice(None), slice(None))).any() for z in range(0, nz, SLAB)):
@@ -81,12 +78,27 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
 
 def _blockwise(read, labels, border: bool, outside: float):
     """:func:`~damselfly.engine.thickness_blocks.blockwise_thickness` into a disk-backed result (exact, memory
-    bounded by the block size)."""
+    bounded by the block size); its blocks go to the run's block runner when the scan is where workers can
+    read it."""
     from ..thickness_blocks import blockwise_thickness
 
     out = output_like([labels], labels.shape[:3], np.float32)
-    blockwise_thickness(read, labels.shape[:3], labels.spacing, out, border=border, outside=outside)
+    runner = blocks.current() if shareable(labels.data, out) else None
+    blockwise_thickness(read, labels.shape[:3], labels.spacing, out, border=border, outside=outside, runner=runner)
     return out
+
+
+class PhaseReader:
+    """``read(slices)``: the phase over a box of a segmentation (voxels of class ``index``) or of a mask
+    (non-zero voxels, ``index`` None); picklable with its array, for blocks run elsewhere."""
+
+    def __init__(self, data, index: int | None):
+        self.data, self.index = data, index
+
+    def __call__(self, sl) -> np.ndarray:
+        a = np.asarray(self.data[sl])
+        release(self.data)
+        return a != 0 if self.index is None else a == self.index
 
 
 @action("thickness_stats", result="stats", category="Measure")

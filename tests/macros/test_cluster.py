@@ -130,3 +130,136 @@ def test_only_scans_that_run_networks_ask_for_a_gpu():
     assert not wants_gpu(Client(1), "cpu", seg)  # --device cpu
     assert not wants_gpu(Client(0), "auto", seg)  # no worker has a GPU: asking would wait forever
     assert not wants_gpu(Client(1), "auto", measure)
+
+
+# -- one scan, its blocks spread over the workers ---------------------------------------------------
+@pytest.fixture(scope="module")
+def workers():
+    """A block runner over a LocalCluster of 2 worker processes."""
+    from damselfly.macros.cluster import DaskBlocks, close, connect
+
+    client, cluster = connect("local:2")
+    yield DaskBlocks(client, "local:2")
+    close(client, cluster)
+
+
+class Where:
+    """A block runner that also records which worker ran each block."""
+
+    def __init__(self, inner):
+        self.inner, self.seen = inner, []
+
+    def __str__(self):
+        return str(self.inner)
+
+    def __call__(self, fn, items, shared=None):
+        def run(shared, item):  # pickled by value (cloudpickle) to the workers
+            from distributed import get_worker
+
+            fn(shared, item)
+            return get_worker().address
+
+        for i, address in self.inner(run, items, shared):
+            self.seen.append(address)
+            yield i, address
+
+
+def test_block_wise_thickness_across_two_workers_equals_the_in_memory_result(workers, tmp_path):
+    import numpy as np
+    import zarr
+    from scipy import ndimage as ndi
+
+    from damselfly.engine.actions.measure import PhaseReader
+    from damselfly.engine.thickness import local_thickness
+    from damselfly.engine.thickness_blocks import blockwise_thickness
+
+    a = ndi.gaussian_filter(np.random.default_rng(7).random((30, 34, 38)), 2.0)
+    mask = a > np.median(a)
+    scan = zarr.create_array(store=str(tmp_path / "m.zarr"), shape=mask.shape, chunks=(8, 8, 8), dtype=np.uint8)
+    scan[:] = mask
+    out = zarr.create_array(store=str(tmp_path / "t.zarr"), shape=mask.shape, chunks=(8, 8, 8), dtype=np.float32)
+    where = Where(workers)
+    blockwise_thickness(PhaseReader(scan, None), mask.shape, (1.0, 0.5, 0.5), out, block=8, runner=where)
+    np.testing.assert_array_equal(out[:], local_thickness(mask, (1.0, 0.5, 0.5)))
+    assert len(where.seen) == 4 * 5 * 5 and len(set(where.seen)) == 2  # every block, on both workers
+
+
+CLUSTER_MACRO = ('version 1\nparam scan = "scan.ome.zarr"\nimg = load(scan)\nmodel = load_model("m.dfmodel")\n'
+                 'seg = infer(model, img)\nsave(seg, "seg.tif")\n'
+                 'cal = calibrate(img)\nmetal = threshold(cal, names=["air", "metal"])\n'
+                 'thick = local_thickness(metal, class="metal")\nsave(thick, "thick.tif")\n')
+
+
+@pytest.fixture(scope="module")
+def zarr_scan(tmp_path_factory, casting_small):
+    """A casting phantom as OME-Zarr, a small network trained on it, and the macro that segments and
+    measures it."""
+    from damselfly.engine import io
+    from damselfly.engine import model as model_io
+    from damselfly.engine.actions.segmentation import sparse_labels, train
+    from damselfly.engine.context import RunContext
+
+    folder = tmp_path_factory.mktemp("zarr_scan")
+    vol, truth = casting_small
+    io.write_volume(vol, folder / "scan.ome.zarr")
+    model = train(vol, sparse_labels(truth, slices=[8, 20, 31]), epochs=2, steps=3, batch=4, patch=32, seed=5,
+                  ctx=RunContext(device="cpu"))
+    model_io.save_model(model, folder / "m.dfmodel")
+    (folder / "m.dfm").write_text(CLUSTER_MACRO)
+    return folder / "m.dfm"
+
+
+def test_one_scan_block_wise_across_two_workers_equals_the_single_process_run(workers, zarr_scan, tmp_path,
+                                                                              monkeypatch):
+    """infer (slabs of 8 slices, in groups of whole output chunks), calibrate, threshold and
+    local_thickness (cores of 16) of a Zarr scan, their blocks on 2 workers: the same files, bit for bit,
+    as the run in one process."""
+    import damselfly.engine.thickness_blocks as tb
+    from damselfly.engine import inference
+    from damselfly.macros.runner import run_file
+
+    monkeypatch.setattr(inference, "slab_size", lambda pred, shape: 8)
+    monkeypatch.setattr(tb, "BLOCK", 16)
+    where = Where(workers)
+    spread = run_file(zarr_scan, out_dir=tmp_path / "spread", device="cpu", blocks=where)
+    here = run_file(zarr_scan, out_dir=tmp_path / "here", device="cpu")
+    assert spread.status == here.status == "ok"
+    assert final_files(tmp_path / "spread") == final_files(tmp_path / "here")
+    assert len(where.seen) == 4 * 3 and len(set(where.seen)) == 2  # 40 slices: 3 blocks of 16 for each action
+    record = json.loads((tmp_path / "spread" / "run.json").read_text())
+    assert record["settings"]["blocks"] == "dask cluster local:2"
+
+
+def test_the_command_line_spreads_one_scans_blocks_with_cluster(zarr_scan, tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "damselfly.macros.cli", "run", str(zarr_scan), "--out", str(out),
+                        "--cluster", "local:2", "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "run.json").read_text())["settings"]["blocks"] == "dask cluster local:2"
+    subprocess.run([sys.executable, "-m", "damselfly.macros.cli", "run", str(zarr_scan), "--out",
+                    str(tmp_path / "here"), "--device", "cpu"], check=True, capture_output=True, timeout=300)
+    assert final_files(out) == final_files(tmp_path / "here")
+
+
+def test_stop_cancels_the_blocks_not_yet_run(workers, tmp_path):
+    from damselfly.engine import Cancelled, progress
+    from damselfly.engine.blocks import run_blocks
+
+    reporter = progress.Reporter()
+    finished = []
+
+    def on_block(shared, item):  # every block leaves a mark; Stop comes with the first result
+        time.sleep(0.3)
+        (shared / f"{item}").write_text("ran")
+        return item
+
+    def stop_after_first(fn, items, shared):
+        for r in workers(fn, items, shared):
+            finished.append(r[1])
+            reporter.cancel()
+            yield r
+
+    with progress.reporting(reporter), pytest.raises(Cancelled):
+        run_blocks(stop_after_first, on_block, list(range(40)), tmp_path, "Blocks")
+    time.sleep(1.5)  # what was running ends; nothing queued starts
+    assert len(finished) == 1 and len(list(tmp_path.iterdir())) < 10
