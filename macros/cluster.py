@@ -21,6 +21,7 @@ jobs submitted through dask-jobqueue, described by a YAML file such as ``example
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 import time
 import uuid
@@ -32,6 +33,8 @@ from damselfly.engine.progress import Reporter
 
 #: Seconds a retried scan waits for the folder lock a dead run may still hold.
 LOCK_WAIT = 30.0
+#: Seconds between two looks at the batch's stop event while a scan runs.
+STOP_POLL = 0.5
 
 
 def jobqueue_cluster(config: str | Path):
@@ -154,12 +157,15 @@ def scan_task(job: dict, stop_event: str) -> dict:
     t_lock = time.monotonic()
     while True:
         w = _start(bj, tmp, 0)
-        while w.proc.poll() is None:
-            if stop.is_set():
-                w.proc.terminate()
-                w.proc.wait()
+        while True:  # the scan's end is seen at once; the stop event (a scheduler call) every STOP_POLL
+            try:
+                w.proc.wait(timeout=STOP_POLL)
                 break
-            time.sleep(0.2)
+            except subprocess.TimeoutExpired:
+                if stop.is_set():
+                    w.proc.terminate()
+                    w.proc.wait()
+                    break
         r = _collect(w)
         locked = r.status == "failed" and "another Damselfly run is writing" in (r.error or "")
         if not locked or time.monotonic() - t_lock > LOCK_WAIT or stop.is_set():
