@@ -2,6 +2,7 @@
 cryo-electron tomogram (issue 18).
 
     .venv/bin/python benchmarks/bench_restoration.py [--tomo ../shared/data/tomo.tif] [--epochs E]
+    .venv/bin/python benchmarks/bench_restoration.py --segment-noise 0.3   # row 4 alone, noisier
 
 Phantom: the casting phantom (32 x 96 x 96) rendered without photon noise is the clean truth; the noisy
 scan adds Gaussian noise of 15 % of the clean grey-value range (a known kind). Rows:
@@ -65,14 +66,21 @@ def nlm(noisy, h, sigma):
     return denoise_nl_means(noisy, h=h * sigma, sigma=sigma, patch_size=3, patch_distance=5, fast_mode=True)
 
 
-def phantom(epochs: int | None) -> None:
-    budget = {} if epochs is None else {"epochs": epochs}
+def noisy_phantom(level: float):
+    """The clean casting phantom, its truth and a noisy copy (Gaussian noise of ``level`` times the range)."""
     clean_v, truth = phantoms.casting((32, 96, 96), seed=1, photons=1e9)
     clean = np.asarray(clean_v.data, np.float32)
-    sigma = 0.15 * float(clean.max() - clean.min())
+    sigma = level * float(clean.max() - clean.min())
     noisy = (clean + np.random.default_rng(0).normal(0, sigma, clean.shape)).astype(np.float32)
+    print(f"casting phantom {clean.shape}, Gaussian noise sigma = {100 * level:.0f} % of the range ({sigma:.0f})",
+          flush=True)
+    return clean_v, truth, clean, noisy, sigma
+
+
+def phantom(epochs: int | None) -> None:
+    budget = {} if epochs is None else {"epochs": epochs}
+    clean_v, truth, clean, noisy, sigma = noisy_phantom(0.15)
     noisy_v = clean_v.with_data(noisy, name="noisy")
-    print(f"casting phantom {clean.shape}, Gaussian noise sigma = 15 % of the range ({sigma:.0f})", flush=True)
     rows = [("noisy scan", *scores(clean, noisy), "", 0.0)]
     g = best_of(clean, noisy, lambda a, s: ndimage.gaussian_filter(a, s), [0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
     rows.append(("best Gaussian", g[1], g[2], f"sigma {g[0]}", g[3]))
@@ -111,18 +119,33 @@ def phantom(epochs: int | None) -> None:
         ps, ss = scores(clean[half:], out)
         print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}" + (f"  {s:7.1f} s" if s else ""), flush=True)
 
+    segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"))
+
+
+def segmentation(truth, noisy_v, denoised_v) -> None:
+    """Dice on the unpainted slices of the forest and the network (train's defaults, 3 painted slices)
+    trained on the noisy scan and on the denoised one."""
     zs = [5, 16, 27]
     painted = S.sparse_labels(truth, slices=zs)
     unseen = np.setdiff1d(np.arange(32), zs)
     print(f"\n4. segmentation, painted z = {zs}, Dice ({', '.join(truth.class_names)}) on the other slices, "
           "train's defaults")
     for arch in ("forest", "unet"):
-        for label, vol in (("noisy scan", noisy_v), ("denoised scan", clean_v.with_data(denoised, name="denoised"))):
+        for label, vol in (("noisy scan", noisy_v), ("denoised scan", denoised_v)):
             t0 = time.perf_counter()
             seg = np.asarray(S.infer(S.train(vol, painted, arch=arch, ctx=CTX), vol, ctx=CTX).data)
             d = dice_scores(seg[unseen], np.asarray(truth.data)[unseen], 3)
             print(f"  {arch:6s} {label:23s} " + " ".join(f"{x:.3f}" for x in d) + f"  mean {np.mean(d):.3f}  "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def segment_only(level: float, epochs: int | None) -> None:
+    """Only row 4, at another noise level: the denoiser trained on the noisy scan, then segmentation."""
+    clean_v, truth, _, noisy, _ = noisy_phantom(level)
+    noisy_v = clean_v.with_data(noisy, name="noisy")
+    den = E.train_denoiser(noisy_v, **({} if epochs is None else {"epochs": epochs}), ctx=CTX)
+    denoised = np.asarray(E.enhance(den, noisy_v, ctx=CTX).data)
+    segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"))
 
 
 def tomogram(path: str, epochs: int | None) -> None:
@@ -163,8 +186,12 @@ def main() -> None:
     ap.add_argument("--tomo", metavar="TIF", help="also the real tomogram (../shared/data/tomo.tif)")
     ap.add_argument("--epochs", type=int, help="training epochs (default: the actions' defaults)")
     ap.add_argument("--no-phantom", action="store_true")
+    ap.add_argument("--segment-noise", type=float, metavar="LEVEL",
+                    help="only row 4 (denoise, then segment), with noise of LEVEL times the range (e.g. 0.3)")
     a = ap.parse_args()
-    if not a.no_phantom:
+    if a.segment_noise is not None:
+        segment_only(a.segment_noise, a.epochs)
+    elif not a.no_phantom:
         phantom(a.epochs)
     if a.tomo:
         tomogram(a.tomo, a.epochs)

@@ -69,6 +69,10 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
 
     Parameters
     ----------
+    threads : int, optional
+        PyTorch threads per scan. Default: the library's (all cores) for one scan at a time; with
+        ``jobs`` N, the cores shared out (``cores // N``, at least 1), since N scans run at once; on a
+        cluster, what the worker gives (Dask caps its workers at one thread each).
     on_item : callable, optional
         Called with each :class:`ItemResult` as it completes.
     reporter : Reporter, optional
@@ -116,6 +120,8 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
         if on_item:
             on_item(r)
 
+    if threads is None and jobs > 1 and not cluster:  # N scans at once share the cores
+        threads = max(1, (os.cpu_count() or 1) // jobs)
     with FolderLock(out_root):
         todo = []
         for item, d in zip(items, dirs):

@@ -59,6 +59,8 @@ def test_a_killed_worker_fails_only_its_scan(scans, tmp_path):
     # resume finishes the dead scan, and everything equals a clean serial run
     res = run_batch(m, str(folder / "*.tif"), out_dir=out, jobs=2, resume=True)
     assert [r.status for r in res] == ["skipped", "ok", "skipped", "skipped"]
+    cores = max(1, (os.cpu_count() or 1) // 2)  # two scans at once share the cores
+    assert json.loads((out / "p1" / "run.json").read_text())["settings"]["threads"] == cores
     run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "clean")
     assert final_files(out) == final_files(tmp_path / "clean")
 
