@@ -3,6 +3,12 @@
 shipped model, save); prints the wall times, their ratios and the cluster's overhead per scan.
 
     .venv/bin/python benchmarks/bench_cluster.py [--scans 16] [--size 64] [--runs 3]
+    .venv/bin/python benchmarks/bench_cluster.py --huge 256 [--runs 3]
+
+``--huge N``: one N^3 casting phantom as OME-Zarr through calibrate, infer (the shipped model),
+threshold and local_thickness, in one process and with its blocks on a 2-worker LocalCluster
+(``damselfly run --cluster local:2`` without ``--batch``); checks that the outputs are equal and prints
+both times.
 
 On a 2-core machine the goal is not speed-up but overhead: the cluster's extra time per scan (over
 ``--jobs 2``, which runs the same processes without a scheduler) under 5 % of a scan's time.
@@ -33,14 +39,60 @@ def start_and_stop() -> float:
     return time.perf_counter() - t0
 
 
+HUGE_MACRO = """version 1
+param scan = "scan.ome.zarr"
+raw = load(scan)
+cal = calibrate(raw, method="percentile", low=0.5, high=99.5)
+model = load_model("MODEL")
+seg = infer(model, cal)
+save(seg, "seg.ome.zarr")
+thick = local_thickness(seg, class="metal")
+save(thick, "thick.ome.zarr")
+"""
+
+
+def huge(size: int, runs: int, work: Path) -> None:
+    """One scan's blocks here and on a 2-worker LocalCluster: equal outputs, and the times."""
+    from damselfly.macros.cluster import DaskBlocks, close, connect
+    from damselfly.macros.runner import run_file
+
+    v, _ = phantoms.casting((size,) * 3, seed=0)
+    io.write_volume(v, work / "scan.ome.zarr")
+    macro = work / "huge.dfm"
+    macro.write_text(HUGE_MACRO.replace("MODEL", str(ROOT / "examples" / "models" / "casting.dfmodel")))
+    times = {"one process": [], "blocks on local:2": []}
+    for run in range(runs):
+        t0 = time.perf_counter()
+        run_file(macro, out_dir=work / f"here{run}", device="cpu")
+        times["one process"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        client, cluster = connect("local:2")
+        try:
+            run_file(macro, out_dir=work / f"spread{run}", device="cpu", blocks=DaskBlocks(client, "local:2"))
+        finally:
+            close(client, cluster)
+        times["blocks on local:2"].append(time.perf_counter() - t0)
+        for name in ("seg.ome.zarr", "thick.ome.zarr"):
+            a = io.read_volume(work / f"here{run}" / name).data
+            b = io.read_volume(work / f"spread{run}" / name).data
+            assert np.array_equal(np.asarray(a[:]), np.asarray(b[:])), f"{name} differs"
+        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
+    print(f"\none {size}^3 scan, median of {runs} runs (min-max); outputs equal voxel for voxel:")
+    for k, v in times.items():
+        print(f"  {k:18s} {np.median(v):6.1f} s ({min(v):.1f}-{max(v):.1f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scans", type=int, default=16)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--huge", type=int, metavar="N", help="one N^3 scan's blocks on the cluster (see above)")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     try:
+        if a.huge:
+            return huge(a.huge, a.runs, work)
         for i in range(a.scans):
             v, _ = phantoms.casting((a.size,) * 3, seed=i)
             io.write_volume(v, work / "scans" / f"part_{i:02d}.tif")

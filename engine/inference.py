@@ -27,6 +27,7 @@ from .data import Labels, Volume
 from .errors import InputError, ParameterError
 from .model import Model
 from .tiling import NetworkPredictor, read_slices, reflect_index, round_up, sliding_window, stack_context
+from .volume_ops import SLAB
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,12 +206,15 @@ def check_inputs(model: Model, images: Sequence[Volume]) -> None:
 
 
 def slab_size(pred: Predictor, shape: Sequence[int], budget: int = 256 * 2 ** 20) -> int:
-    """Slices per slab so that one slab's floats stay within ``budget`` bytes."""
+    """Slices per slab so that one slab's floats stay within ``budget`` bytes: a multiple of the scratch
+    output's chunk depth (``volume_ops.SLAB``) where that fits."""
     k = len(pred.model.config["classes"])
     per_slice = shape[1] * shape[2] * 4 * (k * 2 + pred.model.in_channels + 1)
     n = max(1, int(budget // per_slice))
     if pred.ndim == 3:
         n = max(n, 2 * pred.tile_z)
+    if n >= SLAB:  # whole chunks of the (scratch) output: each slab writes its own, and can go to a worker
+        n -= n % SLAB
     return min(n, shape[0])
 
 

@@ -201,8 +201,8 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
         The largest radius (distance to the background), in the units of ``spacing``.
     """
     unit, sp = normalised(tuple(float(v) for v in spacing))
-    if block is None and runner is None and max(shape) <= BLOCK and math.prod(shape) <= GROWN_VOXELS:
-        return _in_one_block(read, spacing, out, border, outside)  # one block: in memory
+    if block is None and max(shape) <= BLOCK and math.prod(shape) <= GROWN_VOXELS:
+        return _in_one_block(read, spacing, out, border, outside)  # one block (nothing to spread): in memory
     offsets, max_r2 = distance_offsets_out_of_core(read, shape, sp, border, shared=runner is not None)
     if not math.isfinite(max_r2):
         raise InputError(FILLS_ALL)
