@@ -207,7 +207,7 @@ def check_inputs(model: Model, images: Sequence[Volume]) -> None:
 
 def slab_size(pred: Predictor, shape: Sequence[int], budget: int = 256 * 2 ** 20) -> int:
     """Slices per slab so that one slab's floats stay within ``budget`` bytes: a multiple of the scratch
-    output's chunk depth (``volume_ops.SLAB``) where that fits."""
+    output's chunk depth (``volume_ops.SLAB``) where that fits, else a divisor of it."""
     k = len(pred.model.config["classes"])
     per_slice = shape[1] * shape[2] * 4 * (k * 2 + pred.model.in_channels + 1)
     n = max(1, int(budget // per_slice))
@@ -215,6 +215,8 @@ def slab_size(pred: Predictor, shape: Sequence[int], budget: int = 256 * 2 ** 20
         n = max(n, 2 * pred.tile_z)
     if n >= SLAB:  # whole chunks of the (scratch) output: each slab writes its own, and can go to a worker
         n -= n % SLAB
+    else:  # a divisor of the chunk depth: a chunk's slabs go to a worker together
+        n = 1 << (n.bit_length() - 1)
     return min(n, shape[0])
 
 

@@ -294,6 +294,18 @@ def test_streaming_in_small_slabs_gives_the_same_labels(painted, tiny_model, mon
     assert np.array_equal(whole, slabs)
 
 
+def test_slabs_are_whole_output_chunks_so_blocks_can_go_to_workers(tiny_model):
+    from damselfly.engine.volume_ops import SLAB
+
+    pred = inf.predictor(tiny_model, device="cpu", tile=64)
+    for shape in [(300, 256, 256), (2000, 1024, 1024), (900, 700, 500)]:
+        n = inf.slab_size(pred, shape)
+        assert n % SLAB == 0 or SLAB % n == 0, (shape, n)
+        groups = inf.slabs(shape[0], n, chunk=SLAB)
+        assert len(groups) == -(-shape[0] // max(n, SLAB)) and all(a % SLAB == 0 for a, _ in groups)
+    assert inf.slab_size(pred, (5, 64, 64)) == 5  # a small scan: one slab
+
+
 def test_memory_mapped_input_gives_disk_backed_output(painted, tiny_model, tmp_path):
     vol = painted[0]
     io.write_volume(vol, tmp_path / "scan.npy")
