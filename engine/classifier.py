@@ -32,6 +32,7 @@ from .errors import InputError, ParameterError
 from .model import Model
 from .provenance import versions
 from .trainset import check_images, data_hash, norm_range
+from .volume_ops import whole_chunks
 
 #: In-plane edge of the boxes features are computed in.
 TILE = 256
@@ -184,9 +185,10 @@ class ForestPredictor:
         self.k = len(model.config["classes"])
 
     def slab_depth(self, shape: Sequence[int]) -> int:
-        """Slices per slab: a box of ``tile`` x ``tile`` of that depth holds about :data:`BOX_VOXELS`."""
+        """Slices per slab: a box of ``tile`` x ``tile`` of that depth holds about :data:`BOX_VOXELS`, in
+        whole output chunks (:func:`~damselfly.engine.volume_ops.whole_chunks`)."""
         plane = min(self.tile, shape[1]) * min(self.tile, shape[2])
-        return int(min(shape[0], max(1, BOX_VOXELS // plane)))
+        return int(min(shape[0], whole_chunks(max(1, BOX_VOXELS // plane))))
 
     def predict_slab(self, arrays: Sequence, z0: int, z1: int, mask=None) -> np.ndarray:
         """Probabilities (K, z1 - z0, y, x); boxes wholly outside ``mask`` are left at zero."""

@@ -27,7 +27,7 @@ from .data import Labels, Volume
 from .errors import InputError, ParameterError
 from .model import Model
 from .tiling import NetworkPredictor, read_slices, reflect_index, round_up, sliding_window, stack_context
-from .volume_ops import SLAB
+from .volume_ops import whole_chunks
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,11 +213,7 @@ def slab_size(pred: Predictor, shape: Sequence[int], budget: int = 256 * 2 ** 20
     n = max(1, int(budget // per_slice))
     if pred.ndim == 3:
         n = max(n, 2 * pred.tile_z)
-    if n >= SLAB:  # whole chunks of the (scratch) output: each slab writes its own, and can go to a worker
-        n -= n % SLAB
-    else:  # a divisor of the chunk depth: a chunk's slabs go to a worker together
-        n = 1 << (n.bit_length() - 1)
-    return min(n, shape[0])
+    return min(whole_chunks(n), shape[0])
 
 
 def slabs(n: int, step: int, chunk: int | None = None) -> list[tuple[int, int]]:

@@ -180,6 +180,19 @@ def output_like(inputs, shape, dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
+def whole_chunks(n: int) -> int:
+    """A slab depth near ``n`` that fits the scratch output's chunks (``SLAB`` slices deep): a multiple of
+    ``SLAB`` where ``n`` reaches it, else the power of two at or below ``n`` (a divisor of ``SLAB``). Slabs
+    of that depth write whole chunks, so each can go to another worker (:mod:`~damselfly.engine.blocks`).
+
+    Examples
+    --------
+    >>> [whole_chunks(n) for n in (1, 5, 16, 81, 128)]
+    [1, 4, 16, 80, 128]
+    """
+    return n - n % SLAB if n >= SLAB else 1 << (max(1, n).bit_length() - 1)
+
+
 def map_slabs(vol: Volume, fn, dtype, message: str) -> np.ndarray:
     """Apply ``fn`` to ``vol.data`` slab by slab, with progress.
 

@@ -304,6 +304,13 @@ def test_slabs_are_whole_output_chunks_so_blocks_can_go_to_workers(tiny_model):
         groups = inf.slabs(shape[0], n, chunk=SLAB)
         assert len(groups) == -(-shape[0] // max(n, SLAB)) and all(a % SLAB == 0 for a, _ in groups)
     assert inf.slab_size(pred, (5, 64, 64)) == 5  # a small scan: one slab
+    from types import SimpleNamespace
+
+    from damselfly.engine.classifier import ForestPredictor
+
+    depth = ForestPredictor.slab_depth  # the forest's slabs too, for tiles of 512
+    assert all(SLAB % d == 0 or d % SLAB == 0 for d in (depth(SimpleNamespace(tile=512), (999, n, n))
+                                                        for n in (64, 512, 2000)))
 
 
 def test_memory_mapped_input_gives_disk_backed_output(painted, tiny_model, tmp_path):
