@@ -93,6 +93,12 @@ def span(r: tuple[int, int]) -> int:
     return r[1] - r[0]
 
 
+def runner_for(*arrays) -> BlockRunner | None:
+    """The current block runner if every array can go to its workers (:func:`shareable`), else ``None``
+    (blocks run here): how block-wise code picks where its blocks run."""
+    return current() if shareable(*arrays) else None
+
+
 def shareable(*arrays) -> bool:
     """Whether every array can be reopened by another process from where it lies: a Zarr array on disk
     (``None`` counts, as nothing to share). In-memory arrays, memory maps and HDF5 datasets are not."""

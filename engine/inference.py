@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from . import progress
-from .blocks import run_blocks, shareable, span
+from .blocks import run_blocks, runner_for, span
 from .data import Labels, Volume
 from .errors import InputError, ParameterError
 from .model import Model
@@ -283,13 +283,11 @@ def _predict_block(job: _Job, zs: tuple[int, int]) -> None:
 
 
 def _run(model: Model, images: Sequence[Volume], out, mask, outside, index, options: dict, message: str):
-    """Predict every slab of ``images`` into ``out``: here, or through ``options["runner"]`` (a block
-    runner, :mod:`~damselfly.engine.blocks`) when the inputs and ``out`` are where its workers can read
-    them."""
+    """Predict every slab of ``images`` into ``out``: here, or through the run's block runner
+    (:mod:`~damselfly.engine.blocks`) when the inputs and ``out`` are where its workers can read them."""
     check_inputs(model, images)
-    runner = options.pop("runner", None)
     job = _Job(model, options, [im.data for im in images], out, mask, outside, index)
-    runner = runner if shareable(*job.arrays, out, mask) else None
+    runner = runner_for(*job.arrays, out, mask)
     job.step = job.pred.slab_depth(job.arrays[0].shape)
     ranges = slabs(job.arrays[0].shape[0], job.step, out.chunks[0] if runner is not None else None)
     run_blocks(runner, _predict_block, ranges, job, message, size=span)
@@ -299,7 +297,7 @@ def _run(model: Model, images: Sequence[Volume], out, mask, outside, index, opti
 def segment(model: Model, images: Sequence[Volume], out: np.ndarray, mask: np.ndarray | None = None,
             outside: int = 1, **options) -> np.ndarray:
     """Write the most probable class (1..K) of every voxel into ``out``; outside ``mask``: ``outside``.
-    ``options`` are :class:`Predictor`'s, and ``runner`` (where the slabs run, :func:`_run`)."""
+    ``options`` are :class:`Predictor`'s; where the slabs run: :func:`_run`."""
     return _run(model, images, out, mask, outside, None, options, "Segmenting")
 
 

@@ -34,8 +34,8 @@ class Settings:
     the :class:`~damselfly.engine.context.RunContext` that :meth:`Session.context` makes of them. The
     rest is the session's own: ``blocks`` (where block-wise actions run their blocks, made current while
     an action runs, like the progress reporter: :mod:`~damselfly.engine.blocks`), ``base_dir``
-    (relative input paths are resolved against it: the macro's folder), ``allow_outside`` (outputs may leave ``out_dir``: absolute paths, ``..``, ``~``; off by
-    default) and ``protected`` (inputs known before the run starts, such as the macro file and the
+    (relative input paths are resolved against it: the macro's folder), ``allow_outside`` (outputs may
+    leave ``out_dir``: absolute paths, ``..``, ``~``; off by default) and ``protected`` (inputs known before the run starts, such as the macro file and the
     checked inputs, which no output may replace; inputs the actions read are added as the run goes).
     """
 

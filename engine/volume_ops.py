@@ -204,7 +204,7 @@ def map_slabs(vol: Volume, fn, dtype, message: str) -> np.ndarray:
     out = output_like([vol], vol.data.shape, dtype)
     nz = vol.shape[0]
     slabs = [(z, min(nz, z + SLAB)) for z in range(0, nz, SLAB)]  # whole output chunks (SLAB deep)
-    runner = blocks.current() if blocks.shareable(vol.data, out) else None
+    runner = blocks.runner_for(vol.data, out)
     blocks.run_blocks(runner, _map_slab, slabs, (vol.data, fn, out), message, size=blocks.span)
     return out
 

@@ -7,7 +7,6 @@ from typing import Literal
 import numpy as np
 
 from .. import blocks, progress
-from ..blocks import shareable
 from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
 from ..registry import action
@@ -83,7 +82,7 @@ def _blockwise(read, labels, border: bool, outside: float):
     from ..thickness_blocks import blockwise_thickness
 
     out = output_like([labels], labels.shape[:3], np.float32)
-    runner = blocks.current() if shareable(labels.data, out) else None
+    runner = blocks.runner_for(labels.data, out)
     blockwise_thickness(read, labels.shape[:3], labels.spacing, out, border=border, outside=outside, runner=runner)
     return out
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-from .. import blocks, inference, training
+from .. import inference, training
 from .. import model as model_io
 from ..context import RunContext
 from ..data import Labels, Table, Volume
@@ -230,7 +230,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | Labels | No
     out = output_like(images, images[0].shape, np.uint8 if len(names) < 255 else np.uint16)
     inference.segment(model, images, out, mask=m, outside=out_index, device=ctx.device,
                       tile=tile or inference.auto_tile(model, images[0].shape, ctx.device), overlap=overlap,
-                      blend=blend, tta=tta, runner=blocks.current())
+                      blend=blend, tta=tta)
     return inference.labels_like(model, images[0], out)
 
 
@@ -277,7 +277,7 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
     out = output_like(images, shape, np.float32)
     inference.probabilities(model, images, out, index=index, mask=m, device=ctx.device,
                             tile=tile or inference.auto_tile(model, images[0].shape, ctx.device),
-                            overlap=overlap, blend=blend, tta=tta, runner=blocks.current())
+                            overlap=overlap, blend=blend, tta=tta)
     im = images[0]
     return im.as_volume(out, name=f"{im.name}_{class_ or 'prob'}", metadata={"model": model.name, "class": class_})
 
