@@ -66,3 +66,18 @@ def write_scans(folder: Path, n: int, size=(8, 16, 16), name: str = "p{i}.tif") 
         v, _ = phantoms.casting(size, seed=i)
         io.write_volume(v, folder / name.format(i=i))
     return folder
+
+
+# local thickness makes each scan take a moment (and a fresh worker compiles its kernels first)
+BODY = ('version 1\nparam scan = "x.tif"\nraw = load(scan)\ncal = calibrate(raw)\n'
+        'seg = threshold(cal, names=["air", "metal"])\nsave(seg, "{scan.stem}_seg.tif")\n'
+        'thick = local_thickness(seg, class="metal")\nsave(thick, "{scan.stem}_thick.tif")\n'
+        'stats = thickness_stats(thick)\nsave(stats, "{scan.stem}_thick.csv")\n')
+
+
+def batch_of(tmp_path: Path, n: int, size=(24, 40, 40)) -> tuple[Path, Path]:
+    """A batch to run: ``n`` scans (:func:`write_scans`) and the macro :data:`BODY`; ``(macro, folder)``."""
+    folder = write_scans(tmp_path / "scans", n, size)
+    m = tmp_path / "m.dfm"
+    m.write_text(BODY)
+    return m, folder

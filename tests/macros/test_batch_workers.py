@@ -13,25 +13,15 @@ import pytest
 
 from damselfly.macros.batch import run_batch
 
-from .kit import alive, final_files, processes_with, temporaries, wait_for, write_scans
+from .kit import alive, batch_of, final_files, processes_with, temporaries, wait_for
 
 pytestmark = [pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc"),
               pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-# local thickness makes each scan take a moment (and a fresh worker compiles its kernels first)
-BODY = ('version 1\nparam scan = "x.tif"\nraw = load(scan)\ncal = calibrate(raw)\n'
-        'seg = threshold(cal, names=["air", "metal"])\nsave(seg, "{scan.stem}_seg.tif")\n'
-        'thick = local_thickness(seg, class="metal")\nsave(thick, "{scan.stem}_thick.tif")\n'
-        'stats = thickness_stats(thick)\nsave(stats, "{scan.stem}_thick.csv")\n')
-
-
 @pytest.fixture
 def scans(tmp_path):
-    folder = write_scans(tmp_path / "scans", 4, (24, 40, 40))
-    m = tmp_path / "m.dfm"
-    m.write_text(BODY)
-    return m, folder
+    return batch_of(tmp_path, 4)
 
 
 def test_a_killed_worker_fails_only_its_scan(scans, tmp_path):

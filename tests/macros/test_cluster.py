@@ -15,8 +15,7 @@ import pytest
 from damselfly.engine import DamselflyError, ParameterError
 from damselfly.macros.batch import run_batch
 
-from .kit import final_files, processes_with, temporaries, wait_for, write_scans
-from .test_batch_workers import BODY
+from .kit import batch_of, final_files, processes_with, temporaries, wait_for
 
 pytestmark = [pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc"),
               pytest.mark.slow]
@@ -24,10 +23,7 @@ pytestmark = [pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason
 
 @pytest.fixture
 def scans(tmp_path):
-    folder = write_scans(tmp_path / "scans", 6, (24, 40, 40))
-    m = tmp_path / "m.dfm"
-    m.write_text(BODY)
-    return m, folder
+    return batch_of(tmp_path, 6)
 
 
 def test_a_cluster_batch_equals_the_serial_run_and_reports_the_bad_scan(scans, tmp_path):
