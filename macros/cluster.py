@@ -35,6 +35,17 @@ from damselfly.engine.progress import Reporter
 LOCK_WAIT = 30.0
 #: Seconds between two looks at the batch's stop event while a scan runs.
 STOP_POLL = 0.5
+#: Dask settings for the LocalCluster ``local:N`` starts: its housekeeping ran 20-100 times a second
+#: (the workers' stack profiler every 10 ms, the event-loop tick every 20 ms, memory and system
+#: monitors), 4 % of a core when idle, taken from the scans on a small machine. Our tasks
+#: are whole scans or blocks of seconds, so this checks a few times a second at most (0.8 % idle).
+#: Workers started by hand take the same settings from ``examples/dask.yaml``.
+QUIET = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 
 
 def jobqueue_cluster(config: str | Path):
@@ -66,6 +77,7 @@ def connect(address: str):
     LocalCluster of N processes; ``slurm:FILE`` submits the batch jobs :func:`jobqueue_cluster`
     describes (:func:`close` closes both). Raises :class:`ParameterError` for a bad address,
     :class:`DamselflyError` when no scheduler answers."""
+    import dask
     from distributed import Client, LocalCluster
 
     if address.startswith("slurm:"):
@@ -80,8 +92,9 @@ def connect(address: str):
             n = 0
         if n < 1:
             raise ParameterError(f"--cluster local:N needs a number of workers N >= 1, got {address!r}")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=40)
+        with dask.config.set(QUIET):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=40)
         return Client(cluster), cluster
     try:
         return Client(address, timeout="10s"), None

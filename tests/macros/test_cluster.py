@@ -139,6 +139,19 @@ def workers():
     close(client, cluster)
 
 
+def test_local_workers_keep_dask_housekeeping_quiet_as_the_example_file_says(workers):
+    import dask
+    import yaml
+
+    from damselfly.macros.cluster import QUIET
+
+    example = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "dask.yaml").read_text())
+    assert {key: dask.config.get(key, config=example) for key in QUIET} == QUIET
+    seen = workers.client.run(lambda: {key: dask.config.get(key) for key in QUIET})
+    assert len(seen) == 2 and all(v == QUIET for v in seen.values())
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # the client's own config is untouched
+
+
 class Where:
     """A block runner that also records which worker ran each block."""
 
