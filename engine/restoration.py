@@ -351,7 +351,7 @@ class Enhancer:
     """Applies a restoration model to slabs of a volume (see :func:`enhance`)."""
 
     def __init__(self, model: Model, device="auto", tile: int = 512, overlap: float = 0.25, blend: str = "gaussian",
-                 network=None):
+                 network=None, tta: bool = False):
         from .inference import _fuse_batchnorm, resolve_device
 
         if model.task not in TASKS:
@@ -367,7 +367,8 @@ class Enhancer:
             tile = min(int(tile), 128)
             self.tile_z = max(self.multiple, min(64, tile) // self.multiple * self.multiple)
         self.tile = max(self.multiple, int(tile) // self.multiple * self.multiple)
-        self.run = NetworkPredictor(net, self.device, activation=None, batch=4 if self.device.type == "cpu" else 16)
+        self.run = NetworkPredictor(net, self.device, activation=None, tta=tta,
+                                    batch=4 if self.device.type == "cpu" else 16)
         self.h = self.tile_z // 4 if self.three_d else model.context // 2
 
     def slab(self, data, z0: int, z1: int) -> np.ndarray:
@@ -394,12 +395,13 @@ class Enhancer:
 
 
 def enhance(model: Model, image: Volume, out: np.ndarray, *, device="auto", tile: int = 512,
-            overlap: float = 0.25, blend: str = "gaussian", budget: int = 256 * 2 ** 20) -> np.ndarray:
+            overlap: float = 0.25, blend: str = "gaussian", tta: bool = False,
+            budget: int = 256 * 2 ** 20) -> np.ndarray:
     """Write the enhanced ``image`` into ``out`` (the output grid: the input's shape times the model's
-    up-sampling), slab by slab with progress and Stop."""
+    up-sampling), slab by slab with progress and Stop; ``tta``: average over the four in-plane flips."""
     if image.data.ndim != 3:
         raise InputError(f"expected a 3-D scalar volume, got shape {image.data.shape}", image.source)
-    enh = Enhancer(model, device, tile, overlap, blend)
+    enh = Enhancer(model, device, tile, overlap, blend, tta=tta)
     per_slice = out.shape[1] * out.shape[2] * 4 * (3 * model.context + 4)
     step = int(max(1, min(out.shape[0], budget // per_slice)))
     if enh.three_d:  # slabs deep enough that the halo is a small part of them

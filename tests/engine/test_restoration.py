@@ -129,6 +129,18 @@ def test_model_file_round_trips_and_never_unpickles(pair, denoiser, tmp_path):
     assert np.array_equal(np.asarray(enhance(back, pair[0]).data), np.asarray(enhance(denoiser, pair[0]).data))
 
 
+def test_enhance_averages_the_four_in_plane_flips_by_default(pair, denoiser):
+    noisy = pair[0]
+    x = np.asarray(noisy.data)
+    fast = partial(enhance, denoiser, tta=False)
+    flips = [np.flip(np.asarray(fast(noisy.with_data(np.ascontiguousarray(np.flip(x, ax)))).data), ax)
+             for ax in ((1,), (2,), (1, 2))]
+    mean = (np.asarray(fast(noisy).data) + sum(flips)) / 4
+    out = np.asarray(enhance(denoiser, noisy).data)
+    np.testing.assert_allclose(out, mean, rtol=0, atol=1e-3 * float(np.ptp(x)))
+    assert not np.allclose(out, np.asarray(fast(noisy).data), rtol=0, atol=1e-3 * float(np.ptp(x)))
+
+
 def test_models_are_used_for_what_they_do(pair, denoiser):
     from damselfly.engine.actions.segmentation import sparse_labels, train
 
