@@ -25,7 +25,8 @@ from .errors import InputError
 from .tiling import read_slices, reflect_index
 
 #: Augmentation switches and their default strengths (0 or False = off).
-AUGMENT_DEFAULTS = {"flip": True, "rotate": True, "contrast": 0.1, "noise": 0.03, "poisson": 0.0, "blur": 0.0}
+AUGMENT_DEFAULTS = {"flip": True, "rotate": True, "contrast": 0.1, "noise": 0.03, "poisson": 0.0, "blur": 0.0,
+                    "scale": 0.0}
 
 MAX_CANDIDATES = 200_000  # per class and split: centres to draw patches around
 
@@ -51,6 +52,22 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _zoom(x: torch.Tensor, y: torch.Tensor, amount: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """In-plane zoom about the patch centre by a factor per sample, log-uniform in ``1/(1+amount) ..
+    1+amount``: inputs bilinear (mirrored beyond the edge), labels nearest (unlabelled beyond it)."""
+    b = x.shape[0]
+    f = torch.exp((torch.rand(b, generator=gen) * 2 - 1) * math.log1p(amount))
+    three_d = x.ndim == 5
+    theta = torch.zeros(b, 3 if three_d else 2, 4 if three_d else 3, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / f  # output (x, y) -> input (x, y) / f: f > 1 magnifies
+    if three_d:
+        theta[:, 2, 2] = 1.0
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    xz = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    yz = F.grid_sample(y[:, None].to(x.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return xz, yz[:, 0].round().to(y.dtype)
+
+
 def augment(x: torch.Tensor, y: torch.Tensor, opts: dict, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Random augmentation of a batch (inputs (B, C, *spatial), labels (B, *spatial)); in-plane only."""
     b = x.shape[0]
@@ -70,6 +87,8 @@ def augment(x: torch.Tensor, y: torch.Tensor, opts: dict, gen: torch.Generator) 
         ys.append(yi)
     x, y = torch.stack(xs), torch.stack(ys)
     shape = (b,) + (1,) * (x.ndim - 1)
+    if opts.get("scale"):
+        x, y = _zoom(x, y, float(opts["scale"]), gen)
     if opts.get("blur"):
         sigma = torch.rand(b, generator=gen) * float(opts["blur"])
         x = _blur(x, sigma)

@@ -63,7 +63,8 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
           patience: int = 5, seed: int = 0, init: Model | None = None, mask: Volume | Labels | None = None,
           mask_classes: list[str] | None = None, flip: bool = True, rotate: bool = True,
           contrast: float = 0.1, noise: float = 0.03, poisson: float = 0.0, blur: float = 0.0,
-          preview: list[int] | None = None, preview_dir: OutputPath | None = None, *, ctx: RunContext) -> Model:
+          scale: float = 0.0, preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
+          ctx: RunContext) -> Model:
     """Train a segmentation network from sparse labels (a few painted slices).
 
     Label 0 is unlabelled and ignored; every class must be painted somewhere. Patches are drawn around
@@ -126,6 +127,9 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
         Strength of signal-dependent (shot) noise (0 = off).
     blur : float
         Largest sigma of a random in-plane Gaussian blur, in voxels (0 = off).
+    scale : float
+        Random in-plane zoom of each patch by a factor from ``1/(1 + scale)`` to ``1 + scale`` (0 = off):
+        objects of other sizes than the painted ones.
     preview : list of int, optional
         A box ``[z, y0, x0, z + 1, y1, x1]`` on one slice whose prediction is saved after every epoch.
     preview_dir : path, optional
@@ -153,7 +157,7 @@ def train(image: Volume | list[Volume], labels: Labels, arch: Literal["unet", "m
         images, labels, arch=arch, input=input, context=context, hparams=hp, schedule=schedule,
         val_images=vimgs, val_labels=val_labels, init=init, mask=m,
         augment_opts={"flip": flip, "rotate": rotate, "contrast": contrast, "noise": noise,
-                      "poisson": poisson, "blur": blur},
+                      "poisson": poisson, "blur": blur, "scale": scale},
         preview=preview, preview_dir=pdir, device=ctx.device)
     return model
 

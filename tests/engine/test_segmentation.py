@@ -81,6 +81,24 @@ def test_augmentation_moves_image_and_labels_together():
     assert xn.shape == x.shape and torch.isfinite(xn).all() and not torch.equal(xn, x)
 
 
+def test_zoom_augmentation_scales_image_and_labels_together():
+    g = torch.Generator().manual_seed(5)
+    yy, xx = np.mgrid[:48, :48]
+    disk = torch.from_numpy(((yy - 23.5) ** 2 + (xx - 23.5) ** 2 < 8 ** 2).astype(np.int64) + 1)  # 2 in, 1 out
+    y = disk[None].repeat(16, 1, 1)
+    x = y[:, None].float()
+    xa, ya = training.augment(x, y, {"scale": 0.5}, g)
+    assert ya.dtype == y.dtype and set(ya.unique().tolist()) <= {0, 1, 2}
+    area = (ya == 2).sum(dim=(1, 2)).float() / (y[0] == 2).sum()
+    assert area.min() < 0.8 and area.max() > 1.25 and area.min() > 0.4 and area.max() < 2.3  # (1/1.5)^2 .. 1.5^2
+    inside = ya > 0  # beyond the zoomed-out patch's edge: unlabelled; the image there is mirrored, labels not
+    agree = (xa[:, 0].round().long() == ya) | ~inside
+    assert agree.float().mean() > 0.97  # bilinear image and nearest labels differ only along the disk's edge
+    x3, y3 = x[:2, :, None].repeat(1, 1, 4, 1, 1), y[:2, None].repeat(1, 4, 1, 1)  # 3-D blocks: in-plane only
+    xa3, ya3 = training.augment(x3, y3, {"scale": 0.5}, g)
+    assert xa3.shape == x3.shape and all(torch.equal(ya3[:, 0], ya3[:, k]) for k in range(4))
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 def test_reflect_index_matches_numpy_reflect_padding():
     a = np.arange(5)
