@@ -25,7 +25,7 @@ from .errors import InputError
 from .tiling import read_slices, reflect_index
 
 #: Augmentation switches and their default strengths (0 or False = off).
-AUGMENT_DEFAULTS = {"flip": True, "rotate": True, "contrast": 0.1, "noise": 0.03, "poisson": 0.0, "blur": 0.0,
+AUGMENT_DEFAULTS = {"flip": True, "rotate": True, "contrast": 0.1, "noise": 0.1, "poisson": 0.0, "blur": 0.0,
                     "scale": 0.0}
 
 MAX_CANDIDATES = 200_000  # per class and split: centres to draw patches around
