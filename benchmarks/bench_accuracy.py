@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--with-3d", action="store_true", help="also a 3-D U-Net (slow on a CPU)")
+    ap.add_argument("--no-msd", action="store_true", help="skip MS-D (about 9 minutes on 2 cores)")
     ap.add_argument("--real", metavar="FOLDER", help="nuclei (../shared/data), the casting phantom and noisy nuclei")
     ap.add_argument("--no-net", action="store_true", help="with --real: skip the network and compare_methods")
     a = ap.parse_args()
@@ -154,6 +155,8 @@ def main() -> None:
             # MS-D's width-one layers are ~50x slower per voxel than the U-Net in plain PyTorch on a CPU
             # (no custom kernels): same number of batches, smaller patches
             ("MS-D 2.5d (100 layers, width 1)", dict(arch="msd", input="2.5d", patch=48))]
+    if a.no_msd:
+        runs = runs[:1]
     if a.with_3d:
         runs.append(("3-D U-Net (16 ch, 4 levels)", dict(arch="unet3d", input="3d", patch=32)))
     for label, kw in runs:
