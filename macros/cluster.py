@@ -37,8 +37,8 @@ LOCK_WAIT = 30.0
 STOP_POLL = 0.5
 #: Dask settings for the LocalCluster ``local:N`` starts: its housekeeping ran 20-100 times a second
 #: (the workers' stack profiler every 10 ms, the event-loop tick every 20 ms, memory and system
-#: monitors), 4 % of a core when idle, taken from the scans on a small machine. Our tasks
-#: are whole scans or blocks of seconds, so this checks a few times a second at most (0.8 % idle).
+#: monitors): an idle 2-worker cluster used 4 % of a core, taken from the scans on a small machine.
+#: Our tasks are whole scans or blocks of seconds, so this checks a few times a second at most (1 %).
 #: Workers started by hand take the same settings from ``examples/dask.yaml``.
 QUIET = {
     "distributed.worker.profile.enabled": False,
