@@ -21,6 +21,7 @@ jobs submitted through dask-jobqueue, described by a YAML file such as ``example
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 import time
@@ -162,11 +163,25 @@ def scan_task(job: dict, stop_event: str) -> dict:
     Returns the :class:`~damselfly.macros.workers.ItemResult` as a dict."""
     from distributed import Event
 
-    from .workers import BatchJob, _collect, _start
+    from .workers import BatchJob
 
     stop = Event(stop_event)
     bj = BatchJob(**job)
     tmp = Path(tempfile.mkdtemp(prefix="damselfly-task-"))
+    try:
+        r = _run_child(bj, tmp, stop)
+    finally:  # the child's result and log files: read, so gone (one folder a scan would pile up on a worker)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if stop.is_set() and r.status != "ok":
+        r.status, r.error = "cancelled", "stopped with the batch"
+    return asdict(r)
+
+
+def _run_child(bj, tmp: Path, stop):
+    """Run the scan ``bj`` in a child process (its files in ``tmp``) until it ends or ``stop`` is set;
+    again while its output folder is still held by a dead run's child. Returns the ItemResult."""
+    from .workers import _collect, _start
+
     t_lock = time.monotonic()
     while True:
         w = _start(bj, tmp, 0)
@@ -182,11 +197,8 @@ def scan_task(job: dict, stop_event: str) -> dict:
         r = _collect(w)
         locked = r.status == "failed" and "another Damselfly run is writing" in (r.error or "")
         if not locked or time.monotonic() - t_lock > LOCK_WAIT or stop.is_set():
-            break
+            return r
         time.sleep(0.5)  # a dead run's child is still letting go of the folder
-    if stop.is_set() and r.status != "ok":
-        r.status, r.error = "cancelled", "stopped with the batch"
-    return asdict(r)
 
 
 def run_on_cluster(todo: list, address: str, done, reporter: Reporter | None, device: str, macro) -> None:

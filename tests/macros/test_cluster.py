@@ -26,8 +26,10 @@ def scans(tmp_path):
     return batch_of(tmp_path, 6)
 
 
-def test_a_cluster_batch_equals_the_serial_run_and_reports_the_bad_scan(scans, tmp_path):
+def test_a_cluster_batch_equals_the_serial_run_and_reports_the_bad_scan(scans, tmp_path, monkeypatch):
     m, folder = scans
+    (tmp_path / "worker-tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "worker-tmp"))  # the spawned workers' temporary folder
     (folder / "p3.tif").write_bytes(b"II*\x00 truncated")  # a corrupt scan
     res = run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "out", cluster="local:2", device="cpu")
     assert [r.status for r in res] == ["ok", "ok", "ok", "failed", "ok", "ok"]
@@ -38,6 +40,7 @@ def test_a_cluster_batch_equals_the_serial_run_and_reports_the_bad_scan(scans, t
     assert [r.status for r in serial] == [r.status for r in res]
     assert final_files(tmp_path / "out") == final_files(tmp_path / "serial")
     assert not temporaries(tmp_path / "out")
+    assert not list((tmp_path / "worker-tmp").glob("damselfly-task-*"))  # each scan's child files removed
 
 
 def test_a_killed_worker_has_its_scan_run_again_elsewhere(scans, tmp_path):
