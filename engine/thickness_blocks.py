@@ -6,8 +6,9 @@ How
 1. **The distance transform, out of core and exact.** Its separable passes need whole lines, not the
    whole scan: the x and y passes run over slabs of z-planes, the z pass over slabs of y-rows (whole
    z-columns). Each line is computed exactly as in memory, so the offsets to the nearest background are
-   the very same; they go to scratch files (6 bytes a voxel), and the largest radius ``R``
-   comes with them.
+   the very same. Between the passes and after them, only the phase voxels' offsets go to scratch
+   files (:mod:`~damselfly.engine.phase_rows`: 4 bytes a phase voxel in planes, 8 with its ``x`` at
+   the end; outside the phase every offset is 0), and the largest radius ``R`` comes with them.
 2. **Balls, per core block.** A ball that covers a voxel of a core block is centred within ``R`` of it,
    so each core is grown by a halo of ``R`` (plus the one-voxel neighbourhood of the distance ridge); the
    distance ridge, the levels and the ball centres are found on that grown block from the stored offsets,
@@ -62,7 +63,7 @@ from .thickness import (
     offsets_in_planes,
     radii_of,
 )
-from .volume_ops import ScratchFile
+from .phase_rows import PhaseRows
 
 #: Edge of a core block, in voxels, at most.
 BLOCK = 512
@@ -101,33 +102,31 @@ def _ranges(n: int, block: int) -> list[tuple[int, int]]:
 
 def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_voxels: int = SLAB_VOXELS,
                                  shared: bool = False):
-    """:func:`~damselfly.engine.thickness.distance_offsets` of a mask read slab by slab, into scratch
-    files (:class:`~damselfly.engine.volume_ops.ScratchFile`, named when ``shared``); returns
-    ``(oz, oy, ox), max_r2`` (the largest squared distance over the phase)."""
+    """:func:`~damselfly.engine.thickness.distance_offsets` of a mask read slab by slab, kept for the
+    phase voxels only (:class:`~damselfly.engine.phase_rows.PhaseRows`, named when ``shared``); returns
+    the store of ``(oz, oy, ox)`` and the largest squared distance over the phase."""
     nz, ny, nx = shape
-    oz, oy, ox = (ScratchFile(shape, np.int16, shared) for _ in range(3))
+    planes = PhaseRows(shape, 2)  # the in-plane offsets, between the passes
+    final = PhaseRows(shape, 3, with_x=True, shared=shared)
     dz = max(1, slab_voxels // (ny * nx))
     task = progress.task("Distance transform, slab by slab", total=nz + ny)
     for z in range(0, nz, dz):
         sl = slice(z, min(nz, z + dz))
         m = np.ascontiguousarray(read((sl, slice(None), slice(None))), dtype=bool)
-        by, bx = offsets_in_planes(m, sp, border)
-        oy.write((sl,), by)
-        ox.write((sl,), bx)
+        planes.write(z, 0, m, np.stack(offsets_in_planes(m, sp, border)))
         task.advance(sl.stop - sl.start)
     dy = max(1, slab_voxels // (nz * nx))
     max_r2 = 0.0
     for y in range(0, ny, dy):
         sl = (slice(None), slice(y, min(ny, y + dy)), slice(None))
-        by, bx = oy.read(sl), ox.read(sl)
-        bz = offsets_along_z(by, bx, sp, border)
-        for o, b in ((oz, bz), (oy, by), (ox, bx)):
-            o.write(sl, b)
         m = np.ascontiguousarray(read(sl), dtype=bool)
+        by, bx = planes.read(sl, m)
+        bz = offsets_along_z(by, bx, sp, border)
+        final.write(0, y, m, np.stack((bz, by, bx)))
         max_r2 = max(max_r2, _max_r2(m, bz, by, bx, *sp))
         task.advance(sl[1].stop - y)
     task.finish()
-    return (oz, oy, ox), max_r2
+    return final, max_r2
 
 
 def _in_one_block(read, spacing, out, border, outside) -> float:
@@ -148,12 +147,12 @@ def _block_levels(g, offsets, gsl, sp, max_r2: float, planes: int = 32):
     offsets are never held whole."""
     kmax = tuple(int(math.sqrt(max_r2) / s) + 2 for s in sp)  # |offset| per axis is at most r / s
     if math.prod(kmax) > DENSE_LIMIT:  # huge radii: hold the offsets (the general path, same values)
-        return _levels(g, sp, False, [tuple(np.ascontiguousarray(o.read(gsl)) for o in offsets)])
+        return _levels(g, sp, False, [tuple(offsets.read(gsl))])
 
     def slabs():
         for z in range(0, g.shape[0], planes):
             box = (slice(gsl[0].start + z, min(gsl[0].stop, gsl[0].start + z + planes)), *gsl[1:])
-            yield z, box[0].stop - box[0].start, [np.ascontiguousarray(o.read(box)) for o in offsets]
+            yield z, box[0].stop - box[0].start, list(offsets.read(box))
 
     present = np.zeros(kmax, np.bool_)
     for z, n, offs in slabs():
