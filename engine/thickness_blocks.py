@@ -48,6 +48,7 @@ from numba import njit, prange
 from . import progress
 from .blocks import run_blocks
 from .errors import InputError
+from .phase_rows import PhaseRows
 from .thickness import (
     BIG,
     DENSE_LIMIT,
@@ -63,7 +64,6 @@ from .thickness import (
     offsets_in_planes,
     radii_of,
 )
-from .phase_rows import PhaseRows
 
 #: Edge of a core block, in voxels, at most.
 BLOCK = 512
