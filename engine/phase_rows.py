@@ -13,12 +13,15 @@ the rows of one plane written in one box, which a read takes with one ``pread``.
 Without ``with_x`` a read needs the mask of the rows it reads (the records say nothing of where in the
 row they lie); with it, a read can take any box of ``x``.
 
+:class:`DenseRows` offers the same writes and reads over plain scratch files (every voxel), for a phase
+that is much of the volume: there the records save few bytes and cost packing and unpacking.
+
 Examples
 --------
 >>> import numpy as np
 >>> mask = np.zeros((2, 3, 4), bool); mask[1, 2, 1:3] = True
 >>> store = PhaseRows(mask.shape, 1, with_x=True)
->>> store.write(0, 0, mask, np.full((1, 2, 3, 4), 7, np.int16))
+>>> store.write(0, 0, mask, [np.full((2, 3, 4), 7, np.int16)])
 >>> store.read((slice(0, 2), slice(0, 3), slice(0, 2)))[0][1]
 array([[0, 0],
        [0, 0],
@@ -105,15 +108,15 @@ class PhaseRows:
         self.stop = np.zeros(self.shape[:2], np.int64)  # one past its last
         self.records = 0
 
-    def write(self, z0: int, y0: int, mask: np.ndarray, fields: np.ndarray) -> None:
-        """Store ``fields`` (fields, z, y, x: whole rows) at the phase voxels of ``mask`` (z, y, x), for
-        the box of rows starting at ``(z0, y0)``. Each row is written once."""
+    def write(self, z0: int, y0: int, mask: np.ndarray, fields) -> None:
+        """Store ``fields`` (a sequence of z, y, x arrays: whole rows) at the phase voxels of ``mask``,
+        for the box of rows starting at ``(z0, y0)``. Each row is written once."""
         nz, ny, _ = mask.shape
         counts = _row_counts(mask)
         ends = np.cumsum(counts.reshape(-1)).reshape(counts.shape)
         starts = ends - counts
         rec = np.empty((int(ends[-1, -1]) if counts.size else 0, self.width), np.int16)
-        _pack(mask, np.ascontiguousarray(fields, np.int16), starts, self.with_x, rec)
+        _pack(mask, np.stack(fields).astype(np.int16, copy=False), starts, self.with_x, rec)
         offset = self.records * self.width * 2
         if rec.size and os.pwrite(self.file.fd, memoryview(rec).cast("B"), offset) != rec.nbytes:
             raise OSError(f"short write to the scratch file at {offset}")
@@ -122,8 +125,9 @@ class PhaseRows:
         self.records += len(rec)
 
     def read(self, box, mask: np.ndarray | None = None) -> np.ndarray:
-        """The fields over a box of three slices, dense (fields, z, y, x; 0 outside the phase). Without
-        ``with_x``, the box takes whole rows and ``mask`` is the phase over it."""
+        """The fields over a box of three slices, dense (fields, z, y, x; 0 outside the phase; each
+        field contiguous). Without ``with_x``, the box takes whole rows and ``mask`` is the phase over
+        it."""
         (z0, z1), (y0, y1), (x0, x1) = [(s.start or 0, n if s.stop is None else s.stop)
                                         for s, n in zip(box, self.shape)]
         starts, stops = self.start[z0:z1, y0:y1], self.stop[z0:z1, y0:y1]
@@ -154,3 +158,20 @@ class PhaseRows:
         local = np.zeros(starts.size, np.int64)
         local[full] = s - a[run] + at[run]
         return rec, local.reshape(starts.shape)
+
+
+class DenseRows:
+    """The same interface over one plain scratch file a field (every voxel stored): cheaper than
+    :class:`PhaseRows` when the phase is much of the volume."""
+
+    def __init__(self, shape, fields: int, shared: bool = False):
+        self.shape = tuple(int(v) for v in shape)
+        self.files = [ScratchFile(self.shape, np.int16, shared) for _ in range(fields)]
+
+    def write(self, z0: int, y0: int, mask: np.ndarray, fields) -> None:
+        box = (slice(z0, z0 + mask.shape[0]), slice(y0, y0 + mask.shape[1]))
+        for f, a in zip(self.files, fields):
+            f.write(box, a)
+
+    def read(self, box, mask: np.ndarray | None = None) -> list[np.ndarray]:
+        return [np.ascontiguousarray(f.read(box)) for f in self.files]

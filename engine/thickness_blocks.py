@@ -6,9 +6,10 @@ How
 1. **The distance transform, out of core and exact.** Its separable passes need whole lines, not the
    whole scan: the x and y passes run over slabs of z-planes, the z pass over slabs of y-rows (whole
    z-columns). Each line is computed exactly as in memory, so the offsets to the nearest background are
-   the very same. Between the passes and after them, only the phase voxels' offsets go to scratch
-   files (:mod:`~damselfly.engine.phase_rows`: 4 bytes a phase voxel in planes, 8 with its ``x`` at
-   the end; outside the phase every offset is 0), and the largest radius ``R`` comes with them.
+   the very same. Outside the phase every offset is 0, so between the passes only the phase voxels'
+   offsets go to scratch files (:mod:`~damselfly.engine.phase_rows`: 4 bytes a phase voxel), and after
+   them too where the phase is at most ``SPARSE_SHARE`` of the scan (8 bytes a phase voxel, with its
+   ``x``; else 6 bytes a voxel). The largest radius ``R`` comes with them.
 2. **Balls, per core block.** A ball that covers a voxel of a core block is centred within ``R`` of it,
    so each core is grown by a halo of ``R`` (plus the one-voxel neighbourhood of the distance ridge); the
    distance ridge, the levels and the ball centres are found on that grown block from the stored offsets,
@@ -48,7 +49,7 @@ from numba import njit, prange
 from . import progress
 from .blocks import run_blocks
 from .errors import InputError
-from .phase_rows import PhaseRows
+from .phase_rows import DenseRows, PhaseRows
 from .thickness import (
     BIG,
     DENSE_LIMIT,
@@ -72,6 +73,9 @@ BLOCK = 512
 GROWN_VOXELS = 192 * 1024 * 1024
 #: Voxels in one slab of the out-of-core distance transform.
 SLAB_VOXELS = 16 * 1024 * 1024
+#: The final offsets are stored for the phase voxels only (``PhaseRows``) when the phase is at most this
+#: share of the scan (then they take a third of the dense files' bytes or less), else for every voxel.
+SPARSE_SHARE = 0.25
 
 
 @njit(parallel=True, cache=True)
@@ -102,19 +106,21 @@ def _ranges(n: int, block: int) -> list[tuple[int, int]]:
 
 def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_voxels: int = SLAB_VOXELS,
                                  shared: bool = False):
-    """:func:`~damselfly.engine.thickness.distance_offsets` of a mask read slab by slab, kept for the
-    phase voxels only (:class:`~damselfly.engine.phase_rows.PhaseRows`, named when ``shared``); returns
-    the store of ``(oz, oy, ox)`` and the largest squared distance over the phase."""
+    """:func:`~damselfly.engine.thickness.distance_offsets` of a mask read slab by slab, into scratch
+    stores (:mod:`~damselfly.engine.phase_rows`; named files when ``shared``): for the phase voxels only
+    where the phase is at most ``SPARSE_SHARE`` of the scan, else for every voxel. Returns the store of
+    ``(oz, oy, ox)`` and the largest squared distance over the phase."""
     nz, ny, nx = shape
-    planes = PhaseRows(shape, 2)  # the in-plane offsets, between the passes
-    final = PhaseRows(shape, 3, with_x=True, shared=shared)
+    planes = PhaseRows(shape, 2)  # the in-plane offsets, between the passes (never more bytes than dense)
     dz = max(1, slab_voxels // (ny * nx))
     task = progress.task("Distance transform, slab by slab", total=nz + ny)
     for z in range(0, nz, dz):
         sl = slice(z, min(nz, z + dz))
         m = np.ascontiguousarray(read((sl, slice(None), slice(None))), dtype=bool)
-        planes.write(z, 0, m, np.stack(offsets_in_planes(m, sp, border)))
+        planes.write(z, 0, m, offsets_in_planes(m, sp, border))
         task.advance(sl.stop - sl.start)
+    sparse = planes.records <= SPARSE_SHARE * math.prod(shape)
+    final = PhaseRows(shape, 3, with_x=True, shared=shared) if sparse else DenseRows(shape, 3, shared)
     dy = max(1, slab_voxels // (nz * nx))
     max_r2 = 0.0
     for y in range(0, ny, dy):
@@ -122,7 +128,7 @@ def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_vox
         m = np.ascontiguousarray(read(sl), dtype=bool)
         by, bx = planes.read(sl, m)
         bz = offsets_along_z(by, bx, sp, border)
-        final.write(0, y, m, np.stack((bz, by, bx)))
+        final.write(0, y, m, (bz, by, bx))
         max_r2 = max(max_r2, _max_r2(m, bz, by, bx, *sp))
         task.advance(sl[1].stop - y)
     task.finish()

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from damselfly.engine.phase_rows import PhaseRows
+from damselfly.engine.phase_rows import DenseRows, PhaseRows
 
 
 @pytest.fixture
@@ -45,3 +45,14 @@ def test_only_the_phase_voxels_are_written(volume):
     empty = PhaseRows(mask.shape, 2)
     empty.write(0, 0, np.zeros_like(mask), f[:2])
     assert empty.records == 0 and not empty.read((slice(None),) * 3, np.zeros_like(mask)).any()
+
+
+def test_dense_rows_read_back_the_same_boxes(volume):
+    mask, f = volume
+    dense = DenseRows(mask.shape, 3)
+    for y in (4, 0, 8):
+        dense.write(0, y, mask[:, y:y + 4], f[:, :, y:y + 4])
+    box = (slice(1, 6), slice(2, 9), slice(3, 8))
+    got = dense.read(box)
+    assert all(a.flags.c_contiguous for a in got)
+    np.testing.assert_array_equal(np.stack(got), f[(slice(None), *box)])

@@ -185,9 +185,11 @@ def test_thickness_stats_stream_exactly(tmp_path):
 @pytest.mark.parametrize("spacing, border, smooth", [((1, 1, 1), False, 1.5), ((2.0, 1.0, 1.5), False, 2.5),
                                                      ((1, 1, 1), True, 2.5), ((1.0, 0.7, 0.7), True, 1.5),
                                                      ((0.05, 0.05, 0.05), False, 3.0)])
-def test_block_by_block_equals_the_whole_volume(spacing, border, smooth, monkeypatch):
+@pytest.mark.parametrize("sparse_share", [0.0, 1.0])
+def test_block_by_block_equals_the_whole_volume(spacing, border, smooth, sparse_share, monkeypatch):
     """Many small blocks (and distance-transform slabs of a few planes): the same values, voxel for
-    voxel, as the in-memory computation."""
+    voxel, as the in-memory computation; with the final offsets stored for every voxel (share 0) or for
+    the phase voxels only (share 1)."""
     from scipy import ndimage as ndi
 
     import damselfly.engine.thickness_blocks as tb
@@ -198,6 +200,7 @@ def test_block_by_block_equals_the_whole_volume(spacing, border, smooth, monkeyp
     ref = local_thickness(mask, spacing, border=border, outside=np.nan)
     out = np.full(mask.shape, -1, np.float32)
     monkeypatch.setattr(tb, "SLAB_VOXELS", 3 * 41 * 45)
+    monkeypatch.setattr(tb, "SPARSE_SHARE", sparse_share)
     largest = blockwise_thickness(lambda sl: mask[sl], mask.shape, spacing, out, border=border, block=8,
                                   outside=np.nan)
     assert largest == pytest.approx(np.nanmax(ref) / 2, rel=1e-6)
