@@ -98,12 +98,15 @@ def _unpack_mask(rec, starts, mask, out):
 class PhaseRows:
     """``fields`` int16 values per phase voxel of a volume of ``shape``, in a scratch file
     (:class:`~damselfly.engine.volume_ops.ScratchFile`: named and readable by other processes when
-    ``shared``); see the module. Room for the dense worst case is checked at once."""
+    ``shared``); see the module. Room for ``capacity`` records (default: every voxel) is checked at
+    once."""
 
-    def __init__(self, shape, fields: int, with_x: bool = False, shared: bool = False):
+    def __init__(self, shape, fields: int, with_x: bool = False, shared: bool = False,
+                 capacity: int | None = None):
         self.shape, self.fields, self.with_x = tuple(int(v) for v in shape), int(fields), bool(with_x)
         self.width = self.fields + self.with_x
-        self.file = ScratchFile((1, 1, max(1, int(np.prod(self.shape)) * self.width * 2)), np.uint8, shared)
+        self.capacity = int(np.prod(self.shape)) if capacity is None else int(capacity)
+        self.file = ScratchFile((1, 1, max(1, self.capacity * self.width * 2)), np.uint8, shared)
         self.start = np.zeros(self.shape[:2], np.int64)  # first record of each row
         self.stop = np.zeros(self.shape[:2], np.int64)  # one past its last
         self.records = 0
@@ -116,6 +119,8 @@ class PhaseRows:
         ends = np.cumsum(counts.reshape(-1)).reshape(counts.shape)
         starts = ends - counts
         rec = np.empty((int(ends[-1, -1]) if counts.size else 0, self.width), np.int16)
+        if self.records + len(rec) > self.capacity:
+            raise ValueError(f"{self.records + len(rec)} records for a store of {self.capacity}")
         _pack(mask, np.stack(fields).astype(np.int16, copy=False), starts, self.with_x, rec)
         offset = self.records * self.width * 2
         if rec.size and os.pwrite(self.file.fd, memoryview(rec).cast("B"), offset) != rec.nbytes:

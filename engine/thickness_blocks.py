@@ -120,7 +120,8 @@ def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_vox
         planes.write(z, 0, m, offsets_in_planes(m, sp, border))
         task.advance(sl.stop - sl.start)
     sparse = planes.records <= SPARSE_SHARE * math.prod(shape)
-    final = PhaseRows(shape, 3, with_x=True, shared=shared) if sparse else DenseRows(shape, 3, shared)
+    final = (PhaseRows(shape, 3, with_x=True, shared=shared, capacity=planes.records) if sparse
+             else DenseRows(shape, 3, shared))
     dy = max(1, slab_voxels // (nz * nx))
     max_r2 = 0.0
     for y in range(0, ny, dy):

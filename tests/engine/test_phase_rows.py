@@ -42,6 +42,8 @@ def test_only_the_phase_voxels_are_written(volume):
     rec = np.frombuffer(os.pread(store.file.fd, n * 3 * 2 + 100, 0), np.int16)[:n * 3].reshape(n, 3)
     z, y, x = np.nonzero(mask)  # raster order: x first, then the fields
     np.testing.assert_array_equal(rec, np.stack([x, f[0][mask], f[1][mask]], axis=1))
+    with pytest.raises(ValueError, match="records for a store of"):  # more than it was sized for
+        PhaseRows(mask.shape, 2, capacity=n - 1).write(0, 0, mask, f[:2])
     empty = PhaseRows(mask.shape, 2)
     empty.write(0, 0, np.zeros_like(mask), f[:2])
     assert empty.records == 0 and not empty.read((slice(None),) * 3, np.zeros_like(mask)).any()
