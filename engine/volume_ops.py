@@ -56,6 +56,74 @@ def scratch_folder() -> str:
     return os.environ.get("DAMSELFLY_SCRATCH") or tempfile.gettempdir()
 
 
+#: Scratch entries (files and folders) are named so; a folder's lock lives in its ``OWNER`` file.
+SCRATCH_PREFIX, PENDING_PREFIX, OWNER = "damselfly-scratch-", "damselfly-pending-", ".owner"
+_cleaned: set[str] = set()  # scratch folders this process has swept
+
+
+def claim_scratch(folder: bool) -> tuple[str, int]:
+    """A new entry in the scratch folder (a folder if ``folder``, else a file) and a descriptor holding an
+    exclusive ``flock`` on it (on its ``OWNER`` file for a folder) while it is open. A run that dies
+    (killed, out of memory) leaves its locks free, so :func:`remove_stale_scratch` can tell its entries
+    from a live run's, whatever the process ids; the entry takes its final name only once locked."""
+    import fcntl
+
+    where = scratch_folder()
+    if where not in _cleaned:  # once per process: what crashed runs left here
+        _cleaned.add(where)
+        remove_stale_scratch(where)
+    if folder:
+        pending = tempfile.mkdtemp(prefix=PENDING_PREFIX, dir=where)
+        fd = os.open(os.path.join(pending, OWNER), os.O_CREAT | os.O_RDWR, 0o600)
+    else:
+        fd, pending = tempfile.mkstemp(prefix=PENDING_PREFIX, dir=where)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    final = os.path.join(where, SCRATCH_PREFIX + os.path.basename(pending)[len(PENDING_PREFIX):])
+    os.rename(pending, final)
+    return final, fd
+
+
+def remove_stale_scratch(where: str | None = None) -> list[str]:
+    """Remove the scratch entries in ``where`` (default: the scratch folder) whose lock no process holds:
+    those of runs that died before removing them (a killed 16 GB run would otherwise keep its scratch
+    on disk). Entries without a lock file are left alone. Returns the paths removed."""
+    import fcntl
+    import shutil
+
+    where = where or scratch_folder()
+    removed = []
+    try:
+        entries = [e for e in os.scandir(where) if e.name.startswith(SCRATCH_PREFIX)]
+    except OSError:
+        return removed
+    for e in entries:
+        is_dir = e.is_dir(follow_symlinks=False)
+        try:
+            fd = os.open(os.path.join(e.path, OWNER) if is_dir else e.path, os.O_RDONLY)
+        except OSError:
+            continue  # no lock file (an older version's, or gone): not ours to judge
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # held: its run is alive
+        try:
+            shutil.rmtree(e.path, ignore_errors=True) if is_dir else os.unlink(e.path)
+            removed.append(e.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _drop_folder(folder: str, fd: int) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    os.close(fd)
+
+
 def check_scratch_room(nbytes: int) -> None:
     """Raise :class:`ResourceError` before any work if the scratch folder has less than ``nbytes`` free,
     so a big result never fails half-written for want of disk space."""
@@ -87,8 +155,8 @@ class ScratchFile:
         self.shape, self.dtype = tuple(int(v) for v in shape), np.dtype(dtype)
         check_scratch_room(int(np.prod(self.shape)) * self.dtype.itemsize)
         self.path = None
-        if shared:
-            fd, self.path = tempfile.mkstemp(prefix="damselfly-scratch-", dir=scratch_folder())
+        if shared:  # named, locked while this object lives (see claim_scratch)
+            self.path, fd = claim_scratch(folder=False)
             self.file = os.fdopen(fd, "w+b")
             weakref.finalize(self, os.unlink, self.path)
         else:
@@ -138,19 +206,23 @@ class ScratchFile:
 
 def scratch_chunked(shape, dtype):
     """A writable Zarr array (uncompressed chunks of ``SLAB`` x 256 x 256 voxels) in a temporary folder
-    under ``$DAMSELFLY_SCRATCH`` (default: the system temp folder), removed with the array. Its reads
-    and writes go through files, not a memory map, so they do not count in the process's memory."""
-    import shutil
+    under ``$DAMSELFLY_SCRATCH`` (default: the system temp folder), removed with the array (or, if the
+    process dies first, by the next run's :func:`remove_stale_scratch`). Its reads and writes go through
+    files, not a memory map, so they do not count in the process's memory."""
     import weakref
 
     import zarr
 
     check_scratch_room(int(np.prod(shape)) * np.dtype(dtype).itemsize)
-    folder = tempfile.mkdtemp(prefix="damselfly-scratch-", dir=scratch_folder())
+    folder, fd = claim_scratch(folder=True)
     chunks = (min(SLAB, shape[0]), *(min(256, n) for n in shape[1:3]), *shape[3:])
-    arr = zarr.create_array(store=folder, shape=tuple(shape), chunks=chunks, dtype=dtype, compressors=None,
-                            fill_value=0, zarr_format=3)
-    weakref.finalize(arr, shutil.rmtree, folder, True)
+    try:
+        arr = zarr.create_array(store=folder, shape=tuple(shape), chunks=chunks, dtype=dtype, compressors=None,
+                                fill_value=0, zarr_format=3)
+    except BaseException:
+        _drop_folder(folder, fd)
+        raise
+    weakref.finalize(arr, _drop_folder, folder, fd)
     return arr
 
 

@@ -1,5 +1,7 @@
 """Scan formats users have: each round-trips a small volume with its values and spacing; readers are lazy."""
 
+import os
+
 import numpy as np
 import pytest
 import zarr
@@ -184,3 +186,30 @@ def test_too_little_scratch_space_is_a_clear_error_before_any_work(tmp_path, vol
     with pytest.raises(ResourceError, match="GiB free"):
         ScratchFile((64, 64, 64), np.int16)
     assert not any((tmp_path / "scratch").iterdir())  # nothing half-written
+
+
+def test_scratch_left_by_a_killed_run_is_removed_by_the_next_and_a_live_runs_is_kept(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from damselfly.engine import volume_ops
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("DAMSELFLY_SCRATCH", str(scratch))
+    code = ("import os, signal, sys; from damselfly.engine import volume_ops as v; import numpy as np\n"
+            "a = v.scratch_chunked((4, 8, 8), np.float32); a[:] = 1; f = v.ScratchFile((2, 2, 2), np.int16, True)\n"
+            "print(flush=True); os.kill(os.getpid(), signal.SIGKILL)")  # dies holding both: no clean-up runs
+    child = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DAMSELFLY_SCRATCH": str(scratch)})
+    assert child.returncode == -9
+    left = sorted(p.name for p in scratch.iterdir())
+    assert len(left) == 2 and all(n.startswith(volume_ops.SCRATCH_PREFIX) for n in left)
+    (scratch / "damselfly-scratch-unlocked-folder").mkdir()  # no owner file: not ours to judge
+    live = volume_ops.ScratchFile((2, 2, 2), np.int16, shared=True)  # the first scratch here sweeps it
+    kept = sorted([os.path.basename(live.path), "damselfly-scratch-unlocked-folder"])
+    assert sorted(p.name for p in scratch.iterdir()) == kept  # the killed run's two entries are gone
+    assert volume_ops.remove_stale_scratch() == []  # this process's entry is locked: kept
+    assert sorted(p.name for p in scratch.iterdir()) == kept
+    path = live.path
+    del live
+    assert not os.path.exists(path)  # removed with its object, as before
