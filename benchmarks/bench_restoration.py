@@ -12,7 +12,8 @@ scan adds Gaussian noise of 15 % of the clean grey-value range (a known kind). R
    (Noise2Void, trained on the noisy scan alone) with its defaults;
 2. paired restoration (``train_restoration`` on slices 0-15 of the noisy/clean pair) against the
    denoiser trained on the same noisy slices 0-15, and against the denoiser of row 1 (which trained on
-   the whole noisy scan, the scored slices included), all scored on slices 16-31;
+   the whole noisy scan, the scored slices included), all scored on slices 16-31; 2b: the same on a
+   larger phantom (64 x 128 x 128: 32 slices to train on);
 3. 2x up-sampling (the clean truth averaged over 2 x 2 x 2 blocks is the coarse scan; trained on the
    first half, scored on the second) against cubic interpolation;
 4. segmentation Dice on the unpainted slices, the same 3 painted slices and training budget, of the
@@ -67,10 +68,14 @@ def nlm(noisy, h, sigma):
     return denoise_nl_means(noisy, h=h * sigma, sigma=sigma, patch_size=3, patch_distance=5, fast_mode=True)
 
 
-def noisy_phantom(level: float, seed: int = 0):
+#: The larger phantom of row 2b.
+BIG = (64, 128, 128)
+
+
+def noisy_phantom(level: float, seed: int = 0, shape=(32, 96, 96)):
     """The clean casting phantom, its truth and a noisy copy (Gaussian noise of ``level`` times the range,
     drawn with ``seed``)."""
-    clean_v, truth = phantoms.casting((32, 96, 96), seed=1, photons=1e9)
+    clean_v, truth = phantoms.casting(shape, seed=1, photons=1e9)
     clean = np.asarray(clean_v.data, np.float32)
     sigma = level * float(clean.max() - clean.min())
     noisy = (clean + np.random.default_rng(seed).normal(0, sigma, clean.shape)).astype(np.float32)
@@ -99,21 +104,16 @@ def phantom(epochs: int | None) -> None:
         print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}  {sec:7.1f} s  {note}")
     print(f"  Noise2Void - best classic filter: {rows[-1][1] - max(rows[1][1], rows[2][1]):+.2f} dB", flush=True)
 
+    print("\n2. paired restoration", flush=True)
+    paired(clean_v, clean, noisy, denoised, budget)
+    print("\n2b. the same on a larger phantom (twice the slices, 1.8 x the pixels a slice)", flush=True)
+    big_v, _, big, big_noisy, _ = noisy_phantom(0.15, shape=BIG)
+    t0 = time.perf_counter()
+    big_den = E.train_denoiser(big_v.with_data(big_noisy, name="noisy"), **budget, ctx=CTX)
+    print(f"  whole-scan denoiser: {time.perf_counter() - t0:.0f} s, "
+          f"{big_den.config['training']['epochs_run']} epochs", flush=True)
+    paired(big_v, big, big_noisy, np.asarray(E.enhance(big_den, big_v.with_data(big_noisy), ctx=CTX).data), budget)
     half = clean.shape[0] // 2
-    t0 = time.perf_counter()
-    rest = E.train_restoration(noisy_v.with_data(noisy[:half]), clean_v.with_data(clean[:half]), **budget, ctx=CTX)
-    sec = time.perf_counter() - t0
-    restored = np.asarray(E.enhance(rest, noisy_v.with_data(noisy[half:]), ctx=CTX).data)
-    t0 = time.perf_counter()
-    den_half = E.train_denoiser(noisy_v.with_data(noisy[:half]), **budget, ctx=CTX)
-    sec_half = time.perf_counter() - t0
-    denoised_half = np.asarray(E.enhance(den_half, noisy_v.with_data(noisy[half:]), ctx=CTX).data)
-    print(f"\n2. paired restoration, trained on slices 0-{half - 1}, scored on {half}-{clean.shape[0] - 1}")
-    for label, out, s in (("train_denoiser, whole scan", denoised[half:], None),
-                          (f"train_denoiser, slices 0-{half - 1}", denoised_half, sec_half),
-                          ("train_restoration", restored, sec)):
-        ps, ss = scores(clean[half:], out)
-        print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}" + (f"  {s:7.1f} s" if s else ""), flush=True)
 
     coarse = clean.reshape(16, 2, 48, 2, 48, 2).mean(axis=(1, 3, 5)).astype(np.float32)
     coarse_v = clean_v.with_data(coarse, spacing=tuple(2 * s for s in clean_v.spacing), name="coarse")
@@ -128,6 +128,28 @@ def phantom(epochs: int | None) -> None:
         print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}" + (f"  {s:7.1f} s" if s else ""), flush=True)
 
     segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"))
+
+
+def paired(clean_v, clean, noisy, denoised, budget) -> None:
+    """Row 2: ``train_restoration`` on the first half of the noisy/clean pair against the denoiser trained
+    on the same noisy half and against ``denoised`` (the whole-scan denoiser's output), all scored on the
+    second half."""
+    noisy_v = clean_v.with_data(noisy, name="noisy")
+    half = clean.shape[0] // 2
+    t0 = time.perf_counter()
+    rest = E.train_restoration(noisy_v.with_data(noisy[:half]), clean_v.with_data(clean[:half]), **budget, ctx=CTX)
+    sec = time.perf_counter() - t0
+    restored = np.asarray(E.enhance(rest, noisy_v.with_data(noisy[half:]), ctx=CTX).data)
+    t0 = time.perf_counter()
+    den_half = E.train_denoiser(noisy_v.with_data(noisy[:half]), **budget, ctx=CTX)
+    sec_half = time.perf_counter() - t0
+    denoised_half = np.asarray(E.enhance(den_half, noisy_v.with_data(noisy[half:]), ctx=CTX).data)
+    print(f"  trained on slices 0-{half - 1}, scored on {half}-{clean.shape[0] - 1}")
+    for label, out, s in (("train_denoiser, whole scan", denoised[half:], None),
+                          (f"train_denoiser, slices 0-{half - 1}", denoised_half, sec_half),
+                          ("train_restoration", restored, sec)):
+        ps, ss = scores(clean[half:], out)
+        print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}" + (f"  {s:7.1f} s" if s else ""), flush=True)
 
 
 def segmentation(truth, noisy_v, denoised_v) -> None:
