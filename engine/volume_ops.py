@@ -86,14 +86,18 @@ def claim_scratch(folder: bool) -> tuple[str, int]:
 def remove_stale_scratch(where: str | None = None) -> list[str]:
     """Remove the scratch entries in ``where`` (default: the scratch folder) whose lock no process holds:
     those of runs that died before removing them (a killed 16 GB run would otherwise keep its scratch
-    on disk). Entries without a lock file are left alone. Returns the paths removed."""
+    on disk), and entries still under their pending name a minute after they were made (a run died
+    between making and locking one). Entries without a lock file are left alone. Returns the paths
+    removed."""
     import fcntl
     import shutil
+    import time
 
     where = where or scratch_folder()
     removed = []
     try:
-        entries = [e for e in os.scandir(where) if e.name.startswith(SCRATCH_PREFIX)]
+        entries = [e for e in os.scandir(where) if e.name.startswith(SCRATCH_PREFIX)
+                   or (e.name.startswith(PENDING_PREFIX) and time.time() - e.stat(follow_symlinks=False).st_mtime > 60)]
     except OSError:
         return removed
     for e in entries:

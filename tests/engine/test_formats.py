@@ -205,8 +205,12 @@ def test_scratch_left_by_a_killed_run_is_removed_by_the_next_and_a_live_runs_is_
     left = sorted(p.name for p in scratch.iterdir())
     assert len(left) == 2 and all(n.startswith(volume_ops.SCRATCH_PREFIX) for n in left)
     (scratch / "damselfly-scratch-unlocked-folder").mkdir()  # no owner file: not ours to judge
+    pending = [scratch / "damselfly-pending-old", scratch / "damselfly-pending-new"]  # never locked: a run died
+    for p in pending:
+        p.write_bytes(b"")
+    os.utime(pending[0], (0, 0))  # long ago: removed; the recent one may still be about to be locked
     live = volume_ops.ScratchFile((2, 2, 2), np.int16, shared=True)  # the first scratch here sweeps it
-    kept = sorted([os.path.basename(live.path), "damselfly-scratch-unlocked-folder"])
+    kept = sorted([os.path.basename(live.path), "damselfly-pending-new", "damselfly-scratch-unlocked-folder"])
     assert sorted(p.name for p in scratch.iterdir()) == kept  # the killed run's two entries are gone
     assert volume_ops.remove_stale_scratch() == []  # this process's entry is locked: kept
     assert sorted(p.name for p in scratch.iterdir()) == kept
