@@ -107,8 +107,8 @@ def compare_methods(image: Volume | list[Volume], labels: Labels, methods: list[
     margin : float
         Held-out mean Dice within which methods count as tied; the tie goes to the cheapest (the forest,
         then the U-Net, MS-D, the 3-D U-Net). One painted slice scores methods only this finely: on noisy
-        nuclei the network led the forest by 0.004 on the held-out slice and trailed it by 0.006 on the
-        rest of the scan.
+        nuclei the network led the forest by 0.004 mean Dice on the held-out slice and trailed it by 0.003
+        on the rest of the scan.
 
     Examples
     --------
