@@ -176,7 +176,9 @@ class Where:
             yield i, address
 
 
-def test_block_wise_thickness_across_two_workers_equals_the_in_memory_result(workers, tmp_path):
+@pytest.mark.parametrize("sparse_share", [0.0, 1.0])  # the final offsets in dense files, or as phase records
+def test_block_wise_thickness_across_two_workers_equals_the_in_memory_result(workers, tmp_path, sparse_share,
+                                                                             monkeypatch):
     import numpy as np
     import zarr
     from scipy import ndimage as ndi
@@ -191,6 +193,7 @@ def test_block_wise_thickness_across_two_workers_equals_the_in_memory_result(wor
     scan[:] = mask
     out = zarr.create_array(store=str(tmp_path / "t.zarr"), shape=mask.shape, chunks=(8, 8, 8), dtype=np.float32)
     where = Where(workers)
+    monkeypatch.setattr("damselfly.engine.thickness_blocks.SPARSE_SHARE", sparse_share)
     blockwise_thickness(PhaseReader(scan, None), mask.shape, (1.0, 0.5, 0.5), out, block=8, runner=where)
     np.testing.assert_array_equal(out[:], local_thickness(mask, (1.0, 0.5, 0.5)))
     assert len(where.seen) == 4 * 5 * 5 and len(set(where.seen)) == 2  # every block, on both workers
