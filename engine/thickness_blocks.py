@@ -54,10 +54,9 @@ from .thickness import (
     BIG,
     DENSE_LIMIT,
     FILLS_ALL,
+    NO_LEVEL,
     _d2,
-    _level_map,
     _levels,
-    _present,
     fill_thickness,
     local_thickness,
     normalised,
@@ -148,29 +147,53 @@ def _in_one_block(read, spacing, out, border, outside) -> float:
     return float(np.nanmax(thick)) / 2
 
 
+@njit(parallel=True, cache=True)
+def _offset_codes(mask, oz, oy, ox, k1, k2, present, codes):
+    """Each phase voxel's ``(|dz|, |dy|, |dx|)`` as one code ``(|dz| k1 + |dy|) k2 + |dx|`` in ``codes``
+    (-1 outside the phase), and ``present[code] = True`` for the codes that occur."""
+    nz, ny, nx = mask.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x]:
+                    c = (abs(oz[z, y, x]) * k1 + abs(oy[z, y, x])) * k2 + abs(ox[z, y, x])
+                    codes[z, y, x] = c
+                    present[c] = True
+                else:
+                    codes[z, y, x] = -1
+
+
+@njit(parallel=True, cache=True)
+def _codes_to_levels(lev, code2lev):
+    """In place: each code its level, -1 (outside the phase) NO_LEVEL."""
+    nz, ny, nx = lev.shape
+    for z in prange(nz):
+        for y in range(ny):
+            for x in range(nx):
+                c = lev[z, y, x]
+                lev[z, y, x] = NO_LEVEL if c < 0 else code2lev[c]
+
+
 def _block_levels(g, offsets, gsl, sp, max_r2: float, planes: int = 32):
     """The levels of a grown block (``lev``, ``r2s``: see ``thickness._levels``) from the stored offsets,
-    read ``planes`` planes at a time, twice (the radii that occur, then each voxel's level): the block's
-    offsets are never held whole."""
+    read once, ``planes`` planes at a time: ``lev`` first holds each voxel's offset code, then, once the
+    radii that occur are known, its level. The block's offsets are never held whole."""
     kmax = tuple(int(math.sqrt(max_r2) / s) + 2 for s in sp)  # |offset| per axis is at most r / s
     if math.prod(kmax) > DENSE_LIMIT:  # huge radii: hold the offsets (the general path, same values)
         return _levels(g, sp, False, [tuple(offsets.read(gsl))])
-
-    def slabs():
-        for z in range(0, g.shape[0], planes):
-            box = (slice(gsl[0].start + z, min(gsl[0].stop, gsl[0].start + z + planes)), *gsl[1:])
-            yield z, box[0].stop - box[0].start, list(offsets.read(box))
-
-    present = np.zeros(kmax, np.bool_)
-    for z, n, offs in slabs():
-        present |= _present(g[z:z + n], *offs, kmax)
-    a, b, c = np.nonzero(present)
-    r2s, inverse = radii_of(a, b, c, sp)
-    tri2lev = np.zeros(kmax, np.int32)
-    tri2lev[a, b, c] = inverse
+    present = np.zeros(math.prod(kmax), np.bool_)
     lev = np.empty(g.shape, np.int32)
-    for z, n, offs in slabs():
-        _level_map(g[z:z + n], *offs, tri2lev, lev[z:z + n])
+    for z in range(0, g.shape[0], planes):
+        box = (slice(gsl[0].start + z, min(gsl[0].stop, gsl[0].start + z + planes)), *gsl[1:])
+        n = box[0].stop - box[0].start
+        _offset_codes(g[z:z + n], *offsets.read(box), kmax[1], kmax[2], present, lev[z:z + n])
+    codes = np.flatnonzero(present)
+    a, rest = np.divmod(codes, kmax[1] * kmax[2])
+    b, c = np.divmod(rest, kmax[2])
+    r2s, inverse = radii_of(a, b, c, sp)
+    code2lev = np.zeros(len(present), np.int32)
+    code2lev[codes] = inverse
+    _codes_to_levels(lev, code2lev)
     return lev, r2s
 
 
