@@ -77,7 +77,10 @@ def claim_scratch(folder: bool) -> tuple[str, int]:
         fd = os.open(os.path.join(pending, OWNER), os.O_CREAT | os.O_RDWR, 0o600)
     else:
         fd, pending = tempfile.mkstemp(prefix=PENDING_PREFIX, dir=where)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # a file system without locks (some NFS mounts): no lock, and no sweep can take it either
+        pass
     final = os.path.join(where, SCRATCH_PREFIX + os.path.basename(pending)[len(PENDING_PREFIX):])
     os.rename(pending, final)
     return final, fd

@@ -217,3 +217,22 @@ def test_scratch_left_by_a_killed_run_is_removed_by_the_next_and_a_live_runs_is_
     path = live.path
     del live
     assert not os.path.exists(path)  # removed with its object, as before
+
+
+def test_scratch_works_on_a_file_system_without_locks_and_is_then_never_swept(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from damselfly.engine import volume_ops
+
+    monkeypatch.setenv("DAMSELFLY_SCRATCH", str(tmp_path))
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    arr = volume_ops.scratch_chunked((4, 8, 8), np.float32)
+    arr[:] = 2.0
+    assert float(np.asarray(arr[:]).sum()) == 2.0 * 256
+    assert volume_ops.remove_stale_scratch() == []  # a lock it cannot take: left alone
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith(volume_ops.SCRATCH_PREFIX)]) == 1
