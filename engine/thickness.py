@@ -239,16 +239,19 @@ def _pass_z(oz, oy, ox, s0, s1, s2, border):
 
 
 @njit(parallel=True, cache=True)
-def _present(mask, oz, oy, ox, shape):
-    """Which (|dz|, |dy|, |dx|) nearest-background offsets occur in the phase."""
-    present = np.zeros(shape, np.bool_)
+def _offset_codes(mask, oz, oy, ox, k1, k2, present, codes):
+    """Each phase voxel's ``(|dz|, |dy|, |dx|)`` as one code ``(|dz| k1 + |dy|) k2 + |dx|`` in ``codes``
+    (-1 outside the phase), and ``present[code] = True`` for the codes that occur."""
     nz, ny, nx = mask.shape
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
                 if mask[z, y, x]:
-                    present[abs(oz[z, y, x]), abs(oy[z, y, x]), abs(ox[z, y, x])] = True
-    return present
+                    c = (abs(oz[z, y, x]) * k1 + abs(oy[z, y, x])) * k2 + abs(ox[z, y, x])
+                    codes[z, y, x] = c
+                    present[c] = True
+                else:
+                    codes[z, y, x] = -1
 
 
 @njit(parallel=True, cache=True)
@@ -271,17 +274,28 @@ def _max_offsets(mask, oz, oy, ox):
 
 
 @njit(parallel=True, cache=True)
-def _level_map(mask, oz, oy, ox, tri2lev, lev):
-    """Every phase voxel's level (index of its squared radius among the distinct ones, largest first);
-    NO_LEVEL outside the phase."""
-    nz, ny, nx = mask.shape
+def _codes_to_levels(lev, code2lev):
+    """In place: each code its level, -1 (outside the phase) NO_LEVEL."""
+    nz, ny, nx = lev.shape
     for z in prange(nz):
         for y in range(ny):
             for x in range(nx):
-                if mask[z, y, x]:
-                    lev[z, y, x] = tri2lev[abs(oz[z, y, x]), abs(oy[z, y, x]), abs(ox[z, y, x])]
-                else:
-                    lev[z, y, x] = NO_LEVEL
+                c = lev[z, y, x]
+                lev[z, y, x] = NO_LEVEL if c < 0 else code2lev[c]
+
+
+def codes_to_levels(lev, present, k, spacing) -> np.ndarray:
+    """Turn ``lev``, holding the offset codes of :func:`_offset_codes` (strides ``k[1]``, ``k[2]``), into
+    levels in place; ``present`` marks the codes that occur. Returns the distinct squared radii, largest
+    first (level ``i`` is ``r2s[i]``)."""
+    codes = np.flatnonzero(present)
+    a, rest = np.divmod(codes, k[1] * k[2])
+    b, c = np.divmod(rest, k[2])
+    r2s, inverse = radii_of(a, b, c, spacing)
+    code2lev = np.zeros(len(present), np.int32)
+    code2lev[codes] = inverse
+    _codes_to_levels(lev, code2lev)
+    return r2s
 
 
 @njit(cache=True, inline="always")
@@ -588,22 +602,17 @@ def _levels(mask, spacing, border, offsets=None):
     shape = tuple(int(v) + 1 for v in _max_offsets(mask, oz, oy, ox))
     lev = np.empty(mask.shape, np.int32)
     if np.prod(shape, dtype=np.float64) <= DENSE_LIMIT:
-        a, b, c = np.nonzero(_present(mask, oz, oy, ox, shape))
-    else:  # huge radii: the offsets that occur, from the phase itself (slower, same result)
-        codes = np.unique((np.abs(oz[mask]).astype(np.int64) * shape[1] + np.abs(oy[mask])) * shape[2]
-                          + np.abs(ox[mask]))
-        a, rest = np.divmod(codes, shape[1] * shape[2])
-        b, c = np.divmod(rest, shape[2])
+        present = np.zeros(math.prod(shape), np.bool_)
+        _offset_codes(mask, oz, oy, ox, shape[1], shape[2], present, lev)
+        return lev, codes_to_levels(lev, present, shape, spacing)
+    # huge radii: the offsets that occur, from the phase itself (slower, same result)
+    code = ((np.abs(oz).astype(np.int64) * shape[1] + np.abs(oy)) * shape[2] + np.abs(ox))[mask]
+    codes = np.unique(code)
+    a, rest = np.divmod(codes, shape[1] * shape[2])
+    b, c = np.divmod(rest, shape[2])
     r2s, inverse = radii_of(a, b, c, spacing)
-    if np.prod(shape, dtype=np.float64) <= DENSE_LIMIT:
-        tri2lev = np.zeros(shape, np.int32)
-        tri2lev[a, b, c] = inverse
-        _level_map(mask, oz, oy, ox, tri2lev, lev)
-    else:
-        code = (np.abs(oz).astype(np.int64) * shape[1] + np.abs(oy)) * shape[2] + np.abs(ox)
-        idx = np.searchsorted(codes, code[mask])
-        lev[...] = NO_LEVEL
-        lev[mask] = inverse[idx]
+    lev[...] = NO_LEVEL
+    lev[mask] = inverse[np.searchsorted(codes, code)]
     return lev, r2s
 
 

@@ -54,15 +54,15 @@ from .thickness import (
     BIG,
     DENSE_LIMIT,
     FILLS_ALL,
-    NO_LEVEL,
     _d2,
     _levels,
+    _offset_codes,
+    codes_to_levels,
     fill_thickness,
     local_thickness,
     normalised,
     offsets_along_z,
     offsets_in_planes,
-    radii_of,
 )
 
 #: Edge of a core block, in voxels, at most.
@@ -147,33 +147,6 @@ def _in_one_block(read, spacing, out, border, outside) -> float:
     return float(np.nanmax(thick)) / 2
 
 
-@njit(parallel=True, cache=True)
-def _offset_codes(mask, oz, oy, ox, k1, k2, present, codes):
-    """Each phase voxel's ``(|dz|, |dy|, |dx|)`` as one code ``(|dz| k1 + |dy|) k2 + |dx|`` in ``codes``
-    (-1 outside the phase), and ``present[code] = True`` for the codes that occur."""
-    nz, ny, nx = mask.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if mask[z, y, x]:
-                    c = (abs(oz[z, y, x]) * k1 + abs(oy[z, y, x])) * k2 + abs(ox[z, y, x])
-                    codes[z, y, x] = c
-                    present[c] = True
-                else:
-                    codes[z, y, x] = -1
-
-
-@njit(parallel=True, cache=True)
-def _codes_to_levels(lev, code2lev):
-    """In place: each code its level, -1 (outside the phase) NO_LEVEL."""
-    nz, ny, nx = lev.shape
-    for z in prange(nz):
-        for y in range(ny):
-            for x in range(nx):
-                c = lev[z, y, x]
-                lev[z, y, x] = NO_LEVEL if c < 0 else code2lev[c]
-
-
 def _block_levels(g, offsets, gsl, sp, max_r2: float, planes: int = 32):
     """The levels of a grown block (``lev``, ``r2s``: see ``thickness._levels``) from the stored offsets,
     read once, ``planes`` planes at a time: ``lev`` first holds each voxel's offset code, then, once the
@@ -187,14 +160,7 @@ def _block_levels(g, offsets, gsl, sp, max_r2: float, planes: int = 32):
         box = (slice(gsl[0].start + z, min(gsl[0].stop, gsl[0].start + z + planes)), *gsl[1:])
         n = box[0].stop - box[0].start
         _offset_codes(g[z:z + n], *offsets.read(box), kmax[1], kmax[2], present, lev[z:z + n])
-    codes = np.flatnonzero(present)
-    a, rest = np.divmod(codes, kmax[1] * kmax[2])
-    b, c = np.divmod(rest, kmax[2])
-    r2s, inverse = radii_of(a, b, c, sp)
-    code2lev = np.zeros(len(present), np.int32)
-    code2lev[codes] = inverse
-    _codes_to_levels(lev, code2lev)
-    return lev, r2s
+    return lev, codes_to_levels(lev, present, kmax, sp)
 
 
 def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: int | None = None,
