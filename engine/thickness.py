@@ -30,11 +30,13 @@ How
    for very large balls), so the test is one comparison of levels per neighbour.
 4. Balls are filled from the largest radius down, writing only voxels not covered yet: the first ball
    to reach a voxel is the largest. Each row keeps pointers to its next unfilled voxel (union-find), so a
-   filled row costs one look-up; rows that lie inside the ball of a neighbour filled earlier are skipped
-   without it. Filling runs in parallel over z-slabs.
+   filled row costs one look-up. Rows that lie inside the ball of a neighbour filled earlier are never
+   visited: the balls of one radius whose earlier neighbours cover the same rows share one list of the
+   rows left (about 11 % of the rows the balls span on porous volumes). Filling runs in parallel over z-slabs.
 
 Memory: about 11 bytes per voxel at the peak (offsets, levels, mask), 7 while filling (output, row
-pointers, mask); no float64 volume.
+pointers, mask) plus the ball centres and up to half a row-list entry (2 bytes) a voxel; no float64
+volume.
 
 The kernels are compiled with numba (cached on disk after the first use).
 """
@@ -463,8 +465,9 @@ def _cover_masks(r2s, s0, s1, s2, moff, masks):
         for dz in range(-ez, ez + 1):
             for dy in range(-ey, ey + 1):
                 w = _row_width(dz, dy, r2, s0, s1, s2)
-                bits = 0
+                bits = -1  # a row the ball does not have: "covered" by anything
                 if w >= 0:
+                    bits = 0
                     for d in range(27):
                         ez_ = d // 9 - 1
                         ey_ = (d // 3) % 3 - 1
@@ -490,15 +493,144 @@ def _init_next(mask, nxt):
                 nxt[z, y, x] = j
 
 
+KEYS = 3 ** 8  # the earlier-neighbour sets that differ for row cover (see _cover_key)
+KEY_BUDGET = 4_000_000  # (level, key) table entries (int32 each) for sharing row lists between balls
+LIST_ROWS = 4_000_000  # rows in the shared lists (int32 each), at least; LIST_SHARE rows a voxel where more
+LIST_SHARE = 0.5
+
+
+@njit(cache=True, inline="always")
+def _cover_key(av):
+    """The earlier-neighbour bits ``av`` reduced to what decides which rows they cover: per in-plane
+    direction (dz, dy) != (0, 0), 2 if the neighbour straight there (dx = 0) is in ``av``, 1 if only a
+    diagonal one (dx = +-1, which covers a subset of the same rows, and the same for both signs), else 0."""
+    key = 0
+    mul = 1
+    for d in range(9):
+        if d == 4:
+            continue
+        b = d * 3
+        if (av >> (b + 1)) & 1:
+            key += 2 * mul
+        elif ((av >> b) & 1) | ((av >> (b + 2)) & 1):
+            key += mul
+        mul *= 3
+    return key
+
+
+@njit(cache=True, inline="always")
+def _key_bits(key):
+    """Neighbour bits that cover exactly the rows that the sets with :func:`_cover_key` ``key`` cover."""
+    av = 0
+    for d in range(9):
+        if d == 4:
+            continue
+        t = key % 3
+        key //= 3
+        b = d * 3
+        if t == 2:
+            av |= 1 << (b + 1)
+        elif t == 1:
+            av |= (1 << b) | (1 << (b + 2))
+    return av
+
+
+@njit(cache=True)
+def _list_ids(pl, pa, slot, tab, pid, plev, pkey):
+    """Give every ball whose level has a key table (``slot >= 0``) the id of its (level, cover key) pair,
+    numbered in order of first use (``plev``, ``pkey``: each id's pair); -1 for the others. Returns the
+    number of ids."""
+    n = 0
+    for i in range(pl.shape[0]):
+        s = slot[pl[i]]
+        if s < 0:
+            pid[i] = -1
+            continue
+        key = _cover_key(pa[i])
+        t = s * KEYS + key
+        p = tab[t]
+        if p < 0:
+            p = n
+            tab[t] = p
+            plev[p] = pl[i]
+            pkey[p] = key
+            n += 1
+        pid[i] = p
+    return n
+
+
 @njit(parallel=True, cache=True)
-def _fill(nxt, out, pz, py, px, pl, pa, r2s, moff, masks, s0, s1, s2, unit, nslabs, wmax, nz, ny, nx):
+def _uncovered_rows(plev, pkey, r2s, moff, masks, s0, s1, s2, start, rows, count):
+    """For every (level, cover key) pair: the rows (dz, dy) of the ball that no earlier neighbour covers,
+    packed as ``(dz + ez) << 16 | (dy + ey)`` in ``rows[start[p]:start[p + 1]]``, in increasing dz; with
+    ``count``, only their number, into ``start[p]``."""
+    for p in prange(plev.shape[0]):
+        L = plev[p]
+        r2 = r2s[L]
+        r = math.sqrt(r2)
+        ez = int(r / s0)
+        ey = int(r / s1)
+        wy = 2 * ey + 1
+        mo = moff[L]
+        av = _key_bits(pkey[p])
+        o = 0 if count else start[p]
+        for dz in range(-ez, ez + 1):
+            for dy in range(-ey, ey + 1):
+                if (masks[mo + (dz + ez) * wy + dy + ey] & av) != 0 or _row_width(dz, dy, r2, s0, s1, s2) < 0:
+                    continue
+                if not count:
+                    rows[o] = ((dz + ez) << 16) | (dy + ey)
+                o += 1
+        if count:
+            start[p] = o
+
+
+@njit(cache=True, inline="always")
+def _fill_row(nxt, out, o, cx, ww, nx, val):
+    """Write ``val`` into the unfilled phase voxels of row ``o`` (flat offset of x = 0) from ``cx - ww`` to
+    ``cx + ww``, following and compressing the row's pointers to its next unfilled voxel."""
+    a = max(0, cx - ww)
+    b = min(nx - 1, cx + ww)
+    x = a
+    q = nxt[o + x]
+    if q > b:
+        return  # the row is filled (or outside the phase) here: the common case
+    while q != x:  # the first unfilled voxel
+        x = q
+        if x >= nx:
+            break
+        q = nxt[o + x]
+    while x <= b:
+        out[o + x] = val
+        x += 1
+        if x >= nx:
+            break
+        q = nxt[o + x]
+        while q != x:
+            x = q
+            if x >= nx:
+                break
+            q = nxt[o + x]
+    k = a  # path compression: a..x-1 now all point to x
+    while k < x:
+        q = nxt[o + k]
+        nxt[o + k] = x
+        if q >= x:
+            break
+        k = max(q, k + 1)
+
+
+@njit(parallel=True, cache=True)
+def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, s1, s2, unit, nslabs, wmax, nz,
+          ny, nx):
     """Fill the balls (sorted by decreasing radius) into the flat ``out``, in parallel over z-slabs.
 
     The first ball to reach a voxel is the largest, so only unfilled voxels are written. Every row keeps
     pointers to its next unfilled phase voxel (a union-find with path compression, in ``nxt``), so a
-    row of a ball costs one look-up when it is already filled, whatever its length; and a row inside the
-    ball of a neighbour filled before (``masks``) is passed over without that look-up. Values are
-    diameters times ``unit``."""
+    row of a ball costs one look-up when it is already filled, whatever its length. Rows inside the
+    ball of a neighbour filled before are never visited: a ball with a row list (``pid >= 0``, see
+    :func:`_uncovered_rows`) visits only its listed rows; the others test each row against ``masks``.
+    Values are diameters times ``unit``."""
     for sl in prange(nslabs):
         za = sl * nz // nslabs
         zb = (sl + 1) * nz // nslabs
@@ -526,6 +658,19 @@ def _fill(nxt, out, pz, py, px, pl, pa, r2s, moff, masks, s0, s1, s2, unit, nsla
                 continue
             cy = py[i]
             cx = px[i]
+            p = pid[i]
+            if p >= 0:
+                for k in range(start[p], start[p + 1]):
+                    z = cz + (rows[k] >> 16) - ez
+                    if z < za:
+                        continue
+                    if z >= zb:
+                        break
+                    dy = (rows[k] & 0xFFFF) - ey
+                    y = cy + dy
+                    if 0 <= y < ny:
+                        _fill_row(nxt, out, (z * ny + y) * nx, cx, w[abs(z - cz) * (ey + 1) + abs(dy)], nx, val)
+                continue
             av = pa[i] if mo >= 0 else 0
             for z in range(max(za, cz - ez), min(zb, cz + ez + 1)):
                 base = abs(z - cz) * (ey + 1)
@@ -534,36 +679,33 @@ def _fill(nxt, out, pz, py, px, pl, pa, r2s, moff, masks, s0, s1, s2, unit, nsla
                     ww = w[base + abs(y - cy)]
                     if ww < 0 or (av != 0 and (av & masks[mrow + y]) != 0):
                         continue
-                    o = (z * ny + y) * nx
-                    a = max(0, cx - ww)
-                    b = min(nx - 1, cx + ww)
-                    x = a
-                    q = nxt[o + x]
-                    if q > b:
-                        continue  # the row is filled (or outside the phase) here: the common case
-                    while q != x:  # the first unfilled voxel
-                        x = q
-                        if x >= nx:
-                            break
-                        q = nxt[o + x]
-                    while x <= b:
-                        out[o + x] = val
-                        x += 1
-                        if x >= nx:
-                            break
-                        q = nxt[o + x]
-                        while q != x:
-                            x = q
-                            if x >= nx:
-                                break
-                            q = nxt[o + x]
-                    k = a  # path compression: a..x-1 now all point to x
-                    while k < x:
-                        q = nxt[o + k]
-                        nxt[o + k] = x
-                        if q >= x:
-                            break
-                        k = max(q, k + 1)
+                    _fill_row(nxt, out, (z * ny + y) * nx, cx, ww, nx, val)
+
+
+def _row_lists(pl, pa, r2s, moff, masks, sp, budget):
+    """Share the list of rows to visit between the balls of one level whose earlier neighbours cover the
+    same rows: ``(pid, start, rows)`` for :func:`_fill`, with up to ``budget`` rows in all. On 256^3 blobs,
+    2.5 M balls share 0.15 M lists (4.7 M rows), and the balls visit 11 % of the rows they span."""
+    slot = np.full(len(r2s), -1, np.int64)
+    tabled = np.flatnonzero(moff >= 0)[::-1][:KEY_BUDGET // KEYS]  # the smallest (most numerous) balls first
+    slot[tabled] = np.arange(len(tabled))
+    tab = np.full(len(tabled) * KEYS, -1, np.int32)
+    pid = np.empty(len(pl), np.int32)
+    plev = np.empty(min(len(pl), len(tab)), np.int32)
+    pkey = np.empty(len(plev), np.int32)
+    n = _list_ids(pl, pa, slot, tab, pid, plev, pkey)
+    del tab
+    plev, pkey = plev[:n].copy(), pkey[:n].copy()
+    start = np.zeros(n + 1, np.int64)
+    _uncovered_rows(plev, pkey, r2s, moff, masks, *sp, start[1:], start, True)
+    np.cumsum(start, out=start)
+    if start[-1] > budget:  # the lists past the budget are not made: their balls test each row
+        n = int(np.searchsorted(start, budget, side="right")) - 1
+        plev, pkey, start = plev[:n], pkey[:n], start[:n + 1]
+        pid[pid >= n] = -1
+    rows = np.empty(int(start[-1]), np.int32)
+    _uncovered_rows(plev, pkey, r2s, moff, masks, *sp, start, rows, False)
+    return pid, start, rows
 
 
 def distance_offsets(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = False):
@@ -649,7 +791,7 @@ def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = Fal
         _drop_unreaching(keep, lev, r2s, lo, hi, *sp)
         n = int(np.count_nonzero(keep))
     pz, py, px, pl = (np.empty(n, np.int32) for _ in range(4))
-    pa = np.empty(n, np.int64)
+    pa = np.empty(n, np.int32)  # 27 neighbour bits
     nchunks = max(1, min(mask.shape[0], 4 * numba.get_num_threads()))
     _collect(keep, lev, thr, len(r2s), nchunks, pz, py, px, pl, pa)
     return pz, py, px, pl, pa, r2s
@@ -749,7 +891,8 @@ def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, uni
     moff = np.where(rows > 0, np.cumsum(rows) - rows, -1)
     masks = np.empty(int(rows.sum()), np.int64)
     _cover_masks(r2s, sp[0], sp[1], sp[2], moff, masks)
+    pid, start, lists = _row_lists(pl, pa, r2s, moff, masks, sp, max(LIST_ROWS, int(LIST_SHARE * mask.size)))
     nslabs = 4 * max(1, numba.get_num_threads())
-    _fill(nxt.reshape(-1), out.reshape(-1), pz, py, px, pl, pa, r2s, moff, masks, sp[0], sp[1], sp[2], unit, nslabs,
+    _fill(nxt.reshape(-1), out.reshape(-1), pz, py, px, pl, pa, pid, start, lists, r2s, moff, masks, sp[0], sp[1], sp[2], unit, nslabs,
           wmax, *mask.shape)
     return out

@@ -157,6 +157,36 @@ def test_fallbacks_for_huge_radii_give_the_same_result(monkeypatch):
     pz_all = T.distance_ridge(mask, spacing)[0]
     monkeypatch.undo()
     assert len(pz_all) >= len(T.distance_ridge(mask, spacing)[0])  # the weaker test drops fewer balls
+    for keys, rows in ((0, 10 ** 9), (T.KEYS, 10 ** 9), (10 ** 9, 50)):  # no shared row lists, for one level
+        monkeypatch.setattr(T, "KEY_BUDGET", keys)  # only, or past a row budget: rows tested one by one
+        monkeypatch.setattr(T, "LIST_ROWS", rows)
+        monkeypatch.setattr(T, "LIST_SHARE", 0.0)
+        np.testing.assert_array_equal(local_thickness(mask, spacing), expected)
+
+
+def test_shared_row_lists_hold_exactly_the_rows_no_earlier_neighbour_covers():
+    # balls share a row list when their earlier neighbours cover the same rows; the cover key must lose
+    # nothing: the listed rows are those that the ball's own neighbour bits leave uncovered
+    from damselfly.engine import thickness as T
+
+    rng = np.random.default_rng(11)
+    mask = ndimage.gaussian_filter(rng.random((24, 26, 22)), 1.5) > 0.45
+    sp = (1.0, 0.7, 0.45)
+    pz, py, px, pl, pa, r2s = T.distance_ridge(mask, sp)
+    ez, ey = (np.sqrt(r2s) / sp[0]).astype(int), (np.sqrt(r2s) / sp[1]).astype(int)
+    wy = 2 * ey + 1
+    moff = np.concatenate([[0], np.cumsum((2 * ez + 1) * wy)[:-1]])
+    masks = np.empty(int(((2 * ez + 1) * wy).sum()), np.int64)
+    T._cover_masks(r2s, *sp, moff, masks)
+    pid, start, rows = T._row_lists(pl, pa, r2s, moff, masks, sp, 10 ** 9)
+    assert (pid >= 0).all() and len(start) - 1 < len(pl)  # every ball has a list; some share one
+    for i in rng.choice(len(pl), 300, replace=False):
+        L = pl[i]
+        n = (2 * ez[L] + 1) * wy[L]
+        own = masks[moff[L]:moff[L] + n]
+        expected = [j for j in range(n) if own[j] != -1 and (pa[i] == 0 or own[j] & pa[i] == 0)]
+        got = rows[start[pid[i]]:start[pid[i] + 1]]
+        assert [(r >> 16) * wy[L] + (r & 0xFFFF) for r in got] == expected
 
 
 def test_thickness_stats_stream_exactly(tmp_path):
