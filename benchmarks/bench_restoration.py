@@ -2,7 +2,7 @@
 cryo-electron tomogram (issue 18).
 
     .venv/bin/python benchmarks/bench_restoration.py [--tomo ../shared/data/tomo.tif] [--epochs E]
-    .venv/bin/python benchmarks/bench_restoration.py --segment-noise 0.3 [--noise-seed 1]   # row 4 alone
+    .venv/bin/python benchmarks/bench_restoration.py --segment-noise 0.3 [--noise-seed 1] [--big]   # row 4 alone
 
 Phantom: the casting phantom (32 x 96 x 96) rendered without photon noise is the clean truth; the noisy
 scan adds Gaussian noise of 15 % of the clean grey-value range (a known kind). Rows:
@@ -155,9 +155,10 @@ def paired(clean_v, clean, noisy, denoised, budget) -> None:
 def segmentation(truth, noisy_v, denoised_v) -> None:
     """Dice on the unpainted slices of the forest and the network (train's defaults, 3 painted slices)
     trained on the noisy scan and on the denoised one."""
-    zs = [5, 16, 27]
+    nz = truth.shape[0]
+    zs = [round(nz * f) for f in (5 / 32, 16 / 32, 27 / 32)]  # 5, 16, 27 of 32 slices
     painted = S.sparse_labels(truth, slices=zs)
-    unseen = np.setdiff1d(np.arange(32), zs)
+    unseen = np.setdiff1d(np.arange(nz), zs)
     print(f"\n4. segmentation, painted z = {zs}, Dice ({', '.join(truth.class_names)}) on the other slices, "
           "train's defaults")
     for arch in ("forest", "unet"):
@@ -169,10 +170,10 @@ def segmentation(truth, noisy_v, denoised_v) -> None:
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def segment_only(level: float, epochs: int | None, seed: int = 0) -> None:
-    """Only row 4, at another noise level or noise seed: the denoiser trained on the noisy scan, then
-    segmentation."""
-    clean_v, truth, _, noisy, _ = noisy_phantom(level, seed)
+def segment_only(level: float, epochs: int | None, seed: int = 0, shape=(32, 96, 96)) -> None:
+    """Only row 4, at another noise level, noise seed or phantom shape: the denoiser trained on the noisy
+    scan, then segmentation."""
+    clean_v, truth, _, noisy, _ = noisy_phantom(level, seed, shape)
     noisy_v = clean_v.with_data(noisy, name="noisy")
     den = E.train_denoiser(noisy_v, **({} if epochs is None else {"epochs": epochs}), ctx=CTX)
     denoised = np.asarray(E.enhance(den, noisy_v, ctx=CTX).data)
@@ -220,9 +221,10 @@ def main() -> None:
     ap.add_argument("--segment-noise", type=float, metavar="LEVEL",
                     help="only row 4 (denoise, then segment), with noise of LEVEL times the range (e.g. 0.3)")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --segment-noise: the noise's seed")
+    ap.add_argument("--big", action="store_true", help=f"with --segment-noise: the larger phantom {BIG}")
     a = ap.parse_args()
     if a.segment_noise is not None:
-        segment_only(a.segment_noise, a.epochs, a.noise_seed)
+        segment_only(a.segment_noise, a.epochs, a.noise_seed, BIG if a.big else (32, 96, 96))
     elif not a.no_phantom:
         phantom(a.epochs)
     if a.tomo:
