@@ -294,7 +294,8 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
         raise ParameterError(f"a mask needs one volume (pair) and the target's shape {targets[0].shape}, got "
                              f"{len(targets)} and {tuple(mask.shape)}")
     data = _pairs(sources, targets, scale, norm_in, norm_out, sc.validation, rng, mask)
-    residual = task == "restore"
+    # a restoration model learns a correction of its input; one refined from a denoiser keeps its form
+    residual = bool(init.config.get("residual")) if init is not None else task == "restore"
     config = {
         "arch": arch, "hparams": hp, "input": input, "context": context, "axis": "z", "task": task,
         "scale": list(scale), "residual": residual,
@@ -334,7 +335,7 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
 
 def _check_init(init: Model, task, input, context, scale) -> None:
     what = []
-    if init.task != task:
+    if init.task != task and not (init.task == "denoise" and task == "restore"):  # pairs may refine a denoiser
         what.append(f"task '{init.task}' (asked: '{task}')")
     if init.input != input or init.context != context:
         what.append(f"input '{init.input}' with context {init.context} (asked: '{input}', {context})")

@@ -109,7 +109,9 @@ def train_restoration(source: Volume | list[Volume], target: Volume | list[Volum
     seed : int
         Random seed; on the CPU the same seed gives the same model.
     init : Model, optional
-        Continue training this restoration model.
+        Continue training this restoration model, or refine a denoiser (``train_denoiser``, same input
+        and context) with the pairs: it has learnt from the whole noisy scan, the pairs then add what
+        blind spots cannot.
     mask : Volume or Labels, optional
         Centre training patches only where the mask is non-zero (or in ``mask_classes`` of a Labels), on
         the target's grid; one pair only.

@@ -154,6 +154,24 @@ def test_models_are_used_for_what_they_do(pair, denoiser):
         train_denoiser(pair[0], **dict(TINY, patch=30))
 
 
+def test_pairs_refine_a_denoiser_which_keeps_its_form(pair, denoiser):
+    noisy, clean = pair
+    # with a vanishing learning rate the refined model keeps the denoiser's weights (batch statistics
+    # move with every batch), its direct (not residual) output and its normalisation
+    still = train_restoration(noisy, clean, init=denoiser, **dict(TINY, epochs=1, lr=1e-12))
+    assert still.task == "restore" and still.config["residual"] is False
+    assert still.config["training"]["init"] == denoiser.hash
+    assert still.normalization == denoiser.normalization and still.output_range == denoiser.output_range
+    weights = [k for k in denoiser.state if k.endswith("weight")]
+    assert weights and all(np.allclose(still.state[k].numpy(), denoiser.state[k].numpy(), atol=1e-9) for k in weights)
+    refined = train_restoration(noisy, clean, init=denoiser, **dict(TINY, epochs=3, steps=20, batch=4))
+    c = np.asarray(clean.data)
+    err = [np.mean((np.asarray(enhance(m, noisy).data) - c) ** 2) for m in (denoiser, refined)]
+    assert err[1] < err[0]  # the clean targets teach what the blind spots could not
+    with pytest.raises(ParameterError, match="task 'restore'"):  # the other way round makes no sense
+        train_denoiser(noisy, init=refined, **TINY)
+
+
 def test_a_recorded_denoise_session_replays_to_identical_output(pair, tmp_path):
     from damselfly.macros.recorder import Recorder
     from damselfly.macros.runner import run_file
