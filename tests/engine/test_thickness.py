@@ -164,6 +164,19 @@ def test_fallbacks_for_huge_radii_give_the_same_result(monkeypatch):
         np.testing.assert_array_equal(local_thickness(mask, spacing), expected)
 
 
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (5.0, 1.0, 0.3), (0.7, 2.0, 1.0)])
+def test_row_lists_fill_as_testing_every_row_does_on_larger_volumes(spacing, monkeypatch):
+    # volumes too large for the oracle, with long rows and many radii: the shared lists against the
+    # row-by-row cover test that the oracle tests check on small volumes
+    from damselfly.engine import thickness as T
+
+    rng = np.random.default_rng(len(spacing) + int(10 * spacing[0]))
+    mask = ndimage.gaussian_filter(rng.random((40, 52, 47)), 3.0) > 0.5
+    with_lists = local_thickness(mask, spacing)
+    monkeypatch.setattr(T, "KEY_BUDGET", 0)
+    np.testing.assert_array_equal(local_thickness(mask, spacing), with_lists)
+
+
 def test_shared_row_lists_hold_exactly_the_rows_no_earlier_neighbour_covers():
     # balls share a row list when their earlier neighbours cover the same rows; the cover key must lose
     # nothing: the listed rows are those that the ball's own neighbour bits leave uncovered
