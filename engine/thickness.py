@@ -573,16 +573,20 @@ def _uncovered_rows(plev, pkey, r2s, moff, masks, s0, s1, s2, start, rows, count
         wy = 2 * ey + 1
         mo = moff[L]
         av = _key_bits(pkey[p])
-        o = 0 if count else start[p]
-        for dz in range(-ez, ez + 1):
-            for dy in range(-ey, ey + 1):
-                if (masks[mo + (dz + ez) * wy + dy + ey] & av) != 0 or _row_width(dz, dy, r2, s0, s1, s2) < 0:
-                    continue
-                if not count:
-                    rows[o] = ((dz + ez) << 16) | (dy + ey)
+        n = (2 * ez + 1) * wy
+        if count:  # a row the ball lacks has mask -1 (see _cover_masks)
+            c = 0
+            for j in range(n):
+                m = masks[mo + j]
+                c += ((m & av) == 0) & (m != -1)
+            start[p] = c
+            continue
+        o = start[p]
+        for j in range(n):
+            m = masks[mo + j]
+            if (m & av) == 0 and m != -1:
+                rows[o] = ((j // wy) << 16) | (j % wy)
                 o += 1
-        if count:
-            start[p] = o
 
 
 @njit(cache=True, inline="always")
