@@ -2,7 +2,7 @@
 cryo-electron tomogram (issue 18).
 
     .venv/bin/python benchmarks/bench_restoration.py [--tomo ../shared/data/tomo.tif] [--epochs E]
-    .venv/bin/python benchmarks/bench_restoration.py --segment-noise 0.3 [--noise-seed 1] [--big]   # row 4 alone
+    .venv/bin/python benchmarks/bench_restoration.py --segment-noise 0.3 [--noise-seed 1] [--big] [--aug 0.3]   # row 4
 
 Phantom: the casting phantom (32 x 96 x 96) rendered without photon noise is the clean truth; the noisy
 scan adds Gaussian noise of 15 % of the clean grey-value range (a known kind). Rows:
@@ -158,9 +158,10 @@ def paired(clean_v, clean, noisy, den, budget) -> None:
         print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}" + (f"  {s:7.1f} s" if s else ""), flush=True)
 
 
-def segmentation(truth, noisy_v, denoised_v) -> None:
-    """Dice on the unpainted slices of the forest and the network (train's defaults, 3 painted slices)
-    trained on the noisy scan and on the denoised one."""
+def segmentation(truth, noisy_v, denoised_v, aug: float | None = None) -> None:
+    """Dice on the unpainted slices of the forest and the network (train's defaults, 3 painted slices;
+    ``aug``: the network's noise augmentation instead of the default) trained on the noisy scan and on
+    the denoised one."""
     nz = truth.shape[0]
     zs = [round(nz * f) for f in (5 / 32, 16 / 32, 27 / 32)]  # 5, 16, 27 of 32 slices
     painted = S.sparse_labels(truth, slices=zs)
@@ -170,20 +171,21 @@ def segmentation(truth, noisy_v, denoised_v) -> None:
     for arch in ("forest", "unet"):
         for label, vol in (("noisy scan", noisy_v), ("denoised scan", denoised_v)):
             t0 = time.perf_counter()
-            seg = np.asarray(S.infer(S.train(vol, painted, arch=arch, ctx=CTX), vol, ctx=CTX).data)
+            extra = {"noise": aug} if aug is not None and arch == "unet" else {}
+            seg = np.asarray(S.infer(S.train(vol, painted, arch=arch, **extra, ctx=CTX), vol, ctx=CTX).data)
             d = dice_scores(seg[unseen], np.asarray(truth.data)[unseen], 3)
             print(f"  {arch:6s} {label:23s} " + " ".join(f"{x:.3f}" for x in d) + f"  mean {np.mean(d):.3f}  "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def segment_only(level: float, epochs: int | None, seed: int = 0, shape=(32, 96, 96)) -> None:
+def segment_only(level: float, epochs: int | None, seed: int = 0, shape=(32, 96, 96), aug=None) -> None:
     """Only row 4, at another noise level, noise seed or phantom shape: the denoiser trained on the noisy
     scan, then segmentation."""
     clean_v, truth, _, noisy, _ = noisy_phantom(level, seed, shape)
     noisy_v = clean_v.with_data(noisy, name="noisy")
     den = E.train_denoiser(noisy_v, **({} if epochs is None else {"epochs": epochs}), ctx=CTX)
     denoised = np.asarray(E.enhance(den, noisy_v, ctx=CTX).data)
-    segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"))
+    segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"), aug)
 
 
 def tomogram(path: str, epochs: int | None) -> None:
@@ -228,9 +230,10 @@ def main() -> None:
                     help="only row 4 (denoise, then segment), with noise of LEVEL times the range (e.g. 0.3)")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --segment-noise: the noise's seed")
     ap.add_argument("--big", action="store_true", help=f"with --segment-noise: the larger phantom {BIG}")
+    ap.add_argument("--aug", type=float, help="with --segment-noise: the network's noise augmentation (train's noise=)")
     a = ap.parse_args()
     if a.segment_noise is not None:
-        segment_only(a.segment_noise, a.epochs, a.noise_seed, BIG if a.big else (32, 96, 96))
+        segment_only(a.segment_noise, a.epochs, a.noise_seed, BIG if a.big else (32, 96, 96), a.aug)
     elif not a.no_phantom:
         phantom(a.epochs)
     if a.tomo:
