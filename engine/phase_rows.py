@@ -121,7 +121,7 @@ class PhaseRows:
         rec = np.empty((int(ends[-1, -1]) if counts.size else 0, self.width), np.int16)
         if self.records + len(rec) > self.capacity:
             raise ValueError(f"{self.records + len(rec)} records for a store of {self.capacity}")
-        _pack(mask, tuple(np.ascontiguousarray(f, np.int16) for f in fields), starts, self.with_x, rec)  # one type
+        _pack(mask, tuple(np.ascontiguousarray(f, np.int16) for f in fields), starts, self.with_x, rec)  # one tuple type
         offset = self.records * self.width * 2
         if rec.size and os.pwrite(self.file.fd, memoryview(rec).cast("B"), offset) != rec.nbytes:
             raise OSError(f"short write to the scratch file at {offset}")

@@ -291,9 +291,7 @@ def codes_to_levels(lev, present, k, spacing) -> np.ndarray:
     levels in place; ``present`` marks the codes that occur. Returns the distinct squared radii, largest
     first (level ``i`` is ``r2s[i]``)."""
     codes = np.flatnonzero(present)
-    a, rest = np.divmod(codes, k[1] * k[2])
-    b, c = np.divmod(rest, k[2])
-    r2s, inverse = radii_of(a, b, c, spacing)
+    r2s, inverse = radii_of(codes, k, spacing)
     code2lev = np.zeros(len(present), np.int32)
     code2lev[codes] = inverse
     _codes_to_levels(lev, code2lev)
@@ -743,7 +741,6 @@ def _levels(mask, spacing, border, offsets=None):
     """The distance transform as levels: ``lev`` (int32 per voxel, NO_LEVEL outside the phase) indexes
     ``r2s``, the distinct squared radii, largest first. ``offsets``: a list holding those of
     :func:`distance_offsets` if already computed; it is emptied, so their memory goes with this call."""
-    s0, s1, s2 = spacing
     oz, oy, ox = offsets.pop() if offsets else distance_offsets(mask, spacing, border)
     shape = tuple(int(v) + 1 for v in _max_offsets(mask, oz, oy, ox))
     lev = np.empty(mask.shape, np.int32)
@@ -754,17 +751,17 @@ def _levels(mask, spacing, border, offsets=None):
     # huge radii: the offsets that occur, from the phase itself (slower, same result)
     code = ((np.abs(oz).astype(np.int64) * shape[1] + np.abs(oy)) * shape[2] + np.abs(ox))[mask]
     codes = np.unique(code)
-    a, rest = np.divmod(codes, shape[1] * shape[2])
-    b, c = np.divmod(rest, shape[2])
-    r2s, inverse = radii_of(a, b, c, spacing)
+    r2s, inverse = radii_of(codes, shape, spacing)
     lev[...] = NO_LEVEL
     lev[mask] = inverse[np.searchsorted(codes, code)]
     return lev, r2s
 
 
-def radii_of(a, b, c, spacing):
-    """The distinct squared radii (largest first) of the offsets ``(a, b, c)`` (absolute, per axis), by
-    the one formula (``_d2``), and each offset's index among them."""
+def radii_of(codes, k, spacing):
+    """The distinct squared radii (largest first) of the offset codes ``(|dz| k[1] + |dy|) k[2] + |dx|`` (as
+    :func:`_offset_codes` makes them), by the one formula (``_d2``), and each code's index among them."""
+    a, rest = np.divmod(codes, k[1] * k[2])
+    b, c = np.divmod(rest, k[2])
     s0, s1, s2 = spacing
     sa, sb, sc = a * s0, b * s1, c * s2
     r2 = sa * sa + (sb * sb + sc * sc)
