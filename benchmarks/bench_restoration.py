@@ -105,14 +105,15 @@ def phantom(epochs: int | None) -> None:
     print(f"  Noise2Void - best classic filter: {rows[-1][1] - max(rows[1][1], rows[2][1]):+.2f} dB", flush=True)
 
     print("\n2. paired restoration", flush=True)
-    paired(clean_v, clean, noisy, den, budget)
+    paired(clean_v, clean, noisy, den, denoised, budget)
     print("\n2b. the same on a larger phantom (twice the slices, 1.8 x the pixels a slice)", flush=True)
     big_v, _, big, big_noisy, _ = noisy_phantom(0.15, shape=BIG)
+    big_noisy_v = big_v.with_data(big_noisy, name="noisy")
     t0 = time.perf_counter()
-    big_den = E.train_denoiser(big_v.with_data(big_noisy, name="noisy"), **budget, ctx=CTX)
+    big_den = E.train_denoiser(big_noisy_v, **budget, ctx=CTX)
     print(f"  whole-scan denoiser: {time.perf_counter() - t0:.0f} s, "
           f"{big_den.config['training']['epochs_run']} epochs", flush=True)
-    paired(big_v, big, big_noisy, big_den, budget)
+    paired(big_v, big, big_noisy, big_den, np.asarray(E.enhance(big_den, big_noisy_v, ctx=CTX).data), budget)
     half = clean.shape[0] // 2
 
     coarse = clean.reshape(16, 2, 48, 2, 48, 2).mean(axis=(1, 3, 5)).astype(np.float32)
@@ -130,10 +131,10 @@ def phantom(epochs: int | None) -> None:
     segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"))
 
 
-def paired(clean_v, clean, noisy, den, budget) -> None:
+def paired(clean_v, clean, noisy, den, denoised, budget) -> None:
     """Row 2: ``train_restoration`` on the first half of the noisy/clean pair against the denoiser trained
-    on the same noisy half and against ``den`` (the whole-scan denoiser), all scored on the second half;
-    and ``train_restoration`` refining ``den`` with the same pairs."""
+    on the same noisy half and against ``den`` (the whole-scan denoiser; ``denoised``, its output), all
+    scored on the second half; and ``train_restoration`` refining ``den`` with the same pairs."""
     noisy_v = clean_v.with_data(noisy, name="noisy")
     half = clean.shape[0] // 2
     t0 = time.perf_counter()
@@ -149,7 +150,7 @@ def paired(clean_v, clean, noisy, den, budget) -> None:
                                   **budget, ctx=CTX)
     sec_ref = time.perf_counter() - t0
     print(f"  trained on slices 0-{half - 1}, scored on {half}-{clean.shape[0] - 1}")
-    for label, out, s in (("train_denoiser, whole scan", np.asarray(E.enhance(den, noisy_v, ctx=CTX).data)[half:], None),
+    for label, out, s in (("train_denoiser, whole scan", denoised[half:], None),
                           (f"train_denoiser, slices 0-{half - 1}", denoised_half, sec_half),
                           ("train_restoration", restored, sec),
                           ("train_restoration, init=den", np.asarray(E.enhance(refined, noisy_v.with_data(
