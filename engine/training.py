@@ -103,7 +103,9 @@ def _mask_array(mask, shape):
 class Schedule:
     """How long and how hard to train: epochs of ``steps`` batches of ``batch`` patches of ``patch``
     voxels a side, AdamW at ``lr`` with a cosine decay, ``validation`` (a fraction of the labelled
-    region held out) with early stopping after ``patience`` epochs without progress, and the ``seed``."""
+    region held out) with early stopping after ``patience`` epochs without progress, and the ``seed``.
+    ``average`` > 0: validate, preview and keep an exponential moving average of the weights (this
+    decay per step, e.g. 0.99) instead of the weights of the last step."""
 
     epochs: int = 30
     steps: int = 50
@@ -113,6 +115,7 @@ class Schedule:
     validation: float = 0.2
     patience: int = 5
     seed: int = 0
+    average: float = 0.0
 
 
 @dataclass
@@ -241,14 +244,20 @@ def _data(images, labels, norm, mode, context, patch_shape, rng, m, sc: Schedule
 def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callable[[], dict], has_val: bool,
                hist_keys: Sequence[str], preview_at, on_epoch) -> tuple[dict, dict, str]:
     """The training loop shared by every trainer. Per epoch: ``sc.steps`` steps of AdamW
-    (:func:`adamw_cosine`) on ``batch_loss()`` (the loss of a fresh training batch), then ``validate()``
-    (the row's ``val_loss`` and any scores). The best epoch (lowest ``val_loss``, or ``loss`` without
-    validation) keeps a copy of ``net``'s weights; early stop after ``sc.patience`` epochs without
-    progress; a preview and an ``epoch`` event per epoch; Stop keeps the best epoch so far (a plain
-    cancel before the first one ends). Returns ``(history, best, how it stopped)``."""
+    (:func:`adamw_cosine`) on ``batch_loss()`` (the loss of a fresh training batch), then ``validate(m)``
+    (the row's ``val_loss`` and any scores of the network ``m``). ``m`` is ``net``, or with
+    ``sc.average`` the moving average of its weights (Polyak averaging: the weights of single steps at a
+    high learning rate swing from epoch to epoch, their average does not). The best epoch (lowest
+    ``val_loss``, or ``loss`` without validation) keeps a copy of ``m``'s weights; early stop after
+    ``sc.patience`` epochs without progress; a preview and an ``epoch`` event per epoch; Stop keeps the
+    best epoch so far (a plain cancel before the first one ends). Returns ``(history, best, how it
+    stopped)``."""
     opt, sched = adamw_cosine(net, sc)
+    judged = copy.deepcopy(net) if sc.average > 0 else net
+    steps_done = 0
 
     def one_epoch(task) -> dict:
+        nonlocal steps_done
         net.train()
         losses = []
         for _ in range(sc.steps):
@@ -256,11 +265,14 @@ def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callab
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            steps_done += 1
+            if judged is not net:
+                _average_into(judged, net, sc.average, steps_done)
             losses.append(loss.item())
             task.advance()
         row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
         sched.step()
-        return {**row, **validate()}
+        return {**row, **validate(judged)}
 
     hist: dict[str, list] = {k: [] for k in hist_keys}
     best = {"loss": math.inf, "state": None, "epoch": 0}
@@ -272,12 +284,12 @@ def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callab
             row = {"epoch": epoch, **one_epoch(task)}
             score = row["val_loss"] if has_val else row["loss"]
             if score < best["loss"]:
-                best, wait = {"loss": score, "state": copy.deepcopy(net.state_dict()), "epoch": epoch}, 0
+                best, wait = {"loss": score, "state": copy.deepcopy(judged.state_dict()), "epoch": epoch}, 0
             else:
                 wait += 1
             if preview_at is not None:
-                net.eval()
-                row["preview"] = str(preview_at(net, epoch))
+                judged.eval()
+                row["preview"] = str(preview_at(judged, epoch))
             row["seconds"] = round(time.perf_counter() - t0, 3)
             for key in hist:
                 hist[key].append(row.get(key, float("nan")))
@@ -295,6 +307,19 @@ def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callab
         stopped = "cancelled"
     task.finish()
     return hist, best, stopped
+
+
+@torch.no_grad()
+def _average_into(avg, net, decay: float, n: int) -> None:
+    """Step ``n`` of an exponential moving average: ``avg``'s weights and batch-norm statistics move
+    ``1 - d`` of the way to ``net``'s (counters are copied), with ``d = min(decay, (1 + n) / (10 + n))``:
+    low at first, so the starting weights soon fade."""
+    decay = min(decay, (1 + n) / (10 + n))
+    for a, p in zip(avg.state_dict().values(), net.state_dict().values()):
+        if a.is_floating_point():
+            a.lerp_(p, 1.0 - decay)
+        else:
+            a.copy_(p)
 
 
 def adamw_cosine(net, sc: Schedule):
@@ -321,8 +346,8 @@ def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, m
             out = net(x)
         return masked_loss(out, y.to(dev))
 
-    def validate() -> dict:
-        val_loss, dice = _validate(net, data.val_set, k, dev, fmt, amp)
+    def validate(m) -> dict:
+        val_loss, dice = _validate(m, data.val_set, k, dev, fmt, amp)
         return {"val_loss": val_loss, **{f"dice_{c.name}": d for c, d in zip(labels.classes, dice)}}
 
     keys = ["epoch", "loss", "val_loss", *(f"dice_{c.name}" for c in labels.classes), "lr", "seconds"]

@@ -16,16 +16,16 @@ from ..volume_ops import output_like
 from .segmentation import _mask, preview_folder
 
 
-def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed) -> Schedule:
+def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed, average) -> Schedule:
     return Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr, validation=validation,
-                    patience=patience, seed=seed)
+                    patience=patience, seed=seed, average=average)
 
 
 @action("train_denoiser", result="denoiser", category="Enhance", roles={"preview": "box"}, monitor="training",
         basic=("input", "epochs", "init", "preview"), when={"context": ("input", ("2.5d",))})
 def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5,
                    epochs: int = 60, steps: int = 50, batch: int = 8, patch: int = 64, lr: float = 0.002,
-                   validation: float = 0.2, patience: int = 15, seed: int = 0, init: Model | None = None,
+                   validation: float = 0.2, patience: int = 15, seed: int = 0, average: float = 0.99, init: Model | None = None,
                    mask: Volume | Labels | None = None, mask_classes: list[str] | None = None,
                    preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
                    ctx: RunContext) -> Model:
@@ -54,6 +54,9 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d", "3
         Epochs without a better validation loss before stopping early.
     seed : int
         Random seed; on the CPU the same seed gives the same model.
+    average : float
+        The model is the moving average of the weights, each step moving it ``1 - average`` of the way
+        (0 = the weights of the last step): steadier from epoch to epoch than single steps.
     init : Model, optional
         Continue training this denoiser.
     mask : Volume or Labels, optional
@@ -68,7 +71,7 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d", "3
     images = list(image) if isinstance(image, (list, tuple)) else [image]
     return restoration.train("denoise", images, images, input=input, context=context, init=init,
                              mask=_mask(mask, mask_classes, images[-1]),
-                             schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed),
+                             schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed, average),
                              preview=preview, preview_dir=preview_folder(preview, preview_dir, ctx), device=ctx.device)
 
 
@@ -77,7 +80,7 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d", "3
 def train_restoration(source: Volume | list[Volume], target: Volume | list[Volume],
                       input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5, epochs: int = 60, steps: int = 50,
                       batch: int = 8, patch: int = 64, lr: float = 0.001, validation: float = 0.2,
-                      patience: int = 15, seed: int = 0, init: Model | None = None,
+                      patience: int = 15, seed: int = 0, average: float = 0.99, init: Model | None = None,
                       mask: Volume | Labels | None = None, mask_classes: list[str] | None = None,
                       preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
                       ctx: RunContext) -> Model:
@@ -108,6 +111,9 @@ def train_restoration(source: Volume | list[Volume], target: Volume | list[Volum
         Epochs without a better validation loss before stopping early.
     seed : int
         Random seed; on the CPU the same seed gives the same model.
+    average : float
+        The model is the moving average of the weights, each step moving it ``1 - average`` of the way
+        (0 = the weights of the last step): steadier from epoch to epoch than single steps.
     init : Model, optional
         Continue training this restoration model, or refine a denoiser (``train_denoiser``, same input
         and context) with the pairs: it has learnt from the whole noisy scan, the pairs then add what
@@ -126,7 +132,7 @@ def train_restoration(source: Volume | list[Volume], target: Volume | list[Volum
     targets = list(target) if isinstance(target, (list, tuple)) else [target]
     return restoration.train("restore", sources, targets, input=input, context=context, init=init,
                              mask=_mask(mask, mask_classes, targets[-1]),
-                             schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed),
+                             schedule=_schedule(epochs, steps, batch, patch, lr, validation, patience, seed, average),
                              preview=preview, preview_dir=preview_folder(preview, preview_dir, ctx), device=ctx.device)
 
 

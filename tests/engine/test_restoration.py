@@ -98,6 +98,38 @@ def test_stop_keeps_the_best_epoch_so_far(pair):
         train_denoiser(pair[0], **TINY)
 
 
+def test_the_kept_model_is_the_moving_average_of_the_weights_of_every_step():
+    import torch
+
+    from damselfly.engine.training import Schedule, fit_epochs
+
+    net = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    seen, judged = [], []  # the weights before every step; the networks validated
+
+    def batch_loss():
+        seen.append(net[0].weight.item())
+        return ((net(torch.tensor([[1.0], [3.0]])) - torch.tensor([[2.0], [-1.0]])) ** 2).mean()
+
+    def validate(m):
+        judged.append(m)
+        return {"val_loss": -len(judged)}  # every epoch better: the last one is kept
+
+    sc = Schedule(epochs=3, steps=4, lr=0.1, average=0.9)
+    _, best, _ = fit_epochs(sc, net, batch_loss, validate, True, ("epoch", "loss", "val_loss"), None, None)
+    weights = seen[1:] + [net[0].weight.item()]  # after each of the 12 steps
+    avg = seen[0]
+    for n, w in enumerate(weights, 1):
+        d = min(0.9, (1 + n) / (10 + n))
+        avg = d * avg + (1 - d) * w
+    assert best["state"]["0.weight"].item() == pytest.approx(avg, rel=1e-5)
+    assert abs(avg - weights[-1]) > 1e-3  # not the last step's weights
+    assert all(m is not net for m in judged) and best["state"]["1.num_batches_tracked"].item() == 12
+    seen.clear()
+    _, plain, _ = fit_epochs(Schedule(epochs=1, steps=4, lr=0.1), net, batch_loss, lambda m: {"val_loss": 0.0}
+                             if m is net else {}, True, ("epoch",), None, None)
+    assert plain["state"]["0.weight"].item() == net[0].weight.item()  # average 0: the weights as they are
+
+
 def test_upsampling_model_writes_the_finer_grid_and_spacing(pair):
     _, clean = pair
     c = np.asarray(clean.data)
@@ -152,6 +184,8 @@ def test_models_are_used_for_what_they_do(pair, denoiser):
         enhance(seg_model, vol)
     with pytest.raises(ParameterError, match="patch must be"):
         train_denoiser(pair[0], **dict(TINY, patch=30))
+    with pytest.raises(ParameterError, match="average must be"):
+        train_restoration(pair[0], pair[1], **dict(TINY, average=1.0))
 
 
 def test_pairs_refine_a_denoiser_which_keeps_its_form(pair, denoiser):
