@@ -1,23 +1,25 @@
 """Deep-learning enhancement against classic filters, on a phantom with known clean truth and on a real
 cryo-electron tomogram (issue 18).
 
-    .venv/bin/python benchmarks/bench_restoration.py [--tomo ../shared/data/tomo.tif] [--epochs E]
-    .venv/bin/python benchmarks/bench_restoration.py --segment-noise 0.3 [--noise-seed 1] [--big] [--aug 0.3]   # row 4
+    .venv/bin/python benchmarks/bench_restoration.py [--small] [--tomo ../shared/data/tomo.tif] [--epochs E]
+    .venv/bin/python benchmarks/bench_restoration.py --segment-noise 0.5 [--noise-seed 1] [--small] [--aug 0.3]  # row 4
 
-Phantom: the casting phantom (32 x 96 x 96) rendered without photon noise is the clean truth; the noisy
-scan adds Gaussian noise of 15 % of the clean grey-value range (a known kind). Rows:
+Phantom: the casting phantom (64 x 128 x 128; ``--small``: 32 x 96 x 96) rendered without photon noise
+is the clean truth; the noisy scan adds Gaussian noise of 15 % of the clean grey-value range (a known
+kind). Rows:
 
 1. denoising, PSNR and SSIM (whole volume): the noisy scan, the best Gaussian filter and the best
    non-local means (each parameter chosen on the truth: an upper bound for them), and ``train_denoiser``
    (Noise2Void, trained on the noisy scan alone) with its defaults;
-2. paired restoration (``train_restoration`` on slices 0-15 of the noisy/clean pair) against the
-   denoiser trained on the same noisy slices 0-15, and against the denoiser of row 1 (which trained on
-   the whole noisy scan, the scored slices included), all scored on slices 16-31; 2b: the same on a
-   larger phantom (64 x 128 x 128: 32 slices to train on);
+2. paired restoration (``train_restoration`` on the first half of the slices of the noisy/clean pair)
+   against the denoiser trained on the same noisy half, and against the denoiser of row 1 (which
+   trained on the whole noisy scan, the scored slices included), all scored on the second half; and
+   the denoiser of row 1 refined with the pairs (``init=``);
 3. 2x up-sampling (the clean truth averaged over 2 x 2 x 2 blocks is the coarse scan; trained on the
    first half, scored on the second) against cubic interpolation;
 4. segmentation Dice on the unpainted slices, the same 3 painted slices and training budget, of the
-   noisy scan and of the denoised scan.
+   noisy scan and of the denoised scan, at noise of 50 % of the range (its own noisy scan and denoiser:
+   heavy noise, where people denoise before they segment).
 
 ``--tomo``: the tomogram denoised by ``train_denoiser`` (defaults), with a noise estimate before and
 after (Immerkaer's fast noise estimate per slice, in units of the slice's grey-value standard deviation)
@@ -68,11 +70,11 @@ def nlm(noisy, h, sigma):
     return denoise_nl_means(noisy, h=h * sigma, sigma=sigma, patch_size=3, patch_distance=5, fast_mode=True)
 
 
-#: The larger phantom of row 2b.
-BIG = (64, 128, 128)
+#: The phantoms: the default, and the small one of earlier measurements (``--small``).
+BIG, SMALL = (64, 128, 128), (32, 96, 96)
 
 
-def noisy_phantom(level: float, seed: int = 0, shape=(32, 96, 96)):
+def noisy_phantom(level: float, seed: int = 0, shape=SMALL):
     """The clean casting phantom, its truth and a noisy copy (Gaussian noise of ``level`` times the range,
     drawn with ``seed``)."""
     clean_v, truth = phantoms.casting(shape, seed=1, photons=1e9)
@@ -84,9 +86,11 @@ def noisy_phantom(level: float, seed: int = 0, shape=(32, 96, 96)):
     return clean_v, truth, clean, noisy, sigma
 
 
-def phantom(epochs: int | None) -> None:
+def phantom(epochs: int | None, shape=BIG, seg_level: float = 0.5) -> None:
+    """Rows 1-4 on the casting phantom of ``shape`` (default :data:`BIG`): rows 1-3 at 15 % noise, row 4
+    at ``seg_level``."""
     budget = {} if epochs is None else {"epochs": epochs}
-    clean_v, truth, clean, noisy, sigma = noisy_phantom(0.15)
+    clean_v, truth, clean, noisy, sigma = noisy_phantom(0.15, shape=shape)
     noisy_v = clean_v.with_data(noisy, name="noisy")
     rows = [("noisy scan", *scores(clean, noisy), "", 0.0)]
     g = best_of(clean, noisy, lambda a, s: ndimage.gaussian_filter(a, s), [0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
@@ -106,29 +110,31 @@ def phantom(epochs: int | None) -> None:
 
     print("\n2. paired restoration", flush=True)
     paired(clean_v, clean, noisy, den, denoised, budget)
-    print("\n2b. the same on a larger phantom (twice the slices, 1.8 x the pixels a slice)", flush=True)
-    big_v, _, big, big_noisy, _ = noisy_phantom(0.15, shape=BIG)
-    big_noisy_v = big_v.with_data(big_noisy, name="noisy")
-    t0 = time.perf_counter()
-    big_den = E.train_denoiser(big_noisy_v, **budget, ctx=CTX)
-    print(f"  whole-scan denoiser: {time.perf_counter() - t0:.0f} s, "
-          f"{big_den.config['training']['epochs_run']} epochs", flush=True)
-    paired(big_v, big, big_noisy, big_den, np.asarray(E.enhance(big_den, big_noisy_v, ctx=CTX).data), budget)
-    half = clean.shape[0] // 2
+    upsampling(clean_v, clean, budget)
+    if seg_level == 0.15:
+        segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"))
+    else:
+        segment_only(seg_level, epochs, shape=shape)
 
-    coarse = clean.reshape(16, 2, 48, 2, 48, 2).mean(axis=(1, 3, 5)).astype(np.float32)
+
+def upsampling(clean_v, clean, budget) -> None:
+    """Row 3: 2x up-sampling in z, y and x (the clean truth averaged over 2 x 2 x 2 blocks is the coarse
+    scan), trained on the first half of the slices, scored on the second, against cubic interpolation."""
+    nz, ny, nx = (n // 2 for n in clean.shape)
+    coarse = clean[:2 * nz, :2 * ny, :2 * nx].reshape(nz, 2, ny, 2, nx, 2).mean(axis=(1, 3, 5)).astype(np.float32)
     coarse_v = clean_v.with_data(coarse, spacing=tuple(2 * s for s in clean_v.spacing), name="coarse")
+    h = nz // 2
     t0 = time.perf_counter()
-    up = E.train_restoration(coarse_v.with_data(coarse[:8]), clean_v.with_data(clean[:half]), **budget, ctx=CTX)
+    up = E.train_restoration(coarse_v.with_data(coarse[:h]), clean_v.with_data(clean[:2 * h, :2 * ny, :2 * nx]),
+                             **budget, ctx=CTX)
     sec = time.perf_counter() - t0
-    fine = np.asarray(E.enhance(up, coarse_v.with_data(coarse[8:]), ctx=CTX).data)
-    cubic = ndimage.zoom(coarse[8:], 2, order=3, mode="nearest", grid_mode=True)
-    print("\n3. 2x up-sampling (z, y, x), trained on the first half, scored on the second")
+    fine = np.asarray(E.enhance(up, coarse_v.with_data(coarse[h:]), ctx=CTX).data)
+    cubic = ndimage.zoom(coarse[h:], 2, order=3, mode="nearest", grid_mode=True)
+    truth = clean[2 * h:2 * nz, :2 * ny, :2 * nx]
+    print(f"\n3. 2x up-sampling (z, y, x), trained on coarse slices 0-{h - 1}, scored on {h}-{nz - 1}")
     for label, out, s in (("cubic interpolation", cubic, None), ("train_restoration (2x)", fine, sec)):
-        ps, ss = scores(clean[half:], out)
+        ps, ss = scores(truth, out)
         print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}" + (f"  {s:7.1f} s" if s else ""), flush=True)
-
-    segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"))
 
 
 def paired(clean_v, clean, noisy, den, denoised, budget) -> None:
@@ -159,33 +165,36 @@ def paired(clean_v, clean, noisy, den, denoised, budget) -> None:
         print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}" + (f"  {s:7.1f} s" if s else ""), flush=True)
 
 
-def segmentation(truth, noisy_v, denoised_v, aug: float | None = None) -> None:
-    """Dice on the unpainted slices of the forest and the network (train's defaults, 3 painted slices;
-    ``aug``: the network's noise augmentation instead of the default) trained on the noisy scan and on
-    the denoised one."""
+def segmentation(truth, noisy_v, denoised_v, aug: float = 0.3) -> None:
+    """Dice on the unpainted slices of the forest and the network (train's defaults, 3 painted slices; and
+    the network with the noise augmentation ``aug``) trained on the noisy scan and on the denoised one."""
     nz = truth.shape[0]
     zs = [round(nz * f) for f in (5 / 32, 16 / 32, 27 / 32)]  # 5, 16, 27 of 32 slices
     painted = S.sparse_labels(truth, slices=zs)
     unseen = np.setdiff1d(np.arange(nz), zs)
     print(f"\n4. segmentation, painted z = {zs}, Dice ({', '.join(truth.class_names)}) on the other slices, "
           "train's defaults")
-    for arch in ("forest", "unet"):
+    for arch, extra in (("forest", {}), ("unet", {}), ("unet", {"noise": aug})):
         for label, vol in (("noisy scan", noisy_v), ("denoised scan", denoised_v)):
             t0 = time.perf_counter()
-            extra = {"noise": aug} if aug is not None and arch == "unet" else {}
             seg = np.asarray(S.infer(S.train(vol, painted, arch=arch, **extra, ctx=CTX), vol, ctx=CTX).data)
             d = dice_scores(seg[unseen], np.asarray(truth.data)[unseen], 3)
-            print(f"  {arch:6s} {label:23s} " + " ".join(f"{x:.3f}" for x in d) + f"  mean {np.mean(d):.3f}  "
+            name = f"{arch}{f' noise={aug}' if extra else ''}"
+            print(f"  {name:15s} {label:14s} " + " ".join(f"{x:.3f}" for x in d) + f"  mean {np.mean(d):.3f}  "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def segment_only(level: float, epochs: int | None, seed: int = 0, shape=(32, 96, 96), aug=None) -> None:
+def segment_only(level: float, epochs: int | None, seed: int = 0, shape=BIG, aug: float = 0.3) -> None:
     """Only row 4, at another noise level, noise seed or phantom shape: the denoiser trained on the noisy
     scan, then segmentation."""
-    clean_v, truth, _, noisy, _ = noisy_phantom(level, seed, shape)
+    clean_v, truth, clean, noisy, _ = noisy_phantom(level, seed, shape)
     noisy_v = clean_v.with_data(noisy, name="noisy")
+    t0 = time.perf_counter()
     den = E.train_denoiser(noisy_v, **({} if epochs is None else {"epochs": epochs}), ctx=CTX)
     denoised = np.asarray(E.enhance(den, noisy_v, ctx=CTX).data)
+    print(f"  denoiser: PSNR {scores(clean, denoised)[0]:.2f} dB (noisy {scores(clean, noisy)[0]:.2f} dB), best epoch "
+          f"{den.config['training']['best_epoch']} of {den.config['training']['epochs_run']}, "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
     segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"), aug)
 
 
@@ -227,16 +236,18 @@ def main() -> None:
     ap.add_argument("--tomo", metavar="TIF", help="also the real tomogram (../shared/data/tomo.tif)")
     ap.add_argument("--epochs", type=int, help="training epochs (default: the actions' defaults)")
     ap.add_argument("--no-phantom", action="store_true")
+    ap.add_argument("--small", action="store_true", help=f"the small phantom {SMALL} instead of {BIG}")
     ap.add_argument("--segment-noise", type=float, metavar="LEVEL",
                     help="only row 4 (denoise, then segment), with noise of LEVEL times the range (e.g. 0.3)")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --segment-noise: the noise's seed")
-    ap.add_argument("--big", action="store_true", help=f"with --segment-noise: the larger phantom {BIG}")
-    ap.add_argument("--aug", type=float, help="with --segment-noise: the network's noise augmentation (train's noise=)")
+    ap.add_argument("--aug", type=float, default=0.3,
+                    help="row 4: the network's stronger noise augmentation (train's noise=; default 0.3)")
     a = ap.parse_args()
+    shape = SMALL if a.small else BIG
     if a.segment_noise is not None:
-        segment_only(a.segment_noise, a.epochs, a.noise_seed, BIG if a.big else (32, 96, 96), a.aug)
+        segment_only(a.segment_noise, a.epochs, a.noise_seed, shape, a.aug)
     elif not a.no_phantom:
-        phantom(a.epochs)
+        phantom(a.epochs, shape)
     if a.tomo:
         tomogram(a.tomo, a.epochs)
 
