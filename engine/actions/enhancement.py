@@ -25,7 +25,7 @@ def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed, avera
         basic=("input", "epochs", "init", "preview"), when={"context": ("input", ("2.5d",))})
 def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5,
                    epochs: int = 60, steps: int = 50, batch: int = 8, patch: int = 64, lr: float = 0.002,
-                   validation: float = 0.2, patience: int = 15, seed: int = 0, average: float = 0.99, init: Model | None = None,
+                   validation: float = 0.2, patience: int = 30, seed: int = 0, average: float = 0.99, init: Model | None = None,
                    mask: Volume | Labels | None = None, mask_classes: list[str] | None = None,
                    preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
                    ctx: RunContext) -> Model:
@@ -80,7 +80,7 @@ def train_denoiser(image: Volume | list[Volume], input: Literal["2d", "2.5d", "3
 def train_restoration(source: Volume | list[Volume], target: Volume | list[Volume],
                       input: Literal["2d", "2.5d", "3d"] = "2.5d", context: int = 5, epochs: int = 60, steps: int = 50,
                       batch: int = 8, patch: int = 64, lr: float = 0.001, validation: float = 0.2,
-                      patience: int = 15, seed: int = 0, average: float = 0.99, init: Model | None = None,
+                      patience: int = 30, seed: int = 0, average: float = 0.99, init: Model | None = None,
                       mask: Volume | Labels | None = None, mask_classes: list[str] | None = None,
                       preview: list[int] | None = None, preview_dir: OutputPath | None = None, *,
                       ctx: RunContext) -> Model:
