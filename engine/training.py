@@ -241,7 +241,7 @@ def _data(images, labels, norm, mode, context, patch_shape, rng, m, sc: Schedule
     return _Data(src, vsrc, train_centres, val_set, counts)
 
 
-def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callable[[], dict], has_val: bool,
+def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callable[[torch.nn.Module], dict], has_val: bool,
                hist_keys: Sequence[str], preview_at, on_epoch) -> tuple[dict, dict, str]:
     """The training loop shared by every trainer. Per epoch: ``sc.steps`` steps of AdamW
     (:func:`adamw_cosine`) on ``batch_loss()`` (the loss of a fresh training batch), then ``validate(m)``
