@@ -72,6 +72,8 @@ def nlm(noisy, h, sigma):
 
 #: The phantoms: the default, and the small one of earlier measurements (``--small``).
 BIG, SMALL = (64, 128, 128), (32, 96, 96)
+#: Noise of rows 1-3 and of row 4 (times the clean range), and the network's stronger noise augmentation.
+LEVEL, SEG_LEVEL, STRONG_AUG = 0.15, 0.5, 0.3
 
 
 def noisy_phantom(level: float, seed: int = 0, shape=SMALL):
@@ -86,11 +88,11 @@ def noisy_phantom(level: float, seed: int = 0, shape=SMALL):
     return clean_v, truth, clean, noisy, sigma
 
 
-def phantom(epochs: int | None, shape=BIG, seg_level: float = 0.5) -> None:
+def phantom(epochs: int | None, shape=BIG, seg_level: float = SEG_LEVEL) -> None:
     """Rows 1-4 on the casting phantom of ``shape`` (default :data:`BIG`): rows 1-3 at 15 % noise, row 4
     at ``seg_level``."""
     budget = {} if epochs is None else {"epochs": epochs}
-    clean_v, truth, clean, noisy, sigma = noisy_phantom(0.15, shape=shape)
+    clean_v, truth, clean, noisy, sigma = noisy_phantom(LEVEL, shape=shape)
     noisy_v = clean_v.with_data(noisy, name="noisy")
     rows = [("noisy scan", *scores(clean, noisy), "", 0.0)]
     g = best_of(clean, noisy, lambda a, s: ndimage.gaussian_filter(a, s), [0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
@@ -111,7 +113,7 @@ def phantom(epochs: int | None, shape=BIG, seg_level: float = 0.5) -> None:
     print("\n2. paired restoration", flush=True)
     paired(clean_v, clean, noisy, den, denoised, budget)
     upsampling(clean_v, clean, budget)
-    if seg_level == 0.15:
+    if seg_level == LEVEL:  # the same noisy scan: its denoiser is already trained
         segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"))
     else:
         segment_only(seg_level, epochs, shape=shape)
@@ -165,7 +167,7 @@ def paired(clean_v, clean, noisy, den, denoised, budget) -> None:
         print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}" + (f"  {s:7.1f} s" if s else ""), flush=True)
 
 
-def segmentation(truth, noisy_v, denoised_v, aug: float = 0.3) -> None:
+def segmentation(truth, noisy_v, denoised_v, aug: float = STRONG_AUG) -> None:
     """Dice on the unpainted slices of the forest and the network (train's defaults, 3 painted slices; and
     the network with the noise augmentation ``aug``) trained on the noisy scan and on the denoised one."""
     nz = truth.shape[0]
@@ -184,7 +186,7 @@ def segmentation(truth, noisy_v, denoised_v, aug: float = 0.3) -> None:
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def segment_only(level: float, epochs: int | None, seed: int = 0, shape=BIG, aug: float = 0.3) -> None:
+def segment_only(level: float, epochs: int | None, seed: int = 0, shape=BIG, aug: float = STRONG_AUG) -> None:
     """Only row 4, at another noise level, noise seed or phantom shape: the denoiser trained on the noisy
     scan, then segmentation."""
     clean_v, truth, clean, noisy, _ = noisy_phantom(level, seed, shape)
@@ -240,8 +242,8 @@ def main() -> None:
     ap.add_argument("--segment-noise", type=float, metavar="LEVEL",
                     help="only row 4 (denoise, then segment), with noise of LEVEL times the range (e.g. 0.3)")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --segment-noise: the noise's seed")
-    ap.add_argument("--aug", type=float, default=0.3,
-                    help="row 4: the network's stronger noise augmentation (train's noise=; default 0.3)")
+    ap.add_argument("--aug", type=float, default=STRONG_AUG,
+                    help=f"row 4: the network's stronger noise augmentation (train's noise=; default {STRONG_AUG})")
     a = ap.parse_args()
     shape = SMALL if a.small else BIG
     if a.segment_noise is not None:
