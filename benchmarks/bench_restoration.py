@@ -200,6 +200,14 @@ def segment_only(level: float, epochs: int | None, seed: int = 0, shape=BIG, aug
     segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"), aug)
 
 
+def noise_estimate(x: np.ndarray) -> float:
+    """Immerkaer's (1996) fast noise estimate per slice, relative to the slice's grey-value spread, averaged
+    over the slices."""
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
+    return float(np.mean([np.sqrt(np.pi / 2) * np.abs(ndimage.convolve(s.astype(np.float64), k))[1:-1, 1:-1].mean()
+                          / 6 / s.std() for s in x]))
+
+
 def tomogram(path: str, epochs: int | None) -> None:
     import imageio.v3 as iio
 
@@ -212,13 +220,8 @@ def tomogram(path: str, epochs: int | None) -> None:
     sec = time.perf_counter() - t0
     out = np.asarray(E.enhance(den, vol, ctx=CTX).data)
 
-    def noise(x):  # Immerkaer 1996 per slice, relative to the slice's grey-value spread
-        k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64)
-        return float(np.mean([np.sqrt(np.pi / 2) * np.abs(ndimage.convolve(s.astype(np.float64), k))[1:-1, 1:-1].mean()
-                              / 6 / s.std() for s in x]))
-
     print(f"\ntomogram {a.shape}: noise estimate (sigma / grey-value std, mean over slices) "
-          f"{noise(a):.3f} before, {noise(out):.3f} after; training {sec:.0f} s, "
+          f"{noise_estimate(a):.3f} before, {noise_estimate(out):.3f} after; training {sec:.0f} s, "
           f"{den.config['training']['epochs_run']} epochs")
     z = a.shape[0] // 2
     lo, hi = np.percentile(a[z], [0.5, 99.5])

@@ -1,5 +1,6 @@
 """Deep-learning segmentation: loss, augmentation, training, tiled streaming inference, model files."""
 
+import contextlib
 import json
 from functools import partial
 
@@ -128,6 +129,29 @@ def test_training_is_deterministic_on_cpu(painted, tiny_model):
     again = train(vol, lab, **TINY)
     assert again.hash == tiny_model.hash
     assert train(vol, lab, **dict(TINY, seed=6)).hash != tiny_model.hash
+
+
+def test_training_skips_the_nan_filling_of_new_tensors_and_gets_the_same_weights(painted, tiny_model, monkeypatch):
+    """deterministic() turns off PyTorch's NaN filling of uninitialised tensors (cost only) and restores
+    both settings; training with the filling forced on gives the same model bit for bit."""
+    import torch
+
+    vol, _, lab = painted
+    seen = []
+    real = training.deterministic
+
+    @contextlib.contextmanager
+    def filled(seed):
+        with real(seed):
+            seen.append(torch.utils.deterministic.fill_uninitialized_memory)
+            torch.utils.deterministic.fill_uninitialized_memory = True
+            yield
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    monkeypatch.setattr(training, "deterministic", filled)
+    assert train(vol, lab, **TINY).hash == tiny_model.hash
+    assert seen == [False]
+    assert (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory) == before
 
 
 def test_model_records_history_and_what_it_needs(painted, tiny_model):

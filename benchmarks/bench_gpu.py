@@ -1,0 +1,283 @@
+"""GPU figures: inference and enhancement throughput, training time and mixed precision, each against the
+same machine's CPU measured in the same run (run it where PyTorch sees a CUDA GPU).
+
+    python benchmarks/bench_gpu.py --data ../shared/data [--only infer,denoise,train,tomo,precision,profile] [--quick]
+
+Sections (``--only`` picks some; ``--quick``: tiny sizes on the CPU, to check the script itself):
+
+infer
+    The default model (``examples/models/casting.dfmodel``, 2-D U-Net, 2.5d) on a casting phantom of
+    256 x 512 x 512 (uint16, memory-mapped ``.npy``) through ``infer``: on the GPU with its bf16 autocast
+    (the default), and with autocast off (fp32), with the fraction of voxels whose label agrees; on the
+    CPU over the first 32 slices. Mvoxel/s and the GPU / CPU ratio.
+denoise
+    ``train_denoiser`` with its defaults on the 64 x 128 x 128 casting phantom under Gaussian noise of 15 %
+    of the range (``bench_restoration.py``'s row 1): seconds, epochs and PSNR on the GPU, for 2.5d and 3d
+    input; seconds per epoch on the CPU (2 epochs); ``enhance`` on a 256 x 512 x 512 float32 volume on
+    the GPU against the CPU over its first 16 slices.
+train
+    ``train`` with its defaults on the real nuclei (``nuclei.tif``, truth ``nuclei_labels.tif > 0``,
+    painted z = 15, 30, 45; ``bench_accuracy.py --real``): seconds, epochs and Dice on the slices between
+    on the GPU with bf16 autocast (the default) and with autocast off; seconds per epoch on the CPU.
+tomo
+    ``train_denoiser`` with its defaults on the real cryo-electron tomogram (``tomo.tif``): seconds,
+    epochs and the noise estimate before and after.
+precision
+    One denoiser each for the phantom and the tomogram trained on the GPU, then ``enhance`` three ways:
+    bf16 autocast (as ``infer`` runs), fp32 with TF32 convolutions (PyTorch's default), strict fp32; and
+    the phantom's denoiser trained with TF32 off. PSNR (phantom) and noise estimate (tomogram).
+profile
+    PyTorch's profiler over one epoch of ``train`` (nuclei) and of ``train_denoiser`` (phantom) on the
+    GPU: wall time against the GPU's busy time, and the operators taking the most CPU and GPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_accuracy import _nuclei  # noqa: E402
+from bench_restoration import BIG, LEVEL, noise_estimate, noisy_phantom, scores  # noqa: E402
+
+from damselfly.engine import Volume, io, phantoms  # noqa: E402
+from damselfly.engine import model as model_io  # noqa: E402
+from damselfly.engine.actions import enhancement as E  # noqa: E402
+from damselfly.engine.actions import segmentation as S  # noqa: E402
+from damselfly.engine.context import RunContext  # noqa: E402
+from damselfly.engine.training import dice_scores  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "examples" / "models" / "casting.dfmodel"
+
+
+@contextlib.contextmanager
+def autocast_off():
+    """Every ``torch.autocast`` in the engine disabled: the network runs in fp32 on the GPU too."""
+    real = torch.autocast
+
+    class Off(real):
+        def __init__(self, device_type, dtype=None, enabled=True, cache_enabled=None):
+            super().__init__(device_type, dtype=dtype, enabled=False)
+
+    torch.autocast = Off
+    try:
+        yield
+    finally:
+        torch.autocast = real
+
+
+@contextlib.contextmanager
+def tf32(on: bool):
+    """TF32 (10-bit mantissa) in cuDNN convolutions and matrix products on or off."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+class Timer:
+    """Seconds of a block, the GPU synchronised, and the GPU's peak memory in it."""
+
+    def __enter__(self):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() / 2 ** 30
+        else:
+            self.peak = 0.0
+        self.s = time.perf_counter() - self.t0
+
+
+def infer(gpu: RunContext, cpu: RunContext, shape, tmp: Path) -> None:
+    vol, _ = phantoms.casting(shape, seed=0)
+    path = tmp / "scan.npy"
+    io.write_volume(vol, path)
+    del vol
+    scan = io.read_volume(path, mmap=True)
+    model = model_io.load_model(MODEL)
+    nvox = int(np.prod(shape))
+    S.infer(model, scan.with_data(np.asarray(scan.data[:8])), ctx=gpu)  # warm-up: CUDA context, kernels
+    with Timer() as t:
+        lab = np.asarray(S.infer(model, scan, ctx=gpu).data)
+    with autocast_off(), Timer() as t32:
+        lab32 = np.asarray(S.infer(model, scan, ctx=gpu).data)
+    n = min(32, shape[0])
+    with Timer() as tc:
+        labc = np.asarray(S.infer(model, scan.with_data(np.asarray(scan.data[:n])), ctx=cpu).data)
+    mv, mv32, mvc = nvox / t.s / 1e6, nvox / t32.s / 1e6, n * shape[1] * shape[2] / tc.s / 1e6
+    print(f"\ninfer, default model, {shape} uint16 memory-mapped ({nvox / 1e6:.0f} Mvoxel)")
+    print(f"  GPU bf16 autocast (default): {t.s:6.1f} s  {mv:7.2f} Mvoxel/s  peak {t.peak:.1f} GiB")
+    print(f"  GPU fp32 (autocast off):     {t32.s:6.1f} s  {mv32:7.2f} Mvoxel/s  peak {t32.peak:.1f} GiB  "
+          f"bf16 / fp32 speed {mv / mv32:.2f} x; labels agree on {np.mean(lab == lab32):.5f} of the voxels")
+    print(f"  CPU ({torch.get_num_threads()} threads), first {n} slices: {tc.s:6.1f} s  {mvc:7.2f} Mvoxel/s; "
+          f"GPU / CPU {mv / mvc:.1f} x; CPU labels agree with the GPU's on {np.mean(labc == lab[:n]):.5f}", flush=True)
+
+
+def denoise(gpu: RunContext, cpu: RunContext, shape, big, quick: bool) -> None:
+    clean_v, _, clean, noisy, _ = noisy_phantom(LEVEL, shape=shape)
+    noisy_v = clean_v.with_data(noisy, name="noisy")
+    budget = {"epochs": 2, "steps": 3} if quick else {}
+    print(f"\ntrain_denoiser, defaults, phantom {shape} at {LEVEL:.0%} noise (noisy PSNR {scores(clean, noisy)[0]:.2f} dB)")
+    den = None
+    for inp in ("2.5d", "3d"):
+        with Timer() as t:
+            m = E.train_denoiser(noisy_v, input=inp, **budget, ctx=gpu)
+        tr = m.config["training"]
+        out = np.asarray(E.enhance(m, noisy_v, ctx=gpu).data)
+        per = t.s / tr["epochs_run"]
+        print(f"  GPU {inp:4s}: {t.s:6.1f} s, {tr['epochs_run']} epochs (best {tr['best_epoch']}), {per:.2f} s/epoch, "
+              f"PSNR {scores(clean, out)[0]:.2f} dB, peak {t.peak:.1f} GiB", flush=True)
+        with Timer() as tc:
+            E.train_denoiser(noisy_v, input=inp, epochs=2, **({"steps": 3} if quick else {}), ctx=cpu)
+        print(f"  CPU {inp:4s}: {tc.s / 2:.2f} s/epoch (2 epochs); GPU / CPU speed {tc.s / 2 / per:.1f} x", flush=True)
+        den = m if den is None else den
+    big_v = Volume(np.asarray(phantoms.casting(big, seed=0)[0].data, np.float32), name="big")
+    E.enhance(den, big_v.with_data(big_v.data[:8]), ctx=gpu)  # warm-up
+    with Timer() as t:
+        E.enhance(den, big_v, ctx=gpu)
+    n = min(16, big[0])
+    with Timer() as tc:
+        E.enhance(den, big_v.with_data(big_v.data[:n]), ctx=cpu)
+    mv, mvc = big_v.data.size / t.s / 1e6, n * big[1] * big[2] / tc.s / 1e6
+    print(f"  enhance (2.5d denoiser), {big} float32: GPU {t.s:.1f} s = {mv:.2f} Mvoxel/s (peak {t.peak:.1f} GiB); "
+          f"CPU first {n} slices {mvc:.2f} Mvoxel/s; GPU / CPU {mv / mvc:.1f} x", flush=True)
+
+
+def train(gpu: RunContext, cpu: RunContext, data: str, quick: bool) -> None:
+    vol, truth = _nuclei(data)
+    zs = [15, 30, 45]
+    between = np.setdiff1d(np.arange(zs[0], zs[-1] + 1), zs)
+    painted = S.sparse_labels(truth, slices=zs)
+    budget = {"epochs": 2, "steps": 3} if quick else {}
+    t_true = np.asarray(truth.data)[between]
+    print(f"\ntrain, defaults, nuclei {vol.shape}, painted z = {zs}, Dice (background, nucleus) on z = "
+          f"{between[0]}..{between[-1]} unpainted")
+    per = []  # seconds an epoch on the GPU, default precision first
+    for label, ctxm in (("GPU bf16 autocast (default)", contextlib.nullcontext), ("GPU fp32 (autocast off)", autocast_off)):
+        with ctxm(), Timer() as t:
+            m = S.train(vol, painted, **budget, ctx=gpu)
+        with ctxm(), Timer() as ti:
+            seg = np.asarray(S.infer(m, vol, ctx=gpu).data)
+        tr = m.config["training"]
+        d = dice_scores(seg[between], t_true, 2)
+        print(f"  {label}: train {t.s:.1f} s, {tr['epochs_run']} epochs, {t.s / tr['epochs_run']:.2f} s/epoch, "
+              f"peak {t.peak:.1f} GiB; infer {ti.s:.2f} s; Dice " + " ".join(f"{x:.3f}" for x in d), flush=True)
+        per.append(t.s / tr["epochs_run"])
+    with Timer() as tc:
+        S.train(vol, painted, epochs=2, **({"steps": 3} if quick else {}), ctx=cpu)
+    print(f"  CPU ({torch.get_num_threads()} threads): {tc.s / 2:.2f} s/epoch (2 epochs); GPU / CPU speed "
+          f"{tc.s / 2 / per[0]:.1f} x", flush=True)
+
+
+def tomo(gpu: RunContext, data: str, quick: bool) -> None:
+    vol = io.read_volume(Path(data) / "tomo.tif")
+    with Timer() as t:
+        den = E.train_denoiser(vol, **({"epochs": 2, "steps": 3} if quick else {}), ctx=gpu)
+    out = np.asarray(E.enhance(den, vol, ctx=gpu).data)
+    tr = den.config["training"]
+    print(f"\ntomogram {vol.shape}, train_denoiser defaults on the GPU: {t.s:.1f} s, {tr['epochs_run']} epochs "
+          f"(best {tr['best_epoch']}); noise estimate {noise_estimate(np.asarray(vol.data, np.float32)):.3f} -> "
+          f"{noise_estimate(out):.3f}", flush=True)
+
+
+def precision(gpu: RunContext, data: str, quick: bool) -> None:
+    budget = {"epochs": 2, "steps": 3} if quick else {}
+    clean_v, _, clean, noisy, _ = noisy_phantom(LEVEL, shape=(16, 64, 64) if quick else BIG)
+    noisy_v = clean_v.with_data(noisy, name="noisy")
+    tomo_v = io.read_volume(Path(data) / "tomo.tif")
+    ways = (("bf16 autocast", contextlib.nullcontext, True), ("fp32 + TF32", autocast_off, True),
+            ("strict fp32", autocast_off, False))
+    for name, vol, score in (("phantom", noisy_v, lambda o: f"PSNR {scores(clean, o)[0]:.2f} dB"),
+                             ("tomogram", tomo_v, lambda o: f"noise {noise_estimate(o):.3f}")):
+        den = E.train_denoiser(vol, **budget, ctx=gpu)
+        print(f"\n{name}: denoiser trained on the GPU (default precision), enhanced with", flush=True)
+        for label, ac, t in ways:
+            with ac(), tf32(t), Timer() as tm:
+                out = np.asarray(E.enhance(den, vol, ctx=gpu).data)
+            print(f"  {label:14s}: {score(out)}  ({tm.s:.2f} s)", flush=True)
+    with tf32(False), Timer() as tm:
+        den = E.train_denoiser(noisy_v, **budget, ctx=gpu)
+    with autocast_off(), tf32(False):
+        out = np.asarray(E.enhance(den, noisy_v, ctx=gpu).data)
+    print(f"phantom denoiser trained with TF32 off ({tm.s:.1f} s, {den.config['training']['epochs_run']} epochs), "
+          f"strict fp32 enhance: PSNR {scores(clean, out)[0]:.2f} dB", flush=True)
+
+
+def profile(gpu: RunContext, data: str, quick: bool) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    vol, truth = _nuclei(data)
+    painted = S.sparse_labels(truth, slices=[15, 30, 45])
+    noisy_v = noisy_phantom(LEVEL, shape=(16, 64, 64) if quick else BIG)[0]
+    steps = 3 if quick else 50
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    for name, fn in (("train (nuclei)", lambda: S.train(vol, painted, epochs=1, steps=steps, ctx=gpu)),
+                     ("train_denoiser (phantom)", lambda: E.train_denoiser(noisy_v, epochs=1, steps=steps, ctx=gpu))):
+        fn()  # warm-up
+        with prof(activities=acts) as p, Timer() as t:
+            fn()
+        ev = p.key_averages()
+        busy = sum(e.self_device_time_total for e in ev) / 1e6
+        print(f"\nprofile, {name}, one epoch of {steps} steps: wall {t.s:.2f} s, GPU busy {busy:.2f} s, "
+              f"kernels {sum(e.count for e in ev if e.self_device_time_total > 0)}", flush=True)
+        print(ev.table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=48))
+        if torch.cuda.is_available():
+            print(ev.table(sort_by="self_device_time_total", row_limit=8, max_name_column_width=48), flush=True)
+
+
+def main() -> None:
+    import tempfile
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="nuclei.tif, nuclei_labels.tif, tomo.tif")
+    ap.add_argument("--only", default="infer,denoise,train,tomo")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and budgets on the CPU (checks the script)")
+    a = ap.parse_args()
+    cuda = torch.cuda.is_available() and not a.quick
+    gpu, cpu = RunContext(device="cuda" if cuda else "cpu"), RunContext(device="cpu")
+    name = torch.cuda.get_device_name(0) if cuda else "none (--quick or no CUDA): both columns are the CPU"
+    print(f"torch {torch.__version__}, GPU: {name}, CPU threads: {torch.get_num_threads()}", flush=True)
+    big = (16, 128, 128) if a.quick else (256, 512, 512)
+    only = a.only.split(",")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for sec in only:
+            try:
+                if sec == "infer":
+                    infer(gpu, cpu, big, Path(tmp))
+                elif sec == "denoise":
+                    denoise(gpu, cpu, (16, 64, 64) if a.quick else BIG, big, a.quick)
+                elif sec == "train":
+                    train(gpu, cpu, a.data, a.quick)
+                elif sec == "tomo":
+                    tomo(gpu, a.data, a.quick)
+                elif sec == "precision":
+                    precision(gpu, a.data, a.quick)
+                elif sec == "profile":
+                    profile(gpu, a.data, a.quick)
+            except Exception as e:  # one broken section must not cost the others' figures
+                import traceback
+
+                traceback.print_exc()
+                print(f"section {sec} failed: {e!r}", flush=True)
+            print(f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+
+
+if __name__ == "__main__":
+    main()
