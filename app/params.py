@@ -1,6 +1,6 @@
 """A parameter dialog built from an action's signature, so every registered action has one and new
-engine actions appear in the app without app code: session objects of the right type in a list,
-allowed values (``Literal``) in a list, booleans as check boxes, paths with a file picker, everything
+engine actions appear in the app without app code: session objects of the right type in a list (ticked
+in order where the action takes several, e.g. images as channels), allowed values (``Literal``) in a list, booleans as check boxes, paths with a file picker, everything
 else as a macro literal (``0.5``, ``[1, 2]``, ``"text"``, empty for none) checked as it is typed.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -19,6 +20,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -26,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from damselfly.engine import ParameterError
-from damselfly.engine.registry import ActionSpec, Param, format_literal, object_classes
+from damselfly.engine.registry import ActionSpec, Param, format_literal, object_classes, takes_object_list
 from damselfly.macros.checker import const_value
 from damselfly.macros.parser import parse_value
 
@@ -37,6 +40,36 @@ _MARKUP = re.compile(r"``([^`]*)``|:[a-z]+:`~?([^`]*)`")
 def plain(doc: str) -> str:
     """A docstring's text without reStructuredText markup (``x`` and :func:`x` become x)."""
     return _MARKUP.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2).split(".")[-1], doc)
+
+
+class ObjectChecklist(QListWidget):
+    """Session objects to tick, one or several; ``names`` are the ticked ones in the order they were
+    ticked (the order of the channels)."""
+
+    def __init__(self, names: list[str]):
+        super().__init__()
+        self.names: list[str] = []
+        for n in names:
+            item = QListWidgetItem(n)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Unchecked)
+            self.addItem(item)
+        self.itemChanged.connect(self._changed)
+        self.setMaximumHeight(22 * min(max(len(names), 2), 5) + 6)
+
+    def _changed(self, item: QListWidgetItem) -> None:
+        n, on = item.text(), item.checkState() == Qt.Checked
+        if on and n not in self.names:
+            self.names.append(n)
+        elif not on and n in self.names:
+            self.names.remove(n)
+
+    def tick(self, names: list[str]) -> None:
+        """Tick exactly ``names``, in this order."""
+        for i in range(self.count()):
+            self.item(i).setCheckState(Qt.Unchecked)
+        for n in names:
+            self.findItems(n, Qt.MatchExactly)[0].setCheckState(Qt.Checked)
 
 
 class ParamDialog(QDialog):
@@ -130,7 +163,15 @@ class ParamDialog(QDialog):
     # -- fields ---------------------------------------------------------------------------------
     def _field(self, p: Param) -> QWidget:
         classes = object_classes(p.annotation)
-        if classes:  # session objects of the right type (one; a list-of-objects argument takes one too)
+        if classes and takes_object_list(p.annotation):  # one or several, ticked; the first to start with
+            names = [n for n, obj in self.objects.items() if isinstance(obj, classes)]
+            ticks = ObjectChecklist(names)
+            if p.required and names:
+                ticks.tick(names[:1])
+            ticks.setProperty("kind", "objects")
+            ticks.itemChanged.connect(lambda _i, name=p.name: self._check_one(name))
+            return ticks
+        if classes:  # session objects of the right type
             box = QComboBox()
             if not p.required:
                 box.addItem("(none)", None)
@@ -214,7 +255,13 @@ class ParamDialog(QDialog):
     def set_value(self, name: str, value) -> None:
         w = self.fields[self.spec.param(name).name]
         kind = w.property("kind")
-        if kind in ("object", "choice"):
+        if kind == "objects":
+            names = [value] if isinstance(value, str) else list(value or [])
+            missing = [n for n in names if not w.findItems(n, Qt.MatchExactly)]
+            if missing:
+                raise ParameterError(f"{self.spec.name}: {missing[0]!r} is not offered for '{name}'")
+            w.tick(names)
+        elif kind in ("object", "choice"):
             i = w.findData(value)
             if i < 0:
                 raise ParameterError(f"{self.spec.name}: {value!r} is not offered for '{name}'")
@@ -232,6 +279,11 @@ class ParamDialog(QDialog):
         if kind == "object":
             key = w.currentData()
             return None if key is None else self.objects[key]
+        if kind == "objects":
+            chosen = [self.objects[n] for n in w.names]
+            if not chosen:
+                return _UNSET if self.spec.param(name).required else None
+            return chosen[0] if len(chosen) == 1 else chosen
         if kind == "choice":
             return w.currentData()
         if kind == "bool":

@@ -18,8 +18,8 @@ kind). Rows:
 3. 2x up-sampling (the clean truth averaged over 2 x 2 x 2 blocks is the coarse scan; trained on the
    first half, scored on the second) against cubic interpolation;
 4. segmentation Dice on the unpainted slices, the same 3 painted slices and training budget, of the
-   noisy scan and of the denoised scan, at noise of 50 % of the range (its own noisy scan and denoiser:
-   heavy noise, where people denoise before they segment).
+   noisy scan, of the denoised scan, and of both as two input channels, at noise of 50 % of the range
+   (its own noisy scan and denoiser: heavy noise, where people denoise before they segment).
 
 ``--tomo``: the tomogram denoised by ``train_denoiser`` (defaults), with a noise estimate before and
 after (Immerkaer's fast noise estimate per slice, in units of the slice's grey-value standard deviation)
@@ -169,7 +169,8 @@ def paired(clean_v, clean, noisy, den, denoised, budget) -> None:
 
 def segmentation(truth, noisy_v, denoised_v, aug: float = STRONG_AUG) -> None:
     """Dice on the unpainted slices of the forest and the network (train's defaults, 3 painted slices; and
-    the network with the noise augmentation ``aug``) trained on the noisy scan and on the denoised one."""
+    the network with the noise augmentation ``aug``) trained on the noisy scan, on the denoised one, and on
+    both as two input channels."""
     nz = truth.shape[0]
     zs = [round(nz * f) for f in (5 / 32, 16 / 32, 27 / 32)]  # 5, 16, 27 of 32 slices
     painted = S.sparse_labels(truth, slices=zs)
@@ -177,12 +178,13 @@ def segmentation(truth, noisy_v, denoised_v, aug: float = STRONG_AUG) -> None:
     print(f"\n4. segmentation, painted z = {zs}, Dice ({', '.join(truth.class_names)}) on the other slices, "
           "train's defaults")
     for arch, extra in (("forest", {}), ("unet", {}), ("unet", {"noise": aug})):
-        for label, vol in (("noisy scan", noisy_v), ("denoised scan", denoised_v)):
+        for label, vol in (("noisy scan", noisy_v), ("denoised scan", denoised_v),
+                           ("noisy + denoised", [noisy_v, denoised_v])):
             t0 = time.perf_counter()
             seg = np.asarray(S.infer(S.train(vol, painted, arch=arch, **extra, ctx=CTX), vol, ctx=CTX).data)
             d = dice_scores(seg[unseen], np.asarray(truth.data)[unseen], 3)
             name = f"{arch}{f' noise={aug}' if extra else ''}"
-            print(f"  {name:15s} {label:14s} " + " ".join(f"{x:.3f}" for x in d) + f"  mean {np.mean(d):.3f}  "
+            print(f"  {name:15s} {label:16s} " + " ".join(f"{x:.3f}" for x in d) + f"  mean {np.mean(d):.3f}  "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 

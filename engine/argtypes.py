@@ -160,6 +160,18 @@ def object_classes(ann) -> tuple[type, ...]:
     return ()
 
 
+def takes_object_list(ann) -> bool:
+    """Whether an annotation admits a list of objects (``Volume | list[Volume]``: several images as
+    channels), so a dialog may offer more than one.
+
+    >>> takes_object_list(Volume | list[Volume]), takes_object_list(Volume)
+    (True, False)
+    """
+    if _is_union(ann):
+        return any(takes_object_list(a) for a in _args(ann))
+    return typing.get_origin(ann) is list and any(object_classes(a) for a in _args(ann))
+
+
 def format_literal(x) -> str:
     """Canonical macro text of a literal value: ``none``, ``true``, ints, shortest-repr floats, JSON-escaped
     strings, and lists of these. The macro formatter and the signatures shown to users both use it."""

@@ -33,6 +33,7 @@ from .argtypes import (  # noqa: F401 (the types of action parameters, re-export
     matches,
     object_classes,
     path_kind,
+    takes_object_list,
     type_name,
     value_type_name,
 )

@@ -1,6 +1,7 @@
 # Denoise a noisy scan with a network trained on the scan itself (Noise2Void: no clean data, no labels),
-# then segment the denoised scan from a few painted slices. This is what the recorder writes when a
-# person does it in the app: Enhance > Train denoiser, Enhance > Enhance, then Segment > Train and Infer.
+# then segment the scan and its denoised version together (two input channels) from a few painted slices.
+# This is what the recorder writes when a person does it in the app: Enhance > Train denoiser,
+# Enhance > Enhance, then Segment > Train and Infer with both images chosen.
 version 1
 
 param scan = "data/casting.tif"  # override: --set scan=..., or --batch "scans/*.tif"
@@ -15,9 +16,11 @@ save_model(denoiser, "{scan.stem}_denoiser.dfmodel")
 clean = enhance(denoiser, cal)
 save(clean, "{scan.stem}_denoised.tif")
 painted = load_labels(painted_file)
-# noise=0.3: a stronger noise augmentation than the default 0.1. On a denoised (clean-looking) scan the
-# network would otherwise learn grey values, not shapes, and mark dark spots outside the sample as pores
-# (benchmarks/README.md, Enhancement, row 4).
-model = train(clean, painted, epochs=epochs, steps=20, patch=64, noise=0.3, seed=7)
-seg = infer(model, clean)
+# Both channels: the denoised scan shows the shapes, the noisy one the small pores that denoising softens.
+# noise=0.3: a stronger noise augmentation than the default 0.1; with a clean-looking channel the network
+# would otherwise learn grey values, not shapes, and mark dark spots outside the sample as pores
+# (benchmarks/README.md, Enhancement, row 4: the two channels beat the noisy scan alone in every draw).
+model = train([cal, clean], painted, epochs=epochs, steps=20, patch=64, noise=0.3, seed=7)
+save_model(model, "{scan.stem}_seg.dfmodel")
+seg = infer(model, [cal, clean])
 save(seg, "{scan.stem}_seg.tif")

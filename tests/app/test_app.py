@@ -645,6 +645,48 @@ def test_dialogs_speak_plainly_fold_advanced_fields_and_hide_what_does_not_apply
     assert not dlg.shown("context")  # only for 2.5d
 
 
+def test_an_argument_that_takes_several_images_ticks_them_in_order_and_records_the_list(qtbot, win, scan):
+    """train(image=[...]) and infer(image=[...]) take several images as channels: the dialog lists the
+    volumes to tick, the shown one ticked to start with, and passes them in the order they were ticked."""
+    from PySide6.QtWidgets import QComboBox
+
+    from damselfly.app.params import ObjectChecklist
+    from damselfly.engine import ParameterError
+
+    path, _ = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    win.run_action("calibrate", win.session["raw"], target="cal")
+    settle(qtbot, win)
+    dlg = win.open_action("train", show=False)
+    ticks = dlg.fields["image"]
+    assert isinstance(ticks, ObjectChecklist) and ticks.names == [win.volume_name]
+    assert dlg._raw("image") is win.session[win.volume_name]  # one ticked: the object itself
+    ticks.tick(["cal"])
+    ticks.findItems("raw", Qt.MatchExactly)[0].setCheckState(Qt.Checked)  # as a click would
+    assert ticks.names == ["cal", "raw"]
+    assert dlg._raw("image") == [win.session["cal"], win.session["raw"]]
+    ticks.findItems("cal", Qt.MatchExactly)[0].setCheckState(Qt.Unchecked)
+    assert dlg._raw("image") is win.session["raw"]
+    ticks.tick([])
+    with pytest.raises(ParameterError, match="'image' is required"):
+        dlg.values()
+    with pytest.raises(ParameterError, match="'nothing' is not offered"):
+        dlg.set_value("image", ["cal", "nothing"])
+    assert isinstance(win.open_action("calibrate", show=False).fields["volume"], QComboBox)  # takes one
+    win.set_recording(True)
+    truth_path = io.write_volume(scan[1], path.parent / "truth.tif")
+    win.run_action("load_labels", str(truth_path), target="truth")
+    settle(qtbot, win)
+    win.run_action("sparse_labels", win.session["truth"], slices=[8, 24], target="painted")
+    settle(qtbot, win)
+    accept(win.open_action("train", {"image": ["cal", "raw"], "labels": "painted", "input": "2d", "epochs": 1,
+                                     "steps": 1, "batch": 2, "patch": 16}, show=False))
+    settle(qtbot, win)
+    assert win.session["model"].n_inputs == 2
+    assert "model = train([cal, raw], painted, input=\"2d\", epochs=1, steps=1, batch=2, patch=16)" in win.macro.text()
+
+
 def test_open_goes_to_a_chooser_save_offers_the_newest_result_help_lists_keys(qtbot, win, scan, tmp_path):
     from PySide6.QtGui import QAction
 

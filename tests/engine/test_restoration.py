@@ -236,6 +236,7 @@ def test_the_denoise_then_segment_example_runs(tmp_path):
     seg = io.read_labels(tmp_path / "casting_seg.tif")
     assert seg.shape == io.read_volume(tmp_path / "casting_denoised.tif").shape
     assert model_io.load_model(tmp_path / "casting_denoiser.dfmodel").task == "denoise"
+    assert model_io.load_model(tmp_path / "casting_seg.dfmodel").n_inputs == 2  # the scan and its denoised version
 
 
 def test_a_mask_centres_the_training_patches_inside_it(pair):
