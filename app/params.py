@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -55,7 +56,8 @@ class ObjectChecklist(QListWidget):
             item.setCheckState(Qt.Unchecked)
             self.addItem(item)
         self.itemChanged.connect(self._changed)
-        self.setMaximumHeight(22 * min(max(len(names), 2), 5) + 6)
+        self.setFixedHeight(22 * min(max(len(names), 2), 5) + 6)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)  # spare room stays below the form
 
     def _changed(self, item: QListWidgetItem) -> None:
         n, on = item.text(), item.checkState() == Qt.Checked
