@@ -3,6 +3,7 @@ cryo-electron tomogram (issue 18).
 
     .venv/bin/python benchmarks/bench_restoration.py [--small] [--tomo ../shared/data/tomo.tif] [--epochs E]
     .venv/bin/python benchmarks/bench_restoration.py --segment-noise 0.5 [--noise-seed 1] [--small] [--aug 0.3]  # row 4
+    .venv/bin/python benchmarks/bench_restoration.py --nuclei ../shared/data [--nuclei-noise 0.5]  # row 4, real data
 
 Phantom: the casting phantom (64 x 128 x 128; ``--small``: 32 x 96 x 96) rendered without photon noise
 is the clean truth; the noisy scan adds Gaussian noise of 15 % of the clean grey-value range (a known
@@ -167,22 +168,22 @@ def paired(clean_v, clean, noisy, den, denoised, budget) -> None:
         print(f"  {label:30s} PSNR {ps:6.2f} dB  SSIM {ss:.3f}" + (f"  {s:7.1f} s" if s else ""), flush=True)
 
 
-def segmentation(truth, noisy_v, denoised_v, aug: float = STRONG_AUG) -> None:
-    """Dice on the unpainted slices of the forest and the network (train's defaults, 3 painted slices; and
-    the network with the noise augmentation ``aug``) trained on the noisy scan, on the denoised one, and on
-    both as two input channels."""
+def segmentation(truth, noisy_v, denoised_v, aug: float = STRONG_AUG, zs=None, scored=None) -> None:
+    """Dice on the ``scored`` slices (default: the unpainted ones) of the forest and the network (train's
+    defaults, painted slices ``zs``, default 3 spread over the depth; and the network with the noise
+    augmentation ``aug``) trained on the noisy scan, on the denoised one, and on both as two channels."""
     nz = truth.shape[0]
-    zs = [round(nz * f) for f in (5 / 32, 16 / 32, 27 / 32)]  # 5, 16, 27 of 32 slices
+    zs = zs or [round(nz * f) for f in (5 / 32, 16 / 32, 27 / 32)]  # 5, 16, 27 of 32 slices
     painted = S.sparse_labels(truth, slices=zs)
-    unseen = np.setdiff1d(np.arange(nz), zs)
-    print(f"\n4. segmentation, painted z = {zs}, Dice ({', '.join(truth.class_names)}) on the other slices, "
-          "train's defaults")
+    unseen = np.setdiff1d(np.arange(nz), zs) if scored is None else scored
+    print(f"\n4. segmentation, painted z = {zs}, Dice ({', '.join(truth.class_names)}) on slices "
+          f"{unseen[0]}..{unseen[-1]} unpainted, train's defaults")
     for arch, extra in (("forest", {}), ("unet", {}), ("unet", {"noise": aug})):
         for label, vol in (("noisy scan", noisy_v), ("denoised scan", denoised_v),
                            ("noisy + denoised", [noisy_v, denoised_v])):
             t0 = time.perf_counter()
             seg = np.asarray(S.infer(S.train(vol, painted, arch=arch, **extra, ctx=CTX), vol, ctx=CTX).data)
-            d = dice_scores(seg[unseen], np.asarray(truth.data)[unseen], 3)
+            d = dice_scores(seg[unseen], np.asarray(truth.data)[unseen], len(truth.classes))
             name = f"{arch}{f' noise={aug}' if extra else ''}"
             print(f"  {name:15s} {label:16s} " + " ".join(f"{x:.3f}" for x in d) + f"  mean {np.mean(d):.3f}  "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
@@ -200,6 +201,25 @@ def segment_only(level: float, epochs: int | None, seed: int = 0, shape=BIG, aug
           f"{den.config['training']['best_epoch']} of {den.config['training']['epochs_run']}, "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"), aug)
+
+
+def nuclei(folder: str, epochs: int | None, noise: float, aug: float = STRONG_AUG) -> None:
+    """Row 4 on real data: the fluorescence nuclei (``nuclei.tif``, truth ``nuclei_labels.tif > 0``) under
+    ``bench_accuracy.py``'s bias field and Gaussian noise of ``noise`` times the grey-value standard
+    deviation, painted at z = 15, 30, 45 and scored on the slices between, as ``bench_accuracy.py --real``."""
+    from bench_accuracy import _nuclei, noisy
+
+    vol, truth = _nuclei(folder)
+    noisy_v = noisy(vol, noise=noise)
+    t0 = time.perf_counter()
+    den = E.train_denoiser(noisy_v, **({} if epochs is None else {"epochs": epochs}), ctx=CTX)
+    denoised = np.asarray(E.enhance(den, noisy_v, ctx=CTX).data)
+    print(f"nuclei {vol.shape} + bias field + noise {noise} x std: denoiser {time.perf_counter() - t0:.0f} s, best "
+          f"epoch {den.config['training']['best_epoch']} of {den.config['training']['epochs_run']}; noise estimate "
+          f"{noise_estimate(np.asarray(noisy_v.data)):.3f} -> {noise_estimate(denoised):.3f}", flush=True)
+    zs = [15, 30, 45]
+    segmentation(truth, noisy_v, noisy_v.with_data(denoised, name="denoised"), aug, zs,
+                 np.setdiff1d(np.arange(zs[0], zs[-1] + 1), zs))
 
 
 def noise_estimate(x: np.ndarray) -> float:
@@ -249,9 +269,14 @@ def main() -> None:
     ap.add_argument("--noise-seed", type=int, default=0, help="with --segment-noise: the noise's seed")
     ap.add_argument("--aug", type=float, default=STRONG_AUG,
                     help=f"row 4: the network's stronger noise augmentation (train's noise=; default {STRONG_AUG})")
+    ap.add_argument("--nuclei", metavar="FOLDER", help="only row 4 on the real nuclei of FOLDER (../shared/data) "
+                    "under a bias field and noise")
+    ap.add_argument("--nuclei-noise", type=float, default=0.5, help="with --nuclei: noise times the grey-value std")
     a = ap.parse_args()
     shape = SMALL if a.small else BIG
-    if a.segment_noise is not None:
+    if a.nuclei:
+        nuclei(a.nuclei, a.epochs, a.nuclei_noise, a.aug)
+    elif a.segment_noise is not None:
         segment_only(a.segment_noise, a.epochs, a.noise_seed, shape, a.aug)
     elif not a.no_phantom:
         phantom(a.epochs, shape)

@@ -167,10 +167,10 @@ def enhance(model: Model, image: Volume, tile: int = 512, overlap: float = 0.25,
     Notes
     -----
     To segment a denoised scan, train on the scan and its denoised version together,
-    ``train([scan, denoised], painted, noise=0.3)``: the denoised channel shows the shapes, the noisy one
-    the small features that denoising softens, and the stronger noise augmentation keeps the network
-    from learning grey values alone (``examples/denoise_then_segment.dfm``; ``benchmarks/README.md``,
-    Enhancement, row 4).
+    ``train([scan, denoised], painted)``: the denoised channel shows the shapes, the noisy one the small
+    features that denoising softens. That beat the noisy scan alone on a noisy phantom and on real
+    nuclei, where the denoised scan alone did not always (``examples/denoise_then_segment.dfm``;
+    ``benchmarks/README.md``, Enhancement, row 4).
     """
     scale = model.scale if model.task != "segment" else [1, 1, 1]
     shape = tuple(int(n) * f for n, f in zip(image.shape, scale))
