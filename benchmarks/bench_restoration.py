@@ -189,17 +189,24 @@ def segmentation(truth, noisy_v, denoised_v, aug: float = STRONG_AUG, zs=None, s
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
 
 
+def denoise(noisy_v, epochs: int | None) -> tuple[np.ndarray, str]:
+    """``train_denoiser`` (its defaults, or ``epochs``) on ``noisy_v`` and ``enhance``: the denoised array and
+    a line on the training (best epoch, epochs run, seconds)."""
+    t0 = time.perf_counter()
+    den = E.train_denoiser(noisy_v, **({} if epochs is None else {"epochs": epochs}), ctx=CTX)
+    denoised = np.asarray(E.enhance(den, noisy_v, ctx=CTX).data)
+    tr = den.config["training"]
+    return denoised, f"best epoch {tr['best_epoch']} of {tr['epochs_run']}, {time.perf_counter() - t0:.0f} s"
+
+
 def segment_only(level: float, epochs: int | None, seed: int = 0, shape=BIG, aug: float = STRONG_AUG) -> None:
     """Only row 4, at another noise level, noise seed or phantom shape: the denoiser trained on the noisy
     scan, then segmentation."""
     clean_v, truth, clean, noisy, _ = noisy_phantom(level, seed, shape)
     noisy_v = clean_v.with_data(noisy, name="noisy")
-    t0 = time.perf_counter()
-    den = E.train_denoiser(noisy_v, **({} if epochs is None else {"epochs": epochs}), ctx=CTX)
-    denoised = np.asarray(E.enhance(den, noisy_v, ctx=CTX).data)
-    print(f"  denoiser: PSNR {scores(clean, denoised)[0]:.2f} dB (noisy {scores(clean, noisy)[0]:.2f} dB), best epoch "
-          f"{den.config['training']['best_epoch']} of {den.config['training']['epochs_run']}, "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    denoised, about = denoise(noisy_v, epochs)
+    print(f"  denoiser: PSNR {scores(clean, denoised)[0]:.2f} dB (noisy {scores(clean, noisy)[0]:.2f} dB), {about}",
+          flush=True)
     segmentation(truth, noisy_v, clean_v.with_data(denoised, name="denoised"), aug)
 
 
@@ -211,11 +218,8 @@ def nuclei(folder: str, epochs: int | None, noise: float, aug: float = STRONG_AU
 
     vol, truth = _nuclei(folder)
     noisy_v = noisy(vol, noise=noise)
-    t0 = time.perf_counter()
-    den = E.train_denoiser(noisy_v, **({} if epochs is None else {"epochs": epochs}), ctx=CTX)
-    denoised = np.asarray(E.enhance(den, noisy_v, ctx=CTX).data)
-    print(f"nuclei {vol.shape} + bias field + noise {noise} x std: denoiser {time.perf_counter() - t0:.0f} s, best "
-          f"epoch {den.config['training']['best_epoch']} of {den.config['training']['epochs_run']}; noise estimate "
+    denoised, about = denoise(noisy_v, epochs)
+    print(f"nuclei {vol.shape} + bias field + noise {noise} x std: denoiser {about}; noise estimate "
           f"{noise_estimate(np.asarray(noisy_v.data)):.3f} -> {noise_estimate(denoised):.3f}", flush=True)
     zs = [15, 30, 45]
     segmentation(truth, noisy_v, noisy_v.with_data(denoised, name="denoised"), aug, zs,
