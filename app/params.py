@@ -1,7 +1,8 @@
 """A parameter dialog built from an action's signature, so every registered action has one and new
 engine actions appear in the app without app code: session objects of the right type in a list (ticked
-in order where the action takes several, e.g. images as channels), allowed values (``Literal``) in a list, booleans as check boxes, paths with a file picker, everything
-else as a macro literal (``0.5``, ``[1, 2]``, ``"text"``, empty for none) checked as it is typed.
+in order where the action takes several, e.g. images as channels), allowed values (``Literal``) in a
+list, booleans as check boxes, paths with a file picker, everything else as a macro literal (``0.5``,
+``[1, 2]``, ``"text"``, empty for none) checked as it is typed.
 """
 
 from __future__ import annotations
