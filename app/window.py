@@ -32,9 +32,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from damselfly.engine import Labels, Session, Settings, Volume, io
+from damselfly.engine import DamselflyError, Labels, Session, Settings, Volume, io
 from damselfly.engine.model import Model
-from damselfly.engine.registry import object_classes
+from damselfly.engine.registry import object_classes, takes_object_list
 from damselfly.macros.recorder import Recorder
 
 from .histogram import Histogram
@@ -253,7 +253,27 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
                 if shown.get(c) is not None:
                     pre[p.name] = shown[c]
                     break
+        pre.update(self._model_images(spec, pre))
         return pre
+
+    def _model_images(self, spec, pre: dict) -> dict:
+        """For an action given a model that takes several input volumes (``infer`` after a two-channel
+        ``train``): its images argument ticked with those volumes, in the model's order."""
+        from damselfly.engine.inference import model_inputs
+
+        objs = self.session.objects
+        model = next((objs[v] for v in pre.values() if isinstance(v, str) and isinstance(objs.get(v), Model)), None)
+        lists = [p for p in spec.params if p.required and takes_object_list(p.annotation) and
+                 Volume in object_classes(p.annotation)]
+        if model is None or model.n_inputs < 2 or not lists:
+            return {}
+        key = {id(o): k for k, o in objs.items()}
+        vols = [o for o in objs.values() if isinstance(o, Volume) and not isinstance(o, Labels)]
+        try:
+            names = [key[id(v)] for v in model_inputs(model, vols)]
+        except DamselflyError:
+            return {}  # not all of them are loaded: the user ticks them
+        return {lists[0].name: names}
 
     def start_action(self, name: str) -> None:
         """What a menu entry does: a loader (its only required argument a file to read) goes straight to

@@ -685,6 +685,7 @@ def test_an_argument_that_takes_several_images_ticks_them_in_order_and_records_t
     settle(qtbot, win)
     assert win.session["model"].n_inputs == 2
     assert "model = train([cal, raw], painted, input=\"2d\", epochs=1, steps=1, batch=2, patch=16)" in win.macro.text()
+    assert win.open_action("infer", show=False).fields["image"].names == ["cal", "raw"]  # the model's inputs
 
 
 def test_open_goes_to_a_chooser_save_offers_the_newest_result_help_lists_keys(qtbot, win, scan, tmp_path):
