@@ -218,7 +218,7 @@ class PaintMixin:
             self.show_error(f"the model's classes {model.class_names} differ from the layer's {lab.class_names}")
             return
         z = self.canvas.index
-        volumes = [o for o in self.session.objects.values() if isinstance(o, Volume) and not isinstance(o, Labels)]
+        volumes = [o for o in self.session.objects.values() if isinstance(o, Volume)]  # Labels are no Volume
         try:
             images = model_inputs(model, volumes, vol)
         except DamselflyError as e:

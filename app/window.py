@@ -268,7 +268,7 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         if model is None or model.n_inputs < 2 or not lists:
             return {}
         key = {id(o): k for k, o in objs.items()}
-        vols = [o for o in objs.values() if isinstance(o, Volume) and not isinstance(o, Labels)]
+        vols = [o for o in objs.values() if isinstance(o, Volume)]  # Labels are no Volume
         try:
             names = [key[id(v)] for v in model_inputs(model, vols)]
         except DamselflyError:

@@ -84,6 +84,12 @@ def tf32(on: bool):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
 
+def budget(quick: bool, cpu_reference: bool = False) -> dict:
+    """A trainer's budget: its defaults, or 2 epochs for a CPU reference (seconds an epoch); with
+    ``quick``, 2 epochs of 3 steps either way."""
+    return {"epochs": 2, "steps": 3} if quick else ({"epochs": 2} if cpu_reference else {})
+
+
 class Timer:
     """Seconds of a block, the GPU synchronised, and the GPU's peak memory in it."""
 
@@ -131,21 +137,20 @@ def infer(gpu: RunContext, cpu: RunContext, shape, tmp: Path) -> None:
 def denoise(gpu: RunContext, cpu: RunContext, shape, big, quick: bool) -> None:
     clean_v, _, clean, noisy, _ = noisy_phantom(LEVEL, shape=shape)
     noisy_v = clean_v.with_data(noisy, name="noisy")
-    budget = {"epochs": 2, "steps": 3} if quick else {}
     print(f"\ntrain_denoiser, defaults, phantom {shape} at {LEVEL:.0%} noise (noisy PSNR {scores(clean, noisy)[0]:.2f} dB)")
-    den = None
+    models = {}
     for inp in ("2.5d", "3d"):
         with Timer() as t:
-            m = E.train_denoiser(noisy_v, input=inp, **budget, ctx=gpu)
+            m = models[inp] = E.train_denoiser(noisy_v, input=inp, **budget(quick), ctx=gpu)
         tr = m.config["training"]
         out = np.asarray(E.enhance(m, noisy_v, ctx=gpu).data)
         per = t.s / tr["epochs_run"]
         print(f"  GPU {inp:4s}: {t.s:6.1f} s, {tr['epochs_run']} epochs (best {tr['best_epoch']}), {per:.2f} s/epoch, "
               f"PSNR {scores(clean, out)[0]:.2f} dB, peak {t.peak:.1f} GiB", flush=True)
         with Timer() as tc:
-            E.train_denoiser(noisy_v, input=inp, epochs=2, **({"steps": 3} if quick else {}), ctx=cpu)
+            E.train_denoiser(noisy_v, input=inp, **budget(quick, cpu_reference=True), ctx=cpu)
         print(f"  CPU {inp:4s}: {tc.s / 2:.2f} s/epoch (2 epochs); GPU / CPU speed {tc.s / 2 / per:.1f} x", flush=True)
-        den = m if den is None else den
+    den = models["2.5d"]
     big_v = Volume(np.asarray(phantoms.casting(big, seed=0)[0].data, np.float32), name="big")
     E.enhance(den, big_v.with_data(big_v.data[:8]), ctx=gpu)  # warm-up
     with Timer() as t:
@@ -163,14 +168,13 @@ def train(gpu: RunContext, cpu: RunContext, data: str, quick: bool) -> None:
     zs = [15, 30, 45]
     between = np.setdiff1d(np.arange(zs[0], zs[-1] + 1), zs)
     painted = S.sparse_labels(truth, slices=zs)
-    budget = {"epochs": 2, "steps": 3} if quick else {}
     t_true = np.asarray(truth.data)[between]
     print(f"\ntrain, defaults, nuclei {vol.shape}, painted z = {zs}, Dice (background, nucleus) on z = "
           f"{between[0]}..{between[-1]} unpainted")
     per = []  # seconds an epoch on the GPU, default precision first
     for label, ctxm in (("GPU bf16 autocast (default)", contextlib.nullcontext), ("GPU fp32 (autocast off)", autocast_off)):
         with ctxm(), Timer() as t:
-            m = S.train(vol, painted, **budget, ctx=gpu)
+            m = S.train(vol, painted, **budget(quick), ctx=gpu)
         with ctxm(), Timer() as ti:
             seg = np.asarray(S.infer(m, vol, ctx=gpu).data)
         tr = m.config["training"]
@@ -179,7 +183,7 @@ def train(gpu: RunContext, cpu: RunContext, data: str, quick: bool) -> None:
               f"peak {t.peak:.1f} GiB; infer {ti.s:.2f} s; Dice " + " ".join(f"{x:.3f}" for x in d), flush=True)
         per.append(t.s / tr["epochs_run"])
     with Timer() as tc:
-        S.train(vol, painted, epochs=2, **({"steps": 3} if quick else {}), ctx=cpu)
+        S.train(vol, painted, **budget(quick, cpu_reference=True), ctx=cpu)
     print(f"  CPU ({torch.get_num_threads()} threads): {tc.s / 2:.2f} s/epoch (2 epochs); GPU / CPU speed "
           f"{tc.s / 2 / per[0]:.1f} x", flush=True)
 
@@ -187,7 +191,7 @@ def train(gpu: RunContext, cpu: RunContext, data: str, quick: bool) -> None:
 def tomo(gpu: RunContext, data: str, quick: bool) -> None:
     vol = io.read_volume(Path(data) / "tomo.tif")
     with Timer() as t:
-        den = E.train_denoiser(vol, **({"epochs": 2, "steps": 3} if quick else {}), ctx=gpu)
+        den = E.train_denoiser(vol, **budget(quick), ctx=gpu)
     out = np.asarray(E.enhance(den, vol, ctx=gpu).data)
     tr = den.config["training"]
     print(f"\ntomogram {vol.shape}, train_denoiser defaults on the GPU: {t.s:.1f} s, {tr['epochs_run']} epochs "
@@ -196,7 +200,6 @@ def tomo(gpu: RunContext, data: str, quick: bool) -> None:
 
 
 def precision(gpu: RunContext, data: str, quick: bool) -> None:
-    budget = {"epochs": 2, "steps": 3} if quick else {}
     clean_v, _, clean, noisy, _ = noisy_phantom(LEVEL, shape=(16, 64, 64) if quick else BIG)
     noisy_v = clean_v.with_data(noisy, name="noisy")
     tomo_v = io.read_volume(Path(data) / "tomo.tif")
@@ -204,14 +207,14 @@ def precision(gpu: RunContext, data: str, quick: bool) -> None:
             ("strict fp32", autocast_off, False))
     for name, vol, score in (("phantom", noisy_v, lambda o: f"PSNR {scores(clean, o)[0]:.2f} dB"),
                              ("tomogram", tomo_v, lambda o: f"noise {noise_estimate(o):.3f}")):
-        den = E.train_denoiser(vol, **budget, ctx=gpu)
+        den = E.train_denoiser(vol, **budget(quick), ctx=gpu)
         print(f"\n{name}: denoiser trained on the GPU (default precision), enhanced with", flush=True)
         for label, ac, t in ways:
             with ac(), tf32(t), Timer() as tm:
                 out = np.asarray(E.enhance(den, vol, ctx=gpu).data)
             print(f"  {label:14s}: {score(out)}  ({tm.s:.2f} s)", flush=True)
     with tf32(False), Timer() as tm:
-        den = E.train_denoiser(noisy_v, **budget, ctx=gpu)
+        den = E.train_denoiser(noisy_v, **budget(quick), ctx=gpu)
     with autocast_off(), tf32(False):
         out = np.asarray(E.enhance(den, noisy_v, ctx=gpu).data)
     print(f"phantom denoiser trained with TF32 off ({tm.s:.1f} s, {den.config['training']['epochs_run']} epochs), "
