@@ -41,6 +41,15 @@ def _nuclei(folder: str):
     return vol, vol.as_labels((inst > 0).astype(np.uint8) + 1, make_classes(["background", "nucleus"]))
 
 
+#: The nuclei's painted slices: the scored slices lie between them (:func:`between`).
+NUCLEI_PAINTED = [15, 30, 45]
+
+
+def between(zs) -> np.ndarray:
+    """The unpainted slices between the first and the last painted slice ``zs``."""
+    return np.setdiff1d(np.arange(zs[0], zs[-1] + 1), zs)
+
+
 def noisy(vol, seed: int = 0, bias: float = 0.5, noise: float = 0.5):
     """``vol`` under a smooth multiplicative bias field (gain from 1 - bias to 1 + bias across the volume)
     and Gaussian noise of ``noise`` times the volume's grey-value standard deviation (fixed seed)."""
@@ -97,18 +106,15 @@ def methods(name, vol, truth, zs, scored, by_grey, net: bool = True) -> list:
 def real(folder: str, net: bool) -> None:
     """The issue-17 table: nuclei, the casting phantom and noisy nuclei, three painted slices each."""
     vol, truth = _nuclei(folder)
-    zs = [15, 30, 45]
-    between = np.zeros(vol.shape[0], bool)
-    between[zs[0]:zs[-1] + 1] = True
-    between[zs] = False
+    zs = NUCLEI_PAINTED
     cast, cast_truth = phantoms.casting((128, 128, 128), seed=0)
     czs = [21, 64, 106]
     unseen = np.ones(128, bool)
     unseen[czs] = False
     nuc = ["background", "nucleus"]
-    sets = [("nuclei", vol, truth, zs, between, nuc),
+    sets = [("nuclei", vol, truth, zs, between(zs), nuc),
             ("casting 128^3", cast, cast_truth, czs, unseen, ["air", "pore", "metal"]),
-            ("nuclei + bias + noise", noisy(vol), truth, zs, between, nuc)]
+            ("nuclei + bias + noise", noisy(vol), truth, zs, between(zs), nuc)]
     results = [(name, truth.class_names, methods(name, v, truth, z, s, g, net)) for name, v, truth, z, s, g in sets]
     for name, classes, rows in results:
         print(f"\n{name}: Dice per class ({', '.join(classes)}) on the unpainted slices, and seconds")

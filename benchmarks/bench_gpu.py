@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import _nuclei  # noqa: E402
+from bench_accuracy import NUCLEI_PAINTED, _nuclei, between  # noqa: E402
 from bench_restoration import BIG, LEVEL, noise_estimate, noisy_phantom, scores  # noqa: E402
 
 from damselfly.engine import Volume, io, phantoms  # noqa: E402
@@ -165,12 +165,11 @@ def denoise(gpu: RunContext, cpu: RunContext, shape, big, quick: bool) -> None:
 
 def train(gpu: RunContext, cpu: RunContext, data: str, quick: bool) -> None:
     vol, truth = _nuclei(data)
-    zs = [15, 30, 45]
-    between = np.setdiff1d(np.arange(zs[0], zs[-1] + 1), zs)
+    zs, scored = NUCLEI_PAINTED, between(NUCLEI_PAINTED)
     painted = S.sparse_labels(truth, slices=zs)
-    t_true = np.asarray(truth.data)[between]
+    t_true = np.asarray(truth.data)[scored]
     print(f"\ntrain, defaults, nuclei {vol.shape}, painted z = {zs}, Dice (background, nucleus) on z = "
-          f"{between[0]}..{between[-1]} unpainted")
+          f"{scored[0]}..{scored[-1]} unpainted")
     per = []  # seconds an epoch on the GPU, default precision first
     for label, ctxm in (("GPU bf16 autocast (default)", contextlib.nullcontext), ("GPU fp32 (autocast off)", autocast_off)):
         with ctxm(), Timer() as t:
@@ -178,7 +177,7 @@ def train(gpu: RunContext, cpu: RunContext, data: str, quick: bool) -> None:
         with ctxm(), Timer() as ti:
             seg = np.asarray(S.infer(m, vol, ctx=gpu).data)
         tr = m.config["training"]
-        d = dice_scores(seg[between], t_true, 2)
+        d = dice_scores(seg[scored], t_true, 2)
         print(f"  {label}: train {t.s:.1f} s, {tr['epochs_run']} epochs, {t.s / tr['epochs_run']:.2f} s/epoch, "
               f"peak {t.peak:.1f} GiB; infer {ti.s:.2f} s; Dice " + " ".join(f"{x:.3f}" for x in d), flush=True)
         per.append(t.s / tr["epochs_run"])
@@ -226,7 +225,7 @@ def profile(gpu: RunContext, data: str, quick: bool) -> None:
     from torch.profiler import profile as prof
 
     vol, truth = _nuclei(data)
-    painted = S.sparse_labels(truth, slices=[15, 30, 45])
+    painted = S.sparse_labels(truth, slices=NUCLEI_PAINTED)
     noisy_v = noisy_phantom(LEVEL, shape=(16, 64, 64) if quick else BIG)[0]
     steps = 3 if quick else 50
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])

@@ -214,16 +214,15 @@ def nuclei(folder: str, epochs: int | None, noise: float, aug: float = STRONG_AU
     """Row 4 on real data: the fluorescence nuclei (``nuclei.tif``, truth ``nuclei_labels.tif > 0``) under
     ``bench_accuracy.py``'s bias field and Gaussian noise of ``noise`` times the grey-value standard
     deviation, painted at z = 15, 30, 45 and scored on the slices between, as ``bench_accuracy.py --real``."""
-    from bench_accuracy import _nuclei, noisy
+    from bench_accuracy import NUCLEI_PAINTED, _nuclei, between, noisy
 
     vol, truth = _nuclei(folder)
     noisy_v = noisy(vol, noise=noise)
     denoised, about = denoise(noisy_v, epochs)
     print(f"nuclei {vol.shape} + bias field + noise {noise} x std: denoiser {about}; noise estimate "
           f"{noise_estimate(np.asarray(noisy_v.data)):.3f} -> {noise_estimate(denoised):.3f}", flush=True)
-    zs = [15, 30, 45]
-    segmentation(truth, noisy_v, noisy_v.with_data(denoised, name="denoised"), aug, zs,
-                 np.setdiff1d(np.arange(zs[0], zs[-1] + 1), zs))
+    segmentation(truth, noisy_v, noisy_v.with_data(denoised, name="denoised"), aug, NUCLEI_PAINTED,
+                 between(NUCLEI_PAINTED))
 
 
 def noise_estimate(x: np.ndarray) -> float:
