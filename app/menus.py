@@ -41,6 +41,22 @@ class MenusMixin:
         box.open()
         self._last_box = box
 
+    def _build_canvas_keys(self) -> None:
+        """The painting keys (``1``..``9`` a class, ``[``/``]`` the brush) as window shortcuts: they work
+        whenever the slice view is on screen, whichever widget has the focus (a slider, the data panel);
+        a text field still gets the digits it is typed (Qt gives editors printable keys first)."""
+        from PySide6.QtCore import Qt
+        from PySide6.QtGui import QKeySequence, QShortcut
+
+        keys = [(str(k), lambda k=k: self._on_class_key(k)) for k in range(1, 10)]
+        keys += [("[", lambda: self._on_brush_step(-1)), ("]", lambda: self._on_brush_step(1))]
+        self.canvas_shortcuts = []
+        for key, slot in keys:
+            sc = QShortcut(QKeySequence(key), self)
+            sc.setContext(Qt.WindowShortcut)
+            sc.activated.connect(lambda s=slot: self.canvas.isVisible() and s())
+            self.canvas_shortcuts.append(sc)
+
     def _qaction(self, text: str, data: dict, slot, menu=None, shortcut=None, checkable=False) -> QAction:
         a = QAction(text, self)
         a.setData(data)
@@ -132,6 +148,8 @@ class MenusMixin:
 
         help_menu = mb.addMenu("Help")
         self._qaction("Keyboard shortcuts…", {"view": "lists the shortcuts"}, self.show_shortcuts, help_menu, "F1")
+
+        self._build_canvas_keys()
 
         tb = self.addToolBar("Actions")
         tb.setObjectName("actions")

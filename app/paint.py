@@ -79,6 +79,7 @@ class PaintMixin:
         k = item.data(Qt.UserRole)
         (self.canvas.hidden_classes.discard if item.checkState() == Qt.Checked else self.canvas.hidden_classes.add)(k)
         self.canvas.update()
+        self._3d_timer.start()  # the 3-D view shows the ticked classes too
 
     def _sync_class_opacity(self) -> None:
         item = self.class_list.currentItem()

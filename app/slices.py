@@ -350,7 +350,27 @@ class SliceCanvas(QWidget):
         elif self.tool == "box":
             self._box_start = self._box_now = ev.position()
 
+    def end_stroke(self) -> None:
+        """End whatever the mouse was doing (a stroke, a pan, a level drag, a box): on release, and also
+        when the canvas loses focus or another window opens, so a release that never arrives cannot
+        leave the brush down. A stroke that ends emits ``painted()``."""
+        self._level_from = self._pan_from = None
+        if self._box_start is not None:
+            self._box_start = self._box_now = None
+            self.update()
+        if self._stroke:
+            self._stroke = False
+            self.painted.emit()
+
+    def focusOutEvent(self, ev) -> None:
+        self.end_stroke()
+        super().focusOutEvent(ev)
+
     def mouseMoveEvent(self, ev) -> None:
+        if (self._stroke or self._pan_from is not None) and not ev.buttons() & (Qt.LeftButton | Qt.MiddleButton):
+            self.end_stroke()  # the release went elsewhere (a window opened meanwhile): the stroke is over
+        if self._level_from is not None and not ev.buttons() & Qt.RightButton:
+            self.end_stroke()
         if self._level_from is not None:
             start, (lo, hi) = self._level_from
             d = ev.position() - start
@@ -386,8 +406,7 @@ class SliceCanvas(QWidget):
         elif self._pan_from is not None:
             self._pan_from = None
         elif self._stroke:
-            self._stroke = False
-            self.painted.emit()
+            self.end_stroke()
         elif self._box_start is not None:
             a = self.to_voxel(self._box_start)
             b = self.to_voxel(ev.position())

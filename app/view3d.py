@@ -23,7 +23,7 @@ class View3D(QWidget):
     thread, so the window never waits for it; only making the VTK actors runs on the GUI thread. A quick
     draft (``DRAFT`` of the detail) is shown first, then the full detail replaces it, keeping the camera.
     A newer scene supersedes one still being prepared. ``failed(message)`` when a scene cannot be
-    drawn."""
+    drawn; the view's status line says it too."""
 
     built = Signal(int, object, bool)  # generation, prepared scene (or None, or an error), final
     failed = Signal(str)
@@ -62,9 +62,10 @@ class View3D(QWidget):
         """Whether a scene is being prepared."""
         return self._building is not None and self._building.is_alive()
 
-    def show_scene(self, volume=None, labels=None) -> None:
+    def show_scene(self, volume=None, labels=None, hidden: set[int] | frozenset = frozenset()) -> None:
         """Draw ``volume`` and ``labels`` (either may be ``None``; labels with no class painted yet are
-        left out) with the engine's scene code, prepared in a thread."""
+        left out) with the engine's scene code, prepared in a thread: every class but the background
+        (:meth:`~damselfly.engine.render.Scene.shown_classes`) and the ``hidden`` class indices."""
         self._generation += 1
         gen = self._generation
         if volume is None and labels is None:
@@ -88,6 +89,13 @@ class View3D(QWidget):
                     emit(None, True)
                     return
                 scene = R.Scene(volume=volume, labels=lab, scale_bar=False)
+                if lab is not None and hidden:
+                    shown = [c.name for c in lab.classes if c.name in scene.shown_classes() and c.index not in hidden]
+                    if not shown and volume is None:
+                        emit(None, True)
+                        return
+                    scene = R.Scene(volume=volume, labels=lab if shown else None, classes=shown or None,
+                                    scale_bar=False)
                 draft = R.prepare_scene(scene, size, DRAFT)
                 coarser = draft.scene is not scene or (
                     lab is not None and np.prod(lab.shape[:3]) > R.SURFACE_VOXELS * DRAFT ** 3)
@@ -110,18 +118,25 @@ class View3D(QWidget):
         if prepared is None:
             return
         if isinstance(prepared, Exception):
-            self.failed.emit(f"3-D view: {prepared}")
+            self._fail(prepared)
             return
         try:
             self.renderer = R.SceneRenderer(prepared.scene, prepared.size, plotter=self.plotter, prepared=prepared)
         except Exception as e:
-            self.failed.emit(f"3-D view: {e}")
+            self._fail(e)
             return
         self._apply()
         if camera is not None:  # the refined scene keeps the camera the user has moved meanwhile
             cam = self.plotter.camera
             cam.position, cam.focal_point, cam.up, cam.parallel_scale = camera
             self.plotter.render()
+
+    def _fail(self, error: Exception) -> None:
+        """Say in the view's own status line what could not be drawn (never a box: people paint meanwhile)."""
+        message = f"3-D view: {error}"
+        self.status.setText(message.splitlines()[0][:120])
+        self.status.setToolTip(message)
+        self.failed.emit(message)
 
     def _camera(self):
         cam = self.plotter.camera

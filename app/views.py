@@ -196,7 +196,8 @@ class DataViewsMixin:
             return
         vol = self.session.objects.get(self.volume_name) if self.volume_name else None
         lab = self.session.objects.get(self.labels_name) if self.labels_name else None
-        self.view3d.show_scene(vol, lab)  # prepared in a thread; view3d.failed shows what goes wrong
+        hidden = set(self.canvas.hidden_classes) if lab is self.canvas.labels else set()
+        self.view3d.show_scene(vol, lab, hidden)  # prepared in a thread; its status line says what goes wrong
 
     def set_tool(self, tool: str) -> None:
         self.canvas.tool = tool

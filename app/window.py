@@ -86,6 +86,7 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         self.macro_dir = out / "macro"
         self.boxes: list[list[int]] = []
         self.messages: list[str] = []  # every error shown, for the log and tests
+        self.view_notes: list[str] = []  # what the 3-D view could not draw (its status line says it)
         self.last_result = None
         self.training: TrainingDialog | None = None
         self.volume_name: str | None = None
@@ -99,6 +100,13 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         self.worker.busy_changed.connect(self._on_busy)
         self.setAcceptDrops(True)
         self.resize(1400, 860)
+        from PySide6.QtWidgets import QApplication
+
+        # a window opening (a dialog, a message, another application) ends a stroke: its release is lost
+        QApplication.instance().focusWindowChanged.connect(self._on_focus_window)
+
+    def _on_focus_window(self, _window) -> None:
+        self.canvas.end_stroke()
 
     # ------------------------------------------------------------------------------------------ UI
     def _build(self, with_3d: bool) -> None:
@@ -147,7 +155,7 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
             from .view3d import View3D
 
             self.view3d = View3D()
-            self.view3d.failed.connect(self.show_error)
+            self.view3d.failed.connect(self._on_3d_failed)
         split = QSplitter()
         split.addWidget(slice_host)
         if self.view3d is not None:
@@ -410,8 +418,16 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         if self._is_training(label):
             self.training.finished_training(f"stopped: {message}")
 
+    def _on_3d_failed(self, message: str) -> None:
+        """What the 3-D view cannot draw is said in its own status line (and the log), never in a box
+        that would interrupt painting."""
+        self.view_notes.append(message)
+        self.statusBar().showMessage(message.splitlines()[0], 10000)
+
     def show_error(self, message: str) -> None:
-        """A message box that names the file and line (never a crash); kept in ``messages``."""
+        """A message box that names the file and line (never a crash); kept in ``messages``. A stroke in
+        progress ends first: the box takes the mouse."""
+        self.canvas.end_stroke()
         self.messages.append(message)
         self.statusBar().showMessage(message.splitlines()[0], 10000)
         box = QMessageBox(QMessageBox.Warning, "Damselfly", message, QMessageBox.Ok, self)

@@ -44,11 +44,16 @@ NO_GL_HELP = ("3-D rendering needs OpenGL, and none could be started off-screen.
 
 # -------------------------------------------------------------------------------------------- scene
 
+#: A class covering at least this fraction of the image border surrounds the object: the background.
+SURROUNDING = 0.9
+
+
 @dataclass
 class Scene:
     """What is drawn. ``volume`` is volume-rendered; ``labels`` become surfaces (classes named in
-    ``classes``, default: every class but the background, i.e. the one covering most of the image
-    border); ``opacity`` per shown class (default: 0.25 for classes filling more than a tenth of the
+    ``classes``, default: every class but the background, i.e. a class named "background" or the one
+    that surrounds the object, covering at least ``SURROUNDING`` of the image border: the air around a
+    part; in a sample cut out of a material, or in a few painted dabs, every class is drawn); ``opacity`` per shown class (default: 0.25 for classes filling more than a tenth of the
     volume, so what lies inside them shows, else 1); ``window`` = (low, high) grey values of the ramp (default: the
     0.5 and 99.5 percentiles); ``slices`` = world axes with a plane through the middle;
     ``volume_opacity`` scales the grey ramp (default 0.08 alone, 0.02 under class surfaces, so that
@@ -103,8 +108,11 @@ class Scene:
         faces = [d[0], d[n[0] - 1], d[:, 0], d[:, n[1] - 1], d[:, :, 0], d[:, :, n[2] - 1]]  # no full read
         border = np.concatenate([np.asarray(f).ravel() for f in faces])
         counts = np.bincount(border, minlength=len(lab.classes) + 1)
-        background = int(np.argmax(counts[1:]) + 1) if len(lab.classes) > 1 else -1
-        return [c.name for c in lab.classes if c.index != background]
+        hidden = {int(np.argmax(counts[1:]) + 1)} if counts[1:].max() >= SURROUNDING * border.size else set()
+        hidden |= {c.index for c in lab.classes if c.name.lower() == "background"}
+        if len(lab.classes) == 1:
+            hidden = set()
+        return [c.name for c in lab.classes if c.index not in hidden]
 
     def hashes(self) -> dict:
         out = {}
@@ -144,7 +152,13 @@ def class_surface(labels: Labels, name: str, smooth: int = 15, budget: int | Non
     occ = _block_mean(mask, step) if step > 1 else mask.astype(np.float32)
     del mask
     spacing = np.asarray(labels.spacing, float) * step
-    verts, faces, _, _ = marching_cubes(np.pad(occ, 1), 0.5, spacing=tuple(spacing), allow_degenerate=False)
+    # a class painted in specks thinner than a block (a few dabs) fills no block half: draw it at half
+    # its fullest block's occupancy rather than not at all
+    level = min(0.5, float(occ.max()) / 2)
+    try:
+        verts, faces, _, _ = marching_cubes(np.pad(occ, 1), level, spacing=tuple(spacing), allow_degenerate=False)
+    except (ValueError, RuntimeError):  # nothing to draw at this level of detail
+        return None
     origin = np.asarray(labels.origin, float) + (step - 1) / 2 * np.asarray(labels.spacing, float)
     verts = (verts - spacing) + origin  # undo the padding; a block's value sits at its centre
     faces = np.hstack([np.full((len(faces), 1), 3), faces]).astype(np.int64).ravel()

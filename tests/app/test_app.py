@@ -23,21 +23,6 @@ def scan(tmp_path):
     return Path(path), truth
 
 
-@pytest.fixture()
-def win(qtbot, tmp_path):
-    from damselfly.app.window import MainWindow
-
-    w = MainWindow(base_dir=tmp_path, out_dir=tmp_path / "out", device="cpu")
-    w.asked = []
-    w.ask = lambda question: w.asked.append(question) and False  # questions are answered No unless a test says
-    w.ask_save = lambda question: w.asked.append(question) or "discard"
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.worker.stop()
-    w.worker.wait(30)
-
-
 def settle(qtbot, w, timeout=180_000):
     from PySide6.QtWidgets import QApplication
 
