@@ -14,6 +14,7 @@ def main(*paths: str) -> int:
     import sys
     from pathlib import Path
 
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from .window import MainWindow
@@ -21,6 +22,12 @@ def main(*paths: str) -> int:
     missing = [p for p in paths if p and not Path(p).exists()]
     if missing:
         print(f"error: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    missing_lib = _missing_x_library()
+    if missing_lib:
+        print(f"error: the desktop app needs the system library {missing_lib[0]}; install it with: "
+              f"sudo apt-get install {missing_lib[1]}  (Debian/Ubuntu; `bash setup.sh test` installs every X "
+              f"library the app needs)", file=sys.stderr)
         return 1
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Damselfly")
@@ -30,4 +37,46 @@ def main(*paths: str) -> int:
     if paths:
         win.open_files([p for p in paths if p])
     win.show()
+    _quit_on_signals(win)
+    QTimer.singleShot(0, win.offer_recovery)
     return app.exec()
+
+
+def _quit_on_signals(win) -> None:
+    """SIGTERM and SIGINT (Ctrl-C) quit the app as Quit does (:meth:`MainWindow.quit_on_signal`). Python
+    runs signal handlers only when it has control, so a timer hands it control a few times a second."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def handler(signum, _frame):
+        QTimer.singleShot(0, lambda: win.quit_on_signal(signum))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+    win._signal_timer = QTimer(win)
+    win._signal_timer.timeout.connect(lambda: None)
+    win._signal_timer.start(200)
+
+
+#: The X libraries Qt's xcb platform plugin loads that a minimal Linux lacks: (library, Debian package).
+X_LIBRARIES = [("xcb-cursor", "libxcb-cursor0"), ("xkbcommon-x11", "libxkbcommon-x11-0"),
+               ("xcb-icccm", "libxcb-icccm4"), ("xcb-keysyms", "libxcb-keysyms1"),
+               ("xcb-render-util", "libxcb-render-util0"), ("xcb-image", "libxcb-image0"),
+               ("xcb-shape", "libxcb-shape0"), ("xcb-randr", "libxcb-randr0"), ("xcb-xkb", "libxcb-xkb1")]
+
+
+def _missing_x_library() -> tuple[str, str] | None:
+    """The first X library Qt will need on this Linux display and not find, as (library, package); Qt
+    itself would stop with a line about ``xcb-cursor0`` and an abort. None elsewhere, or when all are there."""
+    import ctypes.util
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM", "xcb") != "xcb" \
+            or not os.environ.get("DISPLAY"):
+        return None
+    for lib, package in X_LIBRARIES:
+        if ctypes.util.find_library(lib) is None:
+            return f"lib{lib}", package
+    return None

@@ -86,9 +86,11 @@ class MacroMixin:
                 self.recorder.add_saves(unsaved)
             self.macro.set_text(self.recorder.text())
             self.recorder = None
-            if any(getattr(st, "call", None) and st.call.action == "train" for st in self.last_recording.body) \
-                    and self.ask("The recording trains a network. Save a macro for new scans too (the trained "
-                                 "model as an asset, applied to each new scan)?"):
+            if self.ask("Save the recording as it is (painted labels and kept models as assets beside it)?"):
+                self._ask_save_macro()
+            if _trains(self.last_recording) and self.ask(
+                    "The recording trains a model. Save a macro for new scans too (the trained model as an "
+                    "asset, applied to each new scan, and every segmentation and table saved)?"):
                 self._ask_save_for_new_scans()
         self.record_action.setChecked(on)
         if self.macro.record_button.isChecked() != on:
@@ -111,7 +113,11 @@ class MacroMixin:
             raise DamselflyError("record a session first (Macro > Record)")
         text = format_macro(rec.for_new_scans())
         self.macro.set_text(text)
-        return self.save_macro(path)
+        out = self.save_macro(path)
+        if rec.saved_for_new_scans:
+            self.statusBar().showMessage(f"The macro for new scans saves {', '.join(rec.saved_for_new_scans)} of "
+                                         f"every scan (the recording computed but did not save them)", 15000)
+        return out
 
     def save_as(self, title: str, default: Path, kinds: str, write) -> None:
         """Ask where to save, then ``write(path)``; an error is a message, never a crash."""
@@ -212,3 +218,13 @@ class MacroMixin:
         for col, v in enumerate((Path(r.item).name, r.status, f"{r.seconds:.1f}", (r.error or "").splitlines()[0]
                                  if r.error else "")):
             self.batch_table.setItem(row, col, QTableWidgetItem(v))
+
+
+def _trains(rec) -> bool:
+    """Whether a recording trains a model (or loads one it kept as an asset)."""
+    for st in rec.body:
+        call = getattr(st, "call", None)
+        if call is not None and (call.action == "train" or call.action == "load_model" and call.args and
+                                 str(getattr(call.args[0].value, "value", "")).startswith("assets/")):
+            return True
+    return False

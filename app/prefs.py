@@ -33,6 +33,12 @@ def save(prefs: dict) -> None:
         pass
 
 
+def recovery_path() -> Path:
+    """Where the work of an app ended by a signal (SIGTERM, Ctrl-C in its terminal) is saved as a session,
+    offered at the next start."""
+    return config_dir() / "recovery" / "recovery.dfsession"
+
+
 def add_recent(path: str) -> list[str]:
     """Put ``path`` first in the recent files; returns the list."""
     prefs = load()

@@ -10,6 +10,7 @@ through the session, so a recording started afterwards still records where the s
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from damselfly.engine import Labels, Table, io
@@ -51,6 +52,43 @@ class SessionFileMixin:
                 "overlay_alpha": c.overlay_alpha, "outline": c.outline}
         macro = {"text": self.macro.text(), "path": str(self.macro.path) if self.macro.path else None}
         return {"format": FORMAT, "version": 1, "objects": objects, "view": view, "macro": macro}
+
+    def unsaved_work(self) -> list[str]:
+        """What quitting now would lose: the macro's unsaved changes, painted labels not saved."""
+        painted = [n for n, o in self.session.objects.items() if isinstance(o, Labels) and o.metadata.get("modified")]
+        return (["the macro"] if self.macro.modified else []) + [f"painted labels '{n}'" for n in painted]
+
+    def quit_on_signal(self, signum: int = 15) -> None:
+        """SIGTERM (``timeout``, a scheduler, a logout) or Ctrl-C in the app's terminal: quit as Quit does,
+        without a question nobody is there to answer; unsaved work goes to a recovery session
+        (:func:`.prefs.recovery_path`) that the next start offers to restore."""
+        from . import prefs
+
+        self.canvas.end_stroke()
+        lost = self.unsaved_work()
+        if lost:
+            try:
+                self.save_session(prefs.recovery_path())
+                print(f"damselfly app: signal {signum}: saved {', '.join(lost)} to {prefs.recovery_path()}; "
+                      f"the next start offers it", file=sys.stderr)
+            except Exception as e:  # noqa: BLE001 - quitting must not fail; say what was not saved
+                print(f"damselfly app: signal {signum}: could not save {', '.join(lost)}: {e}", file=sys.stderr)
+        self._quit_without_asking = True
+        self.close()
+
+    def offer_recovery(self) -> bool:
+        """At start: a recovery session left by a signal is offered; restored (True) or set aside."""
+        from . import prefs
+
+        path = prefs.recovery_path()
+        if not path.exists():
+            return False
+        if self.ask(f"Damselfly was ended by a signal with unsaved work; it was saved in {path}. Restore it?"):
+            ok = self.restore_session(path)
+            path.rename(path.with_name("recovery-restored.dfsession"))
+            return ok
+        path.rename(path.with_name("recovery-declined.dfsession"))  # kept, but not offered again
+        return False
 
     def save_session(self, path: Path) -> Path:
         """Write the session to ``path`` (``.dfsession``), atomically."""

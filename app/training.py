@@ -21,6 +21,8 @@ class LossPlot(QWidget):
         self.setMinimumSize(360, 200)
 
     def add(self, row: dict) -> None:
+        if self.rows and int(row.get("epoch", 0)) <= int(self.rows[-1].get("epoch", 0)):
+            self.rows = []  # a new training (train(arch="auto") trains once per held-out fold)
         self.rows.append(row)
         self.update()
 
@@ -93,6 +95,9 @@ class TrainingDialog(QDialog):
         self.preview.setMinimumSize(200, 200)
         top.addWidget(self.preview, 1)
         lay.addLayout(top)
+        self.scores = QLabel("")  # train(arch="auto"): each method's Dice on the held-out painted slices
+        self.scores.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.scores)
         self.status = QLabel("starting…")
         lay.addWidget(self.status)
         bar = QHBoxLayout()
@@ -123,6 +128,15 @@ class TrainingDialog(QDialog):
             pix = QPixmap(str(png))
             if not pix.isNull():
                 self.preview.setPixmap(pix.scaled(self.preview.size(), Qt.KeepAspectRatio, Qt.FastTransformation))
+
+    def on_scored(self, data: dict) -> None:
+        """A method scored on the painted slices held out in turn (``train(arch="auto")``): its Dice per
+        class, shown as soon as it is known (the forest's within seconds)."""
+        dice = ", ".join(f"{k} {v:.3f}" for k, v in data.get("dice", {}).items())
+        folds = data.get("folds") or []
+        line = (f"{data.get('method')}: held-out Dice {dice} (mean {float(data.get('mean_dice', float('nan'))):.3f}; "
+                f"{sum(len(f) for f in folds)} painted slices held out in turn; {duration(float(data.get('seconds', 0)))})")
+        self.scores.setText("\n".join(filter(None, [self.scores.text(), line])))
 
     def finished_training(self, message: str) -> None:
         self.status.setText(message)

@@ -374,6 +374,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
     def _on_named(self, name: str, data: dict) -> None:
         if name == "epoch" and self.training is not None:
             self.training.on_epoch(data)
+        elif name == "scored" and self.training is not None:
+            self.training.on_scored(data)
         elif name == "batch_item":
             self._add_batch_row(data["item"])
         elif name == "action":
@@ -404,7 +406,9 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
             self._pending = None
             pending[1](result)
         if self._is_training(label):
-            self.training.finished_training("finished: Save model… to keep it")
+            auto = isinstance(result, Model) and result.config.get("comparison", {}).get("auto")
+            kept = f"kept the {result.config['arch']} (held-out Dice above); " if auto else ""
+            self.training.finished_training(f"finished: {kept}Save model… to keep it")
         self.statusBar().showMessage(f"{label}: done", 5000)
 
     def _on_failed(self, label: str, message: str) -> None:
@@ -468,7 +472,7 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         self.open_files([u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()])
 
     def closeEvent(self, ev) -> None:
-        if not self.keep_work("quitting"):
+        if not getattr(self, "_quit_without_asking", False) and not self.keep_work("quitting"):
             ev.ignore()
             return
         self.worker.stop()

@@ -247,7 +247,7 @@ class _Job:
     out: Any
     mask: Any
     outside: int | None  # labels: the class outside the mask; None: probabilities
-    index: int | None  # probabilities of one class (1..K), or None for all
+    index: int | None  # probabilities of one class (1..K), None for all, 0 for their entropy
     step: int = 0  # slices per slab (:meth:`Predictor.slab_depth`), the same wherever the job runs
     _pred: Any = field(default=None, repr=False)
 
@@ -277,9 +277,15 @@ def _predict_block(job: _Job, zs: tuple[int, int]) -> None:
                 lab[~m] = job.outside
             out[z0:z1] = lab
             continue
+        if job.index == 0:  # uncertainty: the entropy of the class probabilities, 0 (sure) .. 1 (uniform)
+            p = np.clip(probs, 1e-12, 1.0)
+            probs = (-(p * np.log(p)).sum(axis=0) / np.log(max(2, len(p))))[None]
+            job_index = 1
+        else:
+            job_index = job.index
         if m is not None:
             probs = probs * m[None]
-        out[z0:z1] = probs[job.index - 1] if job.index is not None else np.moveaxis(probs, 0, -1)
+        out[z0:z1] = probs[job_index - 1] if job_index is not None else np.moveaxis(probs, 0, -1)
 
 
 def _run(model: Model, images: Sequence[Volume], out, mask, outside, index, options: dict, message: str):
@@ -305,6 +311,14 @@ def probabilities(model: Model, images: Sequence[Volume], out: np.ndarray, index
                   mask: np.ndarray | None = None, **options) -> np.ndarray:
     """Write class probabilities into ``out``: (z, y, x, K), or (z, y, x) for class ``index`` (1..K)."""
     return _run(model, images, out, mask, None, index, options, "Computing probabilities")
+
+
+def uncertainty(model: Model, images: Sequence[Volume], out: np.ndarray, mask: np.ndarray | None = None,
+                **options) -> np.ndarray:
+    """Write the entropy of the class probabilities into ``out`` (z, y, x), divided by its largest value
+    (log K): 0 where the model is sure, 1 where every class is as likely. Where it is high is where to
+    paint next."""
+    return _run(model, images, out, mask, None, 0, options, "Computing uncertainty")
 
 
 def model_inputs(model: Model, volumes: Sequence[Volume], shown: Volume | None = None) -> list[Volume]:

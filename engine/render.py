@@ -124,6 +124,16 @@ class Scene:
         return out
 
 
+def _headless_egl() -> None:
+    """Without an X display, draw with EGL straight away: VTK would first try X and print a coloured
+    "bad X server connection" warning into the command line's output before falling back to EGL."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+
 def _grid(vol: Volume, data: np.ndarray):
     import pyvista as pv
 
@@ -331,6 +341,8 @@ class SceneRenderer:
         scene = self.scene = prep.scene
         self.size = prep.size  # even, as H.264 in yuv420p needs
         try:
+            if plotter is None:
+                _headless_egl()
             self.plotter = plotter or pv.Plotter(off_screen=True, window_size=self.size)
             self.plotter.set_background([c / 255 for c in scene.background])
         except Exception as e:  # VTK raises plain errors when no context can be made

@@ -111,7 +111,9 @@ class Schedule:
     voxels a side, AdamW at ``lr`` with a cosine decay, ``validation`` (a fraction of the labelled
     region held out) with early stopping after ``patience`` epochs without progress, and the ``seed``.
     ``average`` > 0: validate, preview and keep an exponential moving average of the weights (this
-    decay per step, e.g. 0.99) instead of the weights of the last step."""
+    decay per step, e.g. 0.99) instead of the weights of the last step. ``seconds``: a time budget;
+    the epoch in which it runs out ends at that step (validated as usual) and training stops there
+    (``"budget"``)."""
 
     epochs: int = 30
     steps: int = 50
@@ -122,6 +124,7 @@ class Schedule:
     patience: int = 5
     seed: int = 0
     average: float = 0.0
+    seconds: float | None = None
 
 
 @dataclass
@@ -261,12 +264,18 @@ def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callab
     opt, sched = adamw_cosine(net, sc)
     judged = copy.deepcopy(net) if sc.average > 0 else net
     steps_done = 0
+    t_start = time.perf_counter()
+
+    def over_budget() -> bool:
+        return sc.seconds is not None and time.perf_counter() - t_start > sc.seconds
 
     def one_epoch(task) -> dict:
         nonlocal steps_done
         net.train()
         losses = []
         for _ in range(sc.steps):
+            if over_budget() and losses:
+                break
             loss = batch_loss()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -306,6 +315,9 @@ def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callab
             progress.event("epoch", **row)
             if has_val and wait >= sc.patience:
                 stopped = "early"
+                break
+            if over_budget():
+                stopped = "budget"
                 break
     except Cancelled:
         if best["state"] is None:

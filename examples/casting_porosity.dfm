@@ -13,7 +13,7 @@ param movie_seconds = 4
 raw = load(scan)
 cal = calibrate(raw, method="percentile", low=0.5, high=99.5)
 painted = load_labels(painted_file)
-model = train(cal, painted, epochs=epochs, steps=20, patch=64, seed=7)
+model = train(cal, painted, arch="unet", epochs=epochs, steps=20, patch=64, seed=7)
 save_model(model, "{scan.stem}.dfmodel")
 seg = infer(model, cal)
 otsu = threshold(cal, method="multiotsu", classes=3, names=["air", "pore", "metal"])

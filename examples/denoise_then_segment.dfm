@@ -19,7 +19,7 @@ painted = load_labels(painted_file)
 # Both channels: the denoised scan shows the shapes, the noisy one the small features that denoising
 # softens. With train's defaults the two channels beat the noisy scan alone on the noisy phantom (three
 # noise draws) and on real nuclei under two noise levels (benchmarks/README.md, Enhancement, row 4).
-model = train([cal, clean], painted, epochs=epochs, steps=20, patch=64, seed=7)
+model = train([cal, clean], painted, arch="unet", epochs=epochs, steps=20, patch=64, seed=7)
 save_model(model, "{scan.stem}_seg.dfmodel")
 seg = infer(model, [cal, clean])
 save(seg, "{scan.stem}_seg.tif")

@@ -59,6 +59,30 @@ def item_dirs(items: list[str], out_dir: Path) -> list[Path]:
     return dirs
 
 
+def check_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: str = "scan",
+                overrides: dict | None = None, out_dir: str | os.PathLike = "out", allow_outside: bool = False,
+                base_dir: str | os.PathLike | None = None) -> list[ItemResult]:
+    """What ``--batch ... --dry-run`` does: check the macro once per matching file (its inputs, outputs
+    and types, as a run of that scan would see them) and compute nothing; nothing is written, not even
+    the output folder. Each item's status is ``"checked"``, or ``"failed"`` with the checker's errors.
+    """
+    macro = parse_file(macro_path)
+    if param not in {p.name for p in macro.params()}:
+        raise MacroError([Diagnostic(str(macro_path), 0, 0, f"--batch sets param '{param}', which the macro "
+                                                            f"does not declare (add: param {param} = \"...\")")])
+    items = batch_items(pattern) if isinstance(pattern, str) else [str(Path(p).resolve()) for p in pattern]
+    if not items:
+        raise DamselflyError(f"--batch {pattern!r} matches no files")
+    out = []
+    for item, d in zip(items, item_dirs(items, Path(out_dir).absolute())):
+        t0 = time.perf_counter()
+        res = check(macro, overrides={**(overrides or {}), param: item}, base_dir=base_dir, out_dir=d,
+                    allow_outside=allow_outside, protected=(str(Path(macro_path).resolve()),), batch_param=param)
+        errors = "\n".join(x.format() for x in res.diagnostics if x.severity == "error") if not res.ok else None
+        out.append(ItemResult(item, str(d), "checked" if res.ok else "failed", time.perf_counter() - t0, errors))
+    return out
+
+
 def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: str = "scan",
               overrides: dict | None = None, out_dir: str | os.PathLike = "out", jobs: int = 1,
               device: str = "auto", threads: int | None = None, overwrite: bool = True, resume: bool = False,

@@ -19,7 +19,7 @@ from damselfly.engine.errors import ParameterError
 from damselfly.engine.paths import check_path_text, confine_output
 from damselfly.engine.registry import Registry, StaticObject
 
-from . import ast
+from . import ast, classflow
 from .diagnostics import Diagnostic, MacroError, at
 from .templates import ATTRS, expand, template_names
 
@@ -102,6 +102,7 @@ class _Checker:
         self.res = CheckResult()
         self.params: dict = {}
         self.objects: dict[str, type | None] = {}  # name -> object class (None: returns nothing)
+        self.classes: dict[str, list[str] | None] = {}  # name -> its class names where known before running
         self.seen_version = False
         self.first_code = True
         self.unused: dict[str, ast.Assign] = {}  # results not used (or saved) by a later statement yet
@@ -169,6 +170,8 @@ class _Checker:
         if target is not None and target in self.params:
             self.err(st, f"'{target}' is a param; results need another name")
         values, where = self.arguments(spec, call) if spec is not None else self.unknown_action_arguments(call)
+        if spec is not None:
+            self.check_classes(spec, call, values, where, target)
         if self.batch_param and spec is not None:
             self.batch_labels(spec, call, target, where)
         if target is None:
@@ -184,6 +187,34 @@ class _Checker:
         else:
             arg_classes = {k: v.cls for k, v in values.items() if isinstance(v, StaticObject)}
             self.objects[target] = spec.return_class(arg_classes) or _Unknown
+
+    def check_classes(self, spec, call: ast.Call, values: dict, where: dict[str, int], target: str | None) -> None:
+        """Class arguments against the classes known statically (:mod:`.classflow`); the result's classes."""
+        known = {p: self.classes.get(call.args[i].value.id) for p, i in where.items()
+                 if isinstance(call.args[i].value, ast.Name)}
+        for pname, i in where.items():
+            found = classflow.unknown_classes(pname, values.get(pname), known)
+            if found:
+                arg, bad = found
+                name = call.args[where[arg]].value.id
+                self.err(call.args[i].value, f"unknown class{'es' if len(bad) > 1 else ''} "
+                         f"{', '.join(repr(b) for b in bad)} ('{name}' has the classes {', '.join(known[arg])})"
+                         f"{suggest(bad[0], known[arg])}")
+        if target is None:
+            return
+        result = None
+        if spec.name in ("load_model", "load_labels") and isinstance(values.get("path"), str):
+            try:
+                text = expand(values["path"], self.params)
+                full = Path(os.path.expanduser(text))
+                result = classflow.file_classes(spec.name, full if full.is_absolute() else self.base_dir / full, values)
+            except (KeyError, ValueError):
+                result = None
+        elif spec.name in classflow.PASSES_ON:
+            result = known.get(classflow.PASSES_ON[spec.name])
+        elif spec.name == "threshold" and isinstance(values.get("names"), list):
+            result = [str(n) for n in values["names"]]
+        self.classes[target] = result
 
     def batch_labels(self, spec, call: ast.Call, target: str | None, where: dict[str, int]) -> None:
         """In a batch, training on labels from a file that is the same for every scan (painted on one

@@ -120,7 +120,20 @@ def cmd_run(args) -> int:
             mark = {"ok": "ok", "skipped": "skipped (done before)"}.get(r.status, r.status.upper())
             print(f"  {mark:8s} {r.item}  ({r.seconds:.1f}s)", flush=True)
 
-        print(f"batch: {args.macro} over {args.batch!r}", flush=True)
+        print(f"batch: {args.macro} over {args.batch!r}" + (" (dry run: nothing computed)" if args.dry_run else ""),
+              flush=True)
+        if args.dry_run:
+            from .batch import check_batch
+
+            results = check_batch(args.macro, args.batch, args.param, overrides, args.out,
+                                  allow_outside=args.allow_outside_out)
+            for r in results:
+                on_item(r)
+            bad = [r for r in results if r.status != "checked"]
+            for r in bad:
+                print(f"FAILED {r.item}:\n    " + "\n    ".join((r.error or "").splitlines()[:4]), file=sys.stderr)
+            print(f"\n{len(results) - len(bad)} of {len(results)} scans pass the check; nothing was computed or written")
+            return 1 if bad else 0
         try:
             results = run_batch(args.macro, args.batch, args.param, overrides, args.out, args.jobs, args.device,
                                 args.threads, not args.no_overwrite, args.resume, on_item=on_item,

@@ -75,6 +75,16 @@ def _without_unused(body: list[ast.Statement]) -> list[ast.Statement]:
         body = keep
 
 
+def _scores(model: Model) -> str:
+    """The held-out Dice of the methods ``train(arch="auto")`` compared, in words."""
+    cols = model.config["comparison"]["columns"]
+    if not cols.get("method"):
+        return model.config["comparison"].get("note") or "not scored"
+    dice = [k for k in cols if k.startswith("dice_")]
+    return "; ".join(f"{m} " + ", ".join(f"{k[5:]} {cols[k][i]:.3f}" for k in dice)
+                     for i, m in enumerate(cols["method"])) + " (held-out Dice)"
+
+
 class Recorder:
     """Record the actions run through ``session`` as a macro.
 
@@ -101,6 +111,7 @@ class Recorder:
         self._last_target_used = True
         self._content: dict[str, object] = {}  # name bound by the macro -> content key when bound
         self._assets: set[str] = set()
+        self.saved_for_new_scans: list[str] = []  # what for_new_scans added save statements for
         self._unsubscribe = session.subscribe(self._on_event)
 
     # -- public ---------------------------------------------------------------------------------
@@ -131,7 +142,11 @@ class Recorder:
         """Append a ``save`` (``save_model`` for models) of each result in ``names`` to the recording:
         ``{scan.stem}_<name>.tif`` for volumes and labels (``.zarr`` for big ones: ``io.asset_suffix``),
         ``.csv`` for tables, ``<name>.dfmodel``."""
+        self.body += self._saves(names)
+
+    def _saves(self, names: list[str]) -> list[ast.Statement]:
         stem = "{scan.stem}_" if self._scan_stem else ""
+        out = []
         for name in names:
             obj = self.session.objects.get(name)
             if isinstance(obj, Model):
@@ -140,14 +155,26 @@ class Recorder:
             else:
                 ext = ".csv" if isinstance(obj, Table) else io.asset_suffix(obj)
                 call = ast.Call("save", [ast.Arg(None, ast.Name(name)), ast.Arg(None, ast.Const(f"{stem}{name}{ext}"))])
-            self.body.append(ast.CallStmt(call))
+            out.append(ast.CallStmt(call))
+        return out
+
+    def _unsaved_results(self, body: list[ast.Statement]) -> list[str]:
+        """The labels and tables ``body`` computes from the scan (not loaded) and never saves."""
+        saved = {st.call.args[0].value.id for st in body if isinstance(st, ast.CallStmt) and st.call.action == "save"
+                 and st.call.args and isinstance(st.call.args[0].value, ast.Name)}
+        made = [st.target for st in body if isinstance(st, ast.Assign) and not st.call.action.startswith("load")
+                and isinstance(self.session.objects.get(st.target), (Labels, Table))]
+        return [n for n in dict.fromkeys(made) if n not in saved]
 
     def for_new_scans(self) -> ast.Macro:
         """The recording as a macro for new scans: every network trained in it is saved as an asset
         (``assets/<name>.dfmodel``) and loaded instead of trained, and what only training needed (the
         painted labels, saving the model again) is left out; everything after training (calibrate,
         infer, measure, save, render) stays, with ``param scan``. A batch of it applies the model trained
-        on the recorded scan, rather than training each scan on labels painted on another one.
+        on the recorded scan, rather than training each scan on labels painted on another one. Every
+        labels and table computed from the scan (the segmentation at least) is saved, as ``save``
+        statements where the recording had none (``saved_for_new_scans`` names them): a batch that
+        computes a segmentation and only draws it would keep nothing.
         """
         assets = self.macro_dir / "assets"
         trained: set[str] = set()
@@ -165,7 +192,8 @@ class Recorder:
                   and isinstance(st.call.args[0].value, ast.Name) and st.call.args[0].value.id in trained):
                 continue  # the model is an asset now
             body.append(st)
-        body = _without_unused(body)
+        self.saved_for_new_scans = self._unsaved_results(body)
+        body = _without_unused(body + self._saves(self.saved_for_new_scans))
         used = {n for st in body for n in _names(st)}
         params = [p for p in self.params if p.name == "scan" or p.name in used]
         stmts: list[ast.Statement] = list(self.header) + [ast.Version(1)]
@@ -265,7 +293,29 @@ class Recorder:
         self._content[name] = self._key(obj)
         return ast.Name(name)
 
+    def _kept_model(self, ev: ActionEvent) -> bool:
+        """A training whose model a replay would not give again is recorded as that model, loaded from
+        an asset with a comment saying why: Stop or a time budget ended it, or ``arch="auto"`` kept a
+        network trained within a time budget. (The forest kept by ``auto`` is deterministic: its
+        statement is recorded with ``arch="forest"`` instead, see :meth:`_on_event`.)"""
+        model = ev.result
+        if ev.action != "train" or not isinstance(model, Model) or not ev.target:
+            return False
+        tr, auto = model.config.get("training", {}), model.config.get("comparison", {}).get("auto")
+        why = {"cancelled": "Stop ended it", "budget": "its time budget ended it"}.get(tr.get("stopped"))
+        if why:
+            why = f"train stopped at epoch {tr.get('epochs_run')} of {tr.get('epochs')} ({why})"
+        elif auto and model.config.get("arch") != "forest":
+            why = f'train(arch="auto") kept a {model.config.get("arch")} trained within a time budget'
+        else:
+            return False
+        self.body.append(ast.Comment(comment=f" {why}: the model it kept is an asset, so a replay gives it"))
+        self._object_ref(model, ev.target)
+        return True
+
     def _on_event(self, ev: ActionEvent) -> None:
+        if self._kept_model(ev):
+            return
         spec = self.session.registry.get(ev.action)
         args: list[ast.Arg] = []
         used_names: set[str] = set()
@@ -288,6 +338,12 @@ class Recorder:
             else:
                 expr = _const(value)
             args.append(ast.Arg(None if p.required else p.name, expr))
+        if isinstance(ev.result, Model) and ev.result.config.get("comparison", {}).get("auto"):
+            # train(arch="auto") kept the forest: record that choice (the same model, in seconds)
+            args = [a for a in args if a.name != "arch"]
+            at = next((i for i, a in enumerate(args) if a.name is not None), len(args))
+            args.insert(at, ast.Arg("arch", ast.Const(ev.result.config["arch"])))
+            self.body.append(ast.Comment(comment=f' train(arch="auto") kept the forest: {_scores(ev.result)}'))
         call = ast.Call(spec.name, args)
         stmt = ast.Assign(ev.target, call) if ev.target else ast.CallStmt(call)
         last = self.body[-1] if self.body else None

@@ -11,13 +11,22 @@ from .io_actions import load, load_labels, save
 from .measure import local_thickness, thickness_stats
 from .processing import calibrate, crop, evaluate, threshold
 from .render import render_movie, snapshot
-from .segmentation import infer, infer_probabilities, load_model, save_model, sparse_labels, train, training_history
+from .segmentation import (
+    infer,
+    infer_probabilities,
+    load_model,
+    save_model,
+    sparse_labels,
+    train,
+    training_history,
+    uncertainty,
+)
 
 #: Every built-in action, in menu order within each menu.
 ALL = [
     load, load_labels, save, load_model, save_model,
     calibrate, crop,
-    threshold, train, compare_methods, infer, infer_probabilities, sparse_labels, interpolate_labels,
+    threshold, train, compare_methods, infer, infer_probabilities, uncertainty, sparse_labels, interpolate_labels,
     local_thickness, thickness_stats, evaluate, training_history, comparison_table,
     train_denoiser, train_restoration, enhance,
     snapshot, render_movie,

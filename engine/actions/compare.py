@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from .. import progress
+from ..autotrain import painted_slices, without_slices
 from ..context import RunContext
 from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
@@ -14,7 +15,6 @@ from ..inference import predict_slice
 from ..model import Model
 from ..registry import action
 from ..training import dice_scores
-from ..volume_ops import SLAB, output_like
 from .segmentation import _images, train
 
 #: The methods compared by default: the classic pixel classifier and the default network.
@@ -23,16 +23,6 @@ METHODS = ("forest", "unet")
 KNOWN = ("forest", "unet", "msd", "unet3d")
 #: Held-out mean Dice within which methods count as tied (one slice cannot tell them apart more finely).
 MARGIN = 0.01
-
-
-def painted_slices(labels: Labels) -> dict[int, set[int]]:
-    """The z-slices holding labelled voxels, each with the classes painted on it (read slab by slab)."""
-    out = {}
-    for z0 in range(0, labels.shape[0], SLAB):
-        slab = np.asarray(labels.data[z0:z0 + SLAB])
-        for i in np.flatnonzero(slab.reshape(len(slab), -1).any(axis=1)):
-            out[z0 + int(i)] = set(np.unique(slab[i]).tolist()) - {0}
-    return out
 
 
 def choose_holdout(painted: dict[int, set[int]], holdout: int | None = None) -> int:
@@ -54,14 +44,6 @@ def choose_holdout(painted: dict[int, set[int]], holdout: int | None = None) -> 
                          "least two slices so that one can be held out")
 
 
-def _without_slice(labels: Labels, z: int) -> Labels:
-    data = output_like([labels], labels.shape, labels.data.dtype)
-    for z0 in range(0, labels.shape[0], SLAB):
-        data[z0:z0 + SLAB] = np.asarray(labels.data[z0:z0 + SLAB])
-    data[z] = 0
-    return labels.with_data(data, name=f"{labels.name}_train")
-
-
 def _train(images, labels, method, budget, seed, ctx) -> Model:
     kw = {} if method == "forest" else budget
     return train(images, labels, arch=method, input="3d" if method == "unet3d" else "2.5d", seed=seed, **kw, ctx=ctx)
@@ -71,7 +53,8 @@ def comparison(model: Model) -> Table:
     """The table :func:`compare_methods` stored in the model it returned."""
     doc = model.config.get("comparison")
     if not doc:
-        raise ParameterError(f"model '{model.name}' was not made by compare_methods (it has no comparison)")
+        raise ParameterError(f"model '{model.name}' was not made by compare_methods or train(arch=\"auto\") "
+                             f"(it has no comparison)")
     return Table(doc["columns"], name="comparison", metadata={"holdout": doc["holdout"], "margin": doc.get("margin", 0.0)})
 
 
@@ -129,7 +112,7 @@ def compare_methods(image: Volume | list[Volume], labels: Labels, methods: list[
                          f"methods); painted: {sorted(painted) or 'none'}", labels.source)
     holdout = choose_holdout(painted, holdout)
     budget = {k: v for k, v in (("epochs", epochs), ("steps", steps)) if v is not None}
-    rest = _without_slice(labels, holdout)
+    rest = without_slices(labels, [holdout])
     truth = np.asarray(labels.data[holdout])
     k = len(labels.classes)
     columns: dict[str, list] = {"method": []}
@@ -171,12 +154,12 @@ def _choose(methods: list[str], mean_dice: list[float], margin: float) -> int:
 
 @action("comparison", result="table", category="Measure")
 def comparison_table(model: Model) -> Table:
-    """The table of a model made by ``compare_methods``: per method, Dice per class on the held-out slice,
-    mean Dice, training and prediction seconds, and which was chosen.
+    """The table of a model made by ``compare_methods`` or ``train(arch="auto")``: per method, Dice per
+    class on the held-out painted slices, mean Dice, training (and prediction) seconds, which was chosen.
 
     Parameters
     ----------
     model : Model
-        A model returned by ``compare_methods``.
+        A model returned by ``compare_methods`` or ``train(arch="auto")``.
     """
     return comparison(model)

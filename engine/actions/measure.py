@@ -103,7 +103,8 @@ class PhaseReader:
 @action("thickness_stats", result="stats", category="Measure")
 def thickness_stats(thickness: Volume, bins: int = 20) -> Table:
     """Statistics of a thickness map over its phase (voxels > 0): a first row over all of them (mean,
-    standard deviation, median, max, voxel count), then one row per histogram bin.
+    standard deviation, median, max, voxel count), then one row per histogram bin. Lengths are in the
+    map's unit, which the ``unit`` column names on every row (``voxel`` where the scan had no spacing).
 
     Parameters
     ----------
@@ -120,7 +121,7 @@ def thickness_stats(thickness: Volume, bins: int = 20) -> Table:
                          thickness.source)
     total = int(counts.sum())
     cols: dict[str, list] = {k: [] for k in ("range", "from", "to", "voxels", "fraction", "mean", "std",
-                                             "median", "max")}
+                                             "median", "max", "unit")}
 
     def add(label, lo, hi, v, c):
         n = int(c.sum())
@@ -129,6 +130,7 @@ def thickness_stats(thickness: Volume, bins: int = 20) -> Table:
         cols["to"].append(float(hi))
         cols["voxels"].append(n)
         cols["fraction"].append(float(n / total))
+        cols["unit"].append(thickness.unit or "voxel")
         if not n:
             for key in ("mean", "std", "median", "max"):
                 cols[key].append(float("nan"))

@@ -21,3 +21,30 @@ def win(qtbot, tmp_path):
     yield w
     w.worker.stop()
     w.worker.wait(30)
+
+
+#: The casting phantom the app tests open (z, y, x).
+SHAPE = (32, 48, 48)
+
+
+@pytest.fixture()
+def scan(tmp_path):
+    """A small casting phantom saved as ``part_01.tif``: (its path, its truth)."""
+    from pathlib import Path
+
+    from damselfly.engine import io, phantoms
+
+    vol, truth = phantoms.casting(SHAPE, seed=3)
+    path = io.write_volume(vol, tmp_path / "part_01.tif")
+    return Path(path), truth
+
+
+@pytest.fixture()
+def grains(tmp_path):
+    """Ice grains and air (33 x 64 x 64, no spacing) saved as ``ice_01.tif``: (its path, its truth)."""
+    from pathlib import Path
+
+    from damselfly.engine import io, phantoms
+
+    vol, truth = phantoms.grains((33, 64, 64), seed=2)
+    return Path(io.write_volume(vol, tmp_path / "ice_01.tif")), truth

@@ -16,13 +16,6 @@ from damselfly.engine.builtin import all_actions
 SHAPE = (32, 48, 48)
 
 
-@pytest.fixture()
-def scan(tmp_path):
-    vol, truth = phantoms.casting(SHAPE, seed=3)
-    path = io.write_volume(vol, tmp_path / "part_01.tif")
-    return Path(path), truth
-
-
 def settle(qtbot, w, timeout=180_000):
     from PySide6.QtWidgets import QApplication
 
@@ -131,7 +124,7 @@ def test_record_paint_calibrate_train_infer_save_then_replay_headless(qtbot, win
 
     accept(win.open_action("calibrate"))
     settle(qtbot, win)
-    dlg = win.open_action("train", {"epochs": 2, "steps": 3, "batch": 2, "patch": 32, "input": "2d", "seed": 1})
+    dlg = win.open_action("train", {"arch": "unet", "epochs": 2, "steps": 3, "batch": 2, "patch": 32, "input": "2d", "seed": 1})
     assert dlg.values()["labels"] is win.session["painted"] and dlg.values()["image"] is win.session["cal"]
     accept(dlg)
     settle(qtbot, win)
@@ -146,7 +139,7 @@ def test_record_paint_calibrate_train_infer_save_then_replay_headless(qtbot, win
     text = win.macro.text()
     assert "param scan = " in text and "part_01.tif" in text
     for line in ("raw = load(scan)", "cal = calibrate(raw)", 'painted = load_labels("assets/painted.tif"',
-                 'model = train(cal, painted, input="2d", epochs=2, steps=3, batch=2, patch=32, seed=1)',
+                 'model = train(cal, painted, arch="unet", input="2d", epochs=2, steps=3, batch=2, patch=32, seed=1)',
                  "seg = infer(model, cal, tile=64)", 'save(seg, "{scan.stem}_seg.tif")'):
         assert line in text, (line, text)
     assert win.macro.check_now() == []
@@ -296,7 +289,7 @@ def test_segment_and_correct_continues_training_from_the_model(qtbot, win, scan)
     settle(qtbot, win)
     layer = win.new_label_layer(["air", "metal", "pore"])
     layer.data[[8, 24]] = np.asarray(truth.data)[[8, 24]]  # two slices painted (fast, as a fill would)
-    accept(win.open_action("train", {"image": "raw", "epochs": 1, "steps": 2, "batch": 2, "patch": 32,
+    accept(win.open_action("train", {"image": "raw", "arch": "unet", "epochs": 1, "steps": 2, "batch": 2, "patch": 32,
                                      "input": "2d"}))
     settle(qtbot, win)
     win.set_slice(16)
@@ -307,14 +300,14 @@ def test_segment_and_correct_continues_training_from_the_model(qtbot, win, scan)
     win.set_class("pore")
     stroke(qtbot, win.canvas, [(20, 20), (20, 24)])  # the correction
     assert win.canvas.undo_stack
-    accept(win.open_action("train", {"image": "raw", "init": "model", "epochs": 1, "steps": 2, "batch": 2,
+    accept(win.open_action("train", {"image": "raw", "arch": "unet", "init": "model", "epochs": 1, "steps": 2, "batch": 2,
                                      "patch": 32, "input": "2d"}, ))
     settle(qtbot, win)
     win.set_recording(False)
     text = win.macro.text()
     assert 'painted = load_labels("assets/painted.tif"' in text
     assert 'painted = load_labels("assets/painted_2.tif"' in text  # the corrected layer, as it was used
-    assert "model2 = train(raw, painted, input=\"2d\", epochs=1, steps=2, batch=2, patch=32, init=model)" in text
+    assert "model2 = train(raw, painted, arch=\"unet\", input=\"2d\", epochs=1, steps=2, batch=2, patch=32, init=model)" in text
     saved = io.read_labels(win.macro_dir / "assets" / "painted_2.tif")
     assert np.array_equal(saved.data, layer.data)
 
@@ -665,11 +658,11 @@ def test_an_argument_that_takes_several_images_ticks_them_in_order_and_records_t
     settle(qtbot, win)
     win.run_action("sparse_labels", win.session["truth"], slices=[8, 24], target="painted")
     settle(qtbot, win)
-    accept(win.open_action("train", {"image": ["cal", "raw"], "labels": "painted", "input": "2d", "epochs": 1,
+    accept(win.open_action("train", {"image": ["cal", "raw"], "labels": "painted", "arch": "unet", "input": "2d", "epochs": 1,
                                      "steps": 1, "batch": 2, "patch": 16}, show=False))
     settle(qtbot, win)
     assert win.session["model"].n_inputs == 2
-    assert "model = train([cal, raw], painted, input=\"2d\", epochs=1, steps=1, batch=2, patch=16)" in win.macro.text()
+    assert "model = train([cal, raw], painted, arch=\"unet\", input=\"2d\", epochs=1, steps=1, batch=2, patch=16)" in win.macro.text()
     assert win.open_action("infer", show=False).fields["image"].names == ["cal", "raw"]  # the model's inputs
 
 

@@ -3,26 +3,14 @@ scan after calibrate, the 3-D view following them; a stroke ends whenever its re
 class keys work wherever the focus is; the 3-D view shows every class but the background."""
 
 import warnings
-from pathlib import Path
 
 import numpy as np
-import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from damselfly.engine import io, phantoms
-
 from .test_app import accept, settle, stroke
-
-SHAPE = (33, 64, 64)
-
-
-@pytest.fixture()
-def grains(tmp_path):
-    vol, truth = phantoms.grains(SHAPE, seed=2)
-    return Path(io.write_volume(vol, tmp_path / "ice_01.tif")), truth
 
 
 def _open_and_calibrate(qtbot, w, grains):

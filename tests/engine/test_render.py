@@ -320,3 +320,19 @@ def test_reading_a_level_of_detail_reports_progress_and_stops():
         with pytest.raises(Cancelled):
             R._strided(a, 1, "Reading pyramid level 1", planes=2)
     assert "Reading pyramid level 1" in seen
+
+
+def test_headless_rendering_prints_no_x_server_warning():
+    """Without a display VTK draws with EGL at once: no coloured "bad X server connection" line in a
+    command line's output (issue 30)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from damselfly.engine import phantoms, render as R\n"
+            "v, t = phantoms.casting((24, 24, 24))\n"
+            "print(R.SceneRenderer(R.Scene(volume=v, labels=t), (32, 32)).render().shape)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "VTK_DEFAULT_OPENGL_WINDOW")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "(32, 32, 3)" in r.stdout and "X server" not in r.stderr and "\x1b[" not in r.stderr

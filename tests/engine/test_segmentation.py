@@ -28,7 +28,7 @@ from damselfly.engine.actions import segmentation as seg_actions
 from damselfly.engine.actions.segmentation import sparse_labels
 from damselfly.engine.context import RunContext
 
-TINY = dict(epochs=2, steps=3, batch=4, patch=32, seed=5)
+TINY = dict(arch="unet", epochs=2, steps=3, batch=4, patch=32, seed=5)
 
 CPU = RunContext(device="cpu")
 train = partial(seg_actions.train, ctx=CPU)

@@ -23,7 +23,7 @@ def test_unet_clearly_beats_otsu_on_the_pores_of_unseen_slices():
     vol, truth = phantoms.casting((128, 128, 128), seed=0)
     cal = calibrate(vol)
     zs = [21, 64, 106]
-    model = train(cal, sparse_labels(truth, slices=zs), epochs=6, steps=15, batch=8, patch=64, seed=0)
+    model = train(cal, sparse_labels(truth, slices=zs), arch="unet", epochs=6, steps=15, batch=8, patch=64, seed=0)
     seg = np.asarray(infer(model, cal).data)
     otsu = threshold(cal, method="multiotsu", classes=3, names=["air", "pore", "metal"])
     # put Otsu's classes in the truth's order (air, metal, pore)

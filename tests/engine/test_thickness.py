@@ -131,6 +131,9 @@ def test_thickness_stats_table():
     first = tab.rows()[0]
     assert first["range"] == "all" and first["voxels"] == int(m.sum())
     assert first["max"] == 4.0 and first["median"] == 4.0
+    assert {r["unit"] for r in tab.rows()} == {"voxel"}  # the CSV says what its lengths are in
+    mm = thickness_stats(Volume(local_thickness(m), name="t", spacing=(0.5, 0.5, 0.5), unit="mm"), bins=4)
+    assert {r["unit"] for r in mm.rows()} == {"mm"}
     assert first["mean"] == pytest.approx((4.0 * (m.sum() - 1) + 2.0) / m.sum())
     bins = [r for r in tab.rows() if r["range"] == "bin"]
     assert len(bins) == 4 and sum(r["voxels"] for r in bins) == m.sum()

@@ -113,3 +113,30 @@ def test_a_batch_that_trains_on_labels_painted_on_one_scan_is_warned(data_dir):
     per_scan = parse(text.replace('load_labels("truth.tif")', 'load_labels("{scan.stem}_labels.tif")'),
                      str(data_dir / "m.dfm"))
     assert not check(per_scan, batch_param="scan", check_files=False).diagnostics
+
+
+def test_check_knows_the_classes_of_a_model_file_and_of_labels_with_a_sidecar(tmp_path):
+    """local_thickness(seg, class="snow") on a model of air and ice is an error before anything runs
+    (issue 30), through infer; so is a class a labels file's sidecar does not name."""
+    from damselfly.engine import io, phantoms
+    from damselfly.engine import model as model_io
+    from damselfly.engine.actions.segmentation import sparse_labels, train
+    from damselfly.engine.context import RunContext
+    from damselfly.macros.checker import check
+    from damselfly.macros.parser import parse
+
+    vol, truth = phantoms.grains((12, 24, 24), seed=1)
+    io.write_volume(vol, tmp_path / "s.tif")
+    io.write_volume(truth, tmp_path / "t.tif")  # with its sidecar: air, ice
+    model = train(vol, sparse_labels(truth, [3, 8]), arch="forest", ctx=RunContext(device="cpu"))
+    model_io.save_model(model, tmp_path / "m.dfmodel")
+    text = ('version 1\nparam scan = "s.tif"\nraw = load(scan)\nmodel = load_model("m.dfmodel")\n'
+            'seg = infer(model, raw)\nthick = local_thickness(seg, class="snow")\nsave(thick, "a.tif")\n'
+            'lab = load_labels("t.tif")\nth2 = local_thickness(lab, class="ic")\nsave(th2, "b.tif")\n'
+            'ok = local_thickness(seg, class="ice")\nsave(ok, "c.tif")\n'
+            'named = load_labels("t.tif", classes=["a", "b"])\nth3 = local_thickness(named, class="b")\n'
+            'save(th3, "d.tif")\n')
+    res = check(parse(text, str(tmp_path / "m.dfm")), base_dir=tmp_path, out_dir=tmp_path / "out")
+    errors = [(d.line, d.message) for d in res.diagnostics if d.severity == "error"]
+    assert errors == [(6, "unknown class 'snow' ('seg' has the classes air, ice)"),
+                      (9, "unknown class 'ic' ('lab' has the classes air, ice); did you mean 'ice'?")]

@@ -217,7 +217,7 @@ def zarr_scan(tmp_path_factory, casting_small):
     folder = tmp_path_factory.mktemp("zarr_scan")
     vol, truth = casting_small
     io.write_volume(vol, folder / "scan.ome.zarr")
-    model = train(vol, sparse_labels(truth, slices=[8, 20, 31]), epochs=2, steps=3, batch=4, patch=32, seed=5,
+    model = train(vol, sparse_labels(truth, slices=[8, 20, 31]), arch="unet", epochs=2, steps=3, batch=4, patch=32, seed=5,
                   ctx=RunContext(device="cpu"))
     model_io.save_model(model, folder / "m.dfmodel")
     (folder / "m.dfm").write_text(CLUSTER_MACRO)

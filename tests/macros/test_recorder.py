@@ -114,14 +114,14 @@ def test_training_session_records_and_replays_to_the_same_model_and_labels(tmp_p
     cal = s.run("calibrate", raw, target="cal")
     full = s.run("load_labels", str(truth), target="truth")
     painted = s.run("sparse_labels", full, slices=[4, 12, 20], target="painted")
-    model = s.run("train", [cal, raw], painted, input="2d", epochs=2, steps=2, batch=2, patch=16,
+    model = s.run("train", [cal, raw], painted, arch="unet", input="2d", epochs=2, steps=2, batch=2, patch=16,
                   target="model")
     s.run("save_model", model, "part_07.dfmodel")
     seg = s.run("infer", model, [cal, raw], tile=32, target="seg")
     s.run("save", seg, "part_07_seg.tif")
     rec.stop()
     text = rec.text()
-    assert ('model = train([cal, raw], painted, input="2d", epochs=2, steps=2, batch=2, patch=16)'
+    assert ('model = train([cal, raw], painted, arch="unet", input="2d", epochs=2, steps=2, batch=2, patch=16)'
             in text)
     assert 'save_model(model, "{scan.stem}.dfmodel")' in text
     assert "seg = infer(model, [cal, raw], tile=32)" in text
@@ -161,7 +161,7 @@ def test_a_model_made_outside_actions_is_saved_beside_the_macro(tmp_path):
     painted[3, :16] = 1
     painted[3, 16:] = 2
     lab = Labels(painted, spacing=raw.spacing, classes=make_classes(["a", "b"]), name="painted")
-    model = s.run("train", raw, lab, input="2d", epochs=1, steps=1, batch=1, patch=16)
+    model = s.run("train", raw, lab, arch="unet", input="2d", epochs=1, steps=1, batch=1, patch=16)
     loose = Model(model.config, {k: torch.clone(v) for k, v in model.state.items()}, name="mine")
     rec = Recorder(s, macro_dir=tmp_path)
     s.run("infer", loose, raw, target="seg")
@@ -235,7 +235,7 @@ def test_macro_for_new_scans_applies_the_trained_model_instead_of_training(tmp_p
     cal = s.run("calibrate", raw, target="cal")
     painted = s.run("sparse_labels", s.run("load_labels", str(truth), target="truth"), slices=[4, 12, 20],
                     target="painted")
-    model = s.run("train", cal, painted, input="2d", epochs=1, steps=2, batch=2, patch=16, target="model")
+    model = s.run("train", cal, painted, arch="unet", input="2d", epochs=1, steps=2, batch=2, patch=16, target="model")
     s.run("save_model", model, "m.dfmodel")
     seg = s.run("infer", model, cal, tile=32, target="seg")
     s.run("save", seg, "part_07_seg.tif")
@@ -274,3 +274,53 @@ def test_a_big_painted_layer_is_kept_as_chunked_zarr_without_its_unpainted_chunk
     assert back.class_names == ["air", "metal"] and np.array_equal(np.asarray(back.data), painted)
     rec.save(tmp_path / "m.dfm")
     assert run_file(tmp_path / "m.dfm", out_dir=tmp_path / "o2").status == "ok"
+
+
+def test_a_training_stopped_early_is_recorded_as_the_model_it_kept(tmp_path):
+    """Stop after the first epoch of 30: the recording loads the kept model from an asset (a replay of
+    train(...) would train all 30 epochs), with a comment that says why; the replay gives that model."""
+    import pytest
+
+    from damselfly.engine.errors import Cancelled
+    from damselfly.engine.progress import Reporter
+
+    scan, truth_path = make_inputs(tmp_path)
+    reporter = Reporter(on_event=lambda name, _d: name == "epoch" and reporter.cancel())
+    s = Session(Settings(base_dir=tmp_path, out_dir=tmp_path / "rec_out", device="cpu"), reporter)
+    rec = Recorder(s, macro_dir=tmp_path)
+    raw = s.run("load", str(scan), target="raw")
+    truth = s.run("load_labels", str(truth_path), target="truth")
+    painted = s.run("sparse_labels", truth, slices=[6, 12, 18], target="painted")
+    with pytest.raises(Cancelled):
+        s.run("train", raw, painted, arch="unet", epochs=30, steps=2, batch=2, patch=32, input="2d", target="model")
+    s.run("save_model", s["model"], "kept.dfmodel")
+    rec.stop()
+    text = rec.text()
+    assert s["model"].config["training"]["epochs_run"] == 1
+    assert "# train stopped at epoch 1 of 30 (Stop ended it): the model it kept is an asset" in text
+    assert 'model = load_model("assets/model.dfmodel")' in text and "train(" not in text
+    rec.save(tmp_path / "rec.dfm")
+    run_file(tmp_path / "rec.dfm", out_dir=tmp_path / "replay")
+    assert model_io.load_model(tmp_path / "replay" / "kept.dfmodel").hash == s["model"].hash
+
+
+def test_auto_training_that_kept_the_forest_is_recorded_with_its_choice(tmp_path):
+    scan, truth_path = make_inputs(tmp_path)
+    s = Session(Settings(base_dir=tmp_path, out_dir=tmp_path / "rec_out", device="cpu"))
+    rec = Recorder(s, macro_dir=tmp_path)
+    raw = s.run("load", str(scan), target="raw")
+    truth = s.run("load_labels", str(truth_path), target="truth")
+    painted = s.run("sparse_labels", truth, slices=[6, 12, 18], target="painted")
+    model = s.run("train", raw, painted, epochs=1, steps=1, batch=2, patch=32, input="2d", seconds=0.0,
+                  target="model")
+    s.run("save_model", model, "kept.dfmodel")
+    rec.stop()
+    text = rec.text()
+    if model.config["arch"] == "forest":
+        assert 'model = train(raw, painted, arch="forest", input="2d", epochs=1' in text
+        assert '# train(arch="auto") kept the forest: forest air' in text
+        rec.save(tmp_path / "rec.dfm")
+        run_file(tmp_path / "rec.dfm", out_dir=tmp_path / "replay")
+        assert model_io.load_model(tmp_path / "replay" / "kept.dfmodel").hash == model.hash
+    else:
+        assert "load_model(\"assets/" in text

@@ -1,0 +1,70 @@
+"""What the checker knows of class names before anything runs: from a model file's document, a labels
+file's ``classes=`` or its sidecar, and the actions that pass classes on (``train`` keeps its labels'
+classes, ``infer`` its model's). A class argument naming none of them (``local_thickness(seg,
+class="snow")`` on a model of air and ice) is then an error at its line, not a failure after ``infer``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: action -> the argument whose classes its result has
+PASSES_ON = {"train": "labels", "compare_methods": "labels", "infer": "model", "sparse_labels": "labels",
+             "crop": "obj", "interpolate_labels": "labels"}
+#: class argument -> the arguments (in order) whose classes it names
+NAMES_CLASSES_OF = {"class": ("labels", "model"), "classes": ("labels", "volume"), "mask_classes": ("mask",)}
+
+
+def file_classes(action: str, path: Path, values: dict) -> list[str] | None:
+    """The class names a loader's result will have, read without loading it (None: not known)."""
+    try:
+        if action == "load_model":
+            return _model_classes(path)
+        if action == "load_labels":
+            if isinstance(values.get("classes"), list):
+                return [str(c) for c in values["classes"]]
+            from damselfly.engine.io import sidecar
+
+            side = sidecar(path)
+            if side.is_file() and side.stat().st_size < 1 << 20:
+                doc = json.loads(side.read_text(encoding="utf-8"))
+                stored = doc.get("classes") if isinstance(doc, dict) else doc
+                if isinstance(stored, list) and all(isinstance(c, dict) and isinstance(c.get("name"), str)
+                                                    for c in stored):
+                    return [c["name"] for c in stored]
+    except (OSError, ValueError, RecursionError):
+        return None  # the loader reports a bad file when it runs
+    return None
+
+
+def _model_classes(path: Path) -> list[str] | None:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        doc = json.loads(meta.get("damselfly", "null"))
+    except Exception:  # noqa: BLE001 - any unreadable file: load_model says what is wrong when it runs
+        return None
+    classes = doc.get("classes") if isinstance(doc, dict) else None
+    if isinstance(classes, list) and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in classes):
+        return [c["name"] for c in classes]
+    return None
+
+
+def unknown_classes(pname: str, value, known: dict[str, list[str] | None]) -> tuple[str, list[str]] | None:
+    """For a class argument ``pname`` with ``value``: (the argument whose classes it names, the names it
+    gives that are not among them), or None when they are all there or nothing is known.
+    ``known``: argument name -> its object's class names (None: unknown)."""
+    if pname not in NAMES_CLASSES_OF or value is None:
+        return None
+    names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    for arg in NAMES_CLASSES_OF[pname]:
+        classes = known.get(arg)
+        if classes is not None:
+            bad = [n for n in names if isinstance(n, str) and n not in classes]
+            return (arg, bad) if bad else None
+    return None
