@@ -86,9 +86,11 @@ class MacroMixin:
                 self.recorder.add_saves(unsaved)
             self.macro.set_text(self.recorder.text())
             self.recorder = None
-            if self.ask("Save the recording as it is (painted labels and kept models as assets beside it)?"):
+            trains = _trains(self.last_recording)
+            if trains and self.ask("Save the recording as it is (painted labels and kept models as assets "
+                                   "beside it, to replay on this scan)?"):
                 self._ask_save_macro()
-            if _trains(self.last_recording) and self.ask(
+            if trains and self.ask(
                     "The recording trains a model. Save a macro for new scans too (the trained model as an "
                     "asset, applied to each new scan, and every segmentation and table saved)?"):
                 self._ask_save_for_new_scans()

@@ -117,7 +117,7 @@ def cmd_run(args) -> int:
     overrides = parse_overrides(args.set)
     if args.batch:
         def on_item(r):
-            mark = {"ok": "ok", "skipped": "skipped (done before)"}.get(r.status, r.status.upper())
+            mark = {"ok": "ok", "skipped": "skipped (done before)", "checked": "checked"}.get(r.status, r.status.upper())
             print(f"  {mark:8s} {r.item}  ({r.seconds:.1f}s)", flush=True)
 
         print(f"batch: {args.macro} over {args.batch!r}" + (" (dry run: nothing computed)" if args.dry_run else ""),

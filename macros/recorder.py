@@ -159,11 +159,17 @@ class Recorder:
         return out
 
     def _unsaved_results(self, body: list[ast.Statement]) -> list[str]:
-        """The labels and tables ``body`` computes from the scan (not loaded) and never saves."""
+        """The labels and tables ``body`` computes from the scan (from ``param scan``, through any chain of
+        statements; not labels painted or loaded for training) and never saves."""
         saved = {st.call.args[0].value.id for st in body if isinstance(st, ast.CallStmt) and st.call.action == "save"
                  and st.call.args and isinstance(st.call.args[0].value, ast.Name)}
-        made = [st.target for st in body if isinstance(st, ast.Assign) and not st.call.action.startswith("load")
-                and isinstance(self.session.objects.get(st.target), (Labels, Table))]
+        from_scan, made = {"scan"}, []
+        for st in body:
+            if isinstance(st, ast.Assign) and _names(st) & from_scan:
+                from_scan.add(st.target)
+                if not st.call.action.startswith("load") and isinstance(self.session.objects.get(st.target),
+                                                                           (Labels, Table)):
+                    made.append(st.target)
         return [n for n in dict.fromkeys(made) if n not in saved]
 
     def for_new_scans(self) -> ast.Macro:

@@ -239,3 +239,26 @@ def test_text_progress_bar_draws_on_a_terminal_only():
     assert "[###############---------------]  50.0%  Calibrating" in tty.getvalue()
     assert tty.getvalue().endswith("\n") and "100.0%" in tty.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_batch_dry_run_computes_and_writes_nothing(workdir, capsys):
+    """--batch with --dry-run checks each scan and computes nothing (issue 30: it ran everything and
+    wrote outputs); a scan whose extra input is missing is reported."""
+    scans = workdir / "scans"
+    scans.mkdir()
+    for i in range(2):
+        write_scan(scans / f"part_{i}.tif", i)
+    io.write_volume(phantoms.casting((24, 32, 32), seed=0)[1], workdir / "part_0_truth.tif")
+    m = workdir / "m.dfm"
+    m.write_text('version 1\nparam scan = "x.tif"\nraw = load(scan)\ncal = calibrate(raw)\n'
+                 'seg = threshold(cal, names=["air", "metal"])\nsave(seg, "{scan.stem}_seg.tif")\n'
+                 'truth = load_labels("{scan.stem}_truth.tif")\nscores = evaluate(seg, truth)\n'
+                 'save(scores, "{scan.stem}_scores.csv")\n')
+    code = main(["run", str(m), "--batch", str(scans / "*.tif"), "--out", "batch", "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 1 and not (workdir / "batch").exists()
+    assert "checked  " in out and "part_0.tif" in out and "1 of 2 scans pass the check" in out
+    assert "FAILED" in err and "part_1_truth.tif" in err and "not found" in err
+    (workdir / "part_1_truth.tif").write_bytes((workdir / "part_0_truth.tif").read_bytes())
+    assert main(["run", str(m), "--batch", str(scans / "*.tif"), "--out", "batch", "--dry-run"]) == 0
+    assert not (workdir / "batch").exists()
