@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
 )
 
-from damselfly.engine import DamselflyError, Labels
+from damselfly.engine import DamselflyError
 from damselfly.macros.batch import run_batch
 from damselfly.macros.checker import check
 from damselfly.macros.interpreter import execute
@@ -26,14 +26,15 @@ class MacroMixin:
     def keep_work(self, doing: str) -> bool:
         """Before ``doing`` something that replaces the editor's text or ends the session: offer to save
         unsaved changes. ``False`` means the user cancelled."""
-        painted = [n for n, o in self.session.objects.items() if isinstance(o, Labels) and o.metadata.get("modified")]
+        painted = self.unsaved_painted()
         if not self.macro.modified and not (painted and doing == "quitting"):
             return True
         what = []
         if self.macro.modified:
             what.append(f"the macro ({self.macro.path.name if self.macro.path else 'never saved'})")
         if painted and doing == "quitting":
-            what.append(f"painted labels ({', '.join(painted)}; File > Save… keeps them)")
+            what.append(f"painting not saved since it was made ({', '.join(repr(n) for n in painted)}; "
+                        f"File > Save… keeps {'it' if len(painted) == 1 else 'them'})")
         answer = self.ask_save(f"Unsaved changes before {doing}: {' and '.join(what)}.")
         if answer == "save" and self.macro.modified:
             return self.save_macro_now()
@@ -76,9 +77,11 @@ class MacroMixin:
             self.recorder = Recorder(self.session, macro_dir=self.macro_dir, comment="recorded in Damselfly")
             self.macro.path = None
             self.macro.base_dir = self.macro_dir
+            self.macro.recording = True
             self.macro.set_text(self.recorder.text())
         elif not on and self.recorder is not None:
             self.recorder.stop()
+            self.macro.recording = False
             self.last_recording = self.recorder
             unsaved = self.recorder.unsaved()
             if unsaved and self.ask(f"The recording computes {', '.join(unsaved)} but never saves "

@@ -77,6 +77,7 @@ class MacroPanel(QWidget):
         self.path: Path | None = None
         self.saved_text = ""  # the text as it was last opened or saved
         self.diagnostics: list[Diagnostic] = []
+        self.recording = False  # set by the window while the recorder writes this text
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         bar = QHBoxLayout()
@@ -159,6 +160,8 @@ class MacroPanel(QWidget):
                 diags = check(macro, base_dir=self.base_dir, **self.check_options).diagnostics
             except MacroError as e:
                 diags = e.diagnostics
+        if self.recording:  # a result just made is not used yet while recording: no noise about it
+            diags = [d for d in diags if d.code != "unused"]
         self.diagnostics = diags
         self.problems.clear()
         sels = []

@@ -33,6 +33,12 @@ def save(prefs: dict) -> None:
         pass
 
 
+def default_out_dir() -> Path:
+    """Where the app writes outputs unless told otherwise: ``$DAMSELFLY_OUT_DIR``, else
+    ``~/damselfly-out`` (never inside the folder of the raw data, which may be read-only or shared)."""
+    return Path(os.environ.get("DAMSELFLY_OUT_DIR") or Path.home() / "damselfly-out")
+
+
 def recovery_path() -> Path:
     """Where the work of an app ended by a signal (SIGTERM, Ctrl-C in its terminal) is saved as a session,
     offered at the next start."""

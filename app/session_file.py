@@ -55,8 +55,17 @@ class SessionFileMixin:
 
     def unsaved_work(self) -> list[str]:
         """What quitting now would lose: the macro's unsaved changes, painted labels not saved."""
-        painted = [n for n, o in self.session.objects.items() if isinstance(o, Labels) and o.metadata.get("modified")]
-        return (["the macro"] if self.macro.modified else []) + [f"painted labels '{n}'" for n in painted]
+        return (["the macro"] if self.macro.modified else []) + [f"painted labels '{n}'" for n in self.unsaved_painted()]
+
+    def unsaved_painted(self) -> list[str]:
+        """Label layers painted since they were last saved (by a ``save`` or in a session file)."""
+        return [n for n, o in self.session.objects.items() if isinstance(o, Labels) and o.metadata.get("modified")
+                and o.metadata.get("edits", 1) != o.metadata.get("saved_edits")]
+
+    def mark_saved(self, obj) -> None:
+        """``obj`` was written to a file: its painting so far is no longer at risk."""
+        if isinstance(obj, Labels):
+            obj.metadata["saved_edits"] = obj.metadata.get("edits", 1)
 
     def quit_on_signal(self, signum: int = 15) -> None:
         """SIGTERM (``timeout``, a scheduler, a logout) or Ctrl-C in the app's terminal: quit as Quit does,
@@ -94,6 +103,8 @@ class SessionFileMixin:
         """Write the session to ``path`` (``.dfsession``), atomically."""
         path = Path(path).resolve()
         io.write_text(path, json.dumps(self.session_state(path), indent=2) + "\n")
+        for obj in self.session.objects.values():
+            self.mark_saved(obj)
         return path
 
     def restore_session(self, path: Path) -> bool:

@@ -265,6 +265,7 @@ class SliceCanvas(QWidget):
         """Remember the current plane of the label layer (before a stroke or a fill); the layer is now
         ``modified`` (a recording saves its content rather than reloading its file)."""
         self.labels.metadata["modified"] = True
+        self.labels.metadata["edits"] = self.labels.metadata.get("edits", 0) + 1  # unsaved until a save
         self.undo_stack.append((self.axis, self.index, plane(self.labels.data, self.axis, self.index).copy()))
         del self.undo_stack[:-50]
         self.redo_stack.clear()

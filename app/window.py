@@ -69,7 +69,9 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         super().__init__()
         self.setWindowTitle("Damselfly")
         base = Path(base_dir or Path.cwd()).resolve()
-        out = Path(out_dir or base / "damselfly-out").resolve()
+        from . import prefs
+
+        out = Path(out_dir or prefs.default_out_dir()).resolve()  # never inside the raw-data folder
         self.worker = Worker(self)
         # a file chosen in a dialog is an explicit choice: outputs may go anywhere (inputs stay protected)
         self.session = Session(Settings(device=device, base_dir=base, out_dir=out, allow_outside=True),
@@ -314,12 +316,41 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         return dlg
 
     def run_action(self, name: str, *args, target: str | None = None, **kwargs) -> bool:
-        """Run a registered action through the session in the worker thread (recorded if recording)."""
+        """Run a registered action through the session in the worker thread (recorded if recording).
+        Output names may hold templates of the first scan opened, as in a macro: ``{scan.stem}_seg.tif``."""
         spec = self.session.registry.get(name)
+        try:
+            kwargs = self._expand_outputs(spec, kwargs)
+        except DamselflyError as e:
+            self.show_error(str(e))
+            return False
         if spec.presentation.monitor == "training":
             epochs = kwargs.get("epochs", spec.param("epochs").default if spec.has_param("epochs") else None)
             self._open_training(epochs if isinstance(epochs, int) else None)
         return self._start(name, lambda: self.session.run(spec, *args, target=target, **kwargs))
+
+    def scan_path(self) -> str | None:
+        """The first scan opened in this session (what a recording makes ``param scan``)."""
+        return next((ev.resolved.get("path") for ev in self.session.sources.values() if ev.action == "load"), None)
+
+    def _expand_outputs(self, spec, kwargs: dict) -> dict:
+        """Output paths with templates expanded for this session's scan (``{scan}``, ``{scan.stem}``...);
+        the recorder turns the scan's stem back into the template."""
+        from damselfly.macros.templates import expand, template_names
+
+        out = dict(kwargs)
+        for p in spec.params:
+            value = out.get(p.name)
+            if p.path_kind != "output" or not isinstance(value, str) or not template_names(value):
+                continue
+            scan = self.scan_path()
+            try:
+                out[p.name] = expand(value, {"scan": scan} if scan else {})
+            except KeyError as e:
+                raise DamselflyError(f"{p.name} {value!r}: the template {{{e.args[0]}}} names nothing the app knows "
+                                     f"(it knows {{scan}}, {{scan.stem}}... of the first scan opened"
+                                     f"{'' if scan else ', and none is open yet'})") from None
+        return out
 
     def snapshot_of_view(self) -> None:
         if self.volume_name is None:
@@ -380,6 +411,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
             self._add_batch_row(data["item"])
         elif name == "action":
             ev = data["event"]
+            if ev.action == "save":
+                self.mark_saved(ev.args.get("obj"))
             self.refresh_data()
             if self.recorder is not None:
                 self.macro.set_text(self.recorder.text())

@@ -254,7 +254,7 @@ class _Checker:
             return
         d = at(self.macro, self.path, st, f"'{name}' is computed but never used or saved "
                                           f"(add: save({name}, \"...\"))", len(name))
-        d.severity = "warning"
+        d.severity, d.code = "warning", "unused"
         self.res.diagnostics.append(d)
         self.res.unused.append(name)
 

@@ -22,6 +22,7 @@ class Diagnostic:
     source_line: str = ""
     length: int = 1
     severity: str = "error"
+    code: str = ""     # what kind of problem, where a tool treats one kind apart ("unused")
 
     def format(self) -> str:
         where = f"{self.path}:{self.line}:{self.column}" if self.line else self.path

@@ -30,12 +30,21 @@ def test_default_train_scores_on_held_out_slices_and_the_macro_for_new_scans_sav
     assert f"kept the {model.config['arch']}" in win.training.status.text()
     accept(win.open_action("infer", {"tile": 64}))
     settle(qtbot, win)
+    # mid-recording, a result not used yet is no warning (it was noise while recording)
+    assert "seg = infer(" in win.macro.text() and all(d.code != "unused" for d in win.macro.check_now())
+    # an output name with a template, typed in the app, is expanded for this scan and recorded as a template
+    accept(win.open_action("snapshot", {"volume": "cal", "path": "{scan.stem}_snapshot.png", "labels": "seg",
+                                        "size": [160, 120]}))
+    settle(qtbot, win)
+    assert (win.session.settings.out_dir / f"{path.stem}_snapshot.png").is_file()
     text = win.macro.text()
+    assert 'snapshot(cal, "{scan.stem}_snapshot.png", labels=seg' in text
     if model.config["arch"] == "forest":  # the recording keeps the choice: the same model in a replay
         assert 'arch="forest"' in text and 'train(arch="auto") kept the forest' in text
     else:
         assert "load_model(\"assets/" in text
     win.set_recording(False)
+    assert win.macro.recording is False
     assert win.asked[-2].startswith("Save the recording as it is")  # offered, as the macro for new scans is
     out = win.save_macro_for_new_scans(tmp_path / "new" / "for_new_scans.dfm")
     new = out.read_text()
@@ -45,3 +54,17 @@ def test_default_train_scores_on_held_out_slices_and_the_macro_for_new_scans_sav
     assert main(["run", str(out), "--set", f"scan={path}", "--out", str(tmp_path / "replay")]) == 0
     replay = io.read_labels(tmp_path / "replay" / f"{path.stem}_seg.tif")
     np.testing.assert_array_equal(np.asarray(replay.data), np.asarray(win.session["seg"].data))
+
+
+def test_the_default_output_folder_is_not_inside_the_raw_data_folder(qtbot, tmp_path, monkeypatch):
+    from damselfly.app.window import MainWindow
+
+    monkeypatch.delenv("DAMSELFLY_OUT_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    w = MainWindow(base_dir=raw, device="cpu")  # as `damselfly app raw/scan.tif` makes it
+    qtbot.addWidget(w)
+    out = w.session.settings.out_dir
+    assert out == (tmp_path / "home" / "damselfly-out").resolve() and raw not in out.parents
+    assert list(raw.iterdir()) == []
