@@ -63,6 +63,7 @@ class SliceCanvas(QWidget):
         self.hidden_classes: set[int] = set()
         self.class_opacity: dict[int, float] = {}  # class index -> factor on overlay_alpha
         self.outline = False        # draw only the borders of class regions
+        self.heat: Volume | None = None  # a 0..1 map drawn over the picture (uncertainty), or None
         self.undo_stack: list[tuple[str, int, np.ndarray]] = []
         self.redo_stack: list[tuple[str, int, np.ndarray]] = []
         self._box_start: QPointF | None = None
@@ -222,6 +223,11 @@ class SliceCanvas(QWidget):
             rgb = rgb.astype(np.float32)
             rgb[on] = (1 - a) * rgb[on] + a * colors[lab[on]]
             rgb = rgb.astype(np.uint8)
+        if self.heat is not None and tuple(self.heat.shape[:3]) == tuple(self.shape or ()):
+            # a 0..1 map over the picture (the model's uncertainty: where to paint next), in orange
+            h = np.clip(np.nan_to_num(np.asarray(plane(self.heat.data, self.axis, self.index), np.float32)), 0, 1)
+            a = (0.7 * h)[..., None]
+            rgb = ((1 - a) * rgb + a * np.array([255, 140, 0], np.float32)).astype(np.uint8)
         return np.ascontiguousarray(rgb)
 
     def paintEvent(self, _ev) -> None:

@@ -56,6 +56,12 @@ class DataViewsMixin:
             self.labels_name = name
             self.canvas.set_labels(obj)
             self._refresh_classes()
+        elif isinstance(obj, Volume) and obj.metadata.get("display") == "overlay":
+            if self.canvas.volume is not None and tuple(obj.shape[:3]) == tuple(self.canvas.volume.shape[:3]):
+                self.canvas.heat = obj  # drawn over the scan (uncertainty: where to paint next)
+            else:
+                self.show_error(f"'{name}' has shape {obj.shape}, the shown volume {self.canvas.volume.shape}"
+                                if self.canvas.volume is not None else "open the scan first")
         elif isinstance(obj, Volume):
             self.volume_name = name
             self.canvas.set_volume(obj)

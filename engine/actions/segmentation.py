@@ -273,7 +273,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | Labels | No
 @action("uncertainty", result="uncertainty", category="Segment")
 def uncertainty(model: Model, image: Volume | list[Volume], tile: int | None = None, *, ctx: RunContext) -> Volume:
     """Where the model is unsure: the entropy of its class probabilities, from 0 (one class certain) to 1
-    (every class as likely). Shown over the scan, it says where to paint next.
+    (every class as likely). The app draws it over the scan, in orange: where to paint next.
 
     Parameters
     ----------
@@ -293,7 +293,8 @@ def uncertainty(model: Model, image: Volume | list[Volume], tile: int | None = N
     inference.uncertainty(model, images, out, device=ctx.device,
                           tile=tile or inference.auto_tile(model, images[0].shape, ctx.device))
     im = images[0]
-    return im.as_volume(out, name=f"{im.name}_uncertainty", metadata={"model": model.name})
+    # display: an overlay over the scan, not a scan of its own (the app draws it over the grey values)
+    return im.as_volume(out, name=f"{im.name}_uncertainty", metadata={"model": model.name, "display": "overlay"})
 
 
 @action("infer_probabilities", result="prob", category="Segment")

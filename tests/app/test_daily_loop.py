@@ -30,6 +30,12 @@ def test_default_train_scores_on_held_out_slices_and_the_macro_for_new_scans_sav
     assert f"kept the {model.config['arch']}" in win.training.status.text()
     accept(win.open_action("infer", {"tile": 64}))
     settle(qtbot, win)
+    # the uncertainty, from the menu, is drawn over the scan (where to paint next), not instead of it
+    before, shown = win.canvas.image().copy(), win.volume_name
+    accept(win.open_action("uncertainty", {"model": "model", "image": "cal"}))
+    settle(qtbot, win)
+    assert win.volume_name == shown and win.canvas.heat is win.session["uncertainty"]
+    assert not np.array_equal(win.canvas.image(), before)
     # mid-recording, a result not used yet is no warning (it was noise while recording)
     assert "seg = infer(" in win.macro.text() and all(d.code != "unused" for d in win.macro.check_now())
     # an output name with a template, typed in the app, is expanded for this scan and recorded as a template

@@ -123,3 +123,21 @@ def test_a_cancel_before_the_forest_is_scored_stops_the_training(grains):
 
     with progress.reporting(reporter), pytest.raises(Cancelled):
         train(vol, dabs(truth), **QUICK, ctx=RunContext(device="cpu", reporter=reporter))
+
+
+def test_uncertainty_is_the_normalised_entropy_of_the_class_probabilities(grains):
+    from damselfly.engine.actions.segmentation import infer_probabilities, uncertainty
+
+    vol, truth = grains
+    ctx = RunContext(device="cpu")
+    model = train(vol, dabs(truth), arch="forest", ctx=ctx)
+    u = uncertainty(model, vol, ctx=ctx)
+    p = np.clip(np.asarray(infer_probabilities(model, vol, ctx=ctx).data, np.float64), 1e-12, 1)
+    expected = -(p * np.log(p)).sum(axis=-1) / np.log(p.shape[-1])
+    np.testing.assert_allclose(np.asarray(u.data), expected, atol=1e-4)
+    assert u.shape == vol.shape and 0 <= float(u.data.min()) and float(u.data.max()) <= 1
+    assert u.metadata["display"] == "overlay"
+    # the model is surer well inside the classes than on the boundaries between them
+    t = np.asarray(truth.data)
+    edge = ndimage.binary_dilation(t == 2) & ndimage.binary_dilation(t == 1)
+    assert np.asarray(u.data)[edge].mean() > 2 * np.asarray(u.data)[~edge].mean()
