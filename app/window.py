@@ -329,29 +329,6 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
             self._open_training(epochs if isinstance(epochs, int) else None)
         return self._start(name, lambda: self.session.run(spec, *args, target=target, **kwargs))
 
-    def scan_path(self) -> str | None:
-        """The first scan opened in this session (what a recording makes ``param scan``)."""
-        return next((ev.resolved.get("path") for ev in self.session.sources.values() if ev.action == "load"), None)
-
-    def _expand_outputs(self, spec, kwargs: dict) -> dict:
-        """Output paths with templates expanded for this session's scan (``{scan}``, ``{scan.stem}``...);
-        the recorder turns the scan's stem back into the template."""
-        from damselfly.macros.templates import expand, template_names
-
-        out = dict(kwargs)
-        for p in spec.params:
-            value = out.get(p.name)
-            if p.path_kind != "output" or not isinstance(value, str) or not template_names(value):
-                continue
-            scan = self.scan_path()
-            try:
-                out[p.name] = expand(value, {"scan": scan} if scan else {})
-            except KeyError as e:
-                raise DamselflyError(f"{p.name} {value!r}: the template {{{e.args[0]}}} names nothing the app knows "
-                                     f"(it knows {{scan}}, {{scan.stem}}... of the first scan opened"
-                                     f"{'' if scan else ', and none is open yet'})") from None
-        return out
-
     def snapshot_of_view(self) -> None:
         if self.volume_name is None:
             self.show_error("open a volume first")
