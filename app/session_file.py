@@ -37,14 +37,14 @@ class SessionFileMixin:
             data_dir.mkdir(parents=True, exist_ok=True)
             if isinstance(obj, Model):
                 file = model_io.save_model(obj, data_dir / f"{name}{model_io.SUFFIX}")
-                objects.append({"name": name, "action": "load_model", "args": {"path": str(file)}})
+                objects.append({"name": name, "action": "load_model", "args": {"path": _beside(file, path)}})
             elif isinstance(obj, Table):
                 file = io.write_table(obj, data_dir / f"{name}.csv")
-                objects.append({"name": name, "table": str(file)})
+                objects.append({"name": name, "table": _beside(file, path)})
             else:
                 file = io.write_volume(obj, data_dir / f"{name}{io.asset_suffix(obj)}")
                 objects.append({"name": name, "action": "load_labels" if isinstance(obj, Labels) else "load",
-                                "args": {"path": str(file)}})
+                                "args": {"path": _beside(file, path)}})
         c = self.canvas
         view = {"volume": self.volume_name, "labels": self.labels_name, "axis": c.axis, "index": c.index,
                 "window": list(c.window), "zoom": c.zoom, "pan": [c.pan.x(), c.pan.y()],
@@ -113,19 +113,32 @@ class SessionFileMixin:
         path = Path(path)
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-            if doc.get("format") != FORMAT:
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT:
                 raise ValueError("not a Damselfly session")
-            objects, view, macro = doc["objects"], doc["view"], doc["macro"]
+            objects, view, macro = doc["objects"], _checked_view(doc["view"]), doc["macro"]
+            if not isinstance(objects, list) or not isinstance(macro, dict):
+                raise ValueError("'objects' must be a list and 'macro' an object")
+        except RecursionError:
+            self.show_error(f"{path}: cannot restore the session: its JSON is nested too deep")
+            return False
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             self.show_error(f"{path}: cannot restore the session: {e}")
             return False
 
+        def here(p) -> str:
+            """A path of the session file: relative ones lie beside it (not in the app's working folder)."""
+            p = Path(p)
+            return str(p if p.is_absolute() else path.parent / p)
+
         def job():
             for o in objects:
                 if "table" in o:
-                    self.session.add(o["name"], io.read_table(o["table"]))
+                    self.session.add(o["name"], io.read_table(here(o["table"])))
                 else:
-                    self.session.run(o["action"], **o["args"], target=o["name"])
+                    args = dict(o["args"])
+                    if isinstance(args.get("path"), str):
+                        args["path"] = here(args["path"])
+                    self.session.run(o["action"], **args, target=o["name"])
 
         def apply(_result):
             self.refresh_data()
@@ -133,16 +146,16 @@ class SessionFileMixin:
                 if view.get(key) in self.session.objects:
                     self.select(view[key])
             c = self.canvas
-            self._set_axis(view.get("axis", "z"))
-            c.hidden_classes = set(view.get("hidden_classes", []))
-            c.overlay_alpha, c.outline = float(view.get("overlay_alpha", 0.45)), bool(view.get("outline"))
-            c.cursor = tuple(view["cursor"]) if view.get("cursor") else None
-            self.set_slice(int(view.get("index", 0)))
-            self._window_from_histogram(*view.get("window", c.window))
-            c.zoom = float(view.get("zoom", 1.0))
+            self._set_axis(view["axis"])
+            c.hidden_classes = set(view["hidden_classes"])
+            c.overlay_alpha, c.outline = view["overlay_alpha"], view["outline"]
+            c.cursor = view["cursor"]
+            self.set_slice(view["index"])
+            self._window_from_histogram(*(view["window"] or c.window))
+            c.zoom = view["zoom"]
             from PySide6.QtCore import QPointF
 
-            c.pan = QPointF(*view.get("pan", [0.0, 0.0]))
+            c.pan = QPointF(*view["pan"])
             self._refresh_classes()
             self.macro.set_text(macro.get("text", ""))
             if macro.get("path") and Path(macro["path"]).exists():
@@ -167,3 +180,43 @@ class SessionFileMixin:
         if path and self.keep_work("opening a session"):
             self.restore_session(Path(path))
 
+
+def _checked_view(view) -> dict:
+    """A session's view, every field checked and given its type before anything is restored (a bad field
+    names itself; the session is never left half restored)."""
+    import math
+
+    if not isinstance(view, dict):
+        raise ValueError("'view' must be an object")
+
+    def number(key, default, lo=-math.inf, hi=math.inf, kind=float):
+        v = view.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"view field '{key}' must be a number from {lo} to {hi}, got {v!r}")
+        return kind(v)
+
+    def numbers(key, default, n, kind=float):
+        v = view.get(key, default)
+        if v is None and default is None:
+            return None
+        if not isinstance(v, list) or len(v) != n or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+            raise ValueError(f"view field '{key}' must be {n} numbers, got {v!r}")
+        return tuple(kind(x) for x in v)
+
+    axis = view.get("axis", "z")
+    if axis not in ("z", "y", "x"):
+        raise ValueError(f"view field 'axis' must be z, y or x, got {axis!r}")
+    hidden = view.get("hidden_classes", [])
+    if not isinstance(hidden, list) or not all(isinstance(k, int) and 0 <= k < 2 ** 16 for k in hidden):
+        raise ValueError(f"view field 'hidden_classes' must be class indices, got {hidden!r}")
+    return {"volume": view.get("volume"), "labels": view.get("labels"), "axis": axis,
+            "index": number("index", 0, 0, 2 ** 31 - 1, int), "window": numbers("window", None, 2),
+            "zoom": number("zoom", 1.0, 1e-3, 1e3), "pan": numbers("pan", [0.0, 0.0], 2),
+            "cursor": numbers("cursor", None, 3, int), "hidden_classes": hidden,
+            "overlay_alpha": number("overlay_alpha", 0.45, 0.0, 1.0), "outline": bool(view.get("outline"))}
+
+
+def _beside(file: Path, session: Path) -> str:
+    """A file the session wrote beside itself, relative to it (the session and its data move together)."""
+    return Path(file).resolve().relative_to(session.resolve().parent).as_posix()

@@ -3,8 +3,7 @@
 - **OME-Zarr / NGFF** (``.zarr`` folders; NGFF 0.4 written, 0.4 and 0.5 read): the multiscale pyramid, the
   physical scale from the coordinate transformations, the unit from the axes. Plain Zarr arrays too.
   Library: ``zarr`` (the reference implementation; the NGFF metadata is a few JSON fields on top).
-- **HDF5** (``.h5``, ``.hdf5``, ``.hdf``): one dataset, named by ``dataset=`` or the only 3-D one; spacing
-  from ``element_size_um`` (Fiji/ilastik) or ``spacing`` attributes. Library: ``h5py``.
+- **HDF5**: in :mod:`damselfly.engine.hdf5`.
 - **MRC** (``.mrc``, ``.map``, ``.rec``, ``.st``): cryo-EM and tomography, memory-mapped; the voxel size
   from the header, in Å. Library: ``mrcfile`` (CCP-EM's validated reader).
 - **DICOM series** (a folder of ``.dcm`` files): slices ordered by their position along the slice normal,
@@ -42,11 +41,16 @@ def read_zarr(path: Path, level: int = 0):
     """Level ``level`` of an OME-Zarr multiscale image, or a plain Zarr array (lazy)."""
     import zarr
 
+    from .zarr_store import check_chunks, open_confined
+
     try:
-        node = zarr.open(str(path), mode="r")
+        node = open_confined(path)
+    except InputError:
+        raise
     except Exception as e:  # noqa: BLE001 - zarr raises many kinds on corrupt stores
         raise InputError(f"cannot read Zarr: {e}", path) from None
     if isinstance(node, zarr.Array):
+        check_chunks([("", node)], node.store, path)
         return node, {}
     attrs = dict(node.attrs)
     ms = (attrs.get("ome") or attrs).get("multiscales")
@@ -54,12 +58,14 @@ def read_zarr(path: Path, level: int = 0):
         arrays = [k for k, v in node.arrays()]
         if len(arrays) != 1:
             raise InputError(f"a Zarr group without OME multiscales metadata; it holds arrays {arrays}", path)
+        check_chunks([(arrays[0], node[arrays[0]])], node.store, path)
         return node[arrays[0]], {}
     m = ms[0]
     datasets = m["datasets"]
     if not 0 <= level < len(datasets):
         raise InputError(f"the pyramid has levels 0..{len(datasets) - 1}, not {level}", path)
     arr = node[datasets[level]["path"]]
+    check_chunks([(datasets[level]["path"], arr)], node.store, path)
     axes = [a if isinstance(a, dict) else {"name": a} for a in m.get("axes", [])]
     names = [a.get("name") for a in axes] or ["z", "y", "x"][-arr.ndim:]
     scale, shift = [1.0] * arr.ndim, [0.0] * arr.ndim
@@ -164,53 +170,11 @@ def _ome_zarr_attrs(path: Path, vol: Volume, root, datasets) -> None:
     (path / ZARR_MARKER).write_text("written by Damselfly\n", encoding="utf-8")
 
 
-# ----------------------------------------------------------------------------------------------- HDF5
-def read_hdf5(path: Path, dataset: str | None = None):
-    import h5py
-
-    try:
-        f = h5py.File(path, "r")
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"cannot read HDF5: {e}", path) from None
-    found: list[str] = []
-    f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 else None)
-    if dataset is None:
-        three = [n for n in found if f[n].ndim == 3]
-        if len(three) != 1:
-            raise InputError(f"name the dataset to read (dataset=...); the file holds {found or 'no volume'}", path)
-        dataset = three[0]
-    if dataset.strip("/") not in found:
-        raise InputError(f"no dataset '{dataset}' (the file holds {found})", path)
-    ds = f[dataset]
-    geo: dict = {}
-    for key, unit in (("element_size_um", "um"), ("spacing", None), ("resolution", None)):
-        if key in ds.attrs:
-            geo["spacing"] = tuple(float(v) for v in np.ravel(ds.attrs[key])[:3])
-            if unit:
-                geo["unit"] = unit
-            break
-    if "unit" in ds.attrs:
-        geo["unit"] = str(ds.attrs["unit"])
-    return ds, geo
-
-
-def write_hdf5(path: Path, vol: Volume, dataset: str = "data") -> None:
-    import h5py
-
-    with h5py.File(path, "w") as f:
-        ds = f.create_dataset(dataset, shape=vol.shape, dtype=vol.data.dtype, chunks=True, compression="gzip")
-        for z in range(0, vol.shape[0], 32):
-            ds[z:z + 32] = np.asarray(vol.data[z:z + 32])
-        ds.attrs["spacing"] = np.asarray(vol.spacing, float)
-        ds.attrs["unit"] = vol.unit
-        if vol.unit == "um":
-            ds.attrs["element_size_um"] = np.asarray(vol.spacing, float)
-
-
 # ----------------------------------------------------------------------------------------------- MRC
 def read_mrc(path: Path):
     import mrcfile
 
+    _check_mrc_sizes(path)
     try:
         m = mrcfile.mmap(str(path), mode="r", permissive=False)
     except Exception as e:  # noqa: BLE001
@@ -220,6 +184,24 @@ def read_mrc(path: Path):
     unit = "Å" if any(float(v) > 0 for v in (vs.x, vs.y, vs.z)) else "voxel"
     data = m.data if m.data.ndim == 3 else m.data[None]
     return data, {"spacing": spacing, "unit": unit}
+
+
+def _check_mrc_sizes(path: Path) -> None:
+    """The header's extended-header size and data size against the file's size, before ``mrcfile`` reads
+    the extended header into memory (a 1 KB file claiming a 2 GiB extended header took 2.3 GB to refuse)."""
+    size = path.stat().st_size
+    if size < 1024:
+        raise InputError(f"not an MRC file: {size} bytes, shorter than the 1024-byte header", path)
+    for order in ("<i4", ">i4"):  # the byte order whose dimensions and mode make sense
+        h = np.fromfile(path, dtype=order, count=256)
+        nx, ny, nz, mode, nsymbt = (int(h[0]), int(h[1]), int(h[2]), int(h[3]), int(h[23]))
+        if 0 <= mode <= 12 and min(nx, ny, nz) > 0:
+            break
+    else:
+        return  # mrcfile says what is wrong with this header
+    if nsymbt < 0 or 1024 + nsymbt > size:
+        raise InputError(f"the header claims an extended header of {nsymbt:,} bytes; the file has {size - 1024:,} "
+                         "after its 1024-byte header (truncated or corrupt)", path)
 
 
 def write_mrc(path: Path, vol: Volume) -> None:

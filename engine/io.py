@@ -48,11 +48,9 @@ from .containers import (
     is_dicom_folder,
     is_zarr,
     read_dicom_folder,
-    read_hdf5,
     read_mhd,
     read_mrc,
     read_zarr,
-    write_hdf5,
     write_mhd,
     write_mrc,
     write_ome_zarr,
@@ -70,6 +68,7 @@ from .formats import (
     write_tiff,
     write_tiff_folder,
 )
+from .hdf5 import read_hdf5, write_hdf5
 
 #: Files above this size are memory-mapped when ``mmap="auto"``.
 MMAP_THRESHOLD = 256 << 20

@@ -185,6 +185,8 @@ def load_model(path: str | os.PathLike) -> Model:
         doc = json.loads(meta["damselfly"])
     except json.JSONDecodeError as e:
         raise InputError(f"the model's JSON document is corrupt: {e}", path) from None
+    except RecursionError:
+        raise InputError("the model's JSON document is nested too deep to be a model", path) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise InputError(f"not a Damselfly model (format {found!r})", path)

@@ -91,8 +91,9 @@ def connect(address: str):
             n = int(address.split(":", 1)[1])
         except ValueError:
             n = 0
-        if n < 1:
-            raise ParameterError(f"--cluster local:N needs a number of workers N >= 1, got {address!r}")
+        if not 1 <= n <= 1024:  # as --jobs: each worker is a process of this machine
+            raise ParameterError(f"--cluster local:N takes 1..1024 workers (processes on this machine), "
+                                 f"got {address!r}")
         with dask.config.set(QUIET):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                    silence_logs=40)

@@ -12,6 +12,11 @@ from functools import lru_cache
 
 from damselfly.engine.errors import DamselflyError
 
+#: Characters of a long source line shown on each side of a diagnostic's column.
+WINDOW = 80
+#: Diagnostics an error message spells out (``check`` lists them all).
+MAX_SHOWN = 50
+
 
 @dataclass
 class Diagnostic:
@@ -30,6 +35,10 @@ class Diagnostic:
         if self.line and self.source_line:
             text = self.source_line.rstrip("\r\n")
             col = max(1, self.column)
+            if len(text) > 2 * WINDOW:  # a long line: the part around the column (output stays linear)
+                start = max(0, col - 1 - WINDOW)
+                text = ("…" if start else "") + text[start:col - 1 + WINDOW] + ("…" if col - 1 + WINDOW < len(text) else "")
+                col = col - start + (1 if start else 0)
             out += f"\n    {text}\n    {' ' * (col - 1)}^{'~' * max(0, min(self.length, len(text) - col + 1) - 1)}"
         return out
 
@@ -42,7 +51,10 @@ class MacroError(DamselflyError):
 
     def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = list(diagnostics)
-        super().__init__("\n".join(d.format() for d in self.diagnostics))
+        shown = [d.format() for d in self.diagnostics[:MAX_SHOWN]]
+        if len(self.diagnostics) > MAX_SHOWN:
+            shown.append(f"... and {len(self.diagnostics) - MAX_SHOWN} more")
+        super().__init__("\n".join(shown))
 
 
 @lru_cache(maxsize=4)

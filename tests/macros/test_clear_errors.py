@@ -90,3 +90,20 @@ def test_checker_time_grows_linearly_with_the_number_of_diagnostics():
     small = min(seconds(2000) for _ in range(2))
     large = min(seconds(16000) for _ in range(2))
     assert large / small < 8 * 3  # linear: ~8; the old quadratic cost gave ~64
+
+
+def test_a_line_of_very_many_arguments_gives_output_linear_in_their_number():
+    """issue 31: 10,000 arguments used 1.2 GB (each error showed the whole line); now each shows the part
+    of the line around its column, and an error message spells out the first 50."""
+    from damselfly.macros.checker import check
+    from damselfly.macros.diagnostics import MacroError
+    from damselfly.macros.parser import parse
+
+    sizes = {}
+    for n in (1_000, 10_000):
+        m = parse('version 1\nraw = load("a.tif")\nx = calibrate(raw, ' + ", ".join(["1"] * n) + ")\n")
+        diags = check(m, check_files=False).diagnostics
+        sizes[n] = sum(len(d.format()) for d in diags)
+        assert len(diags) >= n - 1  # one per extra argument
+        assert len(str(MacroError(diags))) < 60 * 400 and str(MacroError(diags)).endswith("more")
+    assert sizes[10_000] < 12 * sizes[1_000]  # linear, not quadratic

@@ -1,0 +1,141 @@
+"""HDF5 (``.h5``, ``.hdf5``, ``.hdf``), read lazily: one dataset, named by ``dataset=`` or the only 3-D one;
+spacing from ``element_size_um`` (Fiji/ilastik) or ``spacing`` attributes. Library: ``h5py``.
+
+An HDF5 dataset can read other files: external storage (raw bytes of any file), a virtual dataset (other
+HDF5 files' datasets) and external links (a group or dataset in another file). Those files are inputs
+like any other: each must lie in the input's folder (or below), as a detached NRRD or MetaImage header's
+data file must, and every one is listed (``geo["files"]``, then the run record's inputs). Relative names
+are resolved beside the file that names them, for the check and for the read alike (HDF5 looks for
+virtual sources and linked files there first; external storage it would read from the working folder, so
+such a dataset is opened with the ``${ORIGIN}`` prefix). Otherwise a crafted file could make Damselfly read ``/etc/passwd`` as voxels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .data import Volume
+from .errors import InputError
+
+#: How deep virtual sources and links may nest (a source file's dataset may itself be virtual).
+MAX_DEPTH = 8
+def read_hdf5(path: Path, dataset: str | None = None):
+    """The dataset (lazy, an ``h5py.Dataset``) and its geometry; refuses a dataset that reads files outside
+    ``path``'s folder."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"cannot read HDF5: {e}", path) from None
+    found: list[str] = []
+    f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 else None)
+    if dataset is None:
+        three = [n for n in found if f[n].ndim == 3]
+        if len(three) != 1:
+            raise InputError(f"name the dataset to read (dataset=...); the file holds {found or 'no volume'}", path)
+        dataset = three[0]
+    folder = Path(os.path.realpath(Path(path).parent))
+    files: list[str] = []
+    ds = _follow(f, dataset, Path(path), folder, files, 0)
+    if ds is None:
+        raise InputError(f"no dataset '{dataset}' (the file holds {found})", path)
+    geo: dict = {"files": sorted(set(files))}
+    for key, unit in (("element_size_um", "um"), ("spacing", None), ("resolution", None)):
+        if key in ds.attrs:
+            geo["spacing"] = tuple(float(v) for v in np.ravel(ds.attrs[key])[:3])
+            if unit:
+                geo["unit"] = unit
+            break
+    if "unit" in ds.attrs:
+        geo["unit"] = str(ds.attrs["unit"])
+    return ds, geo
+
+
+def _follow(f, name: str, where: Path, folder: Path, files: list[str], depth: int):
+    """The dataset ``name`` of the open file ``f`` (at ``where``), its links followed one by one and its
+    other files checked (added to ``files``); None if there is no such dataset."""
+    import h5py
+
+    if depth > MAX_DEPTH:
+        raise InputError(f"links or virtual sources nest more than {MAX_DEPTH} deep", where)
+    node = f
+    parts = [p for p in name.strip("/").split("/") if p]
+    if not parts:
+        return None
+    for i, part in enumerate(parts):
+        if not isinstance(node, h5py.Group) or part not in node:
+            return None
+        link = node.get(part, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            other = _inside(folder, where, link.filename, "an external link")
+            files.append(str(other))
+            try:
+                with h5py.File(other, "r") as g:
+                    if _follow(g, link.path, other, folder, files, depth + 1) is None:
+                        return None
+            except InputError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise InputError(f"the external link's file {other.name} cannot be read: {e}", where) from None
+        elif isinstance(link, h5py.SoftLink) and _follow(f, link.path, where, folder, files, depth + 1) is None:
+            return None
+        if i < len(parts) - 1:
+            node = node[part]
+    group, node = node, node[parts[-1]]
+    if not isinstance(node, h5py.Dataset):
+        return None
+    if node.external and depth > 0:  # HDF5 would read it from the working folder, not from beside its file
+        raise InputError("a linked or virtual source dataset uses external storage; Damselfly reads external "
+                         "storage only in the dataset it opens", where)
+    if node.external:
+        for ext_name, _offset, _size in node.external:
+            files.append(str(_inside(folder, where, ext_name, "external storage")))
+        # HDF5 reads relative external storage from the working folder: open the dataset again with its
+        # names resolved beside the file, as checked (HDF5 keeps an open dataset's prefix: close it first)
+        del node
+        dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+        dapl.set_efile_prefix(b"${ORIGIN}")
+        node = h5py.Dataset(h5py.h5d.open(group.id, parts[-1].encode(), dapl))
+    if node.is_virtual:
+        for m in node.virtual_sources():
+            if m.file_name == ".":
+                _follow(f, m.dset_name, where, folder, files, depth + 1)
+                continue
+            src = _inside(folder, where, m.file_name, "a virtual dataset's source")
+            files.append(str(src))
+            if src.exists():
+                try:
+                    with h5py.File(src, "r") as g:
+                        _follow(g, m.dset_name, src, folder, files, depth + 1)
+                except InputError:
+                    raise
+                except Exception:  # noqa: BLE001 - a missing or unreadable source reads as fill values
+                    pass
+    return node
+
+
+def _inside(folder: Path, where: Path, name, what: str) -> Path:
+    """``name`` (relative to ``where``'s folder) resolved; an error unless it lies in ``folder``."""
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    target = Path(os.path.realpath(Path(where).parent / name))
+    if folder != target and folder not in target.parents:
+        raise InputError(f"{what} reads '{name}', outside the input's folder {folder}; Damselfly reads an "
+                         "HDF5 file's other files only from its folder (or below)", where)
+    return target
+
+
+def write_hdf5(path: Path, vol: Volume, dataset: str = "data") -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset(dataset, shape=vol.shape, dtype=vol.data.dtype, chunks=True, compression="gzip")
+        for z in range(0, vol.shape[0], 32):
+            ds[z:z + 32] = np.asarray(vol.data[z:z + 32])
+        ds.attrs["spacing"] = np.asarray(vol.spacing, float)
+        ds.attrs["unit"] = vol.unit
+        if vol.unit == "um":
+            ds.attrs["element_size_um"] = np.asarray(vol.spacing, float)

@@ -1,0 +1,45 @@
+"""One small file must not exhaust the machine (issue 31): sizes a header declares are checked against
+the file before anything is allocated; nesting is bounded."""
+
+import resource
+
+import numpy as np
+import pytest
+
+from damselfly.engine import io
+from damselfly.engine.errors import InputError
+
+
+def test_an_mrc_header_claiming_a_huge_extended_header_is_refused_before_reading_it(tmp_path):
+    import mrcfile
+
+    p = tmp_path / "small.mrc"
+    with mrcfile.new(str(p)) as m:
+        m.set_data(np.zeros((4, 8, 8), np.float32))
+    raw = bytearray(p.read_bytes())
+    raw[92:96] = np.int32(2 ** 31 - 1).tobytes()  # NSYMBT: a 2 GiB extended header in a 1 KB file
+    p.write_bytes(bytes(raw))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError, match="extended header of 2,147,483,647 bytes"):
+        io.read_volume(p)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: no 2 GiB read
+
+
+def test_a_model_file_whose_json_is_nested_too_deep_is_a_clear_error(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    p = tmp_path / "deep.dfmodel"
+    save_file({"w": torch.zeros(1)}, str(p), metadata={"damselfly": "[" * 100_000 + "]" * 100_000})
+    from damselfly.engine import model as model_io
+
+    with pytest.raises(InputError, match="nested too deep"):
+        model_io.load_model(p)
+
+
+def test_a_local_cluster_is_bounded_like_jobs():
+    from damselfly.engine.errors import ParameterError
+    from damselfly.macros.cluster import connect
+
+    with pytest.raises(ParameterError, match="1..1024 workers"):
+        connect("local:100000")
