@@ -126,12 +126,47 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
             if tmp.is_dir() and exists:
                 os.unlink(dest)  # a file (or link) replaced by a folder of slices
             os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as e:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        if is_disk_full(e):
+            raise InputError(f"the disk is full (no space left writing it; {free_space(dest.parent)} free on "
+                             "that filesystem); the partial file was removed", dest) from None
         raise
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether ``e`` says the disk (or the quota) is full, whatever library raised it."""
+    import errno
+
+    return isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e)
+                                       or "Disk quota exceeded" in str(e))
+
+
+def free_space(folder: Path) -> str:
+    """The free space of ``folder``'s filesystem, in words."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "unknown space"
+    for unit, size in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if free >= size:
+            return f"{free / size:.1f} {unit}"
+    return f"{free} bytes"
+
+
+def check_room(path: Path, nbytes: int) -> None:
+    """Refuse a write of up to ``nbytes`` where the filesystem has less free space: for writers that
+    crash rather than fail on a full disk (HDF5's library ended the process with a segfault)."""
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        return
+    if free < nbytes:
+        raise InputError(f"needs up to {nbytes / 2 ** 20:.1f} MiB and the disk has {free_space(Path(path).parent)} "
+                         "free; nothing was written", path)
 
 
 def write_text(path: Path, text: str, overwrite: bool = True) -> None:

@@ -131,6 +131,9 @@ def _inside(folder: Path, where: Path, name, what: str) -> Path:
 def write_hdf5(path: Path, vol: Volume, dataset: str = "data") -> None:
     import h5py
 
+    from .atomic import check_room
+
+    check_room(path, int(np.prod(vol.shape)) * vol.data.dtype.itemsize + (1 << 20))  # HDF5 crashes on a full disk
     with h5py.File(path, "w") as f:
         ds = f.create_dataset(dataset, shape=vol.shape, dtype=vol.data.dtype, chunks=True, compression="gzip")
         for z in range(0, vol.shape[0], 32):

@@ -77,6 +77,9 @@ def prepare_out_dir(out_dir: str | os.PathLike) -> Path:
                              "the way; choose another --out") from None
     except OSError as e:
         raise DamselflyError(f"output folder {out}: cannot be made ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DamselflyError(f"output folder {out}: not writable (read-only, or not yours); choose another "
+                             "--out or make it writable") from None
     return out.resolve()
 
 

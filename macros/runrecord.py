@@ -137,7 +137,11 @@ class FolderLock:
         except ImportError:  # pragma: no cover - Windows
             return self
         path = self.folder / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise DamselflyError(f"{self.folder}: cannot write the run's lock file into this folder "
+                                 f"({e.strerror or e}); choose another output folder or make it writable") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -170,3 +170,62 @@ def test_detached_nrrd_data_file_is_listed_in_the_run_record(tmp_path, monkeypat
     assert main(["run", str(m), "--out", "o"]) == 0
     rec = json.loads((tmp_path / "o" / "run.json").read_text())
     assert str((tmp_path / "scan.raw").resolve()) in rec["inputs"]
+
+
+def test_an_output_folder_that_cannot_be_written_is_a_clear_error_not_a_traceback(workdir, capsys, monkeypatch):
+    """issue 31: a read-only output folder gave a Python traceback from the folder lock."""
+    m = macro(workdir, 'save(raw, "copy.tif")\n')
+    out = workdir / "ro"
+    out.mkdir()
+    (out / ".damselfly.lock").mkdir()  # the lock file cannot be opened (as in a folder one may not write)
+    assert main(["run", str(m), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the run's lock file" in err and "Traceback" not in err
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).endswith("ro2") else real(p, mode))
+    (workdir / "ro2").mkdir()
+    assert main(["run", str(m), "--out", str(workdir / "ro2")]) == 1
+    err = capsys.readouterr().err
+    assert "not writable" in err and "Traceback" not in err and not list((workdir / "ro2").iterdir())
+
+
+@pytest.mark.parametrize("name", ["copy.tif", "copy.ome.zarr", "copy.npy"])
+def test_a_full_disk_is_a_clear_error_the_partial_file_removed_the_record_failed(workdir, capsys, monkeypatch, name):
+    """issue 31: a full disk was "internal error OSError" (and a segfault for .h5): ENOSPC is injected in
+    the middle of the write."""
+    import errno
+
+    import numpy as np
+
+    from damselfly.engine import io as io_mod
+
+
+    def full(*args, **kwargs):
+        target = args[0]
+        Path = type(workdir)
+        if isinstance(target, Path):
+            target.write_bytes(b"half a file")  # something partial on disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io_mod, "write_tiff", full)
+    monkeypatch.setattr(io_mod, "write_ome_zarr", full)
+    monkeypatch.setattr(np, "save", lambda f, a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+    m = macro(workdir, f'save(raw, "{name}")\n')
+    assert main(["run", str(m), "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and "free on that filesystem" in err and "internal error" not in err
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == [".damselfly.lock", "run.json"]
+    assert json.loads((workdir / "out" / "run.json").read_text())["status"] == "failed"
+
+
+def test_hdf5_is_not_written_where_it_cannot_fit(workdir, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 6, 10 ** 6 - 1000, 1000))
+    m = macro(workdir, 'save(raw, "copy.h5")\n')
+    assert main(["run", str(m), "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert "needs up to" in err and "free; nothing was written" in err
+    assert not list((workdir / "out").glob("*.h5*")) and not list((workdir / "out").glob(".copy*"))
