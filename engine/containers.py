@@ -6,9 +6,7 @@
 - **HDF5**: in :mod:`damselfly.engine.hdf5`.
 - **MRC** (``.mrc``, ``.map``, ``.rec``, ``.st``): cryo-EM and tomography, memory-mapped; the voxel size
   from the header, in Å. Library: ``mrcfile`` (CCP-EM's validated reader).
-- **DICOM series** (a folder of ``.dcm`` files): slices ordered by their position along the slice normal,
-  spacing from ``PixelSpacing`` and the positions, rescale slope and intercept applied. Library:
-  ``pydicom``.
+- **DICOM series**: in :mod:`damselfly.engine.dicom`.
 - **MetaImage** (``.mhd`` header + raw data, ITK's format that vendors' raw files are described with):
   dimensions, element type, byte order, header size, spacing, offset. The header is a dozen text keys,
   parsed here; the data file must lie beside the header (like NRRD's).
@@ -218,87 +216,6 @@ def write_mrc(path: Path, vol: Volume) -> None:
         else:
             factor = {"nm": 10.0, "um": 1e4, "mm": 1e7}.get(vol.unit, 1.0)
             m.voxel_size = (sx * factor, sy * factor, sz * factor)
-
-
-# ----------------------------------------------------------------------------------------------- DICOM
-def is_dicom_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() == ".dcm" for p in path.iterdir())
-
-
-def read_dicom_folder(path: Path, lazy: bool = False):
-    """A folder of single-slice DICOM files: slices ordered along the normal of the image plane (from
-    ImagePositionPatient and ImageOrientationPatient), spacing from their distance and PixelSpacing,
-    RescaleSlope/Intercept applied (then float32). With ``lazy``, only the headers are read here and each
-    slice's pixels when it is asked for (:class:`_DicomStack`)."""
-    import pydicom
-
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".dcm" and not p.name.startswith("."))
-    heads = []
-    for f in files:
-        try:
-            ds = pydicom.dcmread(str(f), stop_before_pixels=lazy)
-            if not lazy:
-                ds.pixel_array  # noqa: B018 - fails early on missing pixel data
-            shape = (int(ds.Rows), int(ds.Columns))
-        except Exception as e:  # noqa: BLE001
-            raise InputError(f"cannot read DICOM: {e}", f) from None
-        heads.append((ds, f, shape))
-    if not heads:
-        raise InputError("no DICOM slices (.dcm) in the folder", path)
-    orient = np.asarray(getattr(heads[0][0], "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
-    normal = np.cross(orient[:3], orient[3:])
-    pos = [float(np.dot(normal, np.asarray(getattr(h[0], "ImagePositionPatient", [0, 0, i]), float)))
-           for i, h in enumerate(heads)]
-    order = np.argsort(pos)
-    heads, pos = [heads[i] for i in order], [pos[i] for i in order]
-    for _, f, shape in heads:
-        if shape != heads[0][2]:
-            raise InputError(f"slice shape {shape} differs from {heads[0][2]}", f)
-    slope = [float(getattr(h[0], "RescaleSlope", 1) or 1) for h in heads]
-    icept = [float(getattr(h[0], "RescaleIntercept", 0) or 0) for h in heads]
-    stack = _DicomStack([h[1] for h in heads], heads[0][2], slope, icept)
-    data = stack if lazy else np.stack([stack.slice(i, h[0]) for i, h in enumerate(heads)])
-    first = heads[0][0]
-    dz = float(np.median(np.diff(pos))) if len(pos) > 1 else float(getattr(first, "SliceThickness", 1) or 1)
-    dy, dx = (float(v) for v in getattr(first, "PixelSpacing", [1, 1]))
-    return data, {"spacing": (abs(dz) or 1.0, dy, dx), "unit": "mm", "origin": (pos[0], 0.0, 0.0)}
-
-
-class _DicomStack:
-    """A DICOM series as a lazy array: indexing reads the files of the slices asked for."""
-
-    def __init__(self, files, shape, slope, icept):
-        self.files, self.slope, self.icept = files, slope, icept
-        self.rescale = any(a != 1 for a in slope) or any(b != 0 for b in icept)
-        self.shape = (len(files), *shape)
-        self.ndim, self.size = 3, int(np.prod(self.shape))
-        self.dtype = np.dtype(np.float32) if self.rescale else self.slice(0).dtype
-
-    def slice(self, i: int, ds=None) -> np.ndarray:
-        import pydicom
-
-        try:
-            px = (ds if ds is not None else pydicom.dcmread(str(self.files[i]))).pixel_array
-        except Exception as e:  # noqa: BLE001
-            raise InputError(f"cannot read DICOM: {e}", self.files[i]) from None
-        if px.shape != self.shape[1:]:
-            raise InputError(f"slice shape {px.shape} differs from {self.shape[1:]}", self.files[i])
-        return px.astype(np.float32) * self.slope[i] + self.icept[i] if self.rescale else px
-
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        zs = range(self.shape[0])[key[0]] if key else range(self.shape[0])
-        rest = key[1:]
-        if isinstance(zs, int):
-            return self.slice(zs)[rest]
-        out = np.empty((len(zs), *self.shape[1:]), self.dtype)
-        for k, z in enumerate(zs):
-            out[k] = self.slice(z)
-        return out[(slice(None), *rest)]
-
-    def __array__(self, dtype=None, copy=None):
-        a = self[:]
-        return a.astype(dtype) if dtype is not None else a
 
 
 # ----------------------------------------------------------------------------------------------- MetaImage

@@ -45,9 +45,7 @@ from .atomic import (  # noqa: F401 (re-exported: io is where callers look for w
     write_text,
 )
 from .containers import (
-    is_dicom_folder,
     is_zarr,
-    read_dicom_folder,
     read_mhd,
     read_mrc,
     read_zarr,
@@ -57,6 +55,7 @@ from .containers import (
     write_raw,
 )
 from .data import PALETTE, Labels, Table, Volume, make_classes
+from .dicom import is_dicom_folder, read_dicom_folder
 from .errors import InputError, ParameterError
 from .formats import (
     read_nifti,
@@ -153,7 +152,8 @@ def sidecar(path: str | os.PathLike) -> Path:
 # public API
 # ----------------------------------------------------------------------------------------------
 def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto", name: str | None = None,
-                dataset: str | None = None, level: int = 0, unit: str | None = None) -> Volume:
+                dataset: str | None = None, level: int = 0, unit: str | None = None,
+                series: str | None = None) -> Volume:
     """Read a volume from ``path``.
 
     Parameters
@@ -176,6 +176,8 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
     unit : str, optional
         The unit of the spacing. When ``spacing`` is given without one and the file has none, the unit is
         "unknown" (a scale bar says "units unknown", never a wrong "voxel").
+    series : str, optional
+        DICOM: the series to read (SeriesInstanceUID or SeriesNumber) from a folder holding several.
 
     Raises
     ------
@@ -214,7 +216,7 @@ def read_volume(path: str | os.PathLike, spacing=None, mmap: bool | str = "auto"
     elif kind == "mhd":
         data, geo = read_mhd(p)
     elif kind == "dicom_folder":
-        data, geo = read_dicom_folder(p, lazy=bool(mmap))
+        data, geo = read_dicom_folder(p, lazy=bool(mmap), series=series)
     else:
         raise InputError(f"a {kind} file holds no volume", p)
     if data.ndim == 2:

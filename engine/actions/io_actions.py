@@ -18,7 +18,7 @@ from ..volume_ops import nan_count, require_finite
 def load(path: InputPath, spacing: list[float] | None = None,
          mmap: Literal["auto", "yes", "no"] = "auto",
          nan: Literal["error", "zero"] = "error", unit: str | None = None, dataset: str | None = None,
-         level: int = 0) -> Volume:
+         level: int = 0, series: str | None = None) -> Volume:
     """Load a scanned volume.
 
     Reads a multi-page TIFF, a folder of TIFF slices, ``.npy``, NRRD, NIfTI, OME-Zarr or Zarr, HDF5, MRC,
@@ -43,13 +43,15 @@ def load(path: InputPath, spacing: list[float] | None = None,
         HDF5: the dataset inside the file (default: the only 3-D one).
     level : int
         OME-Zarr: the level of the pyramid (0 is full resolution).
+    series : str, optional
+        DICOM: the series to read (its SeriesInstanceUID or SeriesNumber) from a folder holding several.
 
     Returns
     -------
     Volume
     """
     vol = io.read_volume(path, spacing=spacing, mmap={"auto": "auto", "yes": True, "no": False}[mmap],
-                         unit=unit, dataset=dataset, level=level)
+                         unit=unit, dataset=dataset, level=level, series=series)
     if nan_count(vol):
         if nan == "error":
             require_finite(vol)
