@@ -58,20 +58,28 @@ def read_zarr(path: Path, level: int = 0):
             raise InputError(f"a Zarr group without OME multiscales metadata; it holds arrays {arrays}", path)
         check_chunks([(arrays[0], node[arrays[0]])], node.store, path)
         return node[arrays[0]], {}
-    m = ms[0]
-    datasets = m["datasets"]
+    m, datasets = _multiscale(ms, path)
     if not 0 <= level < len(datasets):
         raise InputError(f"the pyramid has levels 0..{len(datasets) - 1}, not {level}", path)
-    arr = node[datasets[level]["path"]]
+    try:
+        arr = node[datasets[level]["path"]]
+    except InputError:
+        raise
+    except Exception:  # noqa: BLE001 - zarr's KeyError or its own errors for a missing or corrupt array
+        raise InputError(f"OME-Zarr metadata: datasets[{level}].path '{datasets[level]['path']}' is no array "
+                         "in the store", path) from None
     check_chunks([(datasets[level]["path"], arr)], node.store, path)
     axes = [a if isinstance(a, dict) else {"name": a} for a in m.get("axes", [])]
     names = [a.get("name") for a in axes] or ["z", "y", "x"][-arr.ndim:]
+    if len(names) != arr.ndim:
+        raise InputError(f"OME-Zarr metadata: {len(names)} axes for an array of {arr.ndim} dimensions", path)
     scale, shift = [1.0] * arr.ndim, [0.0] * arr.ndim
-    for t in list(datasets[level].get("coordinateTransformations", [])) + list(m.get("coordinateTransformations", [])):
-        if t.get("type") == "scale":  # applied in order: the dataset's, then the image's
+    for t in _transforms(datasets[level], f"datasets[{level}]", arr.ndim, path) + _transforms(m, "multiscales[0]",
+                                                                                               arr.ndim, path):
+        if t["type"] == "scale":  # applied in order: the dataset's, then the image's
             scale = [a * b for a, b in zip(scale, t["scale"])]
             shift = [a * b for a, b in zip(shift, t["scale"])]
-        elif t.get("type") == "translation":
+        elif t["type"] == "translation":
             shift = [a + b for a, b in zip(shift, t["translation"])]
     keep = [i for i, n in enumerate(names) if n in ("z", "y", "x")]
     if len(keep) != 3:
@@ -86,6 +94,53 @@ def read_zarr(path: Path, level: int = 0):
     unit = _UNITS.get(units.get("x") or "", units.get("x") or "voxel")
     return arr, {"spacing": tuple(float(scale[i]) for i in keep), "unit": unit,
                  "origin": tuple(float(shift[i]) for i in keep), "levels": len(datasets), "level": level}
+
+
+def _multiscale(ms, path: Path) -> tuple[dict, list[dict]]:
+    """The first multiscale image and its datasets, every field read checked: a malformed document is a
+    clear error naming the field (it was "internal error" for 11 crafted stores)."""
+    def bad(what):
+        return InputError(f"OME-Zarr metadata: {what}", path)
+
+    if not isinstance(ms, list) or not ms or not isinstance(ms[0], dict):
+        raise bad("'multiscales' must be a list of objects")
+    m = ms[0]
+    datasets = m.get("datasets")
+    if not isinstance(datasets, list) or not datasets:
+        raise bad("'datasets' must be a non-empty list")
+    for k, d in enumerate(datasets):
+        p = d.get("path") if isinstance(d, dict) else None
+        if not isinstance(p, str) or not p or p.startswith("/") or ".." in p.split("/") or "\\" in p:
+            raise bad(f"datasets[{k}].path must be a relative path inside the store, got {p!r}")
+    axes = m.get("axes", [])
+    if not isinstance(axes, list) or not all(
+            isinstance(a, str) or (isinstance(a, dict) and isinstance(a.get("name"), str)) for a in axes):
+        raise bad("'axes' must be a list of names or of objects with a 'name'")
+    return m, datasets
+
+
+def _transforms(owner: dict, where: str, ndim: int, path: Path) -> list[dict]:
+    """``owner``'s coordinate transformations, each a scale or translation of ``ndim`` finite numbers."""
+    import math
+
+    ts = owner.get("coordinateTransformations", [])
+    if not isinstance(ts, list):
+        raise InputError(f"OME-Zarr metadata: {where}.coordinateTransformations must be a list", path)
+    out = []
+    for k, t in enumerate(ts):
+        kind = t.get("type") if isinstance(t, dict) else None
+        if kind not in ("scale", "translation", "identity"):
+            raise InputError(f"OME-Zarr metadata: {where}.coordinateTransformations[{k}] has type {kind!r} "
+                             "(scale, translation or identity)", path)
+        v = t.get(kind) if kind != "identity" else [1.0] * ndim
+        if not isinstance(v, list) or len(v) != ndim or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+            raise InputError(f"OME-Zarr metadata: {where}.coordinateTransformations[{k}].{kind} must be {ndim} "
+                             f"finite numbers, got {v!r}", path)
+        if kind == "scale" and any(x <= 0 for x in v):
+            raise InputError(f"OME-Zarr metadata: {where}'s scale must be positive, got {v}", path)
+        out.append(t)
+    return out
 
 
 class _Squeezed:
@@ -233,8 +288,25 @@ def read_mhd(path: Path):
                 head[k.strip()] = v.strip()
         dims = [int(v) for v in head["DimSize"].split()]
         dtype = np.dtype(_MHD_TYPES[head["ElementType"]])
-    except (KeyError, ValueError, OSError) as e:
+    except KeyError as e:
+        raise InputError(f"bad MetaImage header: no {e} or an unknown ElementType", path) from None
+    except (ValueError, OSError) as e:
         raise InputError(f"bad MetaImage header ({e})", path) from None
+    if not 1 <= len(dims) <= 3 or any(d < 1 for d in dims) or int(np.prod([float(d) for d in dims])) > 2 ** 50:
+        raise InputError(f"bad MetaImage header: DimSize {head['DimSize']!r} must be 1 to 3 positive sizes of "
+                         "a volume that can exist", path)
+    spacing_text = head.get("ElementSpacing", "1 1 1")
+    origin_text = head.get("Offset", "0 0 0")
+    try:
+        spacing = tuple(float(v) for v in spacing_text.split())[::-1]
+        origin = tuple(float(v) for v in origin_text.split())[::-1]
+        offset = int(head.get("HeaderSize", "0"))
+    except ValueError as e:
+        raise InputError(f"bad MetaImage header: ElementSpacing, Offset and HeaderSize must be numbers ({e})",
+                         path) from None
+    if not all(np.isfinite(spacing)) or any(v <= 0 for v in spacing) or not all(np.isfinite(origin)):
+        raise InputError(f"bad MetaImage header: ElementSpacing {spacing_text!r} must be positive and Offset "
+                         f"{origin_text!r} finite", path)
     if head.get("BinaryDataByteOrderMSB", head.get("ElementByteOrderMSB", "False")).lower() == "true":
         dtype = dtype.newbyteorder(">")
     name = head.get("ElementDataFile", "")
@@ -242,13 +314,15 @@ def read_mhd(path: Path):
         raise InputError(f"ElementDataFile '{name}' is not supported (a raw file beside the header is)", path)
     data_file = data_file_beside(path, name)
     shape = tuple(reversed(dims))  # MetaImage lists x first
-    offset = int(head.get("HeaderSize", "0"))
-    need = offset + int(np.prod(shape)) * dtype.itemsize
-    if data_file.stat().st_size < need:  # data_file_beside made sure it exists
-        raise InputError(f"the data file '{name}' is shorter than the header says ({need:,} bytes)", path)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    size = data_file.stat().st_size  # data_file_beside made sure it exists
+    if offset == -1:  # legal: the data are the last bytes of the file, after a header of any size
+        offset = size - nbytes
+    if offset < 0 or size < offset + nbytes:
+        raise InputError(f"the data file '{name}' is shorter than the header says ({offset + nbytes:,} bytes, "
+                         f"it has {size:,})" if offset >= 0 else f"the data file '{name}' is shorter than the "
+                         f"header says ({nbytes:,} bytes, it has {size:,})", path)
     data = np.memmap(data_file, dtype=dtype, mode="r", offset=offset, shape=shape)
-    spacing = tuple(float(v) for v in head.get("ElementSpacing", "1 1 1").split())[::-1]
-    origin = tuple(float(v) for v in head.get("Offset", "0 0 0").split())[::-1]
     # MetaImage has no unit field: ours is in an extra key (MetaIO keeps unknown keys); otherwise unknown
     unit = head.get("DamselflyUnit") or ("unknown" if "ElementSpacing" in head else "voxel")
     return data, {"spacing": spacing, "origin": origin, "unit": unit, "files": [str(path.resolve()), str(data_file)]}
