@@ -43,3 +43,22 @@ def test_a_local_cluster_is_bounded_like_jobs():
 
     with pytest.raises(ParameterError, match="1..1024 workers"):
         connect("local:100000")
+
+
+def test_an_hdf5_chunk_inflating_beyond_its_declared_size_is_refused_before_it_inflates(tmp_path):
+    """issue 31: HDF5 inflated a 250 KB chunk of a 16 KB array to 256 MB, then read it as zeros."""
+    import zlib
+
+    import h5py
+
+    p = tmp_path / "bomb.h5"
+    with h5py.File(p, "w") as f:
+        ds = f.create_dataset("v", shape=(8, 64, 64), chunks=(4, 64, 64), dtype="u1", compression="gzip")
+        ds[:] = 1
+        ds.id.write_direct_chunk((4, 0, 0), zlib.compress(bytes(64 << 20), 9), filter_mask=0)
+    vol = io.read_volume(p)
+    assert int(np.asarray(vol.data[0:4]).min()) == 1  # the good chunk reads
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError, match=r"chunk at \(4, 0, 0\) inflates beyond the 16,384 bytes"):
+        np.asarray(vol.data[3:6])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 32 * 1024  # KiB: not the 64 MiB
