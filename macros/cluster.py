@@ -21,9 +21,12 @@ jobs submitted through dask-jobqueue, described by a YAML file such as ``example
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict
@@ -94,7 +97,7 @@ def connect(address: str):
         if not 1 <= n <= 1024:  # as --jobs: each worker is a process of this machine
             raise ParameterError(f"--cluster local:N takes 1..1024 workers (processes on this machine), "
                                  f"got {address!r}")
-        with dask.config.set(QUIET):
+        with dask.config.set(QUIET), _workers_ignore_ctrl_c():
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                    silence_logs=40)
         return Client(cluster), cluster
@@ -202,6 +205,22 @@ def _run_child(bj, tmp: Path, stop):
         time.sleep(0.5)  # a dead run's child is still letting go of the folder
 
 
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Worker processes started inside the block ignore SIGINT (an ignored signal stays ignored in a child,
+    and Python then installs no KeyboardInterrupt handler): Ctrl-C in a terminal reaches the whole process
+    group, and the workers must not die printing tracebacks mid-scan; the main process stops them through
+    the batch's stop event instead, as it does for --jobs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def run_on_cluster(todo: list, address: str, done, reporter: Reporter | None, device: str, macro) -> None:
     """Run the batch jobs ``todo`` as Dask tasks; ``done`` gets each ItemResult as it finishes."""
     from distributed import Event, as_completed
@@ -247,7 +266,10 @@ def _drain(client, futures: dict, pending: set, done) -> None:
     queued = [f for f in pending if f.status == "pending" and not _started(client, f)]
     client.cancel(queued)
     running = [f for f in pending if f not in queued]
-    wait(running, timeout=STOP_GRACE + 5)
+    try:
+        wait(running, timeout=STOP_GRACE + 5)
+    except Exception:  # noqa: BLE001 - timed out, or workers already gone: those scans are cancelled
+        pass
     for f in running:
         job = futures[f]
         if f.status == "finished":

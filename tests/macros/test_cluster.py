@@ -86,6 +86,25 @@ def test_ctrl_c_cancels_then_resume_finishes_the_rest(scans, tmp_path):
     assert final_files(out) == final_files(tmp_path / "clean")
 
 
+def test_ctrl_c_in_a_terminal_reaches_the_workers_too_and_still_ends_cleanly(scans, tmp_path):
+    """issue 31: SIGINT to the whole process group (Ctrl-C in a terminal) printed Dask tracebacks and once
+    exited 1 without batch.json; it ends as --jobs does: exit 130, the summary written, no traceback."""
+    import os
+
+    m, folder = scans
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "damselfly.macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),
+           "--out", str(out), "--cluster", "local:2", "--device", "cpu"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(lambda: (out / "p0" / "run.json").exists(), timeout=120)
+    time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err, err
+    assert json.loads((out / "batch.json").read_text())["interrupted"]
+    wait_for(lambda: not processes_with(str(folder)), timeout=60)
+
+
 def test_bad_cluster_addresses_are_clear_errors(scans, tmp_path):
     m, folder = scans
     with pytest.raises(ParameterError, match="local:N"):
