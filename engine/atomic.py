@@ -134,6 +134,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
         if is_disk_full(e):
             raise InputError(f"the disk is full (no space left writing it; {free_space(dest.parent)} free on "
                              "that filesystem); the partial file was removed", dest) from None
+        if isinstance(e, OSError) and not isinstance(e, InputError):  # e.g. an immutable file in the way
+            raise InputError(f"cannot write it: {e.strerror or e}; nothing was replaced", dest) from None
         raise
 
 

@@ -106,6 +106,7 @@ def shareable(*arrays) -> bool:
         if a is None:
             continue
         store = getattr(a, "store", None)
-        if store is None or type(a).__module__.split(".")[0] != "zarr" or type(store).__name__ != "LocalStore":
+        local = any(c.__name__ == "LocalStore" for c in type(store).__mro__)  # also the confined store inputs use
+        if store is None or type(a).__module__.split(".")[0] != "zarr" or not local:
             return False
     return True

@@ -31,16 +31,12 @@ def read_hdf5(path: Path, dataset: str | None = None):
         f = h5py.File(path, "r")
     except Exception as e:  # noqa: BLE001
         raise InputError(f"cannot read HDF5: {e}", path) from None
-    found: list[str] = []
-    f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 else None)
-    if dataset is None:
-        three = [n for n in found if f[n].ndim == 3]
-        if len(three) != 1:
-            raise InputError(f"name the dataset to read (dataset=...); the file holds {found or 'no volume'}", path)
-        dataset = three[0]
-    folder = Path(os.path.realpath(Path(path).parent))
-    files: list[str] = []
-    ds = _follow(f, dataset, Path(path), folder, files, 0)
+    try:
+        ds, files, found = _dataset(f, dataset, Path(path))
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - h5py raises RuntimeError, OSError, KeyError... on corrupt files
+        raise InputError(f"cannot read HDF5 (corrupt or truncated?): {e}", path) from None
     if ds is None:
         raise InputError(f"no dataset '{dataset}' (the file holds {found})", path)
     if ds.chunks is not None and "gzip" in ds._filters:
@@ -77,14 +73,12 @@ class BoundedChunks:
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (self.ndim - len(key))
         ranges = []
-        for k, n, c in zip(key, self.shape, self.chunks):
+        for k, n, c in zip(key, self.shape, self.chunks):  # the chunk starts a key touches, axis by axis
             if isinstance(k, slice):
                 lo, hi, _ = k.indices(n)
-                hi = max(lo + 1, hi)
-            else:
-                lo = int(k) % n
-                hi = lo + 1
-            ranges.append(range(lo // c * c, min(hi, n), c))
+                ranges.append(range(lo // c * c, min(max(lo + 1, hi), n), c))
+            else:  # an index or an array of indices
+                ranges.append(sorted({int(i) % n // c * c for i in np.ravel(k)}))
         for offset in itertools.product(*ranges):
             if offset in self.checked:
                 continue
@@ -110,6 +104,21 @@ class BoundedChunks:
 
     def __len__(self) -> int:
         return self.shape[0]
+
+
+def _dataset(f, dataset: str | None, path: Path):
+    """(the dataset, the other files it reads, the datasets of the file)."""
+    import h5py
+
+    found: list[str] = []
+    f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 else None)
+    if dataset is None:
+        three = [n for n in found if f[n].ndim == 3]
+        if len(three) != 1:
+            raise InputError(f"name the dataset to read (dataset=...); the file holds {found or 'no volume'}", path)
+        dataset = three[0]
+    files: list[str] = []
+    return _follow(f, dataset, path, Path(os.path.realpath(path.parent)), files, 0), files, found
 
 
 def _follow(f, name: str, where: Path, folder: Path, files: list[str], depth: int):

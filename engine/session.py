@@ -19,7 +19,8 @@ from typing import Any, Literal
 from . import blocks, progress
 from .builtin import BUILTIN
 from .context import RunContext, check_device_name
-from .errors import Cancelled, ParameterError
+from .data import Labels, Volume
+from .errors import Cancelled, DamselflyError, InputError, ParameterError
 from .paths import check_path_text, confine_output
 from .registry import OBJECT_TYPES, ActionSpec, Registry, object_classes
 
@@ -84,6 +85,28 @@ class ActionEvent:
     result: Any
     resolved: dict[str, str]
     seconds: float
+
+
+#: The readers of the formats the engine loads: an exception raised inside one of them while an action
+#: runs is a file that cannot be read (a corrupt chunk found only when its slab is read), not a bug.
+READERS = ("zarr", "numcodecs", "h5py", "tifffile", "mrcfile", "nibabel", "nrrd", "pydicom", "imagecodecs")
+
+
+def corrupt_input(e: Exception, inputs: list) -> InputError | None:
+    """An :class:`InputError` naming the input files when ``e`` was raised inside a format reader."""
+    import traceback
+
+    parts = {part for frame in traceback.extract_tb(e.__traceback__)
+             for part in os.path.normpath(frame.filename).split(os.sep)}
+    if not parts & set(READERS) or isinstance(e, MemoryError):
+        return None
+    files = []
+    for x in inputs:
+        src = x.metadata.get("source") if isinstance(x, (Volume, Labels)) else str(x)
+        if src and src not in files:
+            files.append(src)
+    where = ", ".join(files) or "an input"
+    return InputError(f"cannot read {where}: the data are corrupt or truncated ({type(e).__name__}: {e})")
 
 
 def _reads_files(spec: ActionSpec) -> bool:
@@ -214,7 +237,16 @@ class Session:
         t0 = time.perf_counter()
         with progress.reporting(self.reporter), blocks.running(self.settings.blocks):
             self.reporter.reset()
-            result = spec.func(**call)
+            try:
+                result = spec.func(**call)
+            except DamselflyError:
+                raise
+            except Exception as e:
+                failed = corrupt_input(e, [v for v in call.values() if isinstance(v, (Volume, Labels))]
+                                       + [resolved[k] for k in resolved if spec.param(k).path_kind == "input"])
+                if failed is None:
+                    raise
+                raise failed from e
         seconds = time.perf_counter() - t0
         if spec.returns_value:
             if target is None:

@@ -229,3 +229,22 @@ def test_hdf5_is_not_written_where_it_cannot_fit(workdir, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "needs up to" in err and "free; nothing was written" in err
     assert not list((workdir / "out").glob("*.h5*")) and not list((workdir / "out").glob(".copy*"))
+
+
+def test_an_output_that_cannot_be_replaced_is_a_clear_error(workdir, capsys, monkeypatch):
+    """issue 31: an immutable file (chattr +i) in the way was "internal error"; the rename is refused here."""
+    import errno
+
+    real = os.replace
+
+    def refuse(src, dst):
+        if str(dst).endswith("copy.tif"):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    m = macro(workdir, 'save(raw, "copy.tif")\n')
+    assert main(["run", str(m), "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert "copy.tif: cannot write it: Operation not permitted" in err and "internal error" not in err
+    assert not list((workdir / "out").glob(".copy*"))
