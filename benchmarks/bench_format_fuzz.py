@@ -1,7 +1,7 @@
 """The long fuzz of the format readers (the fast one is tests/engine/test_format_fuzz.py).
 
-Usage: ``python benchmarks/bench_format_fuzz.py [N] [SEED]`` (default 18,000 mutated files, 2,000 per
-format: TIFF, NRRD, MetaImage, MRC, HDF5, NPY, NIfTI, OME-Zarr, Zarr). Each is loaded and all its voxels
+Usage: ``python benchmarks/bench_format_fuzz.py [N] [SEED]`` (default 20,000 mutated files, 2,000 per
+format: TIFF, NRRD, MetaImage, MRC, HDF5, NPY, NIfTI, OME-Zarr, Zarr, DICOM series). Each is loaded and all its voxels
 read as a macro would (``load``, then ``calibrate``); prints the count, the rate and the first failures
 (anything but a volume or a clear error); exits 1 if there is any.
 """
@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 from tests.engine.format_fuzzing import fuzz  # noqa: E402
 
 
-def main(n: int = 18000, seed: int = 1) -> int:
+def main(n: int = 20000, seed: int = 1) -> int:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()

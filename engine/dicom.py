@@ -46,6 +46,13 @@ def read_dicom_folder(path: Path, lazy: bool = False, series: str | None = None)
     if not heads:
         raise InputError("no DICOM slices (.dcm) in the folder", path)
     heads = _one_series(heads, series, path)
+    try:
+        return _geometry_and_data(heads, lazy)
+    except (ValueError, TypeError) as e:  # a header field that is no number (DS/IS values are text)
+        raise InputError(f"a DICOM header field holds no valid number ({e})", path) from None
+
+
+def _geometry_and_data(heads, lazy: bool):
     orient = np.asarray(getattr(heads[0][0], "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
     row, col = orient[:3], orient[3:]
     normal = np.cross(row, col)

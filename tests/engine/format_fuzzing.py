@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMATS = ("tif", "nrrd", "mhd", "mrc", "h5", "npy", "nii", "ome.zarr", "zarr")
+FORMATS = ("tif", "nrrd", "mhd", "mrc", "h5", "npy", "nii", "ome.zarr", "zarr", "dcm")
 WEIRD = [-1, 0, 2 ** 31, 2 ** 63, -(2 ** 40), 1e308, "x", "..", "/etc/passwd", None, [], [[[]]], {}, True, 0.5,
          "1 2", "-5 -5 -5", "LOCAL", "MET_FLOAT", "../../x"]
 
@@ -31,7 +31,10 @@ def originals(folder: Path) -> dict[str, Path]:
     out = {}
     for fmt in FORMATS:
         p = folder / f"orig_{fmt.replace('.', '_')}.{fmt}"
-        if fmt == "zarr":
+        if fmt == "dcm":  # a folder of slices, written as a scanner would (the engine writes no DICOM)
+            p = folder / "orig_dcm"
+            write_series(p, [0.0, 1.0, 2.0, 3.0])
+        elif fmt == "zarr":
             import zarr
 
             z = zarr.create_array(str(p), shape=vol.shape, chunks=(2, 8, 8), dtype="u2", zarr_format=2)
@@ -139,3 +142,27 @@ def fuzz(n: int, seed: int, folder: Path) -> list[tuple[str, str]]:
             failures.append((f"{fmt} (case {k}, seed {seed})", problem))
         shutil.rmtree(case, ignore_errors=True)
     return failures
+
+
+def write_series(folder, positions, uid="1.2.3.4", number=1, orientation=(1, 0, 0, 0, 1, 0), xy=(0.0, 0.0),
+                 prefix="s"):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(exist_ok=True)
+    for i, z in enumerate(positions):
+        meta = FileMetaDataset()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        name = folder / f"{prefix}{i:03d}.dcm"
+        ds = FileDataset(str(name), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.Rows, ds.Columns = 4, 5
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid, number, f"series {number}"
+        ds.ImageOrientationPatient = list(orientation)
+        ds.ImagePositionPatient = [xy[0], xy[1], float(z)]
+        ds.PixelSpacing = [0.5, 0.5]
+        ds.PixelData = np.full((4, 5), number * 100 + i, np.uint16).tobytes()
+        ds.save_as(str(name), enforce_file_format=True)

@@ -7,31 +7,9 @@ import pytest
 from damselfly.engine import io
 from damselfly.engine.errors import InputError
 
+from .format_fuzzing import write_series
+
 pydicom = pytest.importorskip("pydicom")
-
-
-def write_series(folder, positions, uid="1.2.3.4", number=1, orientation=(1, 0, 0, 0, 1, 0), xy=(0.0, 0.0),
-                 prefix="s"):
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(exist_ok=True)
-    for i, z in enumerate(positions):
-        meta = FileMetaDataset()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        name = folder / f"{prefix}{i:03d}.dcm"
-        ds = FileDataset(str(name), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.Rows, ds.Columns = 4, 5
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid, number, f"series {number}"
-        ds.ImageOrientationPatient = list(orientation)
-        ds.ImagePositionPatient = [xy[0], xy[1], float(z)]
-        ds.PixelSpacing = [0.5, 0.5]
-        ds.PixelData = np.full((4, 5), number * 100 + i, np.uint16).tobytes()
-        ds.save_as(str(name), enforce_file_format=True)
 
 
 def test_two_series_in_one_folder_are_never_merged(tmp_path):
