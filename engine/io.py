@@ -257,9 +257,12 @@ def write_volume(vol: Volume, path: str | os.PathLike, overwrite: bool = True) -
             write_tiff(tmp, vol, extra)
         elif kind == "tiff_folder":
             write_tiff_folder(tmp, vol, extra)
-        elif kind == "npy":
-            with open(tmp, "wb") as f:
-                np.save(f, np.asarray(vol.data))
+        elif kind == "npy":  # slab by slab into the file: a scan on disk is never held whole in memory
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=vol.data.dtype, shape=tuple(vol.shape))
+            for z in range(0, vol.shape[0], 16):
+                out[z:z + 16] = np.asarray(vol.data[z:z + 16])
+            out.flush()
+            del out
         elif kind == "nrrd":
             write_nrrd(tmp, vol)
         elif kind == "nifti":

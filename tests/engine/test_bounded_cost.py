@@ -62,3 +62,27 @@ def test_an_hdf5_chunk_inflating_beyond_its_declared_size_is_refused_before_it_i
     with pytest.raises(InputError, match=r"chunk at \(4, 0, 0\) inflates beyond the 16,384 bytes"):
         np.asarray(vol.data[3:6])
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 32 * 1024  # KiB: not the 64 MiB
+
+
+def test_saving_npy_streams_slab_by_slab(tmp_path):
+    """issue 31: saving a store on disk to .npy read it whole first (MemoryError for 64 GiB)."""
+    import zarr
+
+    from damselfly.engine.data import Volume
+
+    z = zarr.create_array(str(tmp_path / "big.zarr"), shape=(64, 256, 256), chunks=(16, 256, 256), dtype="f4")
+    z[:] = np.arange(64, dtype=np.float32)[:, None, None]
+    reads = []
+
+    class Watched:
+        shape, dtype, ndim = z.shape, z.dtype, 3
+
+        def __getitem__(self, key):
+            out = z[key]
+            reads.append(out.nbytes)
+            return out
+
+    io.write_volume(Volume(Watched(), name="big"), tmp_path / "big.npy")
+    back = np.load(tmp_path / "big.npy", mmap_mode="r")
+    assert back.shape == z.shape and float(back[40, 3, 3]) == 40.0
+    assert max(reads) <= 16 * 256 * 256 * 4  # a slab at a time, never the whole 16 MiB array
