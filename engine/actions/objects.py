@@ -1,0 +1,193 @@
+"""From a class map to objects and numbers: label_objects, measure_objects, class_fractions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from .. import objects
+from ..data import Labels, Table, Volume, make_classes
+from ..errors import InputError, ParameterError
+from ..registry import action
+from ..volume_ops import SLAB, output_like
+
+
+def _indices(labels: Labels, class_: str | None, classes: list[str] | None) -> list[int]:
+    if class_ is not None and classes:
+        raise ParameterError("give class or classes, not both")
+    names = [class_] if class_ is not None else list(classes or [])
+    if not names:
+        if len(labels.classes) > 1:
+            raise ParameterError(f"name the class whose objects to label: class=\"...\" (classes: "
+                                 f"{', '.join(labels.class_names)})")
+        names = labels.class_names
+    return [labels.class_index(n) for n in names]
+
+
+@action("label_objects", result="objects", category="Measure")
+def label_objects(labels: Labels, class_: str | None = None, classes: list[str] | None = None,
+                  connectivity: Literal[6, 18, 26] = 26, min_voxels: int = 0) -> Labels:
+    """The objects of a class: its connected components, each voxel given its object's id (1, 2, ... in
+    the order of the objects' first voxels in the scan; 0 elsewhere).
+
+    Streamed slab by slab (with ``cc3d``): objects that cross slabs are joined, so a scan of any size gives
+    exactly the partition an in-memory labelling gives.
+
+    Parameters
+    ----------
+    labels : Labels
+        A segmentation.
+    class : str, optional
+        The class whose objects to label (e.g. "pore"); needed when the labels have several.
+    classes : list of str, optional
+        Several classes labelled together (their union).
+    connectivity : {6, 18, 26}
+        Voxels sharing a face (6), a face or an edge (18), or any corner (26) belong to one object.
+    min_voxels : int
+        Objects of fewer voxels are dropped (set to 0); the others keep their order.
+
+    Examples
+    --------
+    >>> pores = label_objects(seg, class_="pore")                # doctest: +SKIP
+    """
+    if min_voxels < 0:
+        raise ParameterError(f"min_voxels must be 0 or more, got {min_voxels}")
+    idx = _indices(labels, class_, classes)
+    out = output_like([labels], labels.shape, np.uint32)
+    n = objects.label(lambda z0, z1: np.isin(np.asarray(labels.data[z0:z1]), idx), labels.shape, out, connectivity)
+    if min_voxels > 0 and n:
+        n = _drop_small(out, n, min_voxels)
+    return labels.as_labels(out, make_classes(["object"]), name=f"{labels.name}_objects" if labels.name else "objects",
+                            metadata={"objects": int(n), "of_classes": [labels.class_names[i - 1] for i in idx]})
+
+
+def _drop_small(out, n: int, min_voxels: int) -> int:
+    counts = np.zeros(n + 1, np.int64)
+    for z0 in range(0, out.shape[0], SLAB):
+        counts += np.bincount(np.asarray(out[z0:z0 + SLAB]).ravel(), minlength=n + 1)
+    keep = counts >= min_voxels
+    keep[0] = False
+    lut = np.zeros(n + 1, np.uint32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    for z0 in range(0, out.shape[0], SLAB):
+        out[z0:z0 + SLAB] = lut[np.asarray(out[z0:z0 + SLAB])]
+    return int(keep.sum())
+
+
+@action("measure_objects", result="table", category="Measure")
+def measure_objects(objects_: Labels, image: Volume | None = None) -> Table:
+    """One row per object: its size, shape, position and grey values, in the scan's physical units.
+
+    Columns: ``id``, ``voxels``, ``volume``, ``equivalent_diameter`` (of the ball of that volume),
+    ``surface_area`` (marching cubes), ``sphericity`` (π^(1/3)·(6V)^(2/3)/A: 1 for a ball, less otherwise),
+    ``centroid_z/y/x``, the bounding box ``bbox_z0`` .. ``bbox_x1`` (voxel indices, half-open),
+    ``axis_major/middle/minor_length`` (as ``skimage.measure.regionprops`` gives them), ``touches_border``,
+    and with ``image`` its ``mean_grey``, ``min_grey``, ``max_grey``. Streamed slab by slab; objects that
+    cross slabs are measured exactly.
+
+    Parameters
+    ----------
+    objects : Labels
+        Object ids, from ``label_objects``.
+    image : Volume, optional
+        A scan of the same grid whose grey values to summarise per object.
+
+    Examples
+    --------
+    >>> pores = label_objects(seg, class_="pore")                # doctest: +SKIP
+    >>> table = measure_objects(pores)                           # doctest: +SKIP
+    """
+    if image is not None:
+        objects_.check_same_geometry(image)
+    n = int(objects_.metadata.get("objects") or _max_id(objects_))
+    cols = objects.measure(objects_.data, n, objects_.spacing, objects_.origin,
+                           None if image is None else image.data)
+    return Table({k: v.tolist() for k, v in cols.items()}, name=f"{objects_.name}_measurements",
+                 metadata={"unit": objects_.unit, "objects": n})
+
+
+def _max_id(lab: Labels) -> int:
+    top = 0
+    for z0 in range(0, lab.shape[0], SLAB):
+        top = max(top, int(np.asarray(lab.data[z0:z0 + SLAB]).max(initial=0)))
+    if top > 10_000_000:
+        raise InputError(f"holds object ids up to {top:,}; measure_objects takes ids from label_objects", lab.source)
+    return top
+
+
+@action("class_fractions", result="table", category="Measure")
+def class_fractions(labels: Labels) -> Table:
+    """Voxels, volume and fraction of the scan per class (e.g. the porosity), in physical units.
+
+    Parameters
+    ----------
+    labels : Labels
+        A segmentation.
+
+    Examples
+    --------
+    >>> class_fractions(seg).row("class", "pore")["fraction"]     # doctest: +SKIP
+    0.012
+    """
+    k = len(labels.classes)
+    counts = np.zeros(max(k, 1) + 1, np.int64)
+    for z0 in range(0, labels.shape[0], SLAB):
+        a = np.asarray(labels.data[z0:z0 + SLAB]).ravel()
+        counts += np.bincount(np.clip(a, 0, k), minlength=k + 1)[:k + 1]
+    total = int(np.prod(labels.shape))
+    voxel = float(np.prod(labels.spacing))
+    names = ["(unlabelled)"] + labels.class_names
+    rows = [i for i in range(k + 1) if i > 0 or counts[0] > 0]
+    return Table({"class": [names[i] for i in rows], "voxels": [int(counts[i]) for i in rows],
+                  "volume": [float(counts[i] * voxel) for i in rows],
+                  "fraction": [float(counts[i] / total) for i in rows], "unit": [labels.unit] * len(rows)},
+                 name=f"{labels.name}_fractions" if labels.name else "class_fractions", metadata={"unit": labels.unit})
+
+
+@action("separate_objects", result="objects", category="Measure")
+def separate_objects(objects_: Labels, min_distance: float | None = None, connectivity: Literal[6, 18, 26] = 26) -> Labels:
+    """Split touching objects (grains, particles, nuclei) along their necks: the distance transform of each
+    object (in physical units), one marker per local maximum at least ``min_distance`` from another, then a
+    watershed of the objects from the markers (scikit-image). Ids are renumbered in scan order.
+
+    The scan is held in memory (its object ids as uint32, the distances as float32).
+
+    Parameters
+    ----------
+    objects : Labels
+        Objects from ``label_objects`` (or any labels: every non-zero voxel is split).
+    min_distance : float, optional
+        The smallest distance between two objects' centres, in the scan's units (default: 4 voxels of the
+        finest spacing). Larger merges more.
+    connectivity : {6, 18, 26}
+        The connectivity of the watershed.
+
+    Examples
+    --------
+    >>> grains = separate_objects(label_objects(seg, class_="ice"), min_distance=0.2)   # doctest: +SKIP
+    """
+    from scipy import ndimage
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    sp = np.asarray(objects_.spacing, float)
+    if min_distance is None:
+        min_distance = 4 * float(sp.min())
+    if not min_distance > 0:
+        raise ParameterError(f"min_distance must be positive, got {min_distance}")
+    ids = np.asarray(objects_.data)
+    fg = ids > 0
+    dist = ndimage.distance_transform_edt(fg, sampling=sp).astype(np.float32)
+    radius = np.maximum(1, np.round(min_distance / sp)).astype(int)
+    zz, yy, xx = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    footprint = (zz / radius[0]) ** 2 + (yy / radius[1]) ** 2 + (xx / radius[2]) ** 2 <= 1
+    peaks = peak_local_max(dist, footprint=footprint, labels=ids.astype(np.int64), exclude_border=False)
+    markers = np.zeros(ids.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    struct = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+    split = watershed(-dist, markers, mask=fg, connectivity=struct)
+    out = np.zeros(ids.shape, np.uint32)
+    n = objects.label_ids(split, out)
+    return objects_.as_labels(out, make_classes(["object"]), name=f"{objects_.name}_separated",
+                              metadata={**objects_.metadata, "objects": int(n)})

@@ -1,0 +1,188 @@
+"""Objects: connected components of a class, and their measurements, slab by slab.
+
+**Labelling** (:func:`label`). Each z-slab of the mask is labelled with ``cc3d`` (connected-components-3d);
+slab ``k``'s ids are offset past those of the slabs before it, so the provisional ids follow the scan
+order. The objects that meet across a slab face are joined (a union of the provisional ids on both sides
+of the face, with the face neighbours of the connectivity: 6, 18 or 26), then one pass renumbers every
+voxel: an object's id is the rank of its first voxel in the scan (C order, z slowest), so the result
+equals an in-memory labelling of the whole scan, voxel for voxel, whatever the slab size. Memory: a slab
+and one id per provisional object.
+
+**Measuring** (:func:`measure`). One streamed pass sums, per object, its voxels, coordinates and their
+products (centroid, inertia: principal axes as ``skimage.measure.regionprops`` gives them), bounding box
+and grey values; then each object's surface is taken by marching cubes on its bounding box (in physical
+units), so objects that cross slabs are measured exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from . import progress
+from .volume_ops import SLAB
+
+#: in-plane offsets (dy, dx) of the neighbours across a z face, per connectivity
+FACE = {6: [(0, 0)], 18: [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)],
+        26: [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]}
+
+
+def label(mask_slab, shape, out, connectivity: int = 26, slab: int = SLAB) -> int:
+    """Label the connected components of a mask into ``out`` (an integer array of ``shape``, written slab
+    by slab) and return their number. ``mask_slab(z0, z1)`` gives the boolean mask of planes ``z0:z1``.
+
+    Examples
+    --------
+    >>> m = np.zeros((4, 3, 3), bool); m[0, 0, 0] = m[3, 2, 2] = m[1:3, 1, 1] = True
+    >>> out = np.zeros(m.shape, np.uint32)
+    >>> label(lambda a, b: m[a:b], m.shape, out, slab=1)
+    3
+    >>> out[:, 1, 1].tolist(), int(out[3, 2, 2])
+    ([0, 2, 2, 0], 3)
+    """
+    import cc3d
+
+    if connectivity not in FACE:
+        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    nz = shape[0]
+    task = progress.task("Labelling objects", total=2 * math.ceil(nz / slab))
+    total, pairs, last = 0, [], None
+    for z0 in range(0, nz, slab):
+        z1 = min(nz, z0 + slab)
+        m = np.ascontiguousarray(mask_slab(z0, z1), dtype=bool)
+        ids, n = cc3d.connected_components(m, connectivity=connectivity, return_N=True, out_dtype=np.uint64)
+        ids[ids > 0] += total
+        if total + n >= np.iinfo(out.dtype).max:
+            raise OverflowError(f"more than {np.iinfo(out.dtype).max:,} provisional objects")
+        if last is not None:
+            pairs.append(_face_pairs(last, ids[0], connectivity))
+        out[z0:z1] = ids
+        last, total = ids[-1].copy(), total + n
+        task.advance()
+    lut, n = _renumber(total, pairs)
+    for z0 in range(0, nz, slab):
+        z1 = min(nz, z0 + slab)
+        out[z0:z1] = lut[np.asarray(out[z0:z1])]
+        task.advance()
+    task.finish()
+    return n
+
+
+def _face_pairs(below: np.ndarray, above: np.ndarray, connectivity: int) -> np.ndarray:
+    """(k, 2) provisional ids touching across a z face: ``below`` is the last plane of a slab, ``above``
+    the first plane of the next."""
+    ny, nx = below.shape
+    out = []
+    for dy, dx in FACE[connectivity]:
+        a = below[max(0, -dy):ny - max(0, dy), max(0, -dx):nx - max(0, dx)]
+        b = above[max(0, dy):ny - max(0, -dy), max(0, dx):nx - max(0, -dx)]
+        both = (a > 0) & (b > 0)
+        if both.any():
+            out.append(np.unique(np.stack([a[both], b[both]], axis=1), axis=0))
+    return np.concatenate(out) if out else np.zeros((0, 2), np.uint64)
+
+
+def _renumber(total: int, pairs: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """The map from provisional ids (0..total) to final ids: joined ids share one, numbered by their
+    smallest provisional id (the scan order); 0 stays 0."""
+    p = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.uint64)
+    graph = coo_matrix((np.ones(len(p), np.int8), (p[:, 0].astype(np.int64), p[:, 1].astype(np.int64))),
+                       shape=(total + 1, total + 1))
+    _n, comp = connected_components(graph, directed=False)
+    first = np.full(comp.max() + 1, total + 1, np.int64)
+    np.minimum.at(first, comp[1:], np.arange(1, total + 1))  # each component's smallest provisional id
+    rank = np.zeros(comp.max() + 1, np.uint64)
+    used = np.flatnonzero(first <= total)
+    rank[used[np.argsort(first[used])]] = np.arange(1, len(used) + 1)
+    lut = rank[comp]
+    lut[0] = 0
+    return lut, len(used)
+
+
+# --------------------------------------------------------------------------------------------- measuring
+def measure(data, n: int, spacing, origin, image=None, slab: int = SLAB) -> dict[str, np.ndarray]:
+    """Per object 1..n of the object ids ``data`` (z, y, x): the columns of ``measure_objects`` (see the
+    action's docstring), physical units from ``spacing`` and ``origin``."""
+    from skimage.measure import marching_cubes, mesh_surface_area
+
+    sp, org = np.asarray(spacing, float), np.asarray(origin, float)
+    shape = data.shape
+    cnt = np.zeros(n + 1, np.int64)
+    s1 = np.zeros((n + 1, 3))
+    s2 = np.zeros((n + 1, 3, 3))
+    lo = np.full((n + 1, 3), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((n + 1, 3), -1, np.int64)
+    g = None if image is None else {"sum": np.zeros(n + 1), "min": np.full(n + 1, np.inf), "max": np.full(n + 1, -np.inf)}
+    task = progress.task("Measuring objects", total=math.ceil(shape[0] / slab) + n)
+    for z0 in range(0, shape[0], slab):
+        ids = np.asarray(data[z0:z0 + slab])
+        zz, yy, xx = np.nonzero(ids)
+        k = ids[zz, yy, xx].astype(np.int64)
+        pos = np.stack([zz + z0, yy, xx], axis=1)
+        cnt += np.bincount(k, minlength=n + 1)
+        phys = pos * sp  # relative to the origin; added back at the end
+        for a in range(3):
+            s1[:, a] += np.bincount(k, phys[:, a], minlength=n + 1)
+            for b in range(a, 3):
+                s2[:, a, b] += np.bincount(k, phys[:, a] * phys[:, b], minlength=n + 1)
+            np.minimum.at(lo[:, a], k, pos[:, a])
+            np.maximum.at(hi[:, a], k, pos[:, a])
+        if g is not None:
+            v = np.asarray(image[z0:z0 + slab], np.float64)[zz, yy, xx]
+            g["sum"] += np.bincount(k, v, minlength=n + 1)
+            np.minimum.at(g["min"], k, v)
+            np.maximum.at(g["max"], k, v)
+        task.advance()
+    cnt1 = np.maximum(cnt, 1)[1:]
+    mean = s1[1:] / cnt1[:, None]
+    cov = s2[1:] / cnt1[:, None, None] - mean[:, :, None] * mean[:, None, :]
+    for a in range(3):
+        for b in range(a):
+            cov[:, a, b] = cov[:, b, a]
+    lam = np.clip(np.linalg.eigvalsh(cov), 0, None)  # ascending
+    area = np.zeros(n)
+    for i in range(1, n + 1):  # each object's surface on its bounding box, padded so that it closes
+        box = tuple(slice(a, b + 1) for a, b in zip(lo[i], hi[i]))
+        m = np.pad(np.asarray(data[box]) == i, 1).astype(np.float32)
+        verts, faces, _, _ = marching_cubes(m, 0.5, spacing=tuple(sp))
+        area[i - 1] = mesh_surface_area(verts, faces)
+        task.advance()
+    task.finish()
+    vol = cnt[1:] * float(np.prod(sp))
+    cols = {
+        "id": np.arange(1, n + 1), "voxels": cnt[1:], "volume": vol,
+        "equivalent_diameter": np.cbrt(6 * vol / np.pi), "surface_area": area,
+        "sphericity": np.where(area > 0, np.pi ** (1 / 3) * (6 * vol) ** (2 / 3) / np.maximum(area, 1e-300), 0.0),
+        "centroid_z": mean[:, 0] + org[0], "centroid_y": mean[:, 1] + org[1], "centroid_x": mean[:, 2] + org[2],
+        "bbox_z0": lo[1:, 0], "bbox_y0": lo[1:, 1], "bbox_x0": lo[1:, 2],
+        "bbox_z1": hi[1:, 0] + 1, "bbox_y1": hi[1:, 1] + 1, "bbox_x1": hi[1:, 2] + 1,
+        "axis_major_length": np.sqrt(20 * lam[:, 2]), "axis_middle_length": np.sqrt(20 * lam[:, 1]),
+        "axis_minor_length": np.sqrt(20 * lam[:, 0]),
+        "touches_border": np.any((lo[1:] == 0) | (hi[1:] == np.asarray(shape) - 1), axis=1),
+    }
+    if g is not None:
+        cols.update(mean_grey=g["sum"][1:] / cnt1, min_grey=g["min"][1:], max_grey=g["max"][1:])
+    return cols
+
+
+def label_ids(ids: np.ndarray, out: np.ndarray) -> int:
+    """``ids`` (any positive integers, 0 = none) renumbered 1..n in the order of their first voxels in the
+    scan, into ``out``; returns n.
+
+    Examples
+    --------
+    >>> out = np.zeros(4, np.uint32); label_ids(np.array([0, 7, 3, 7]), out), out.tolist()
+    (2, [0, 1, 2, 1])
+    """
+    flat = np.asarray(ids).ravel()
+    values, first = np.unique(flat, return_index=True)
+    keep = values > 0
+    values, first = values[keep], first[keep]
+    order = values[np.argsort(first)]
+    lut = np.zeros(int(values.max(initial=0)) + 1, out.dtype)
+    lut[order] = np.arange(1, len(order) + 1)
+    out[...] = lut[np.asarray(ids)]
+    return len(order)
