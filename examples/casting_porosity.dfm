@@ -1,7 +1,8 @@
 # Porosity in a cast part: calibrate the grey values, train a U-Net on four painted slices, segment the
 # whole scan with it, score it and the classic multi-Otsu baseline against the truth, measure the local
-# thickness of the metal walls, save the model so that casting_apply.dfm can segment new scans with it,
-# and render a snapshot and an orbit movie of the part with its pores for the report.
+# thickness of the metal walls, count and measure the pores (one row per pore) and the porosity, save the
+# model so that casting_apply.dfm can segment new scans with it, and render a snapshot and an orbit movie
+# of the part with its pores for the report.
 version 1
 
 param scan = "data/casting.tif"  # override: --set scan=..., or --batch "scans/*.tif"
@@ -27,5 +28,10 @@ thick = local_thickness(seg, class="metal")
 stats = thickness_stats(thick)
 save(thick, "{scan.stem}_metal_thickness.tif")
 save(stats, "{scan.stem}_metal_thickness.csv")
+pores = label_objects(seg, class="pore")
+pore_table = measure_objects(pores, image=cal)
+save(pore_table, "{scan.stem}_pores.csv")
+fractions = class_fractions(seg)
+save(fractions, "{scan.stem}_class_fractions.csv")
 snapshot(cal, "{scan.stem}_snapshot.png", labels=seg, azimuth=35, elevation=25, clip="y", caption="{scan.stem} — pores (red) in the metal")
 render_movie(cal, "{scan.stem}_orbit.mp4", labels=seg, seconds=movie_seconds, fps=15, size=[960, 540], caption="{scan.stem} — pores and metal wall")

@@ -82,6 +82,16 @@ def run_demo(out: Path, size: int = 128, seed: int = 1, epochs: int | None = Non
     stats = io.read_table(res / "casting_metal_thickness.csv").rows()[0]
     print(f"\nLocal thickness of the metal (U-Net segmentation): mean {stats['mean']:.3f} {truth.unit}, "
           f"median {stats['median']:.3f}, max {stats['max']:.3f} over {stats['voxels']} voxels")
+    pores = io.read_table(res / "casting_pores.csv")
+    fractions = io.read_table(res / "casting_class_fractions.csv")
+    d = sorted(pores["equivalent_diameter"])
+    line = f"Pores (U-Net segmentation): {len(d)}, porosity {fractions.row('class', 'pore')['fraction']:.2%}"
+    if d:
+        big = max(pores.rows(), key=lambda r: r["volume"])
+        line += (f"; equivalent diameter median {d[len(d) // 2]:.3f} {truth.unit}, largest "
+                 f"{big['equivalent_diameter']:.3f} {truth.unit} at z {big['centroid_z']:.2f}, y {big['centroid_y']:.2f}, "
+                 f"x {big['centroid_x']:.2f} (one row per pore in casting_pores.csv)")
+    print(line)
     print(f"\nDone in {result.seconds + applied.seconds:.1f}s. Outputs:")
     for o in result.outputs + applied.outputs:
         print(f"  {o}")

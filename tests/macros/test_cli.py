@@ -89,9 +89,10 @@ def test_run_with_set_writes_outputs_and_run_record(workdir, capsys):
     assert code == 0
     out = workdir / "res"
     assert sorted(p.name for p in out.iterdir()) == [
-        ".damselfly.lock", "run.json", "scan_a.dfmodel", "scan_a.history.csv", "scan_a_metal_thickness.csv",
-        "scan_a_metal_thickness.tif", "scan_a_orbit.mp4", "scan_a_orbit.mp4.json", "scan_a_otsu_scores.csv",
-        "scan_a_scores.csv", "scan_a_seg.tif", "scan_a_seg.tif.json", "scan_a_snapshot.png"]
+        ".damselfly.lock", "run.json", "scan_a.dfmodel", "scan_a.history.csv", "scan_a_class_fractions.csv",
+        "scan_a_metal_thickness.csv", "scan_a_metal_thickness.tif", "scan_a_orbit.mp4", "scan_a_orbit.mp4.json",
+        "scan_a_otsu_scores.csv", "scan_a_pores.csv", "scan_a_scores.csv", "scan_a_seg.tif", "scan_a_seg.tif.json",
+        "scan_a_snapshot.png"]
     rec = json.loads((out / "run.json").read_text())
     assert rec["status"] == "ok" and rec["params"]["scan"] == str(workdir / "scan_a.tif")
     assert rec["params"]["epochs"] == 1
@@ -201,6 +202,11 @@ def test_demo_end_to_end(workdir, capsys):
     stats = io.read_table(res / "casting_metal_thickness.csv")
     assert stats["range"][0] == "all" and stats["voxels"][0] > 0 and 0 < stats["mean"][0] <= stats["max"][0]
     assert "Local thickness of the metal" in out
+    # the pores were counted and measured, one row each, and the porosity
+    pores = io.read_table(res / "casting_pores.csv")
+    assert pores["id"] == list(range(1, len(pores["id"]) + 1)) and "equivalent_diameter" in pores.columns
+    assert f"Pores (U-Net segmentation): {len(pores['id'])}, porosity" in out
+    assert io.read_table(res / "casting_class_fractions.csv").row("class", "pore")["fraction"] > 0
 
 
 def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):
