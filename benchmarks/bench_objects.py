@@ -6,7 +6,7 @@
    against ``cc3d.connected_components`` of the same mask, in the same run (R repeats: the spread).
 2. Out of core: the same volume as an OME-Zarr, loaded lazily and labelled slab by slab into scratch;
    the partition compared with cc3d's in memory, voxel for voxel up to renumbering; peak RSS.
-3. ``measure_objects`` of the objects of (1), seconds per 1,000 objects.
+3. ``measure_objects`` of the objects of (1), and of about 100,000 single-voxel objects in a 256³ scan.
 4. ``--data``: the real nuclei (``nuclei_labels.tif``, 20 instances): how many objects ``label_objects``
    finds in ``labels > 0`` (touching nuclei merge) and ``separate_objects`` after it, against the 20,
    with their median volumes.
@@ -65,9 +65,10 @@ def main() -> None:
         objs = label_objects(seg, class_="solid")
         t2 = time.perf_counter()
         ratios.append((t2 - t1) / (t1 - t0))
+        t_cc3d = t1 - t0
     count = objs.metadata["objects"]
     print(f"{n}^3 blobs, {count} objects: label_objects / cc3d alone in memory = "
-          f"{min(ratios):.2f}-{max(ratios):.2f} x ({t1 - t0:.2f} s for cc3d); "
+          f"{min(ratios):.2f}-{max(ratios):.2f} x ({t_cc3d:.2f} s for cc3d); "
           f"same partition: {same_partition(np.asarray(objs.data), ref)}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "blobs.ome.zarr"
@@ -78,13 +79,21 @@ def main() -> None:
         out = label_objects(lazy, class_="solid")
         seconds = time.perf_counter() - t0
         same = same_partition(np.asarray(out.data[:]), ref)
-        print(f"out of core (OME-Zarr in, scratch out): {seconds:.2f} s = {seconds / (t1 - t0):.2f} x cc3d in "
+        print(f"out of core (OME-Zarr in, scratch out): {seconds:.2f} s = {seconds / t_cc3d:.2f} x cc3d in "
               f"memory; same partition: {same}; peak RSS {rss_mib():.0f} MiB (before: {before:.0f} MiB)")
     t0 = time.perf_counter()
     table = measure_objects(objs)
     seconds = time.perf_counter() - t0
     print(f"measure_objects: {count} objects in {seconds:.2f} s ({1000 * seconds / max(count, 1):.2f} s per 1,000)")
     del table
+    rng = np.random.default_rng(0)
+    specks = np.ones((256, 256, 256), np.uint8)
+    at = rng.integers(0, 128, (3, 100_000)) * 2  # single voxels on the even grid: never touching
+    specks[at[0], at[1], at[2]] = 2
+    many = label_objects(Labels(specks, classes=make_classes(["bg", "speck"])), class_="speck")
+    t0 = time.perf_counter()
+    measure_objects(many)
+    print(f"measure_objects: {many.metadata['objects']:,} objects (256^3) in {time.perf_counter() - t0:.2f} s")
     if args.data:
         inst = np.asarray(io.read_volume(Path(args.data) / "nuclei_labels.tif").data)
         lab = Labels((inst > 0).astype(np.uint8) + 1, classes=make_classes(["background", "nucleus"]), name="n")
@@ -94,11 +103,11 @@ def main() -> None:
         vols = np.asarray(measure_objects(merged).columns["voxels"])
         print(f"nuclei: {len(given)} given instances (median {np.median(given):.0f} voxels); label_objects finds "
               f"{merged.metadata['objects']} (median {np.median(vols):.0f} voxels: touching nuclei merge)")
-        for d in (4, 6, 8):
-            split = separate_objects(merged, min_distance=d)
+        for kw in ({}, {"h": 3.0}, {"smooth": 0.0}, {"markers": "peak_local_max", "min_distance": 15.0}):
+            split = separate_objects(merged, **kw)
             sv = np.asarray(measure_objects(split).columns["voxels"])
-            print(f"  separate_objects(min_distance={d}): {split.metadata['objects']} objects, median {np.median(sv):.0f} "
-                  "voxels")
+            print(f"  separate_objects({kw or 'defaults'}): {split.metadata['objects']} objects, median "
+                  f"{np.median(sv):.0f} voxels")
 
 
 if __name__ == "__main__":

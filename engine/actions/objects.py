@@ -55,7 +55,14 @@ def label_objects(labels: Labels, class_: str | None = None, classes: list[str] 
         raise ParameterError(f"min_voxels must be 0 or more, got {min_voxels}")
     idx = _indices(labels, class_, classes)
     out = output_like([labels], labels.shape, np.uint32)
-    n = objects.label(lambda z0, z1: np.isin(np.asarray(labels.data[z0:z1]), idx), labels.shape, out, connectivity)
+
+    def mask(z0, z1):
+        a = np.asarray(labels.data[z0:z1])
+        return a == idx[0] if len(idx) == 1 else np.isin(a, idx)
+
+    # a scan in memory is labelled at once (cc3d's own speed); one on disk, or into scratch, slab by slab
+    whole = isinstance(labels.data, np.ndarray) and isinstance(out, np.ndarray) and labels.data.size < 2 ** 31
+    n = objects.label(mask, labels.shape, out, connectivity, slab=labels.shape[0] if whole else SLAB)
     if min_voxels > 0 and n:
         n = _drop_small(out, n, min_voxels)
     return labels.as_labels(out, make_classes(["object"]), name=f"{labels.name}_objects" if labels.name else "objects",
@@ -146,47 +153,67 @@ def class_fractions(labels: Labels) -> Table:
 
 
 @action("separate_objects", result="objects", category="Measure")
-def separate_objects(objects_: Labels, min_distance: float | None = None, connectivity: Literal[6, 18, 26] = 26) -> Labels:
-    """Split touching objects (grains, particles, nuclei) along their necks: the distance transform of each
-    object (in physical units), one marker per local maximum at least ``min_distance`` from another, then a
-    watershed of the objects from the markers (scikit-image). Ids are renumbered in scan order.
+def separate_objects(objects_: Labels, markers: Literal["h_maxima", "peak_local_max"] = "h_maxima",
+                     h: float | None = None, smooth: float | None = None, min_distance: float | None = None,
+                     connectivity: Literal[6, 18, 26] = 26) -> Labels:
+    """Split touching objects (grains, particles, nuclei) along their necks: the distance transform of the
+    objects (in physical units), lightly smoothed, one marker per maximum, then a watershed from the
+    markers (scikit-image). Ids are renumbered in scan order. The scan is held in memory.
 
-    The scan is held in memory (its object ids as uint32, the distances as float32).
+    On the real nuclei (20 instances, 12 connected components) the defaults give 22 objects
+    (``benchmarks/README.md``).
 
     Parameters
     ----------
     objects : Labels
         Objects from ``label_objects`` (or any labels: every non-zero voxel is split).
+    markers : {"h_maxima", "peak_local_max"}
+        Maxima of the distance standing at least ``h`` above their surroundings (robust to the plateaus
+        of a distance map), or local maxima at least ``min_distance`` apart.
+    h : float, optional
+        How far a maximum must stand out, in the scan's units (default: 2 voxels of the finest spacing).
+    smooth : float, optional
+        Gaussian smoothing of the distance map, in the scan's units (default: 1 voxel; 0 for none).
     min_distance : float, optional
-        The smallest distance between two objects' centres, in the scan's units (default: 4 voxels of the
-        finest spacing). Larger merges more.
+        ``peak_local_max``: the smallest distance between two markers, in the scan's units (default: 4
+        voxels).
     connectivity : {6, 18, 26}
         The connectivity of the watershed.
 
     Examples
     --------
-    >>> grains = separate_objects(label_objects(seg, class_="ice"), min_distance=0.2)   # doctest: +SKIP
+    >>> nuclei = separate_objects(label_objects(seg, class_="nucleus"))    # doctest: +SKIP
     """
     from scipy import ndimage
     from skimage.feature import peak_local_max
+    from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
     sp = np.asarray(objects_.spacing, float)
-    if min_distance is None:
-        min_distance = 4 * float(sp.min())
-    if not min_distance > 0:
-        raise ParameterError(f"min_distance must be positive, got {min_distance}")
+    h = 2 * float(sp.min()) if h is None else h
+    smooth = float(sp.min()) if smooth is None else smooth
+    min_distance = 4 * float(sp.min()) if min_distance is None else min_distance
+    for name, v in (("h", h), ("min_distance", min_distance)):
+        if not v > 0:
+            raise ParameterError(f"{name} must be positive, got {v}")
+    if smooth < 0:
+        raise ParameterError(f"smooth must be 0 or more, got {smooth}")
     ids = np.asarray(objects_.data)
     fg = ids > 0
     dist = ndimage.distance_transform_edt(fg, sampling=sp).astype(np.float32)
-    radius = np.maximum(1, np.round(min_distance / sp)).astype(int)
-    zz, yy, xx = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    footprint = (zz / radius[0]) ** 2 + (yy / radius[1]) ** 2 + (xx / radius[2]) ** 2 <= 1
-    peaks = peak_local_max(dist, footprint=footprint, labels=ids.astype(np.int64), exclude_border=False)
-    markers = np.zeros(ids.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    if smooth > 0:
+        dist = ndimage.gaussian_filter(dist, smooth / sp) * fg
+    if markers == "h_maxima":
+        seeds, _ = ndimage.label(h_maxima(dist, h))
+    else:
+        radius = np.maximum(1, np.round(min_distance / sp)).astype(int)
+        zz, yy, xx = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+        footprint = (zz / radius[0]) ** 2 + (yy / radius[1]) ** 2 + (xx / radius[2]) ** 2 <= 1
+        peaks = peak_local_max(dist, footprint=footprint, labels=ids.astype(np.int64), exclude_border=False)
+        seeds = np.zeros(ids.shape, np.int32)
+        seeds[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     struct = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
-    split = watershed(-dist, markers, mask=fg, connectivity=struct)
+    split = watershed(-dist, seeds, mask=fg, connectivity=struct)
     out = np.zeros(ids.shape, np.uint32)
     n = objects.label_ids(split, out)
     return objects_.as_labels(out, make_classes(["object"]), name=f"{objects_.name}_separated",

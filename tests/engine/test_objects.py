@@ -119,8 +119,9 @@ def test_touching_balls_separate_into_the_right_count():
     seg = Labels(m.astype(np.uint8) + 1, classes=make_classes(["bg", "grain"]), name="g")
     joined = label_objects(seg, class_="grain")
     assert joined.metadata["objects"] == 1
-    split = separate_objects(joined, min_distance=6)
+    split = separate_objects(joined)
     assert split.metadata["objects"] == 3
+    assert separate_objects(joined, markers="peak_local_max", min_distance=6).metadata["objects"] == 3
     d = np.asarray(split.data)
     assert [int(d[15, 20, x]) for x in (14, 27, 40)] == [1, 2, 3]  # each ball its own id, in scan order
     assert set(np.unique(d[~m])) == {0} and (d[m] > 0).all()  # nothing lost, nothing added
