@@ -59,13 +59,9 @@ def item_dirs(items: list[str], out_dir: Path) -> list[Path]:
     return dirs
 
 
-def check_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: str = "scan",
-                overrides: dict | None = None, out_dir: str | os.PathLike = "out", allow_outside: bool = False,
-                base_dir: str | os.PathLike | None = None) -> list[ItemResult]:
-    """What ``--batch ... --dry-run`` does: check the macro once per matching file (its inputs, outputs
-    and types, as a run of that scan would see them) and compute nothing; nothing is written, not even
-    the output folder. Each item's status is ``"checked"``, or ``"failed"`` with the checker's errors.
-    """
+def _macro_and_items(macro_path, pattern, param: str):
+    """The parsed macro and the batch's files; clear errors when the macro has no such param or nothing
+    matches."""
     macro = parse_file(macro_path)
     if param not in {p.name for p in macro.params()}:
         raise MacroError([Diagnostic(str(macro_path), 0, 0, f"--batch sets param '{param}', which the macro "
@@ -73,6 +69,17 @@ def check_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: 
     items = batch_items(pattern) if isinstance(pattern, str) else [str(Path(p).resolve()) for p in pattern]
     if not items:
         raise DamselflyError(f"--batch {pattern!r} matches no files")
+    return macro, items
+
+
+def check_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: str = "scan",
+                overrides: dict | None = None, out_dir: str | os.PathLike = "out", allow_outside: bool = False,
+                base_dir: str | os.PathLike | None = None) -> list[ItemResult]:
+    """What ``--batch ... --dry-run`` does: check the macro once per matching file (its inputs, outputs
+    and types, as a run of that scan would see them) and compute nothing; nothing is written, not even
+    the output folder. Each item's status is ``"checked"``, or ``"failed"`` with the checker's errors.
+    """
+    macro, items = _macro_and_items(macro_path, pattern, param)
     out = []
     for item, d in zip(items, item_dirs(items, Path(out_dir).absolute())):
         t0 = time.perf_counter()
@@ -117,13 +124,7 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
         After Ctrl-C or SIGTERM, once the summary is written.
     """
     overrides = dict(overrides or {})
-    macro = parse_file(macro_path)
-    if param not in {p.name for p in macro.params()}:
-        raise MacroError([Diagnostic(str(macro_path), 0, 0, f"--batch sets param '{param}', which the macro "
-                                                            f"does not declare (add: param {param} = \"...\")")])
-    items = batch_items(pattern) if isinstance(pattern, str) else [str(Path(p).resolve()) for p in pattern]
-    if not items:
-        raise DamselflyError(f"--batch {pattern!r} matches no files")
+    macro, items = _macro_and_items(macro_path, pattern, param)
     check_threads(threads)
     check_device(device)
     out_root = prepare_out_dir(out_dir)

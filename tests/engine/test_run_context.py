@@ -68,6 +68,9 @@ def _samples(tmp_path):
     model = Model(doc, nets.build("unet", 1, len(truth.classes), doc["hparams"]).state_dict())
     save_model(model, tmp_path / "m.dfmodel")
     mask = Labels(np.asarray(truth.data), classes=make_classes(truth.class_names))
+    from damselfly.engine.actions.objects import label_objects
+
+    pores = label_objects(truth, "pore")
     compared = Model(dict(doc, comparison={"holdout": 3, "columns": {"method": ["forest"], "chosen": [True]}}),
                      model.state)
     return {
@@ -77,6 +80,8 @@ def _samples(tmp_path):
         "thickness_stats": (vol.with_data(np.ones(vol.shape, np.float32)),), "training_history": (model,),
         "sparse_labels": (truth, [1, 3]), "comparison": (compared,),
         "interpolate_labels": (vol, truth.with_data(np.asarray(truth.data) * np.isin(np.arange(8), [1, 5])[:, None, None])),
+        "label_objects": (truth, "pore"), "separate_objects": (pores,), "measure_objects": (pores, vol),
+        "class_fractions": (truth,),
     }
 
 
