@@ -9,7 +9,7 @@ from .enhancement import enhance, train_denoiser, train_restoration
 from .interpolation import interpolate_labels
 from .io_actions import load, load_labels, save
 from .measure import local_thickness, thickness_stats
-from .objects import class_fractions, label_objects, measure_objects, separate_objects
+from .objects import class_fractions, filter_objects, label_objects, measure_objects, separate_objects
 from .processing import calibrate, crop, evaluate, threshold
 from .render import render_movie, snapshot
 from .segmentation import (
@@ -28,7 +28,7 @@ ALL = [
     load, load_labels, save, load_model, save_model,
     calibrate, crop,
     threshold, train, compare_methods, infer, infer_probabilities, uncertainty, sparse_labels, interpolate_labels,
-    local_thickness, thickness_stats, label_objects, separate_objects, measure_objects, class_fractions, evaluate, training_history, comparison_table,
+    local_thickness, thickness_stats, label_objects, separate_objects, filter_objects, measure_objects, class_fractions, evaluate, training_history, comparison_table,
     train_denoiser, train_restoration, enhance,
     snapshot, render_movie,
 ]

@@ -70,16 +70,73 @@ def label_objects(labels: Labels, class_: str | None = None, classes: list[str] 
 
 
 def _drop_small(out, n: int, min_voxels: int) -> int:
+    return _keep(out, out, _counts(out, n) >= min_voxels)
+
+
+def _counts(ids, n: int) -> np.ndarray:
     counts = np.zeros(n + 1, np.int64)
-    for z0 in range(0, out.shape[0], SLAB):
-        counts += np.bincount(np.asarray(out[z0:z0 + SLAB]).ravel(), minlength=n + 1)
-    keep = counts >= min_voxels
+    for z0 in range(0, ids.shape[0], SLAB):
+        counts += np.bincount(np.asarray(ids[z0:z0 + SLAB]).ravel(), minlength=n + 1)[:n + 1]
+    return counts
+
+
+def _keep(src, out, keep: np.ndarray) -> int:
+    """Copy the objects of ``src`` that ``keep`` (by id, index 0 ignored) into ``out``, renumbered 1..k in
+    their order (the scan order stays), slab by slab; returns k."""
+    keep = keep.copy()
     keep[0] = False
-    lut = np.zeros(n + 1, np.uint32)
+    lut = np.zeros(len(keep), np.uint32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1)
-    for z0 in range(0, out.shape[0], SLAB):
-        out[z0:z0 + SLAB] = lut[np.asarray(out[z0:z0 + SLAB])]
+    for z0 in range(0, src.shape[0], SLAB):
+        out[z0:z0 + SLAB] = lut[np.asarray(src[z0:z0 + SLAB])]
     return int(keep.sum())
+
+
+@action("filter_objects", result="objects", category="Measure")
+def filter_objects(objects_: Labels, min_volume: float | None = None, max_volume: float | None = None,
+                   exclude_border: bool = False, largest: int | None = None) -> Labels:
+    """Keep the objects within a volume range, away from the scan's border, or the largest ones; the kept
+    objects are renumbered 1, 2, ... in their order.
+
+    Parameters
+    ----------
+    objects : Labels
+        Objects from ``label_objects`` or ``separate_objects``.
+    min_volume, max_volume : float, optional
+        Volume bounds in the scan's units (cubed), inclusive.
+    exclude_border : bool
+        Drop the objects that touch the scan's border (cut by the field of view: their sizes are wrong).
+    largest : int, optional
+        Then keep only this many, the largest (ties: the first in the scan).
+
+    Examples
+    --------
+    >>> inside = filter_objects(pores, min_volume=1e-3, exclude_border=true)   # doctest: +SKIP
+    """
+    if largest is not None and largest < 0:
+        raise ParameterError(f"largest must be 0 or more, got {largest}")
+    n = int(objects_.metadata.get("objects") or _max_id(objects_))
+    counts = _counts(objects_.data, n)
+    volume = counts * float(np.prod(objects_.spacing))
+    keep = counts > 0
+    keep[0] = False  # not an object
+    if min_volume is not None:
+        keep &= volume >= min_volume
+    if max_volume is not None:
+        keep &= volume <= max_volume
+    if exclude_border:
+        d, (nz, ny, nx) = objects_.data, objects_.shape
+        for face in (d[0], d[nz - 1], d[:, 0], d[:, ny - 1], d[:, :, 0], d[:, :, nx - 1]):
+            keep[np.unique(np.asarray(face))] = False
+    if largest is not None:
+        order = np.argsort(-np.where(keep, volume, -1), kind="stable")
+        top = np.zeros_like(keep)
+        top[order[:largest]] = True
+        keep &= top
+    out = output_like([objects_], objects_.shape, np.uint32)
+    k = _keep(objects_.data, out, keep)
+    return objects_.as_labels(out, make_classes(["object"]), name=f"{objects_.name}_filtered",
+                              metadata={**objects_.metadata, "objects": k})
 
 
 @action("measure_objects", result="table", category="Measure")

@@ -125,3 +125,19 @@ def test_touching_balls_separate_into_the_right_count():
     d = np.asarray(split.data)
     assert [int(d[15, 20, x]) for x in (14, 27, 40)] == [1, 2, 3]  # each ball its own id, in scan order
     assert set(np.unique(d[~m])) == {0} and (d[m] > 0).all()  # nothing lost, nothing added
+
+
+def test_filter_objects_by_volume_border_and_largest(seg):
+    from damselfly.engine.actions.objects import filter_objects
+
+    pores = label_objects(seg, class_="pore")
+    vols = {r["id"]: r["volume"] for r in measure_objects(pores).rows()}
+    inside = filter_objects(pores, exclude_border=True)
+    assert inside.metadata["objects"] == 3 and int(inside.data[0, 0, 0]) == 0
+    big = filter_objects(pores, min_volume=vols[2] + 1e-9)  # only the ball of radius 6 (#3) is larger than #2
+    assert big.metadata["objects"] == 1 and int(big.data[25, 15, 20]) == 1
+    top2 = filter_objects(pores, largest=2)
+    kept = sorted(vols, key=lambda i: -vols[i])[:2]
+    assert top2.metadata["objects"] == 2
+    assert {int(np.asarray(pores.data)[np.asarray(top2.data) == k][0]) for k in (1, 2)} == set(kept)
+    assert filter_objects(pores, max_volume=0.0).metadata["objects"] == 0
