@@ -14,6 +14,7 @@ def main(*paths: str) -> int:
     import sys
     from pathlib import Path
 
+    signals = _quit_on_signals()  # first: a signal while Qt starts must not raise inside a Qt callback
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -37,26 +38,40 @@ def main(*paths: str) -> int:
     if paths:
         win.open_files([p for p in paths if p])
     win.show()
-    _quit_on_signals(win)
+    signals.window = win
+    win._signal_timer = QTimer(win)  # Python runs signal handlers only when it has control: give it some
+    win._signal_timer.timeout.connect(lambda: None)
+    win._signal_timer.start(200)
+    for signum in signals.pending:  # arrived while the window was being made
+        QTimer.singleShot(0, lambda s=signum: win.quit_on_signal(s))
     QTimer.singleShot(0, win.offer_recovery)
     return app.exec()
 
 
-def _quit_on_signals(win) -> None:
-    """SIGTERM and SIGINT (Ctrl-C) quit the app as Quit does (:meth:`MainWindow.quit_on_signal`). Python
-    runs signal handlers only when it has control, so a timer hands it control a few times a second."""
+class _Signals:
+    """SIGTERM and SIGINT (Ctrl-C) quit the app as Quit does (:meth:`MainWindow.quit_on_signal`); those
+    that arrive before the window exists wait in ``pending``."""
+
+    def __init__(self):
+        self.window = None
+        self.pending: list[int] = []
+
+    def __call__(self, signum, _frame) -> None:
+        from PySide6.QtCore import QTimer
+
+        if self.window is None:
+            self.pending.append(signum)
+        else:
+            QTimer.singleShot(0, lambda: self.window.quit_on_signal(signum))
+
+
+def _quit_on_signals() -> _Signals:
     import signal
 
-    from PySide6.QtCore import QTimer
-
-    def handler(signum, _frame):
-        QTimer.singleShot(0, lambda: win.quit_on_signal(signum))
-
+    handler = _Signals()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
-    win._signal_timer = QTimer(win)
-    win._signal_timer.timeout.connect(lambda: None)
-    win._signal_timer.start(200)
+    return handler
 
 
 #: The X libraries Qt's xcb platform plugin loads that a minimal Linux lacks: (library, Debian package).
