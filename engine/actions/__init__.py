@@ -4,6 +4,7 @@ Importing an action module registers nothing: an action is described by its deco
 runnable only when a :class:`~damselfly.engine.registry.Registry` is given it.
 """
 
+from .cleanup import morphology
 from .compare import compare_methods, comparison_table
 from .enhancement import enhance, train_denoiser, train_restoration
 from .interpolation import interpolate_labels
@@ -28,7 +29,7 @@ ALL = [
     load, load_labels, save, load_model, save_model,
     calibrate, crop,
     threshold, train, compare_methods, infer, infer_probabilities, uncertainty, sparse_labels, interpolate_labels,
-    local_thickness, thickness_stats, label_objects, separate_objects, filter_objects, measure_objects, class_fractions, evaluate, training_history, comparison_table,
+    local_thickness, thickness_stats, label_objects, separate_objects, filter_objects, morphology, measure_objects, class_fractions, evaluate, training_history, comparison_table,
     train_denoiser, train_restoration, enhance,
     snapshot, render_movie,
 ]

@@ -82,6 +82,7 @@ def _samples(tmp_path):
         "interpolate_labels": (vol, truth.with_data(np.asarray(truth.data) * np.isin(np.arange(8), [1, 5])[:, None, None])),
         "label_objects": (truth, "pore"), "separate_objects": (pores,), "measure_objects": (pores, vol),
         "class_fractions": (truth,), "filter_objects": (pores,),
+        "morphology": (truth, "open", "pore"),
     }
 
 
