@@ -100,7 +100,7 @@ ENGINE_TIERS = [
      "thickness", "thickness_blocks", "phase_rows", "forest", "features", "classifier", "trainset", "autotrain", "restoration", "resample", "render", "timeline", "movie", "phantoms", "patches", "containers", "hdf5", "zarr_store", "dicom", "objects"},  # the library
     {"registry"},                                                              # what an action is
     {"actions", "actions.io_actions", "actions.measure", "actions.processing", "actions.render",
-     "actions.segmentation", "actions.interpolation", "actions.compare", "actions.enhancement", "actions.objects", "actions.cleanup"},                                                  # the actions
+     "actions.segmentation", "actions.interpolation", "actions.compare", "actions.enhancement", "actions.objects", "actions.cleanup", "actions.mesh"},                                                  # the actions
     {"builtin"},                                                               # the registry of built-in actions
     {"session"},                                                               # runs actions, emits events
     {"__init__"},

@@ -10,6 +10,7 @@ from .enhancement import enhance, train_denoiser, train_restoration
 from .interpolation import interpolate_labels
 from .io_actions import load, load_labels, save
 from .measure import local_thickness, thickness_stats
+from .mesh import export_mesh
 from .objects import class_fractions, filter_objects, label_objects, measure_objects, separate_objects
 from .processing import calibrate, crop, evaluate, threshold
 from .render import render_movie, snapshot
@@ -31,5 +32,5 @@ ALL = [
     threshold, train, compare_methods, infer, infer_probabilities, uncertainty, sparse_labels, interpolate_labels,
     local_thickness, thickness_stats, label_objects, separate_objects, filter_objects, morphology, measure_objects, class_fractions, evaluate, training_history, comparison_table,
     train_denoiser, train_restoration, enhance,
-    snapshot, render_movie,
+    snapshot, render_movie, export_mesh,
 ]
