@@ -3,7 +3,7 @@ newest table an action made, or the one chosen in the data panel."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QTableWidget, QTableWidgetItem
 
 from damselfly.engine import Table
@@ -30,31 +30,58 @@ def _text(v) -> str:
     return str(v)
 
 
+class _Item(QTableWidgetItem):
+    """A cell that sorts by its value (numbers as numbers), not by its text."""
+
+    def __init__(self, value, row: int):
+        super().__init__(_text(value))
+        self.value, self.row = value, row
+
+    def __lt__(self, other) -> bool:
+        a, b = self.value, getattr(other, "value", None)
+        try:
+            return a < b
+        except TypeError:
+            return str(a) < str(b)
+
+
 class TableDock(QDockWidget):
-    """Shows one table at a time; the title names it."""
+    """Shows one table at a time, sortable by any column (click its header); the title names it. A click
+    on a row emits ``row_chosen(dict)`` with that row (an object's row: the window goes to the object)."""
+
+    row_chosen = Signal(dict)
 
     def __init__(self, parent=None):
         super().__init__("Table", parent)
         self.setObjectName("table")
         self.view = QTableWidget(0, 0)
         self.view.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.view.setSelectionBehavior(QTableWidget.SelectRows)
+        self.view.cellClicked.connect(self._clicked)
         self.setWidget(self.view)
         self.shown: Table | None = None
+
+    def _clicked(self, r: int, _c: int) -> None:
+        item = self.view.item(r, 0)
+        if self.shown is not None and isinstance(item, _Item):
+            self.row_chosen.emit(self.shown.rows()[item.row])
 
     def show_table(self, table: Table, name: str) -> None:
         """Fill the view with ``table`` (its columns as headers) and show the dock."""
         self.shown = table
         cols = list(table.columns)
+        self.view.setSortingEnabled(False)  # while filling: rows would move under the loop
         self.view.clear()
         self.view.setColumnCount(len(cols))
         self.view.setRowCount(len(table))
         self.view.setHorizontalHeaderLabels(cols)
         for r, row in enumerate(table.rows()):
             for c, key in enumerate(cols):
-                item = QTableWidgetItem(_text(row[key]))
+                item = _Item(row[key], r)
                 item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter if not isinstance(row[key], str)
                                       else Qt.AlignLeft | Qt.AlignVCenter)
                 self.view.setItem(r, c, item)
+        self.view.setSortingEnabled(True)
         self.view.resizeColumnsToContents()
         self.setWindowTitle(f"Table: {name}")
         self.show()

@@ -160,6 +160,20 @@ class DataViewsMixin:
     def _on_brush_step(self, step: int) -> None:
         self.brush_spin.setValue(self.brush_spin.value() + step)
 
+    def go_to_object(self, row: dict) -> None:
+        """A row of an object table chosen: show the axial slice through the object's middle with the
+        linked cursor on it (rows without a bounding box are not objects: nothing happens)."""
+        keys = [f"bbox_{a}" for a in ("z0", "y0", "x0", "z1", "y1", "x1")]
+        if self.canvas.volume is None or not all(k in row for k in keys):
+            return
+        z0, y0, x0, z1, y1, x1 = (int(row[k]) for k in keys)
+        z, y, x = (z0 + z1 - 1) // 2, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2
+        if self.canvas.axis != "z":
+            self._set_axis("z")
+        self.set_slice(z)
+        self.canvas.set_cursor((y, x))
+        self.statusBar().showMessage(f"object {row.get('id', '')}: z {z}, y {y}, x {x}", 8000)
+
     def _on_class_key(self, k: int) -> None:
         if self.canvas.labels is not None and k <= len(self.canvas.labels.classes):
             self.canvas.current_class = k

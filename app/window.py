@@ -222,6 +222,7 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         bdock.hide()
         self.batch_dock = bdock
         self.table_dock = TableDock(self)
+        self.table_dock.row_chosen.connect(self.go_to_object)
         self.addDockWidget(Qt.RightDockWidgetArea, self.table_dock)
         self.table_dock.hide()
 

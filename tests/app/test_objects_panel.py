@@ -1,0 +1,44 @@
+"""The objects of a segmentation in the app (issue 32): label and measure from the menus (recorded), the
+table sorts by a column's values, a click on a row goes to that object."""
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from .test_app import accept, settle
+
+
+def test_measure_objects_sort_and_go_to_one(qtbot, win, scan):
+    path, truth = scan
+    win.set_recording(True)
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    win.run_action("load_labels", str(_truth_file(truth, path)), target="truth")
+    settle(qtbot, win)
+    accept(win.open_action("label_objects", {"labels": "truth", "class": "pore"}))
+    settle(qtbot, win)
+    accept(win.open_action("measure_objects", {"objects": "objects"}))
+    settle(qtbot, win)
+    view = win.table_dock.view
+    headers = [view.horizontalHeaderItem(i).text() for i in range(view.columnCount())]
+    assert headers[:3] == ["id", "voxels", "volume"] and view.rowCount() == win.session["objects"].metadata["objects"]
+    vol = headers.index("volume")
+    view.sortItems(vol, Qt.DescendingOrder)  # what a click on the header does
+    sizes = [float(view.item(r, vol).value) for r in range(view.rowCount())]
+    assert sizes == sorted(sizes, reverse=True)  # by value, not by text
+    biggest = win.table_dock.shown.rows()[view.item(0, 0).row]
+    rect = view.visualItemRect(view.item(0, 0))
+    QTest.mouseClick(view.viewport(), Qt.LeftButton, Qt.NoModifier, rect.center())
+    z = (biggest["bbox_z0"] + biggest["bbox_z1"] - 1) // 2
+    assert win.canvas.axis == "z" and win.canvas.index == z and win.canvas.cursor[0] == z
+    objects = np.asarray(win.session["objects"].data)
+    assert objects[win.canvas.cursor] == biggest["id"] or (objects[z] == biggest["id"]).any()
+    text = win.macro.text()
+    assert 'objects = label_objects(truth, class="pore")' in text and "measure_objects(objects)" in text
+    assert win.messages == []
+
+
+def _truth_file(truth, path):
+    from damselfly.engine import io
+
+    return io.write_volume(truth, path.parent / "truth.tif")
