@@ -23,6 +23,7 @@ from . import progress
 from .data import Labels, Volume
 from .errors import Cancelled
 from .model import Model
+from .training import dice_scores
 from .volume_ops import SLAB, output_like
 
 #: Painted slices are dealt into at most this many folds.
@@ -93,23 +94,6 @@ def network_budget(painted_voxels: int, device: str) -> float | None:
     return float(min(CPU_MAX, CPU_BASE + CPU_PER_VOXEL * painted_voxels))
 
 
-class _Pooled:
-    """Dice per class pooled over held-out slices: overlaps and sizes summed, divided at the end."""
-
-    def __init__(self, k: int):
-        self.inter, self.size = np.zeros(k), np.zeros(k)
-
-    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
-        valid = truth > 0
-        p, t = pred[valid], truth[valid]
-        for c in range(1, len(self.inter) + 1):
-            self.inter[c - 1] += np.count_nonzero((p == c) & (t == c))
-            self.size[c - 1] += np.count_nonzero(p == c) + np.count_nonzero(t == c)
-
-    def dice(self) -> list[float]:
-        return [float(2 * i / s) if s else float("nan") for i, s in zip(self.inter, self.size)]
-
-
 Fit = Callable[[str, Labels, float | None], Model]
 Predict = Callable[[Model, int], np.ndarray]
 
@@ -118,14 +102,16 @@ def held_out_dice(fit: Fit, predict: Predict, method: str, labels: Labels, parts
                   seconds: float | None = None) -> list[float] | None:
     """Dice per class of ``method`` over every held-out fold (``fit`` on the rest, ``predict`` the fold's
     slices); None when Stop ended a training (its model saw only part of its schedule)."""
-    pooled = _Pooled(len(labels.classes))
+    preds, truths = [], []  # the painted voxels of the held-out slices, pooled
     for held in parts:
         model = fit(method, without_slices(labels, held), seconds)
         if model.config.get("training", {}).get("stopped") == "cancelled":
             return None
         for z in held:
-            pooled.add(predict(model, z), np.asarray(labels.data[z]))
-    return pooled.dice()
+            truth = np.asarray(labels.data[z])
+            preds.append(predict(model, z)[truth > 0])
+            truths.append(truth[truth > 0])
+    return dice_scores(np.concatenate(preds), np.concatenate(truths), len(labels.classes))
 
 
 def select(images: Sequence[Volume], labels: Labels, fit: Fit, predict: Predict, device: str) -> Model:

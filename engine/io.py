@@ -309,18 +309,8 @@ def read_labels(path: str | os.PathLike, classes: list[str] | None = None, spaci
     lo, hi = _min_max(data)
     if lo < 0:
         raise InputError(f"labels must be >= 0, found {lo}", p)
-    side = sidecar(p)
     stored = vol.metadata.get("file", {}).get("classes")
-    where = p
-    if stored is None and side.exists():
-        try:
-            stored = json.loads(side.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as e:
-            raise InputError(f"bad class sidecar (not JSON): {e}", side) from None
-        stored = stored.get("classes") if isinstance(stored, dict) else stored
-        where = side
-    if stored is not None:
-        stored = _valid_classes(stored, where)
+    stored = _valid_classes(stored, p) if stored is not None else sidecar_classes(p)
     if classes is None and not stored and hi > MAX_CLASSES:
         raise InputError(f"holds label value {hi}; labels hold class indices 1..{MAX_CLASSES} "
                          "(is this an image rather than labels?)", p)
@@ -357,6 +347,19 @@ def _min_max(data, slab: int = 16) -> tuple[int, int]:
         lo = int(a.min()) if lo is None else min(lo, int(a.min()))
         hi = int(a.max()) if hi is None else max(hi, int(a.max()))
     return lo, hi
+
+
+def sidecar_classes(path: str | os.PathLike) -> list[dict] | None:
+    """The classes (``name``, ``color``) in the sidecar of the labels file ``path``, checked field by
+    field; None without a sidecar. The checker reads class names here before anything runs."""
+    side = sidecar(path)
+    if not side.exists():
+        return None
+    try:
+        stored = json.loads(side.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError) as e:
+        raise InputError(f"bad class sidecar (not JSON): {e}", side) from None
+    return _valid_classes(stored.get("classes") if isinstance(stored, dict) else stored, side)
 
 
 def _valid_classes(stored, where: Path) -> list[dict]:

@@ -168,7 +168,27 @@ def save_model(model: Model, path: str | os.PathLike, overwrite: bool = True) ->
 def load_model(path: str | os.PathLike) -> Model:
     """Read a model file written by :func:`save_model` (never executes code from the file)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    doc = read_document(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"not a readable model file (corrupt or truncated?): {e}", path) from None
+    validate_weights(doc, state, path)
+    model = Model(doc, state, name=doc.get("name") or path.stem)
+    model.metadata["source"] = str(path)
+    if not model.is_forest:
+        model.network("cpu")  # the shapes were checked: this builds exactly what the file holds
+    return model
+
+
+def read_document(path: str | os.PathLike) -> dict:
+    """The JSON document of a model file (classes, architecture, training...), checked, without reading
+    the weights: :func:`load_model` starts here, and the checker reads class names here."""
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -176,7 +196,6 @@ def load_model(path: str | os.PathLike) -> Model:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"not a readable model file (corrupt or truncated?): {e}", path) from None
     if "damselfly" not in meta:
@@ -195,12 +214,7 @@ def load_model(path: str | os.PathLike) -> Model:
         raise InputError(f"model format version {version} is newer than this Damselfly "
                          f"reads ({FORMAT_VERSION}); update Damselfly", path)
     validate_document(doc, path)
-    validate_weights(doc, state, path)
-    model = Model(doc, state, name=doc.get("name") or path.stem)
-    model.metadata["source"] = str(path)
-    if not model.is_forest:
-        model.network("cpu")  # the shapes were checked: this builds exactly what the file holds
-    return model
+    return doc
 
 
 #: The most inputs (modalities), context slices and classes a model file may describe.

@@ -205,10 +205,9 @@ class _Checker:
         result = None
         if spec.name in ("load_model", "load_labels") and isinstance(values.get("path"), str):
             try:
-                text = expand(values["path"], self.params)
-                full = Path(os.path.expanduser(text))
-                result = classflow.file_classes(spec.name, full if full.is_absolute() else self.base_dir / full, values)
-            except (KeyError, ValueError):
+                result = classflow.file_classes(spec.name, self.input_path(expand(values["path"], self.params)),
+                                                values)
+            except (KeyError, ValueError):  # an unknown param's template, a bad path: reported elsewhere
                 result = None
         elif spec.name in classflow.PASSES_ON:
             result = known.get(classflow.PASSES_ON[spec.name])
@@ -330,6 +329,11 @@ class _Checker:
                 self.err(node, f"unknown template attribute '.{attr}'{suggest(attr, ATTRS)} "
                                f"(known: {', '.join(ATTRS)})")
 
+    def input_path(self, text: str) -> Path:
+        """An input path as a run resolves it: ``~`` expanded, relative to the macro's folder."""
+        full = Path(os.path.expanduser(text))
+        return full if full.is_absolute() else self.base_dir / full
+
     def path_problem(self, kind: str, one) -> str | None:
         """The problem with one input or output path argument, or ``None``."""
         if not isinstance(one, str):
@@ -344,8 +348,7 @@ class _Checker:
                 confine_output(text, self.out_dir, self.allow_outside, inputs)
                 return None
             check_path_text(text, "input path")
-            full = Path(os.path.expanduser(text))
-            full = full if full.is_absolute() else self.base_dir / full
+            full = self.input_path(text)
             inputs.append(str(full))
             if self.check_files and not full.exists():
                 return f"input file '{text}' not found (looked at {full})"

@@ -6,7 +6,6 @@ class="snow")`` on a model of air and ice) is then an error at its line, not a f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 #: action -> the argument whose classes its result has
@@ -17,41 +16,22 @@ NAMES_CLASSES_OF = {"class": ("labels", "model"), "classes": ("labels", "volume"
 
 
 def file_classes(action: str, path: Path, values: dict) -> list[str] | None:
-    """The class names a loader's result will have, read without loading it (None: not known)."""
+    """The class names a loader's result will have, read without loading it (None: not known; a bad file
+    is for the loader to report when it runs)."""
+    from damselfly.engine.errors import DamselflyError
+    from damselfly.engine.io import sidecar_classes
+    from damselfly.engine.model import read_document
+
     try:
         if action == "load_model":
-            return _model_classes(path)
+            return [c["name"] for c in read_document(path)["classes"]]
         if action == "load_labels":
             if isinstance(values.get("classes"), list):
                 return [str(c) for c in values["classes"]]
-            from damselfly.engine.io import sidecar
-
-            side = sidecar(path)
-            if side.is_file() and side.stat().st_size < 1 << 20:
-                doc = json.loads(side.read_text(encoding="utf-8"))
-                stored = doc.get("classes") if isinstance(doc, dict) else doc
-                if isinstance(stored, list) and all(isinstance(c, dict) and isinstance(c.get("name"), str)
-                                                    for c in stored):
-                    return [c["name"] for c in stored]
-    except (OSError, ValueError, RecursionError):
-        return None  # the loader reports a bad file when it runs
-    return None
-
-
-def _model_classes(path: Path) -> list[str] | None:
-    from safetensors import safe_open
-
-    if not path.is_file():
+            stored = sidecar_classes(path)
+            return None if stored is None else [c["name"] for c in stored]
+    except (DamselflyError, OSError, KeyError, TypeError):
         return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        doc = json.loads(meta.get("damselfly", "null"))
-    except Exception:  # noqa: BLE001 - any unreadable file: load_model says what is wrong when it runs
-        return None
-    classes = doc.get("classes") if isinstance(doc, dict) else None
-    if isinstance(classes, list) and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in classes):
-        return [c["name"] for c in classes]
     return None
 
 
