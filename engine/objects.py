@@ -32,64 +32,112 @@ FACE = {6: [(0, 0)], 18: [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)],
         26: [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]}
 
 
+#: the most bytes of packed masks :func:`label` keeps between its passes (else it reads the scan twice)
+KEEP_PACKED = 256 * 2 ** 20
+
+
 def label(mask_slab, shape, out, connectivity: int = 26, slab: int = SLAB) -> int:
     """Label the connected components of a mask into ``out`` (an integer array of ``shape``, written slab
     by slab) and return their number. ``mask_slab(z0, z1)`` gives the boolean mask of planes ``z0:z1``.
+
+    Two passes over the mask: the first labels each slab and joins the ids that meet across its faces,
+    the second labels each slab again (``cc3d`` is deterministic) and writes the final ids, so ``out`` is
+    written once and never read. The first pass keeps the masks packed 8 voxels a byte (up to
+    ``KEEP_PACKED`` bytes), so the second reads the scan again only past that.
 
     Examples
     --------
     >>> m = np.zeros((4, 3, 3), bool); m[0, 0, 0] = m[3, 2, 2] = m[1:3, 1, 1] = True
     >>> out = np.zeros(m.shape, np.uint32)
-    >>> label(lambda a, b: m[a:b], m.shape, out, slab=1)
+    >>> label(lambda a, b: m[a:b], m.shape, out, connectivity=6, slab=1)
     3
     >>> out[:, 1, 1].tolist(), int(out[3, 2, 2])
     ([0, 2, 2, 0], 3)
     """
-    import cc3d
-
     if connectivity not in FACE:
         raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
     nz = shape[0]
-    if slab >= nz:  # one slab: cc3d numbers the objects in scan order already
-        ids, n = cc3d.connected_components(np.ascontiguousarray(mask_slab(0, nz), dtype=bool),
-                                           connectivity=connectivity, return_N=True, out_dtype=np.uint32)
-        out[...] = ids
-        return int(n)
-    task = progress.task("Labelling objects", total=2 * math.ceil(nz / slab))
-    total, pairs, last = 0, [], None
-    for z0 in range(0, nz, slab):
-        z1 = min(nz, z0 + slab)
-        m = np.ascontiguousarray(mask_slab(z0, z1), dtype=bool)
-        ids, n = cc3d.connected_components(m, connectivity=connectivity, return_N=True, out_dtype=np.uint64)
-        ids[ids > 0] += total
-        if total + n >= np.iinfo(out.dtype).max:
-            raise OverflowError(f"more than {np.iinfo(out.dtype).max:,} provisional objects")
+    if slab >= nz:
+        out[...], n = label_whole(mask_slab(0, nz), connectivity)
+        return n
+    starts = list(range(0, nz, slab))
+    task = progress.task("Labelling objects", total=2 * len(starts))
+    offsets, pairs, last = [], [], None
+    total = 0
+    keep = int(np.prod(shape)) // 8 <= KEEP_PACKED
+    packed = {}
+    for z0 in starts:
+        m = mask_slab(z0, min(nz, z0 + slab))
+        if keep:
+            packed[z0] = np.packbits(m)
+        ids, n = _cc(m, connectivity)
+        first = _shifted(ids[0], total)
         if last is not None:
-            pairs.append(_face_pairs(last, ids[0], connectivity))
-        out[z0:z1] = ids
-        last, total = ids[-1].copy(), total + n
+            pairs.append(_face_pairs(last, first, connectivity))
+        offsets.append((total, n))
+        last, total = _shifted(ids[-1], total), total + n
+        if total >= np.iinfo(out.dtype).max:
+            raise OverflowError(f"more than {np.iinfo(out.dtype).max:,} provisional objects")
         task.advance()
     lut, n = _renumber(total, pairs)
-    for z0 in range(0, nz, slab):
+    lut = lut.astype(out.dtype)
+    for z0, (off, count) in zip(starts, offsets):
         z1 = min(nz, z0 + slab)
-        out[z0:z1] = lut[np.asarray(out[z0:z1])]
+        m = np.unpackbits(packed.pop(z0), count=(z1 - z0) * int(np.prod(shape[1:]))).reshape(
+            z1 - z0, *shape[1:]).view(bool) if keep else mask_slab(z0, z1)
+        ids, _n = _cc(m, connectivity)
+        here = lut[off:off + count + 1].copy()  # this slab's id k is provisional id off + k
+        here[0] = 0
+        out[z0:z1] = here[ids]
         task.advance()
     task.finish()
     return n
 
 
+def label_whole(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, int]:
+    """The uint32 ids of the objects of a mask in memory (1, 2, ... in scan order: ``cc3d`` numbers them
+    so) and their number."""
+    if connectivity not in FACE:
+        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
+    return _cc(mask, connectivity)
+
+
+def _cc(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
+    import cc3d
+
+    ids, n = cc3d.connected_components(np.ascontiguousarray(mask, dtype=bool), connectivity=connectivity,
+                                       return_N=True, out_dtype=np.uint32)
+    return ids, int(n)
+
+
+def _shifted(plane: np.ndarray, offset: int) -> np.ndarray:
+    """A plane of a slab's ids as provisional ids of the whole scan (0 stays 0)."""
+    p = plane.astype(np.uint64)
+    p[p > 0] += offset
+    return p
+
+
 def _face_pairs(below: np.ndarray, above: np.ndarray, connectivity: int) -> np.ndarray:
-    """(k, 2) provisional ids touching across a z face: ``below`` is the last plane of a slab, ``above``
-    the first plane of the next."""
+    """(k, 2) provisional ids touching across a z face, each pair once: ``below`` is the last plane of a
+    slab, ``above`` the first plane of the next (both as provisional ids of the scan)."""
     ny, nx = below.shape
     out = []
     for dy, dx in FACE[connectivity]:
         a = below[max(0, -dy):ny - max(0, dy), max(0, -dx):nx - max(0, dx)]
         b = above[max(0, dy):ny - max(0, -dy), max(0, dx):nx - max(0, -dx)]
         both = (a > 0) & (b > 0)
-        if both.any():
-            out.append(np.unique(np.stack([a[both], b[both]], axis=1), axis=0))
-    return np.concatenate(out) if out else np.zeros((0, 2), np.uint64)
+        out.append(np.stack([a[both], b[both]], axis=1))
+    p = np.concatenate(out)
+    if len(p) < 2:
+        return p
+    # neighbouring pixels mostly repeat a pair: drop the runs, then the rest through one sort of 1-D keys
+    p = p[np.r_[True, np.any(p[1:] != p[:-1], axis=1)]]
+    lo = p.min(axis=0)
+    span = p.max(axis=0) - lo + 1
+    if span[0] * span[1] < 2 ** 63:
+        keys = np.unique((p[:, 0] - lo[0]) * span[1] + (p[:, 1] - lo[1]))
+        return np.stack([keys // span[1] + lo[0], keys % span[1] + lo[1]], axis=1)
+    return np.unique(p, axis=0)
 
 
 def _renumber(total: int, pairs: list[np.ndarray]) -> tuple[np.ndarray, int]:
@@ -109,10 +157,12 @@ def _renumber(total: int, pairs: list[np.ndarray]) -> tuple[np.ndarray, int]:
     return lut, len(used)
 
 
+
 # --------------------------------------------------------------------------------------------- measuring
-def measure(data, n: int, spacing, origin, image=None, slab: int = SLAB) -> dict[str, np.ndarray]:
+def measure(data, n: int, spacing, origin, image=None, thickness=None, slab: int = SLAB) -> dict[str, np.ndarray]:
     """Per object 1..n of the object ids ``data`` (z, y, x): the columns of ``measure_objects`` (see the
-    action's docstring), physical units from ``spacing`` and ``origin``."""
+    action's docstring), physical units from ``spacing`` and ``origin``; grey values of ``image`` and
+    local thickness of ``thickness`` (arrays of ``data``'s shape) summarised per object."""
     sp, org = np.asarray(spacing, float), np.asarray(origin, float)
     shape = data.shape
     cnt = np.zeros(n + 1, np.int64)
@@ -120,7 +170,7 @@ def measure(data, n: int, spacing, origin, image=None, slab: int = SLAB) -> dict
     s2 = np.zeros((n + 1, 3, 3))
     lo = np.full((n + 1, 3), np.iinfo(np.int64).max, np.int64)
     hi = np.full((n + 1, 3), -1, np.int64)
-    g = None if image is None else {"sum": np.zeros(n + 1), "min": np.full(n + 1, np.inf), "max": np.full(n + 1, -np.inf)}
+    extra = {k: _Summary(v, n) for k, v in (("grey", image), ("thickness", thickness)) if v is not None}
     task = progress.task("Measuring objects", total=math.ceil(shape[0] / slab))
     for z0 in range(0, shape[0], slab):
         ids = np.asarray(data[z0:z0 + slab])
@@ -135,11 +185,8 @@ def measure(data, n: int, spacing, origin, image=None, slab: int = SLAB) -> dict
                 s2[:, a, b] += np.bincount(k, phys[:, a] * phys[:, b], minlength=n + 1)
             np.minimum.at(lo[:, a], k, pos[:, a])
             np.maximum.at(hi[:, a], k, pos[:, a])
-        if g is not None:
-            v = np.asarray(image[z0:z0 + slab], np.float64)[zz, yy, xx]
-            g["sum"] += np.bincount(k, v, minlength=n + 1)
-            np.minimum.at(g["min"], k, v)
-            np.maximum.at(g["max"], k, v)
+        for summary in extra.values():
+            summary.add(k, (z0, zz, yy, xx), slab)
         task.advance()
     cnt1 = np.maximum(cnt, 1)[1:]
     mean = s1[1:] / cnt1[:, None]
@@ -147,7 +194,9 @@ def measure(data, n: int, spacing, origin, image=None, slab: int = SLAB) -> dict
     for a in range(3):
         for b in range(a):
             cov[:, a, b] = cov[:, b, a]
-    lam = np.clip(np.linalg.eigvalsh(cov), 0, None)  # ascending
+    lam, vec = np.linalg.eigh(cov)  # ascending; columns are the axes
+    lam = np.clip(lam, 0, None)
+    major = vec[:, :, 2] * np.where(_first_nonzero(vec[:, :, 2]) < 0, -1.0, 1.0)[:, None]  # one sign per axis
     area = surface_areas(data, n, sp, slab)[1:]
     task.finish()
     vol = cnt[1:] * float(np.prod(sp))
@@ -160,11 +209,36 @@ def measure(data, n: int, spacing, origin, image=None, slab: int = SLAB) -> dict
         "bbox_z1": hi[1:, 0] + 1, "bbox_y1": hi[1:, 1] + 1, "bbox_x1": hi[1:, 2] + 1,
         "axis_major_length": np.sqrt(20 * lam[:, 2]), "axis_middle_length": np.sqrt(20 * lam[:, 1]),
         "axis_minor_length": np.sqrt(20 * lam[:, 0]),
+        "orientation_z": major[:, 0], "orientation_y": major[:, 1], "orientation_x": major[:, 2],
         "touches_border": np.any((lo[1:] == 0) | (hi[1:] == np.asarray(shape) - 1), axis=1),
     }
-    if g is not None:
-        cols.update(mean_grey=g["sum"][1:] / cnt1, min_grey=g["min"][1:], max_grey=g["max"][1:])
+    if "grey" in extra:
+        g = extra["grey"]
+        cols.update(mean_grey=g.sum[1:] / cnt1, min_grey=g.min[1:], max_grey=g.max[1:])
+    if "thickness" in extra:
+        t = extra["thickness"]
+        cols.update(mean_thickness=t.sum[1:] / cnt1, max_thickness=t.max[1:])
     return cols
+
+
+class _Summary:
+    """Sum, min and max per object of the values of one array, gathered slab by slab."""
+
+    def __init__(self, data, n: int):
+        self.data, self.sum, self.min, self.max = data, np.zeros(n + 1), np.full(n + 1, np.inf), np.full(n + 1, -np.inf)
+
+    def add(self, k: np.ndarray, where, slab: int) -> None:
+        z0, zz, yy, xx = where
+        v = np.asarray(self.data[z0:z0 + slab], np.float64)[zz, yy, xx]
+        self.sum += np.bincount(k, v, minlength=len(self.sum))
+        np.minimum.at(self.min, k, v)
+        np.maximum.at(self.max, k, v)
+
+
+def _first_nonzero(v: np.ndarray) -> np.ndarray:
+    """Per row, its first component that is not (nearly) zero: fixes the sign of an axis direction."""
+    big = np.abs(v) > 1e-9
+    return v[np.arange(len(v)), np.argmax(big, axis=1)]
 
 
 def label_ids(ids: np.ndarray, out: np.ndarray) -> int:

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Labels, Volume
+from .data import Labels, Table, Volume
 from .errors import ParameterError
+from .surfaces import MAX_TRIANGLES, SURFACE_VOXELS, class_surface, mask_surface, surface_step  # noqa: F401
 from .timeline import AXES, EASINGS, TRACKS, Segment, Timeline, View, _ease, simple_timeline  # noqa: F401
 
 MAX_SIZE = 4096  # pixels per side (4K is 3840 x 2160)
 VOLUME_VOXELS = 2 ** 27  # grey voxels drawn at most (the volume texture: 256 MiB of uint16)
-SURFACE_VOXELS = 2 ** 24  # mask voxels that a surface is built from at most (256^3; see class_surface)
-MAX_TRIANGLES = 1_000_000  # per class surface; denser ones are decimated
 
 
 class RenderError(RuntimeError):
@@ -70,10 +69,20 @@ class Scene:
     caption: str = ""
     scale_bar: bool = True
     background: tuple[int, int, int] = (22, 24, 30)
+    color_by: str | None = None
+    table: Table | None = None
 
     def __post_init__(self):
         if self.volume is None and self.labels is None:
             raise ParameterError("a scene needs a volume or labels to draw")
+        self.values, self.value_title = None, ""
+        if self.color_by is not None:  # objects coloured by id or a column: see render_objects
+            from .render_objects import object_values
+
+            if self.labels is None:
+                raise ParameterError("color_by colours objects: give them as labels=...")
+            self.values, self.value_title = object_values(self.labels, self.color_by, self.table)
+            self.opacity = self.opacity or [1.0]
         if self.volume_opacity is None:
             self.volume_opacity = 0.08 if self.labels is None else 0.02
         if self.volume is not None and self.labels is not None:
@@ -134,6 +143,26 @@ def _headless_egl() -> None:
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 
+def _colouring(mesh, color, scene: Scene) -> dict:
+    """``add_mesh`` arguments: a class in its colour, or objects by the values of their vertices (ids in
+    distinct colours; a column through viridis with a colour bar titled with its unit)."""
+    if "value" not in mesh.point_data:
+        return {"color": [v / 255 for v in color[:3]], "show_scalar_bar": False}
+    if scene.color_by == "id":
+        from .render_objects import ID_COLOURS
+
+        mesh.point_data["value"] = np.where(np.isnan(mesh.point_data["value"]), np.nan,
+                                            (mesh.point_data["value"] - 1) % 20)
+        return {"scalars": "value", "cmap": ID_COLOURS, "clim": (0, 19), "n_colors": 20,
+                "show_scalar_bar": False, "nan_color": "gray"}
+    shown = scene.values[1:][np.isfinite(scene.values[1:])]
+    lo, hi = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 1.0)
+    return {"scalars": "value", "cmap": "viridis", "clim": (lo, hi if hi > lo else lo + 1), "nan_color": "gray",
+            "show_scalar_bar": True, "scalar_bar_args": {"title": scene.value_title, "color": "white",
+                                                         "vertical": True, "position_x": 0.86, "position_y": 0.2,
+                                                         "fmt": "%.3g"}}
+
+
 def _grid(vol: Volume, data: np.ndarray):
     import pyvista as pv
 
@@ -142,65 +171,6 @@ def _grid(vol: Volume, data: np.ndarray):
                      origin=tuple(float(o) for o in vol.origin[::-1]))
     g.point_data["values"] = np.ascontiguousarray(data).ravel(order="C")
     return g
-
-
-def class_surface(labels: Labels, name: str, smooth: int = 15, budget: int | None = None):
-    """The surface of one class: marching cubes on its mask (padded so it closes at the image border),
-    in world coordinates, lightly smoothed (Taubin, which does not shrink), then decimated to at most
-    ``MAX_TRIANGLES`` (quadric decimation). A mask with more voxels than ``SURFACE_VOXELS``, or with more
-    faces between the class and the rest than the triangle budget, is first averaged over blocks of
-    ``step``^3 voxels (its occupancy; specks smaller than half a block vanish) and the surface is taken
-    at occupancy 0.5, so the time and memory of a surface are bounded whatever the mask. ``budget``: mask
-    voxels instead of ``SURFACE_VOXELS`` (a quick first draft)."""
-    import pyvista as pv
-    from skimage.measure import marching_cubes
-
-    mask = np.asarray(labels.data) == labels.class_index(name)
-    if not mask.any():
-        return None
-    step = surface_step(mask, budget)
-    occ = _block_mean(mask, step) if step > 1 else mask.astype(np.float32)
-    del mask
-    spacing = np.asarray(labels.spacing, float) * step
-    # a class painted in specks thinner than a block (a few dabs) fills no block half: draw it at half
-    # its fullest block's occupancy rather than not at all
-    level = min(0.5, float(occ.max()) / 2)
-    try:
-        verts, faces, _, _ = marching_cubes(np.pad(occ, 1), level, spacing=tuple(spacing), allow_degenerate=False)
-    except (ValueError, RuntimeError):  # nothing to draw at this level of detail
-        return None
-    origin = np.asarray(labels.origin, float) + (step - 1) / 2 * np.asarray(labels.spacing, float)
-    verts = (verts - spacing) + origin  # undo the padding; a block's value sits at its centre
-    faces = np.hstack([np.full((len(faces), 1), 3), faces]).astype(np.int64).ravel()
-    mesh = pv.PolyData(np.ascontiguousarray(verts[:, ::-1]), faces)  # (z, y, x) -> world (x, y, z)
-    if smooth:
-        mesh = mesh.smooth_taubin(n_iter=smooth, pass_band=0.1)
-    if mesh.n_cells > MAX_TRIANGLES:
-        mesh = mesh.decimate(1.0 - MAX_TRIANGLES / mesh.n_cells)
-    return mesh.compute_normals(auto_orient_normals=False, split_vertices=False)
-
-
-def surface_step(mask: np.ndarray, budget: int | None = None) -> int:
-    """The block edge (a power of two) that brings a mask within ``SURFACE_VOXELS`` and its surface
-    within about twice ``MAX_TRIANGLES`` (counted as the faces between voxels in and out; a surface's
-    area shrinks with the square of the step, specks faster)."""
-    step = 2 ** max(0, math.ceil(math.log2((mask.size / (budget or SURFACE_VOXELS)) ** (1 / 3))))
-    faces = sum(int(np.count_nonzero(np.diff(mask[::step, ::step, ::step], axis=a))) for a in range(3))
-    faces *= step * step  # faces at full resolution, estimated from the sampled grid
-    while faces / (step * step) > 2 * MAX_TRIANGLES:
-        step *= 2
-    return step
-
-
-def _block_mean(mask: np.ndarray, step: int) -> np.ndarray:
-    """The fraction of each ``step``^3 block that is in the mask (blocks at the far edges may be partial)."""
-    pad = [(0, -n % step) for n in mask.shape]
-    m = np.pad(mask, pad)
-    shape = [n // step for n in m.shape]
-    out = np.zeros(shape, np.float32)
-    for dz in range(step):  # one offset at a time: no step^3-fold temporary
-        out += m[dz::step].reshape(shape[0], shape[1], step, shape[2], step).sum(axis=(2, 4), dtype=np.float32)
-    return out / step ** 3
 
 
 def _font(size: int):
@@ -319,7 +289,13 @@ def prepare_scene(scene: Scene, size=(1280, 720), detail: float = 1.0) -> Prepar
     task.advance()
     surfaces = {}
     for name, o in zip(shown, scene.opacity or [1.0] * len(shown), strict=True):
-        mesh = class_surface(scene.labels, name, budget=max(1, round(SURFACE_VOXELS * detail ** 3)))
+        budget = max(1, round(SURFACE_VOXELS * detail ** 3))
+        if scene.values is not None:
+            from .render_objects import object_surface
+
+            mesh = object_surface(scene.labels, scene.values, budget)
+        else:
+            mesh = class_surface(scene.labels, name, budget=budget)
         if mesh is not None:
             surfaces[name] = (mesh, next(c.color for c in scene.labels.classes if c.name == name), float(o))
         task.advance()
@@ -370,8 +346,8 @@ class SceneRenderer:
             self.mappers.append(actor.GetMapper())
         self.slice_actors = {}
         for name, (mesh, color, o) in prep.surfaces.items():
-            actor = p.add_mesh(mesh, color=[v / 255 for v in color[:3]], opacity=o,
-                               smooth_shading=True, specular=0.3, show_scalar_bar=False)
+            actor = p.add_mesh(mesh, opacity=o, smooth_shading=True, specular=0.3,
+                               **_colouring(mesh, color, scene))
             self.class_actors[name] = actor
             self.base_opacity[name] = o
             self.mappers.append(actor.GetMapper())

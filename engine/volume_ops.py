@@ -259,6 +259,25 @@ def output_like(inputs, shape, dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
+def read_depth(data, most: int = 256 * 2 ** 20) -> int:
+    """A slab depth for streaming ``data`` (z first): its storage chunks' depth rounded up to a multiple of
+    ``SLAB`` (a Zarr or HDF5 chunk is then read and decompressed once, not once per slab), while a slab
+    stays under ``most`` bytes; ``SLAB`` for data without chunks.
+
+    Examples
+    --------
+    >>> read_depth(np.zeros((100, 8, 8))), read_depth(type("Z", (), {"chunks": (64, 64, 64), "shape": (512, 512, 512),
+    ...     "dtype": np.uint8})())
+    (16, 64)
+    """
+    chunks = getattr(data, "chunks", None)
+    if not chunks or not isinstance(chunks, tuple):
+        return SLAB
+    plane = int(np.prod(data.shape[1:])) * np.dtype(data.dtype).itemsize
+    depth = -(-int(chunks[0]) // SLAB) * SLAB
+    return max(SLAB, min(depth, most // max(plane, 1) // SLAB * SLAB))
+
+
 def whole_chunks(n: int) -> int:
     """A slab depth near ``n`` that fits the scratch output's chunks (``SLAB`` slices deep): a multiple of
     ``SLAB`` where ``n`` reaches it, else the power of two at or below ``n`` (a divisor of ``SLAB``). Slabs

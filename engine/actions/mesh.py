@@ -39,14 +39,14 @@ def export_mesh(labels: Labels, path: OutputPath, class_: str, decimate: float =
     """
     from pathlib import Path
 
-    from .. import render
+    from .. import surfaces
     from ..io import atomic_path
 
     if Path(path).suffix.lower() not in MESH_SUFFIXES:
         raise ParameterError(f"a mesh is written as {', '.join(MESH_SUFFIXES)}; got {Path(path).name}")
     if not 0 <= decimate < 1:
         raise ParameterError(f"decimate is the fraction of triangles removed, from 0 to below 1; got {decimate}")
-    mesh = render.class_surface(labels, class_, smooth=smooth)
+    mesh = surfaces.class_surface(labels, class_, smooth=smooth)
     if mesh is None:
         raise InputError(f"class '{class_}' has no voxel: no surface to write", labels.source)
     if decimate > 0:

@@ -10,7 +10,7 @@ from .. import objects
 from ..data import Labels, Table, Volume, make_classes
 from ..errors import InputError, ParameterError
 from ..registry import action
-from ..volume_ops import SLAB, output_like
+from ..volume_ops import SLAB, output_like, read_depth
 
 
 def _indices(labels: Labels, class_: str | None, classes: list[str] | None) -> list[int]:
@@ -54,15 +54,17 @@ def label_objects(labels: Labels, class_: str | None = None, classes: list[str] 
     if min_voxels < 0:
         raise ParameterError(f"min_voxels must be 0 or more, got {min_voxels}")
     idx = _indices(labels, class_, classes)
-    out = output_like([labels], labels.shape, np.uint32)
-
     def mask(z0, z1):
         a = np.asarray(labels.data[z0:z1])
         return a == idx[0] if len(idx) == 1 else np.isin(a, idx)
 
-    # a scan in memory is labelled at once (cc3d's own speed); one on disk, or into scratch, slab by slab
-    whole = isinstance(labels.data, np.ndarray) and isinstance(out, np.ndarray) and labels.data.size < 2 ** 31
-    n = objects.label(mask, labels.shape, out, connectivity, slab=labels.shape[0] if whole else SLAB)
+    # a scan in memory is labelled at once (cc3d's own speed, into its own array); one on disk, or into
+    # scratch, slab by slab
+    out = output_like([labels], labels.shape, np.uint32)
+    if isinstance(labels.data, np.ndarray) and isinstance(out, np.ndarray) and labels.data.size < 2 ** 31:
+        out, n = objects.label_whole(mask(0, labels.shape[0]), connectivity)
+    else:
+        n = objects.label(mask, labels.shape, out, connectivity, slab=read_depth(labels.data, 128 * 2 ** 20))
     if min_voxels > 0 and n:
         n = _drop_small(out, n, min_voxels)
     return labels.as_labels(out, make_classes(["object"]), name=f"{labels.name}_objects" if labels.name else "objects",
@@ -140,15 +142,17 @@ def filter_objects(objects_: Labels, min_volume: float | None = None, max_volume
 
 
 @action("measure_objects", result="table", category="Measure")
-def measure_objects(objects_: Labels, image: Volume | None = None) -> Table:
+def measure_objects(objects_: Labels, image: Volume | None = None, thickness: Volume | None = None) -> Table:
     """One row per object: its size, shape, position and grey values, in the scan's physical units.
 
     Columns: ``id``, ``voxels``, ``volume``, ``equivalent_diameter`` (of the ball of that volume),
     ``surface_area`` (marching cubes), ``sphericity`` (π^(1/3)·(6V)^(2/3)/A: 1 for a ball, less otherwise),
     ``centroid_z/y/x``, the bounding box ``bbox_z0`` .. ``bbox_x1`` (voxel indices, half-open),
-    ``axis_major/middle/minor_length`` (as ``skimage.measure.regionprops`` gives them), ``touches_border``,
-    and with ``image`` its ``mean_grey``, ``min_grey``, ``max_grey``. Streamed slab by slab; objects that
-    cross slabs are measured exactly.
+    ``axis_major/middle/minor_length`` (as ``skimage.measure.regionprops`` gives them), the major axis's
+    direction ``orientation_z/y/x`` (a unit vector in physical space, its first non-zero component
+    positive), ``touches_border``; with ``image`` its ``mean_grey``, ``min_grey``, ``max_grey``; with
+    ``thickness`` its ``mean_thickness`` and ``max_thickness``. Streamed slab by slab; objects that cross
+    slabs are measured exactly.
 
     Parameters
     ----------
@@ -156,17 +160,20 @@ def measure_objects(objects_: Labels, image: Volume | None = None) -> Table:
         Object ids, from ``label_objects``.
     image : Volume, optional
         A scan of the same grid whose grey values to summarise per object.
+    thickness : Volume, optional
+        A local thickness map (``local_thickness``) of the same grid, summarised per object.
 
     Examples
     --------
     >>> pores = label_objects(seg, class_="pore")                # doctest: +SKIP
     >>> table = measure_objects(pores)                           # doctest: +SKIP
     """
-    if image is not None:
-        objects_.check_same_geometry(image)
+    for other in (image, thickness):
+        if other is not None:
+            objects_.check_same_geometry(other)
     n = int(objects_.metadata.get("objects") or _max_id(objects_))
     cols = objects.measure(objects_.data, n, objects_.spacing, objects_.origin,
-                           None if image is None else image.data)
+                           None if image is None else image.data, None if thickness is None else thickness.data)
     return Table({k: v.tolist() for k, v in cols.items()}, name=f"{objects_.name}_measurements",
                  metadata={"unit": objects_.unit, "objects": n})
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from .. import progress
 from ..context import RunContext
-from ..data import Labels, Volume
+from ..data import Labels, Table, Volume
 from ..errors import ParameterError
 from ..registry import InputPath, OutputPath, action
 
@@ -14,7 +14,7 @@ Axis = Literal["x", "y", "z"]
 
 
 def _scene(volume: Volume | Labels, labels: Labels | None, classes, opacity, window, cmap, slices, caption,
-           scale_bar):
+           scale_bar, color_by=None, table=None):
     from ..render import Scene
 
     if isinstance(volume, Labels):
@@ -27,7 +27,7 @@ def _scene(volume: Volume | Labels, labels: Labels | None, classes, opacity, win
         raise ParameterError(f"window is [low, high] grey values with low < high, got {window}")
     return Scene(volume=grey, labels=labels, classes=classes, opacity=opacity,
                  window=tuple(window) if window is not None else None, cmap=cmap, slices=tuple(slices or ()),
-                 caption=caption, scale_bar=scale_bar)
+                 caption=caption, scale_bar=scale_bar, color_by=color_by, table=table)
 
 
 @action("snapshot", category="Render", toolbar=6,
@@ -37,7 +37,8 @@ def snapshot(volume: Volume | Labels, path: OutputPath, labels: Labels | None = 
              opacity: list[float] | None = None, window: list[float] | None = None, cmap: str = "gray",
              slices: list[Axis] | None = None, azimuth: float = 30.0, elevation: float = 20.0, axis: Axis = "z",
              zoom: float = 1.0, clip: Axis | None = None, size: list[int] | None = None, caption: str = "",
-             scale_bar: bool = True, positions: list[float] | None = None, *, ctx: RunContext) -> None:
+             scale_bar: bool = True, positions: list[float] | None = None, color_by: str | None = None,
+             table: Table | None = None, *, ctx: RunContext) -> None:
     """A PNG of the 3-D scene: the grey volume rendered (window/level ramp, colour map), the classes of a
     segmentation as smooth surfaces in their colours, optional slice planes, a scale bar and a caption.
 
@@ -75,6 +76,13 @@ def snapshot(volume: Volume | Labels, path: OutputPath, labels: Labels | None = 
         Text at the top left (templates such as ``"{scan.stem} — pores"`` work in macros).
     scale_bar : bool
         Draw a scale bar in the volume's physical unit.
+    color_by : str, optional
+        Colour objects (``label_objects``, ``separate_objects``, ``filter_objects``) given as ``labels``:
+        ``"id"`` (distinct colours) or a column of ``table`` such as ``"volume"`` (a colour bar with its
+        unit). Objects the table does not list are not drawn: a filtered table or filtered objects show
+        only what the filter kept.
+    table : Table, optional
+        The objects' measurements (``measure_objects``; measured here when not given).
     """
     from ..io import atomic_path
     from ..render import SceneRenderer, View
@@ -82,8 +90,8 @@ def snapshot(volume: Volume | Labels, path: OutputPath, labels: Labels | None = 
     if not str(path).lower().endswith(".png"):
         raise ParameterError(f"a snapshot is a .png file, got {path}")
     task = progress.task(f"Rendering {path}", total=1)
-    r = SceneRenderer(_scene(volume, labels, classes, opacity, window, cmap, slices, caption, scale_bar),
-                      size or (1280, 720))
+    r = SceneRenderer(_scene(volume, labels, classes, opacity, window, cmap, slices, caption, scale_bar,
+                             color_by, table), size or (1280, 720))
     try:
         if positions is not None and len(positions) != len(slices or []):
             raise ParameterError(f"positions needs one fraction per slice ({len(slices or [])}), got {positions}")
@@ -108,8 +116,8 @@ def render_movie(volume: Volume | Labels, path: OutputPath, labels: Labels | Non
                  timeline: InputPath | None = None, classes: list[str] | None = None,
                  opacity: list[float] | None = None, window: list[float] | None = None, cmap: str = "gray",
                  slices: list[Axis] | None = None, size: list[int] | None = None, quality: int = 8,
-                 frames: list[int] | None = None, caption: str = "", scale_bar: bool = True, *,
-                 ctx: RunContext) -> None:
+                 frames: list[int] | None = None, caption: str = "", scale_bar: bool = True,
+                 color_by: str | None = None, table: Table | None = None, *, ctx: RunContext) -> None:
     """A movie of the 3-D scene (see ``snapshot``): an orbit, and optionally a zoom, a sweeping slice, a
     clipping plane opening the inside and class fades; or any timeline from a JSON file. Frames depend on
     their time alone and stream to the encoder. A ``.json`` sidecar records the timeline, the inputs'
@@ -164,6 +172,10 @@ def render_movie(volume: Volume | Labels, path: OutputPath, labels: Labels | Non
         Text at the top left.
     scale_bar : bool
         Draw a scale bar in physical units.
+    color_by : str, optional
+        Colour objects given as ``labels`` by ``"id"`` or a column of ``table`` (see ``snapshot``).
+    table : Table, optional
+        The objects' measurements (``measure_objects``; measured here when not given).
     """
     from .. import movie
     from ..timeline import Timeline, simple_timeline
@@ -175,7 +187,7 @@ def render_movie(volume: Volume | Labels, path: OutputPath, labels: Labels | Non
                                {name: 0.0 for name in fade or []})
     if frames is not None and len(frames) != 2:
         raise ParameterError(f"frames is [first, end], got {frames}")
-    scene = _scene(volume, labels, classes, opacity, window, cmap, slices, caption, scale_bar)
+    scene = _scene(volume, labels, classes, opacity, window, cmap, slices, caption, scale_bar, color_by, table)
     for seg in tl.segments:  # a fade of an unknown class is an error, not a silent no-op
         if seg.track == "opacity":
             if scene.labels is None:

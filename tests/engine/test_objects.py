@@ -141,3 +141,22 @@ def test_filter_objects_by_volume_border_and_largest(seg):
     assert top2.metadata["objects"] == 2
     assert {int(np.asarray(pores.data)[np.asarray(top2.data) == k][0]) for k in (1, 2)} == set(kept)
     assert filter_objects(pores, max_volume=0.0).metadata["objects"] == 0
+
+
+def test_orientation_and_thickness_per_object():
+    """An ellipsoid tilted in the y-x plane: its major axis points along the tilt; a thickness map's
+    mean and max per object are those of its voxels."""
+    zz, yy, xx = np.mgrid[:20, :40, :40].astype(float)
+    u = ((yy - 20) + (xx - 20)) / np.sqrt(2)  # along (y, x) = (1, 1)/sqrt(2)
+    v = ((yy - 20) - (xx - 20)) / np.sqrt(2)
+    inside = (u / 15) ** 2 + (v / 4) ** 2 + ((zz - 10) / 4) ** 2 <= 1
+    lab = Labels(inside.astype(np.uint8) + 1, classes=make_classes(["bg", "rod"]), name="rod")
+    ids = label_objects(lab, class_="rod")
+    thick = Volume(np.where(inside, xx, 0).astype(np.float32), name="t")
+    row = measure_objects(ids, thickness=thick).rows()[0]
+    direction = [row["orientation_z"], row["orientation_y"], row["orientation_x"]]
+    assert direction == pytest.approx([0, 1 / np.sqrt(2), 1 / np.sqrt(2)], abs=1e-6)
+    assert row["mean_thickness"] == pytest.approx(xx[inside].mean()) and row["max_thickness"] == xx[inside].max()
+    other = Volume(np.zeros((20, 40, 41), np.float32))
+    with pytest.raises(Exception, match="shape|grid|geometry"):
+        measure_objects(ids, thickness=other)

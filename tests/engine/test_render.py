@@ -8,7 +8,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from damselfly.engine import InputError, Labels, ParameterError, Volume, make_classes
+from damselfly.engine import InputError, Labels, ParameterError, Volume, make_classes, surfaces
 from damselfly.engine import movie as M
 from damselfly.engine import render as R
 from damselfly.engine.actions import render as render_actions
@@ -272,15 +272,15 @@ def test_big_or_speckled_masks_give_coarser_decimated_surfaces_and_volumes_stay_
     monkeypatch.setattr(R, "VOLUME_VOXELS", 30 ** 3)
     assert np.prod(R.level_of_detail(R.Scene(volume=grey), (1280, 720)).volume.shape) <= 30 ** 3
     full = R.class_surface(labels, "metal")
-    monkeypatch.setattr(R, "MAX_TRIANGLES", full.n_cells // 4)
+    monkeypatch.setattr(surfaces, "MAX_TRIANGLES", full.n_cells // 4)
     fewer = R.class_surface(labels, "metal")
     assert fewer.n_cells <= full.n_cells // 4 * 1.05
     assert np.allclose(fewer.bounds, full.bounds, atol=2 * max(labels.spacing))
-    monkeypatch.setattr(R, "SURFACE_VOXELS", 20 ** 3)  # 40^3: blocks of 2^3, the same box within a voxel
+    monkeypatch.setattr(surfaces, "SURFACE_VOXELS", 20 ** 3)  # 40^3: blocks of 2^3, the same box within a voxel
     assert R.surface_step(np.asarray(labels.data) == 2) == 2
     coarse = R.class_surface(labels, "metal")
     assert np.allclose(coarse.bounds, full.bounds, atol=1.5 * max(labels.spacing))
-    monkeypatch.setattr(R, "SURFACE_VOXELS", 2 ** 30)
+    monkeypatch.setattr(surfaces, "SURFACE_VOXELS", 2 ** 30)
     speckle = np.random.default_rng(0).random((40, 40, 40)) < 0.3  # a noisy threshold's specks
     assert R.surface_step(speckle) > 1  # far more faces than the triangle budget allows
 
