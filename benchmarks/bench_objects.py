@@ -56,7 +56,7 @@ def out_of_core(path: str) -> None:
     t0 = time.perf_counter()
     out = label_objects(lazy, class_="solid")
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "digest": digest(out.data), "rss_mib": rss_mib(),
+    print(json.dumps({"seconds": seconds, "digest": digest(out.data), "rss_mib": own_peak_mib(),
                       "objects": out.metadata["objects"]}))
 
 
@@ -66,6 +66,15 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
         return False
     pairs = np.unique(np.stack([a[a > 0], b[b > 0]], axis=1), axis=0)
     return len(pairs) == len(np.unique(pairs[:, 0])) == len(np.unique(pairs[:, 1]))
+
+
+def own_peak_mib() -> float:
+    """This process's peak RSS (VmHWM): unlike ``ru_maxrss`` it does not carry a parent's peak over the
+    ``fork`` and ``exec`` that started it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return rss_mib()
 
 
 def rss_mib() -> float:

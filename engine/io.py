@@ -291,7 +291,8 @@ def read_labels(path: str | os.PathLike, classes: list[str] | None = None, spaci
     Raises
     ------
     InputError
-        Non-integer data, negative values, or a value above the number of named classes.
+        Non-integer data, negative values, or a value above the number of named classes (except for
+        objects: labels of the one class "object" hold object ids 1..n).
     """
     vol = read_volume(path, spacing=spacing, mmap=mmap)
     p = Path(path)
@@ -325,10 +326,13 @@ def read_labels(path: str | os.PathLike, classes: list[str] | None = None, spaci
     else:
         names = [f"class{i}" for i in range(1, hi + 1)]
         colors = None
-    if hi > len(names):
+    meta = {"source": vol.metadata["source"]}
+    if names == ["object"]:  # object ids (label_objects, saved): any number of objects
+        meta["objects"] = hi
+    elif hi > len(names):
         raise InputError(f"holds label value {hi} but only {len(names)} classes are named "
                          f"({', '.join(names) or 'none'})", p)
-    return vol.as_labels(data, make_classes(names, colors), metadata={"source": vol.metadata["source"]})
+    return vol.as_labels(data, make_classes(names, colors), metadata=meta)
 
 
 #: The most classes a labels file may hold (the largest class index).

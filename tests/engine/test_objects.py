@@ -127,6 +127,62 @@ def test_touching_balls_separate_into_the_right_count():
     assert set(np.unique(d[~m])) == {0} and (d[m] > 0).all()  # nothing lost, nothing added
 
 
+def test_separating_a_scan_on_disk_equals_separating_it_in_memory(tmp_path):
+    from damselfly.engine import io
+    from damselfly.engine.actions.objects import separate_objects
+
+    zz, yy, xx = np.mgrid[:90, :30, :30]
+    m = np.zeros(zz.shape, bool)
+    for cz in (10, 40, 52, 80):  # pairs of touching balls down the scan: each group of planes has some
+        for cx in (9, 20):
+            m |= (zz - cz) ** 2 + (yy - 15) ** 2 + (xx - cx) ** 2 <= 36
+    seg = Labels(m.astype(np.uint8) + 1, classes=make_classes(["bg", "grain"]), name="g")
+    io.write_volume(label_objects(seg, class_="grain"), tmp_path / "objects.ome.zarr")
+    lazy = io.read_labels(tmp_path / "objects.ome.zarr")
+    assert not isinstance(lazy.data, np.ndarray)
+    on_disk = separate_objects(lazy)
+    in_memory = separate_objects(label_objects(seg, class_="grain"))
+    assert not isinstance(on_disk.data, np.ndarray)  # chunked scratch storage
+    assert on_disk.metadata["objects"] == in_memory.metadata["objects"] == 8
+    assert np.array_equal(np.asarray(on_disk.data[:]), np.asarray(in_memory.data))
+
+
+@pytest.mark.parametrize("markers", ["h_maxima", "peak_local_max"])
+def test_separating_group_by_group_equals_the_whole_scan(markers):
+    """Pairs of touching balls at many depths (some crossing every group of starting planes), one object
+    as deep as the scan, and specks too small for a marker (which stay whole): split in groups of 3 planes
+    with anisotropic spacing, the pieces equal splitting the whole scan at once, ids included."""
+    from damselfly.engine import separate
+
+    rng = np.random.default_rng(1)
+    zz, yy, xx = np.mgrid[:48, :40, :40]
+    m = np.zeros(zz.shape, bool)
+    for _ in range(9):
+        c = rng.integers(6, 34, 3) + [4, 0, 0]
+        for dx in (-4, 4):
+            m |= (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2] - dx) ** 2 <= 25
+    m[:, 1:3, 1:3] = True  # a rod through the whole scan
+    m[2, 37, 37] = m[45, 37, 2] = True  # specks
+    ids, n = objects.label_whole(m)
+    args = ((0.8, 0.5, 0.5), 1.0, 0.5, 2.0, markers, 26)
+    whole = np.zeros(m.shape, np.uint32)
+    k_whole = separate.separate(ids, n, whole, *args, group_depth=1000)
+    grouped = np.zeros(m.shape, np.uint32)
+    k_grouped = separate.separate(_OnDisk(ids), n, grouped, *args, group_depth=3)
+    assert k_grouped == k_whole > n and np.array_equal(grouped, whole)
+    assert (whole[m] > 0).all() and (whole[~m] == 0).all()  # the specks and the rod kept
+
+
+class _OnDisk:
+    """An array that is not an ndarray (as a Zarr array is): read by slicing only."""
+
+    def __init__(self, a):
+        self.a, self.shape, self.dtype = a, a.shape, a.dtype
+
+    def __getitem__(self, key):
+        return self.a[key]
+
+
 def test_filter_objects_by_volume_border_and_largest(seg):
     from damselfly.engine.actions.objects import filter_objects
 
