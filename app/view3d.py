@@ -56,6 +56,7 @@ class View3D(QWidget):
         self.renderer: R.SceneRenderer | None = None
         self.view = R.View(*PRESETS["iso"])
         self.plane: tuple[str, float] | None = None  # the slice view's plane, drawn in 3-D when set
+        self.highlighted: tuple[float, ...] | None = None  # the box framing a chosen object
 
     @property
     def building(self) -> bool:
@@ -126,6 +127,8 @@ class View3D(QWidget):
             self._fail(e)
             return
         self._apply()
+        if self.highlighted is not None:
+            self.highlight(self.highlighted)
         if camera is not None:  # the refined scene keeps the camera the user has moved meanwhile
             cam = self.plotter.camera
             cam.position, cam.focal_point, cam.up, cam.parallel_scale = camera
@@ -152,6 +155,18 @@ class View3D(QWidget):
             slices = {self.plane[0]: self.plane[1]} if self.plane else {}
             self.renderer.apply(R.View(self.view.azimuth, self.view.elevation, slices=slices))
             self.plotter.render()
+
+    def highlight(self, bounds: tuple[float, ...] | None) -> None:
+        """Frame a box of world ``bounds`` (x0, x1, y0, y1, z0, z1) in yellow (an object chosen in a
+        table), or none; it stays while the scene is rebuilt."""
+        self.highlighted = bounds
+        self.plotter.remove_actor("highlight", render=False)
+        if bounds is not None and self.renderer is not None:
+            import pyvista as pv
+
+            self.plotter.add_mesh(pv.Box(bounds), style="wireframe", color="yellow", line_width=3,
+                                  name="highlight", pickable=False, reset_camera=False)
+        self.plotter.render()
 
     def preset(self, name: str) -> None:
         self.view = R.View(*PRESETS[name])

@@ -4,6 +4,7 @@ results, never on a long job in the GUI thread) and the slice tools."""
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QListWidgetItem
 
@@ -172,7 +173,20 @@ class DataViewsMixin:
             self._set_axis("z")
         self.set_slice(z)
         self.canvas.set_cursor((y, x))
+        if self.view3d is not None:  # framed in 3-D: world (x, y, z), voxel edges half a voxel out
+            sp, org = np.asarray(self.canvas.volume.spacing, float), np.asarray(self.canvas.volume.origin, float)
+            lo = org + (np.array([z0, y0, x0]) - 0.5) * sp
+            hi = org + (np.array([z1, y1, x1]) - 0.5) * sp
+            self.view3d.highlight((lo[2], hi[2], lo[1], hi[1], lo[0], hi[0]))
         self.statusBar().showMessage(f"object {row.get('id', '')}: z {z}, y {y}, x {x}", 8000)
+
+    def histogram_of(self, table: str, column: str) -> None:
+        """A column's histogram asked for in the table dock: the ``histogram`` action (recorded like any
+        other); its picture then shows in the plot dock."""
+        if table not in self.session.objects:
+            return
+        self.run_action("histogram", table=self.session.objects[table], column=column, path=f"{table}_{column}_histogram.png",
+                        target=self.session.unique_name(f"{column}_histogram"))
 
     def _on_class_key(self, k: int) -> None:
         if self.canvas.labels is not None and k <= len(self.canvas.labels.classes):

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from damselfly.engine import DamselflyError, Labels, Session, Settings, Volume, io
+from damselfly.engine import DamselflyError, Labels, Session, Settings, Table, Volume, io
 from damselfly.engine.model import Model
 from damselfly.engine.registry import object_classes, takes_object_list
 from damselfly.macros.recorder import Recorder
@@ -45,7 +45,7 @@ from .paint import PaintMixin
 from .params import ParamDialog
 from .session_file import SessionFileMixin
 from .slices import SliceCanvas
-from .tables import TableDock, table_of
+from .tables import PlotDock, TableDock, table_of
 from .training import TrainingDialog
 from .views import DataViewsMixin
 from .worker import Worker
@@ -223,8 +223,12 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
         self.batch_dock = bdock
         self.table_dock = TableDock(self)
         self.table_dock.row_chosen.connect(self.go_to_object)
+        self.table_dock.histogram_requested.connect(self.histogram_of)
         self.addDockWidget(Qt.RightDockWidgetArea, self.table_dock)
         self.table_dock.hide()
+        self.plot_dock = PlotDock(self)
+        self.addDockWidget(Qt.RightDockWidgetArea, self.plot_dock)
+        self.plot_dock.hide()
 
         # progress + stop in the status bar
         self.progress = QProgressBar()
@@ -397,6 +401,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
             res = ev.result
             if ev.target and table_of(res) is not None:
                 self.table_dock.show_table(table_of(res), ev.target)
+            if isinstance(res, Table) and res.metadata.get("plot"):
+                self.plot_dock.show_png(res.metadata["plot"])
             if ev.target and isinstance(res, Labels) and (self.canvas.volume is None or
                                                            tuple(res.shape) == tuple(self.canvas.volume.shape[:3])):
                 self.select(ev.target)

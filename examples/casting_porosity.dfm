@@ -1,6 +1,7 @@
 # Porosity in a cast part: calibrate the grey values, train a U-Net on four painted slices, segment the
 # whole scan with it, score it and the classic multi-Otsu baseline against the truth, measure the local
-# thickness of the metal walls, count and measure the pores (one row per pore) and the porosity, save the
+# thickness of the metal walls, count and measure the pores (one row per pore, their size distribution as a
+# table and a histogram, a picture of them coloured by volume) and the porosity, save the
 # model so that casting_apply.dfm can segment new scans with it, and render a snapshot and an orbit movie
 # of the part with its pores for the report.
 version 1
@@ -31,6 +32,9 @@ save(stats, "{scan.stem}_metal_thickness.csv")
 pores = label_objects(seg, class="pore")
 pore_table = measure_objects(pores, image=cal)
 save(pore_table, "{scan.stem}_pores.csv")
+pore_sizes = histogram(pore_table, column="equivalent_diameter", path="{scan.stem}_pore_sizes.png")
+save(pore_sizes, "{scan.stem}_pore_sizes.csv")
+snapshot(pores, "{scan.stem}_pores_by_volume.png", color_by="volume", table=pore_table, azimuth=35, elevation=25, caption="{scan.stem} — pores by volume")
 fractions = class_fractions(seg)
 save(fractions, "{scan.stem}_class_fractions.csv")
 snapshot(cal, "{scan.stem}_snapshot.png", labels=seg, azimuth=35, elevation=25, clip="y", caption="{scan.stem} — pores (red) in the metal")

@@ -90,7 +90,8 @@ def run_demo(out: Path, size: int = 128, seed: int = 1, epochs: int | None = Non
         big = max(pores.rows(), key=lambda r: r["volume"])
         line += (f"; equivalent diameter median {d[len(d) // 2]:.3f} {truth.unit}, largest "
                  f"{big['equivalent_diameter']:.3f} {truth.unit} at z {big['centroid_z']:.2f}, y {big['centroid_y']:.2f}, "
-                 f"x {big['centroid_x']:.2f} (one row per pore in casting_pores.csv)")
+                 f"x {big['centroid_x']:.2f} (one row per pore in casting_pores.csv; their size distribution "
+                 f"in casting_pore_sizes.csv and .png)")
     print(line)
     print(f"\nDone in {result.seconds + applied.seconds:.1f}s. Outputs:")
     for o in result.outputs + applied.outputs:

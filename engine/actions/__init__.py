@@ -12,6 +12,7 @@ from .io_actions import load, load_labels, save
 from .measure import local_thickness, thickness_stats
 from .mesh import export_mesh
 from .objects import class_fractions, filter_objects, label_objects, measure_objects, separate_objects
+from .plots import histogram
 from .processing import calibrate, crop, evaluate, threshold
 from .render import render_movie, snapshot
 from .segmentation import (
@@ -30,7 +31,7 @@ ALL = [
     load, load_labels, save, load_model, save_model,
     calibrate, crop,
     threshold, train, compare_methods, infer, infer_probabilities, uncertainty, sparse_labels, interpolate_labels,
-    local_thickness, thickness_stats, label_objects, separate_objects, filter_objects, morphology, measure_objects, class_fractions, evaluate, training_history, comparison_table,
+    local_thickness, thickness_stats, label_objects, separate_objects, filter_objects, morphology, measure_objects, histogram, class_fractions, evaluate, training_history, comparison_table,
     train_denoiser, train_restoration, enhance,
     snapshot, render_movie, export_mesh,
 ]

@@ -33,8 +33,24 @@ def test_measure_objects_sort_and_go_to_one(qtbot, win, scan):
     assert win.canvas.axis == "z" and win.canvas.index == z and win.canvas.cursor[0] == z
     objects = np.asarray(win.session["objects"].data)
     assert objects[win.canvas.cursor] == biggest["id"] or (objects[z] == biggest["id"]).any()
+    # framed in the 3-D view: a yellow box around the object's voxels, in world (x, y, z) units
+    sp = np.asarray(win.canvas.volume.spacing)[::-1]
+    box = win.view3d.plotter.actors["highlight"].GetBounds()
+    lo = np.array([biggest["bbox_x0"], biggest["bbox_y0"], biggest["bbox_z0"]]) * sp
+    hi = np.array([biggest["bbox_x1"], biggest["bbox_y1"], biggest["bbox_z1"]]) * sp
+    org = np.asarray(win.canvas.volume.origin)[::-1]
+    assert np.allclose(box[::2], org + lo - sp / 2) and np.allclose(box[1::2], org + hi - sp / 2)
+    # a column's histogram from its header's menu: the action runs (recorded), its picture docks
+    menu = win.table_dock.header_menu("equivalent_diameter")
+    menu.actions()[0].trigger()
+    settle(qtbot, win)
+    assert win.messages == [], win.messages
+    assert win.plot_dock.isVisible() and win.plot_dock.path.endswith("table_equivalent_diameter_histogram.png")
+    assert not win.plot_dock.label.pixmap().isNull()
+    assert not win.table_dock.header_menu("touches_border").actions()[0].isEnabled()
     text = win.macro.text()
     assert 'objects = label_objects(truth, class="pore")' in text and "measure_objects(objects)" in text
+    assert 'equivalent_diameter_histogram = histogram(table, path="table_equivalent_diameter_histogram.png")' in text
     assert win.messages == []
 
 
