@@ -175,16 +175,16 @@ def measure(data, n: int, spacing, origin, image=None, thickness=None, slab: int
     for z0 in range(0, shape[0], slab):
         ids = np.asarray(data[z0:z0 + slab])
         zz, yy, xx = np.nonzero(ids)
-        k = ids[zz, yy, xx].astype(np.int64)
-        pos = np.stack([zz + z0, yy, xx], axis=1)
+        k = ids[zz, yy, xx].astype(np.intp)
+        pos = (zz + z0, yy, xx)
         cnt += np.bincount(k, minlength=n + 1)
-        phys = pos * sp  # relative to the origin; added back at the end
+        phys = [p * float(sp[a]) for a, p in enumerate(pos)]  # relative to the origin; added back at the end
         for a in range(3):
-            s1[:, a] += np.bincount(k, phys[:, a], minlength=n + 1)
+            s1[:, a] += np.bincount(k, phys[a], minlength=n + 1)
             for b in range(a, 3):
-                s2[:, a, b] += np.bincount(k, phys[:, a] * phys[:, b], minlength=n + 1)
-            np.minimum.at(lo[:, a], k, pos[:, a])
-            np.maximum.at(hi[:, a], k, pos[:, a])
+                s2[:, a, b] += np.bincount(k, phys[a] * phys[b], minlength=n + 1)
+            np.minimum.at(lo[:, a], k, pos[a])
+            np.maximum.at(hi[:, a], k, pos[a])
         for summary in extra.values():
             summary.add(k, (z0, zz, yy, xx), slab)
         task.advance()
@@ -282,28 +282,56 @@ def area_table(spacing) -> np.ndarray:
 
 def surface_areas(data, n: int, spacing, slab: int = SLAB) -> np.ndarray:
     """The marching-cubes surface area of every object 1..n of ``data`` (index 0: none), as if each
-    object's mask were padded with zeros (closed at the scan's border); streamed by layers of cubes."""
+    object's mask were padded with zeros (closed at the scan's border); streamed by layers of cubes.
+
+    A cube whose corners hold one object (and background) adds ``table[code]`` to it at once, with the
+    code from which corners are non-zero: every boundary cube of a 26-connected labelling is such a cube.
+    Cubes where objects touch (split objects, 6- or 18-connected ones) go through the general path: each
+    object of the cube with its own code."""
     table = area_table(spacing)
     area = np.zeros(n + 1)
     nz, ny, nx = data.shape
+    dtype = np.dtype(getattr(data, "dtype", np.int64))
+    dtype = dtype if dtype.kind == "u" else np.dtype(np.int64)
     for p0 in range(-1, nz, slab):  # cube layers p0..p1-1 use planes p0..p1 (-1 and nz: the zero padding)
         p1 = min(nz, p0 + slab)
-        block = np.zeros((p1 - p0 + 1, ny + 2, nx + 2), np.int64)
+        block = np.zeros((p1 - p0 + 1, ny + 2, nx + 2), dtype)
         a, b = max(0, p0), min(nz - 1, p1)
         block[a - p0:b - p0 + 1, 1:-1, 1:-1] = np.asarray(data[a:b + 1])
         c = [block[dz:dz + p1 - p0, dy:dy + ny + 1, dx:dx + nx + 1] for dz, dy, dx in CORNERS]
-        mixed = np.zeros(c[0].shape, bool)
-        for ck in c[1:]:
-            mixed |= ck != c[0]
-        corners = np.stack([ck[mixed] for ck in c], axis=1)  # the cubes with more than one id at corners
-        for k in range(8):  # each (cube, object) once: at the object's first corner in the cube
-            ref = corners[:, k]
-            first = ref != 0
-            for j in range(k):
-                first &= corners[:, j] != ref
-            sub, r = corners[first], ref[first]
-            code = np.zeros(len(r), np.int64)
-            for j in range(8):
-                code |= (sub[:, j] == r).astype(np.int64) << j
-            area += np.bincount(r, table[code], minlength=n + 1)
+        code = np.zeros(c[0].shape, np.uint8)
+        top = c[0].copy()
+        for k, ck in enumerate(c):
+            code |= (ck != 0).view(np.uint8) << k
+            if k:
+                np.maximum(top, ck, out=top)
+        edge = (code != 0) & (code != 255)
+        same = np.zeros(c[0].shape, np.uint8)  # corners holding the cube's largest id
+        for ck in c:
+            same += (ck == top).view(np.uint8)
+        several = (same != _BITS[code]) & (code != 0)  # a non-zero corner holds another object
+        one = edge & ~several
+        area += np.bincount(top[one].astype(np.intp), table[code[one]], minlength=n + 1)
+        if several.any():
+            _touching_areas(np.stack([ck[several] for ck in c], axis=1), table, area)
     return area
+
+
+#: the number of corners set in each of the 256 cube codes
+_BITS = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def _touching_areas(corners: np.ndarray, table: np.ndarray, area: np.ndarray) -> None:
+    """Add the areas of cubes whose corners (rows of 8 ids) hold several objects: each (cube, object)
+    once, at the object's first corner in the cube."""
+    n = len(area) - 1
+    for k in range(8):
+        ref = corners[:, k]
+        first = ref != 0
+        for j in range(k):
+            first &= corners[:, j] != ref
+        sub, r = corners[first], ref[first]
+        code = np.zeros(len(r), np.int64)
+        for j in range(8):
+            code |= (sub[:, j] == r).astype(np.int64) << j
+        area += np.bincount(r.astype(np.intp), table[code], minlength=n + 1)
