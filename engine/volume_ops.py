@@ -211,11 +211,12 @@ class ScratchFile:
                 raise OSError(f"short write to the scratch file at {offset}")
 
 
-def scratch_chunked(shape, dtype):
+def scratch_chunked(shape, dtype, compress: bool = False):
     """A writable Zarr array (uncompressed chunks of ``SLAB`` x 256 x 256 voxels) in a temporary folder
     under ``$DAMSELFLY_SCRATCH`` (default: the system temp folder), removed with the array (or, if the
     process dies first, by the next run's :func:`remove_stale_scratch`). Its reads and writes go through
-    files, not a memory map, so they do not count in the process's memory."""
+    files, not a memory map, so they do not count in the process's memory. ``compress``: chunks through
+    Blosc LZ4 (fast; for object ids, mostly runs of one value, many times smaller on disk)."""
     import weakref
 
     import zarr
@@ -224,7 +225,8 @@ def scratch_chunked(shape, dtype):
     folder, fd = claim_scratch(folder=True)
     chunks = (min(SLAB, shape[0]), *(min(256, n) for n in shape[1:3]), *shape[3:])
     try:
-        arr = zarr.create_array(store=folder, shape=tuple(shape), chunks=chunks, dtype=dtype, compressors=None,
+        codec = zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle") if compress else None
+        arr = zarr.create_array(store=folder, shape=tuple(shape), chunks=chunks, dtype=dtype, compressors=codec,
                                 fill_value=0, zarr_format=3)
     except BaseException:
         _drop_folder(folder, fd)
@@ -249,13 +251,13 @@ def on_disk(a) -> bool:
     return isinstance(a, np.memmap) or not isinstance(a, np.ndarray)
 
 
-def output_like(inputs, shape, dtype) -> np.ndarray:
-    """Where an action's result goes: chunked storage on disk (:func:`scratch_chunked`) when an input
-    stays on disk or the result is over 1 GiB (so memory does not grow with the scan), else an in-memory
-    array."""
+def output_like(inputs, shape, dtype, compress: bool = False) -> np.ndarray:
+    """Where an action's result goes: chunked storage on disk (:func:`scratch_chunked`, ``compress``ed
+    for object ids) when an input stays on disk or the result is over 1 GiB (so memory does not grow with
+    the scan), else an in-memory array."""
     big = int(np.prod(shape)) * np.dtype(dtype).itemsize > 2 ** 30
     if big or any(on_disk(v.data) for v in inputs):
-        return scratch_chunked(shape, dtype)
+        return scratch_chunked(shape, dtype, compress)
     return np.empty(shape, dtype)
 
 

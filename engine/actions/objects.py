@@ -60,7 +60,7 @@ def label_objects(labels: Labels, class_: str | None = None, classes: list[str] 
 
     # a scan in memory is labelled at once (cc3d's own speed, into its own array); one on disk, or into
     # scratch, slab by slab
-    out = output_like([labels], labels.shape, np.uint32)
+    out = output_like([labels], labels.shape, np.uint32, compress=True)
     if isinstance(labels.data, np.ndarray) and isinstance(out, np.ndarray) and labels.data.size < 2 ** 31:
         out, n = objects.label_whole(mask(0, labels.shape[0]), connectivity)
     else:
@@ -135,7 +135,7 @@ def filter_objects(objects_: Labels, min_volume: float | None = None, max_volume
         top = np.zeros_like(keep)
         top[order[:largest]] = True
         keep &= top
-    out = output_like([objects_], objects_.shape, np.uint32)
+    out = output_like([objects_], objects_.shape, np.uint32, compress=True)
     k = _keep(objects_.data, out, keep)
     return objects_.as_labels(out, make_classes(["object"]), name=f"{objects_.name}_filtered",
                               metadata={**objects_.metadata, "objects": k})
@@ -260,7 +260,7 @@ def separate_objects(objects_: Labels, markers: Literal["h_maxima", "peak_local_
     if smooth < 0:
         raise ParameterError(f"smooth must be 0 or more, got {smooth}")
     n = int(objects_.metadata.get("objects") or _max_id(objects_))
-    out = output_like([objects_], objects_.shape, np.uint32)
+    out = output_like([objects_], objects_.shape, np.uint32, compress=True)
     n = separate.separate(objects_.data, n, out, sp, h, smooth, min_distance, markers, connectivity,
                           group_depth=objects_.shape[0] if isinstance(out, np.ndarray) else None)
     return objects_.as_labels(out, make_classes(["object"]), name=f"{objects_.name}_separated",
