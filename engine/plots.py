@@ -34,14 +34,55 @@ def histogram_png(path, counts, edges, xlabel: str, title: str = "", log: bool =
                   weights_label: str = "objects", size=(6.4, 4.0), dpi: int = 150) -> None:
     """Draw bars of ``counts`` over ``edges`` into a PNG at ``path`` (written as it is given: the caller
     makes it atomic)."""
-    import matplotlib
+    _histogram_figure(counts, edges, xlabel, title, log, weights_label, size, dpi).savefig(path, format="png")
 
-    matplotlib.use("Agg", force=False)
+
+def histogram_svg(counts, edges, xlabel: str, title: str = "", log: bool = False, weights_label: str = "objects",
+                  size=(5.6, 3.2)) -> str:
+    """The bar chart of :func:`histogram_png` as SVG text (text kept as text), to put inline in a page."""
+    return svg_of(_histogram_figure(counts, edges, xlabel, title, log, weights_label, size, 100))
+
+
+def bars_svg(names: list[str], values, ylabel: str, title: str = "", size=(5.6, 3.2)) -> str:
+    """Bars, one per name (e.g. the volume fraction of each class), as SVG text."""
+    fig, ax = _figure(size, 100)
+    ax.bar([str(n) for n in names], values, color=COLOUR)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return svg_of(fig)
+
+
+def strip_svg(names: list[str], values, ylabel: str, flagged=(), size=(6.4, 2.6)) -> str:
+    """One value per scan along x, ``flagged`` scans in red (a batch summary's outliers), as SVG text."""
+    fig, ax = _figure(size, 100)
+    v = np.asarray(values, float)
+    x = np.arange(len(v))
+    bad = np.isin(x, list(flagged))
+    ax.plot(x[~bad], v[~bad], "o", color=COLOUR, markersize=4)
+    ax.plot(x[bad], v[bad], "o", color="#c44e52", markersize=6)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("scan")
+    if len(names) <= 30:
+        ax.set_xticks(x, [str(n) for n in names], rotation=60, ha="right", fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    return svg_of(fig)
+
+
+COLOUR = "#4c72b0"
+
+
+def _figure(size, dpi):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=dpi, layout="constrained")
-    ax = fig.add_subplot()
-    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#4c72b0", edgecolor="white", linewidth=0.5)
+    return fig, fig.add_subplot()
+
+
+def _histogram_figure(counts, edges, xlabel, title, log, weights_label, size, dpi):
+    fig, ax = _figure(size, dpi)
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=COLOUR, edgecolor="white", linewidth=0.5)
     if log:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -49,4 +90,17 @@ def histogram_png(path, counts, edges, xlabel: str, title: str = "", log: bool =
     if title:
         ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    fig.savefig(path, format="png")
+    return fig
+
+
+def svg_of(fig) -> str:
+    """A figure as SVG text without the XML prologue, its text as text, no date (the same bytes each run)."""
+    import io as _io
+
+    import matplotlib
+
+    buf = _io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "damselfly"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]

@@ -24,7 +24,10 @@ from .runrecord import (
     input_record,
     macro_sha256,
     now,
+    output_info,
     record_params,
+    same_input,
+    statement_times,
     unfinished_outputs,
     write_record,
 )
@@ -152,6 +155,7 @@ def _execute(macro: ast.Macro, params: dict, session: Session, on_statement) -> 
                      "allow_outside": st.allow_outside, "base_dir": str(st.base_dir), "out_dir": str(out),
                      "blocks": None if st.blocks is None else str(st.blocks)},
         "started": now(), "status": "running", "pid": os.getpid(), "outputs": [], "pending": [],
+        "inputs": {}, "output_info": {}, "statements": [], "versions": versions(),
     }
     write_record(out, record)  # replaces any old record before anything else is written
 
@@ -172,15 +176,19 @@ def _execute(macro: ast.Macro, params: dict, session: Session, on_statement) -> 
         for one in paths_of(spec, ev.resolved, "input") + list(getattr(ev.result, "metadata", {}).get("files", [])):
             if one not in inputs:
                 inputs.append(one)
+                record["inputs"][one] = input_record(one)  # hashed once, as it is first read
         for one in paths_of(spec, ev.resolved, "output"):
             outputs[one] = io.file_sha256(one) if Path(one).exists() else None
-        record.update(outputs=list(outputs), output_sha256={k: v for k, v in outputs.items() if v}, pending=[])
+            record["output_info"][one] = output_info(ev)
+        record.update(outputs=list(outputs), output_sha256={k: v for k, v in outputs.items() if v}, pending=[],
+                      statements=statement_times(timings))
         write_record(out, record)
 
+    timings: list = []
     session.before_each(before)
     session.subscribe(on_event)
     t0 = time.perf_counter()
-    status, error, timings = "ok", None, []
+    status, error = "ok", None
     interrupted = None
     try:
         execute(macro, session, params, on_statement, timings)
@@ -193,9 +201,8 @@ def _execute(macro: ast.Macro, params: dict, session: Session, on_statement) -> 
     seconds = time.perf_counter() - t0
     record.update({
         "status": status, "error": error, "seconds": round(seconds, 3), "finished": now(),
-        "statements": [{"line": t.line, "action": t.action, "target": t.target, "seconds": round(t.seconds, 3)}
-                       for t in timings],
-        "inputs": {p: input_record(p) for p in inputs}, "versions": versions(),
+        "statements": statement_times(timings),
+        "inputs": {p: same_input(p, record["inputs"].get(p)) for p in inputs},
     })
     write_record(out, record)
     if interrupted is not None:

@@ -65,6 +65,33 @@ def input_record(path: str) -> dict | None:
     return None if state is None else {**state, "sha256": io.file_sha256(path)}
 
 
+def same_input(path: str, earlier: dict | None) -> dict | None:
+    """The input's record at the end of a run: the one made when it was first read while its size and
+    modification time are unchanged (no second hash of a big scan), else a new one."""
+    state = file_state(path)
+    if earlier and state and all(earlier.get(k) == v for k, v in state.items()):
+        return earlier
+    return input_record(path)
+
+
+def output_info(ev) -> dict:
+    """What a report needs to know of an output beyond its file: the action that wrote it, and the type,
+    name, unit and kind of measurement (``metadata["measure"]``) of the object saved."""
+    obj = next((v for v in ev.args.values() if hasattr(v, "metadata")), None)
+    info = {"action": ev.action}
+    if obj is not None:
+        info.update(type=type(obj).__name__, name=getattr(obj, "name", ""),
+                    unit=getattr(obj, "unit", None) or obj.metadata.get("unit", ""))
+        if obj.metadata.get("measure"):
+            info["measure"] = obj.metadata["measure"]
+    return info
+
+
+def statement_times(timings: list) -> list[dict]:
+    """The run record's per-statement timings (line, action, result name, seconds)."""
+    return [{"line": t.line, "action": t.action, "target": t.target, "seconds": round(t.seconds, 3)} for t in timings]
+
+
 def read_record(out_dir: str | os.PathLike) -> dict | None:
     """The run record in ``out_dir``, or ``None`` if there is none or it is unreadable."""
     try:

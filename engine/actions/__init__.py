@@ -15,6 +15,7 @@ from .objects import class_fractions, filter_objects, label_objects, measure_obj
 from .plots import histogram
 from .processing import calibrate, crop, evaluate, threshold
 from .render import render_movie, snapshot
+from .report import report
 from .segmentation import (
     infer,
     infer_probabilities,
@@ -33,5 +34,5 @@ ALL = [
     threshold, train, compare_methods, infer, infer_probabilities, uncertainty, sparse_labels, interpolate_labels,
     local_thickness, thickness_stats, label_objects, separate_objects, filter_objects, morphology, measure_objects, histogram, class_fractions, evaluate, training_history, comparison_table,
     train_denoiser, train_restoration, enhance,
-    snapshot, render_movie, export_mesh,
+    snapshot, render_movie, export_mesh, report,
 ]
