@@ -180,9 +180,23 @@ def run_batch(macro_path: str | os.PathLike, pattern: str | list[str], param: st
                    "interrupted": interrupted is not None or bool(reporter and reporter.cancelled),
                    "items": [asdict(r) for r in results]}
         io.write_text(out_root / "batch.json", json.dumps(summary, indent=2) + "\n")
+        _write_summary(out_root)
     if interrupted is not None:
         raise interrupted
     return results
+
+
+def _write_summary(out_root: Path) -> None:
+    """summary.csv and summary.html next to batch.json; a failure there is a warning, never a lost batch."""
+    import sys
+
+    from .summary import write_summary
+
+    try:
+        write_summary(out_root)
+    except Exception as e:  # batch.json and every scan's folder are written already
+        print(f"warning: the batch summary could not be written ({type(e).__name__}: {e}); "
+              f"`damselfly report {out_root}` tries again", file=sys.stderr)
 
 
 def _run_here(todo: list[BatchJob], done, reporter: Reporter | None) -> None:

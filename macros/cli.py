@@ -194,6 +194,25 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Rebuild a batch's summary (a folder with batch.json) or a run's report (a folder with run.json)."""
+    from damselfly.engine.errors import InputError
+
+    out = Path(args.folder)
+    if (out / "batch.json").exists():
+        from .summary import write_summary
+
+        for p in write_summary(out):
+            print(p)
+        return 0
+    if (out / "run.json").exists():
+        from damselfly.engine.run_report import write_run_report
+
+        print(write_run_report(out / "report.html", out))
+        return 0
+    raise InputError("holds neither a batch (batch.json) nor a run (run.json)", out)
+
+
 def cmd_app(args) -> int:
     # The app sits above this layer: it is found through the "damselfly.commands" entry-point group
     # (registered by the app package in pyproject.toml), never imported by name from here.
@@ -270,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=int, default=None, help="training epochs (default: the macro's)")
     d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     d.set_defaults(func=cmd_demo)
+
+    rp = sub.add_parser("report", help="rebuild a batch's summary.html and summary.csv, or a run's report.html")
+    rp.add_argument("folder", help="a batch's output folder (batch.json) or one run's (run.json)")
+    rp.set_defaults(func=cmd_report)
 
     p = sub.add_parser("app", help="the desktop app, opening scans, labels, models or macros")
     p.add_argument("files", nargs="*", help="files to open, each by what it holds")
