@@ -237,7 +237,24 @@ class MacroMixin:
                 if edited:
                     path.unlink(missing_ok=True)
 
-        return self._start("batch", job)
+        started = self._start("batch", job)
+        if started:  # the job's end reaches this thread later, as a signal
+            self._pending = ("batch", lambda _results: self._open_summary(out_dir))
+        return started
+
+    def _open_summary(self, out_dir: Path) -> None:
+        """A finished batch shows its summary page (in the browser) and says where it is."""
+        page = Path(out_dir) / "summary.html"
+        if page.exists():
+            self.open_in_browser(page)
+            self.statusBar().showMessage(f"batch summary: {page}", 10000)
+
+    def open_in_browser(self, page: Path) -> None:
+        """Open a report or summary page in the system's browser (tests replace this)."""
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(page)))
 
     def _add_batch_row(self, r) -> None:
         self.batch_results.append(r)

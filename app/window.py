@@ -403,6 +403,8 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
                 self.table_dock.show_table(table_of(res), ev.target)
             if isinstance(res, Table) and res.metadata.get("plot"):
                 self.plot_dock.show_png(res.metadata["plot"])
+            if ev.action == "report" and ev.resolved.get("path"):
+                self.open_in_browser(Path(ev.resolved["path"]))
             if ev.target and isinstance(res, Labels) and (self.canvas.volume is None or
                                                            tuple(res.shape) == tuple(self.canvas.volume.shape[:3])):
                 self.select(ev.target)

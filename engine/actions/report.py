@@ -8,7 +8,7 @@ from ..errors import ParameterError
 from ..registry import OutputPath, action
 
 
-@action("report", category="Render")
+@action("report", category="Render", title="Report of this session…")
 def report(path: OutputPath, title: str | None = None, include: list[str] | None = None, *, ctx: RunContext) -> None:
     """An HTML page of everything the run has saved so far: key numbers, pictures, movies, plots (the
     histogram of every thickness map and of every object table's sizes, class fractions), sortable tables,

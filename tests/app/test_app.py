@@ -255,8 +255,11 @@ def test_run_macro_and_run_on_files_with_a_bad_scan(qtbot, win, scan, tmp_path):
     io.write_volume(phantoms.casting(SHAPE, seed=4)[0], second)
     bad = tmp_path / "part_03.tif"
     bad.write_bytes(b"not a tiff")
+    opened = []
+    win.open_in_browser = opened.append
     assert win.run_batch([str(path), str(bad), str(second)], tmp_path / "batch")
     settle(qtbot, win)
+    assert opened == [tmp_path / "batch" / "summary.html"] and opened[0].exists()  # the summary opens
     status = {Path(r.item).name: r.status for r in win.batch_results}
     assert status == {"part_01.tif": "ok", "part_03.tif": "failed", "part_02.tif": "ok"}
     assert win.batch_table.rowCount() == 3 and "part_03" in win.batch_results[1].error

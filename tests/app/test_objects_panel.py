@@ -48,6 +48,15 @@ def test_measure_objects_sort_and_go_to_one(qtbot, win, scan):
     assert win.plot_dock.isVisible() and win.plot_dock.path.endswith("table_equivalent_diameter_histogram.png")
     assert not win.plot_dock.label.pixmap().isNull()
     assert not win.table_dock.header_menu("touches_border").actions()[0].isEnabled()
+    # Render > Report of this session: a page of what the session saved, opened in the browser
+    opened = []
+    win.open_in_browser = opened.append
+    accept(win.open_action("report", {"path": "session_report.html"}))
+    settle(qtbot, win)
+    assert win.messages == [] and len(opened) == 1 and opened[0].name == "session_report.html"
+    assert "table_equivalent_diameter_histogram.png" in opened[0].read_text()
+    render = next(m.menu() for m in win.menuBar().actions() if m.text().replace("&", "") == "Render")
+    assert "Report of this session…" in [a.text() for a in render.actions()]
     text = win.macro.text()
     assert 'objects = label_objects(truth, class="pore")' in text and "measure_objects(objects)" in text
     assert 'equivalent_diameter_histogram = histogram(table, path="table_equivalent_diameter_histogram.png")' in text
