@@ -62,7 +62,7 @@ def strip_svg(names: list[str], values, ylabel: str, flagged=(), size=(6.4, 2.6)
     bad = np.isin(x, list(flagged))
     ax.plot(x[~bad], v[~bad], "o", color=COLOUR, markersize=4)
     ax.plot(x[bad], v[bad], "o", color="#c44e52", markersize=6)
-    ax.set_ylabel(ylabel)
+    ax.set_title(ylabel, fontsize=9)
     ax.set_xlabel("scan")
     if len(names) <= 30:
         ax.set_xticks(x, [str(n) for n in names], rotation=60, ha="right", fontsize=7)

@@ -47,10 +47,10 @@ figcaption{color:var(--muted);font-size:.85em}.grid{display:grid;grid-template-c
 minmax(320px,1fr));gap:16px}.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.85em}
 th,td{border-bottom:1px solid var(--line);padding:3px 8px;text-align:right;white-space:nowrap}
 th{cursor:pointer;background:#f3f5f8;position:sticky;top:0}td.t,th.t{text-align:left}
-td.wrap{white-space:normal;min-width:24em}pre{background:#f3f5f8;
+td.wrap{white-space:normal;min-width:16em}pre{background:#f3f5f8;
 padding:8px;overflow-x:auto;font-size:.8em}.bad{color:var(--bad);font-weight:600}.ok{color:#2e7d32}
 code{font-size:.85em;word-break:break-all}.print{display:none}
-@media (max-width:600px){body{padding:8px;font-size:14px}.grid{grid-template-columns:1fr}}
+@media (max-width:600px){body{padding:8px;font-size:14px}.grid{grid-template-columns:1fr}td.wrap{min-width:0}}
 @media print{body{max-width:none}video,.noprint{display:none}.print{display:block}th{position:static}
 section,figure,table{break-inside:avoid-page}a{color:inherit;text-decoration:none}}
 """

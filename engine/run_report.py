@@ -80,7 +80,8 @@ def run_report_html(page_path: Path, out_dir: Path, record: dict, title: str | N
     title = title or f"Damselfly report: {name}"
     status = record.get("status")
     sub = " · ".join(x for x in (
-        f"status <b class=\"{'ok' if status in ('ok', 'running') else 'bad'}\">{esc(status)}</b>" if status else "",
+        ("written during the run" if status == "running" else
+         f"status <b class=\"{'ok' if status == 'ok' else 'bad'}\">{esc(status)}</b>") if status else "",
         f"started {esc(record['started'])}" if record.get("started") else "",
         f"device {esc(record.get('settings', {}).get('device'))}" if record.get("settings") else "",
         f"output folder <code>{esc(Path(out_dir).name)}</code>") if x)
@@ -200,22 +201,23 @@ def _provenance(record: dict) -> str:
           ("status", record.get("status")), ("started", record.get("started")),
           ("finished", record.get("finished")), ("seconds", record.get("seconds")),
           ("parameters", json.dumps(record.get("params", {}))), ("settings", json.dumps(record.get("settings", {})))]
-    out = "<table><tbody>" + "".join(f'<tr><th class="t">{esc(k)}</th><td class="t"><code>{esc(v)}</code></td></tr>'
-                                     for k, v in kv if v is not None) + "</tbody></table>"
+    out = '<div class="scroll"><table><tbody>' + "".join(
+        f'<tr><th class="t">{esc(k)}</th><td class="t wrap"><code>{esc(v)}</code></td></tr>'
+        for k, v in kv if v is not None) + "</tbody></table></div>"
     inputs = record.get("inputs") or {}
     if inputs:
-        out += "<h3>Inputs</h3><table class=\"sortable\"><thead><tr><th class=\"t\">file</th><th>size</th>" \
+        out += "<h3>Inputs</h3><div class=\"scroll\"><table class=\"sortable\"><thead><tr><th class=\"t\">file</th><th>size</th>" \
                "<th class=\"t\">SHA-256</th></tr></thead><tbody>" + "".join(
                    f'<tr><td class="t"><code>{esc(k)}</code></td><td>{_human((v or {}).get("size", 0))}</td>'
                    f'<td class="t"><code>{esc((v or {}).get("sha256", ""))}</code></td></tr>'
-                   for k, v in inputs.items()) + "</tbody></table>"
+                   for k, v in inputs.items()) + "</tbody></table></div>"
     steps = record.get("statements") or []
     if steps:
-        out += "<h3>Timings</h3><table class=\"sortable\"><thead><tr><th>line</th><th class=\"t\">action</th>" \
+        out += "<h3>Timings</h3><div class=\"scroll\"><table class=\"sortable\"><thead><tr><th>line</th><th class=\"t\">action</th>" \
                "<th class=\"t\">result</th><th>seconds</th></tr></thead><tbody>" + "".join(
                    f'<tr><td>{esc(s.get("line"))}</td><td class="t">{esc(s.get("action"))}</td>'
                    f'<td class="t">{esc(s.get("target") or "")}</td><td data-v="{esc(s.get("seconds"))}">'
-                   f'{esc(fmt(s.get("seconds")))}</td></tr>' for s in steps) + "</tbody></table>"
+                   f'{esc(fmt(s.get("seconds")))}</td></tr>' for s in steps) + "</tbody></table></div>"
     versions = record.get("versions") or {}
     if versions:
         out += "<h3>Versions</h3><p>" + ", ".join(f"{esc(k)} {esc(v)}" for k, v in versions.items()) + "</p>"

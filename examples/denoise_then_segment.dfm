@@ -23,3 +23,4 @@ model = train([cal, clean], painted, arch="unet", epochs=epochs, steps=20, patch
 save_model(model, "{scan.stem}_seg.dfmodel")
 seg = infer(model, [cal, clean])
 save(seg, "{scan.stem}_seg.tif")
+report("{scan.stem}_report.html")

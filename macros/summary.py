@@ -3,7 +3,8 @@
 Each row has the scan's status, time, a link to its report (an ``.html`` it wrote) and every scalar
 result found among its saved tables (:func:`scan_scalars`); the page plots each scalar across the scans
 and flags outliers: values farther from the batch's median than ``OUTLIER_MADS`` times the median
-absolute deviation scaled to a standard deviation (1.4826 MAD, as MATLAB's ``isoutlier`` does). Written
+absolute deviation scaled to a standard deviation (1.4826 MAD, as MATLAB's ``isoutlier`` does), the
+spread taken as at least ``RELATIVE_FLOOR`` of the median. Written
 at the end of every batch (also an interrupted one, for what is done) and by ``damselfly report OUT``.
 """
 
@@ -19,6 +20,9 @@ from damselfly.engine import io
 from damselfly.engine.report import esc, fmt, page, plot_html, section
 
 OUTLIER_MADS = 3.0
+#: the spread is taken as at least this fraction of the median: scans that agree to a few parts in a
+#: thousand (a tight batch of six) are not outliers for differing by one per cent
+RELATIVE_FLOOR = 0.01
 #: a table file larger than this is only counted (rows), not read (object tables of many objects)
 SMALL_TABLE = 64 * 1024
 
@@ -88,7 +92,7 @@ def outliers(values: list[float]) -> set[int]:
     if ok.sum() < 3:
         return set()
     med = np.median(v[ok])
-    mad = 1.4826 * np.median(np.abs(v[ok] - med))
+    mad = max(1.4826 * np.median(np.abs(v[ok] - med)), RELATIVE_FLOOR * abs(med))
     if mad == 0:
         return set()
     return {int(i) for i in np.flatnonzero(ok & (np.abs(v - med) > OUTLIER_MADS * mad))}

@@ -12,6 +12,8 @@ from damselfly.engine.actions.report import report
 from damselfly.engine.context import RunContext
 from damselfly.macros.runner import run_file
 
+from ..browser import check_page, chromium, no_console_errors
+
 MACRO = """version 1
 param seed = 1
 seg = load_labels("seg.tif")
@@ -87,50 +89,12 @@ def test_a_folder_without_a_run_record_is_reported_from_its_files(run, tmp_path)
 
 def test_the_page_in_a_real_browser(run):
     """Headless Chromium: the page is not blank, the console has no errors, every image and the movie
-    load, and no request leaves the machine."""
-    driver = _chromium()
+    load, no request leaves the machine, it fits a phone's width, sorts, and prints to a PDF."""
     out, _ = run
-    try:
-        driver.get((out / "report.html").as_uri())
-        driver.execute_script("document.querySelector('video').load()")
-        ready = driver.execute_script("""
-            const v = document.querySelector('video');
-            return new Promise(r => { if (v.readyState >= 1) r(v.readyState);
-              v.addEventListener('loadedmetadata', () => r(v.readyState)); v.addEventListener('error', () => r(-1));
-              setTimeout(() => r(v.readyState), 8000); });""")
-        assert ready >= 1, "the movie did not load"
-        images = driver.execute_script(
-            "return [...document.images].map(i => [i.complete && i.naturalWidth > 0, i.alt])")
-        assert images and all(ok for ok, _ in images), images
-        assert len(driver.find_element("tag name", "body").text) > 500
+    with chromium() as driver:
+        check_page(driver, out / "report.html", movies=1)
         driver.find_elements("css selector", "table.sortable th")[2].click()  # sorting runs without errors
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert errors == []
-        urls = [e["message"] for e in driver.get_log("performance") if "Network.requestWillBeSent" in e["message"]]
-        leaving = [u for u in re.findall(r'"url":"([^"]+)"', "".join(urls)) if not u.startswith(("file:", "data:"))]
-        assert urls and leaving == []
-    finally:
-        driver.quit()
-
-
-def _chromium():
-    """A headless Chromium driven by Selenium (``setup.sh test`` installs both on Debian), or a skip
-    that says what is missing."""
-    chrome, driver_bin = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (bash setup.sh test installs it)")
-    if not chrome or not driver_bin:
-        pytest.skip("no Chromium and chromedriver here (Debian: apt-get install chromium chromium-driver)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--mute-audio",
-              "--autoplay-policy=no-user-gesture-required", "--window-size=1200,900"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    return webdriver.Chrome(service=Service(driver_bin), options=opts)
+        assert no_console_errors(driver)
 
 
 def test_report_writing_is_cheap_with_a_big_movie(run, tmp_path):
