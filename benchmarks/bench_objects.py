@@ -10,7 +10,11 @@
    a fresh process (its own peak RSS); the ids compared with cc3d's in memory voxel for voxel (both
    number the objects in scan order) through a SHA-256 of each.
 3. ``measure_objects`` of the objects of (1), and of about 100,000 single-voxel objects in a 256³ scan.
-4. ``--data``: the real nuclei (``nuclei_labels.tif``, 20 instances): how many objects ``label_objects``
+4. ``--scale N`` instead: end to end at N³ (e.g. 2048) out of core: the tiled blobs written to an
+   OME-Zarr through a memory-mapped file (no N³ array in memory), then in a fresh process
+   ``label_objects`` -> ``measure_objects`` -> ``filter_objects``, each timed, with that process's peak
+   RSS (VmHWM). Needs about N³/8 bytes of disk for the scan and the object ids (compressed) in ``--work``.
+5. ``--data``: the real nuclei (``nuclei_labels.tif``, 20 instances): how many objects ``label_objects``
    finds in ``labels > 0`` (touching nuclei merge) and ``separate_objects`` after it, against the 20,
    with their median volumes.
 """
@@ -87,6 +91,41 @@ def own_peak_mib() -> float:
     return rss_mib()
 
 
+def scale(n: int, work: str | None) -> None:
+    """The tiled blobs at n³ as an OME-Zarr (written from a memory-mapped file), then label, measure and
+    filter out of core in a fresh process."""
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        t0 = time.perf_counter()
+        tile = blobs(256)
+        mm = np.lib.format.open_memmap(Path(tmp) / "blobs.npy", mode="w+", dtype=np.uint8, shape=(n, n, n))
+        for z in range(0, n, 256):
+            mm[z:z + 256] = np.tile(tile, (1, n // 256, n // 256))
+        mm.flush()
+        del mm
+        data = np.load(Path(tmp) / "blobs.npy", mmap_mode="r")
+        io.write_volume(Labels(data, classes=make_classes(["void", "solid"]), name="blobs"), Path(tmp) / "b.ome.zarr")
+        (Path(tmp) / "blobs.npy").unlink()
+        print(f"{n}^3 blobs written as OME-Zarr in {time.perf_counter() - t0:.0f} s", flush=True)
+        subprocess.run([sys.executable, __file__, "--end-to-end", str(Path(tmp) / "b.ome.zarr")], check=True)
+
+
+def end_to_end(path: str) -> None:
+    from damselfly.engine.actions.objects import filter_objects
+
+    lazy = io.read_labels(Path(path))
+    steps = [("label_objects", lambda _: label_objects(lazy, class_="solid")), ("measure_objects", measure_objects),
+             ("filter_objects", lambda o: filter_objects(o, min_volume=100, exclude_border=True))]
+    objs = None
+    for name, fn in steps:
+        t0 = time.perf_counter()
+        res = fn(objs)
+        seconds = time.perf_counter() - t0
+        count = res.metadata.get("objects") if hasattr(res, "data") else len(res)
+        print(f"  {name}: {seconds:.0f} s, {count:,} objects; peak RSS so far {own_peak_mib():.0f} MiB", flush=True)
+        if name == "label_objects":
+            objs = res
+
+
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -99,9 +138,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--data", help="../shared/data (the real nuclei)")
     ap.add_argument("--out-of-core", help=argparse.SUPPRESS)
+    ap.add_argument("--scale", type=int, help="end to end at this size (a multiple of 256), out of core")
+    ap.add_argument("--work", default=None, help="--scale: a folder for the scan (default: the temp folder)")
+    ap.add_argument("--end-to-end", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.out_of_core:
         return out_of_core(args.out_of_core)
+    if args.end_to_end:
+        return end_to_end(args.end_to_end)
+    if args.scale:
+        return scale(args.scale, args.work)
     n = args.size
     seg = Labels(blobs(n), classes=make_classes(["void", "solid"]), name="blobs")
     mask = np.asarray(seg.data) == 2
