@@ -26,6 +26,7 @@ from .blocks import run_blocks, runner_for, span
 from .data import Labels, Volume
 from .errors import InputError, ParameterError
 from .model import Model
+from .slab_labels import slab_labels
 from .tiling import NetworkPredictor, read_slices, reflect_index, round_up, sliding_window, stack_context
 from .volume_ops import whole_chunks
 
@@ -270,13 +271,15 @@ def _predict_block(job: _Job, zs: tuple[int, int]) -> None:
         if m is not None and not m.any():
             out[z0:z1] = job.outside if job.outside is not None else 0
             continue
-        probs = pred.predict_slab(job.arrays, z0, z1, mask)
         if job.outside is not None:
-            lab = (np.argmax(probs, axis=0) + 1).astype(out.dtype)
+            lab = slab_labels(pred, job.arrays, z0, z1, out.dtype)  # a slice in one tile: straight from the net
+            if lab is None:
+                lab = (np.argmax(pred.predict_slab(job.arrays, z0, z1, mask), axis=0) + 1).astype(out.dtype)
             if m is not None:
                 lab[~m] = job.outside
             out[z0:z1] = lab
             continue
+        probs = pred.predict_slab(job.arrays, z0, z1, mask)
         if job.index == 0:  # uncertainty: the entropy of the class probabilities, 0 (sure) .. 1 (uniform)
             p = np.clip(probs, 1e-12, 1.0)
             probs = (-(p * np.log(p)).sum(axis=0) / np.log(max(2, len(p))))[None]

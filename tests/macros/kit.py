@@ -10,7 +10,7 @@ from pathlib import Path
 from damselfly.engine import io, phantoms
 
 #: Files a run writes besides its outputs.
-BOOKKEEPING = ("run.json", "batch.json", ".damselfly.lock")
+BOOKKEEPING = ("run.json", "batch.json", ".damselfly.lock", "summary.csv", "summary.html")  # these hold times
 
 
 def processes_with(text: str) -> list[int]:

@@ -89,6 +89,8 @@ def test_ctrl_c_stops_the_batch_writes_the_summary_and_exits_130(scans, tmp_path
     assert summary["interrupted"] and len(summary["items"]) == 4
     assert {i["status"] for i in summary["items"]} <= {"ok", "cancelled"}
     assert [i["status"] for i in summary["items"][2:]] == ["cancelled", "cancelled"]  # never started
+    rows = (out / "summary.csv").read_text().splitlines()  # the page and table of what is done, too
+    assert len(rows) == 5 and rows[-1].startswith("p3,cancelled") and (out / "summary.html").exists()
     assert not (out / "p2").exists() and not (out / "p3").exists()
     assert not temporaries(out) and not processes_with(str(out))
     r = subprocess.run([sys.executable, "-m", "damselfly.macros.cli", "run", str(m), "--batch", str(folder / "*.tif"),

@@ -1,0 +1,105 @@
+"""Labels of a slab straight from the network, when a slice is one tile (issue 34, the CPU part).
+
+``infer``'s general path normalises a slab in NumPy, copies each slice's context into a stack, cuts it
+into tiles, runs them, blends the softmax probabilities with a window and takes the argmax: five
+passes over float copies of the slab, most of the time of a small network. When every slice fits in
+one tile (the default tile is the slice), blending multiplies and divides by the same window, so the
+labels are the argmax of the network's output itself. This path moves the least:
+
+- the slab is read as stored (uint16 stays uint16);
+- one compiled pass (numba, both cores) writes each batch's normalised 2.5-D context straight into the
+  channels-last layout the network runs in: no normalised copy of the slab, no context stack, no tiles;
+- the argmax of the network's output (logits: softmax keeps their order; with test-time flips the mean
+  of the softmax probabilities) is another compiled pass writing the uint8 (or uint16) labels.
+
+The labels equal the general path's but where two classes' probabilities tie to float precision
+(tested). :func:`slab_labels` returns ``None`` where the path does not apply (3-D networks, tiles smaller
+than the slice, slices whose size the network cannot take as they are, a forest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+from .tiling import reflect_index
+
+
+def applies(pred, shape: Sequence[int]) -> bool:
+    """Whether :func:`slab_labels` can label slices of ``shape`` (z, y, x) for predictor ``pred``."""
+    if getattr(pred, "ndim", None) != 2 or not hasattr(pred, "run"):
+        return False
+    y, x = int(shape[1]), int(shape[2])
+    m = pred.multiple
+    return pred.tile >= max(y, x) and y % m == 0 and x % m == 0
+
+
+def slab_labels(pred, arrays: Sequence, z0: int, z1: int, dtype=np.uint8) -> np.ndarray | None:
+    """The most probable class (1..K) of slices ``z0..z1`` of ``arrays`` as ``dtype``, or ``None`` where
+    this path does not apply (then use :meth:`Predictor.predict_slab`)."""
+    if not applies(pred, arrays[0].shape):
+        return None
+    model, run = pred.model, pred.run
+    k = model.context if model.input == "2.5d" else 1
+    h = pred.halo
+    zi = reflect_index(np.arange(z0 - h, z1 + h), arrays[0].shape[0])
+    lo, hi = int(zi.min()), int(zi.max()) + 1
+    raws = [np.ascontiguousarray(a[lo:hi]) for a in arrays]  # as stored: uint16 stays uint16
+    rows = (zi - lo).astype(np.int64)
+    norm = [(np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0)) for low, high in model.normalization]
+    nz, (y, x) = z1 - z0, raws[0].shape[1:]
+    out = np.empty((nz, y, x), dtype)
+    channels = len(raws) * k
+    for b in range(0, nz, run.batch):
+        n = min(run.batch, nz - b)
+        batch = np.empty((n, y, x, channels), np.float32)  # channels last, as the network runs
+        for i, (raw, (low, scale)) in enumerate(zip(raws, norm)):
+            _context(raw, rows, b, k, low, scale, batch, i * k)
+        logits = _forward(run, torch.from_numpy(batch).permute(0, 3, 1, 2))
+        _argmax(logits.permute(0, 2, 3, 1).contiguous().numpy().reshape(-1, logits.shape[1]),
+                out[b:b + n].reshape(-1))
+    return out
+
+
+def _forward(run, x: torch.Tensor) -> torch.Tensor:
+    """The network's output for a batch (b, C, y, x) in channels-last layout; with test-time flips the
+    mean of the softmax probabilities of the four in-plane flips (as ``NetworkPredictor``)."""
+    x = x.to(run.device, non_blocking=True)
+    with torch.inference_mode(), torch.autocast(run.device.type, dtype=run.amp_dtype or torch.bfloat16,
+                                                enabled=run.amp_dtype is not None):
+        if not run.tta:
+            return run.net(x).float().cpu()
+        acc = None
+        for flip in ((), (3,), (2,), (2, 3)):
+            p = torch.softmax(run.net(torch.flip(x, flip) if flip else x).float(), dim=1)
+            p = torch.flip(p, flip) if flip else p
+            acc = p if acc is None else acc + p
+        return acc.cpu()
+
+
+@njit(parallel=True, cache=True)
+def _context(raw, rows, b, k, low, scale, batch, c0):  # pragma: no cover - compiled
+    """``batch[j, :, :, c0 + c] = normalised raw[rows[b + j + c]]``: slice ``b + j``'s context, channels
+    last, as ``tiling.normalize`` computes it (float32 (v - low) * scale)."""
+    n, ny, nx = batch.shape[0], batch.shape[1], batch.shape[2]
+    for jy in prange(n * ny):
+        j, yy = jy // ny, jy % ny
+        for c in range(k):
+            src = raw[rows[b + j + c], yy]
+            for xx in range(nx):
+                batch[j, yy, xx, c0 + c] = (np.float32(src[xx]) - low) * scale
+
+
+@njit(parallel=True, cache=True)
+def _argmax(scores, out):  # pragma: no cover - compiled
+    """``out[i] = 1 + argmax(scores[i])`` (the first of equal maxima, as NumPy)."""
+    kk = scores.shape[1]
+    for i in prange(scores.shape[0]):
+        best, arg = scores[i, 0], 0
+        for c in range(1, kk):
+            if scores[i, c] > best:
+                best, arg = scores[i, c], c
+        out[i] = arg + 1
