@@ -13,7 +13,6 @@ slab and writing uint8 labels (the least any segmentation of it must move). R re
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
