@@ -26,7 +26,7 @@ from .blocks import run_blocks, runner_for, span
 from .data import Labels, Volume
 from .errors import InputError, ParameterError
 from .model import Model
-from .slab_labels import slab_labels
+from .slab_labels import applies, label_slabs, slab_labels
 from .tiling import NetworkPredictor, read_slices, reflect_index, round_up, sliding_window, stack_context
 from .volume_ops import whole_chunks
 
@@ -265,6 +265,9 @@ class _Job:
 def _predict_block(job: _Job, zs: tuple[int, int]) -> None:
     """Predict the slabs of ``zs`` (``(z0, z1)``, whole slabs) and write them into ``job.out``."""
     pred, mask, out = job.pred, job.mask, job.out
+    if job.outside is not None and mask is None and applies(pred, job.arrays[0].shape):
+        label_slabs(pred, job.arrays, out, [(z, min(zs[1], z + job.step)) for z in range(zs[0], zs[1], job.step)])
+        return
     for z0 in range(zs[0], zs[1], job.step):
         z1 = min(zs[1], z0 + job.step)
         m = None if mask is None else np.asarray(mask[z0:z1], dtype=bool)

@@ -37,18 +37,24 @@ def applies(pred, shape: Sequence[int]) -> bool:
     return pred.tile >= max(y, x) and y % m == 0 and x % m == 0
 
 
-def slab_labels(pred, arrays: Sequence, z0: int, z1: int, dtype=np.uint8) -> np.ndarray | None:
+def read_raw(pred, arrays: Sequence, z0: int, z1: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The planes slices ``z0..z1`` need (their context, mirrored at the ends) of every input, as stored
+    (uint16 stays uint16), and each needed slice's row in them. Reads only: it can run in another thread
+    while the slab before is computed."""
+    zi = reflect_index(np.arange(z0 - pred.halo, z1 + pred.halo), arrays[0].shape[0])
+    lo, hi = int(zi.min()), int(zi.max()) + 1
+    return [np.ascontiguousarray(a[lo:hi]) for a in arrays], (zi - lo).astype(np.int64)
+
+
+def slab_labels(pred, arrays: Sequence, z0: int, z1: int, dtype=np.uint8, raw=None) -> np.ndarray | None:
     """The most probable class (1..K) of slices ``z0..z1`` of ``arrays`` as ``dtype``, or ``None`` where
-    this path does not apply (then use :meth:`Predictor.predict_slab`)."""
+    this path does not apply (then use :meth:`Predictor.predict_slab`). ``raw``: what :func:`read_raw`
+    gave for these slices, read ahead."""
     if not applies(pred, arrays[0].shape):
         return None
     model, run = pred.model, pred.run
     k = model.context if model.input == "2.5d" else 1
-    h = pred.halo
-    zi = reflect_index(np.arange(z0 - h, z1 + h), arrays[0].shape[0])
-    lo, hi = int(zi.min()), int(zi.max()) + 1
-    raws = [np.ascontiguousarray(a[lo:hi]) for a in arrays]  # as stored: uint16 stays uint16
-    rows = (zi - lo).astype(np.int64)
+    raws, rows = raw if raw is not None else read_raw(pred, arrays, z0, z1)
     norm = [(np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0)) for low, high in model.normalization]
     nz, (y, x) = z1 - z0, raws[0].shape[1:]
     out = np.empty((nz, y, x), dtype)
@@ -103,3 +109,31 @@ def _argmax(scores, out):  # pragma: no cover - compiled
             if scores[i, c] > best:
                 best, arg = scores[i, c], c
         out[i] = arg + 1
+
+
+def label_slabs(pred, arrays: Sequence, out, ranges: Sequence[tuple[int, int]]) -> None:
+    """Label the slabs ``ranges`` into ``out`` with reads and writes overlapping the work: one I/O thread
+    reads the next slab's planes while this one is computed and writes each slab's labels behind it.
+    Stop (``progress.check``) and errors end the loop; the thread finishes what it started and exits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import progress
+
+    with ThreadPoolExecutor(1, thread_name_prefix="damselfly-io") as io:
+        ahead = io.submit(read_raw, pred, arrays, *ranges[0]) if ranges else None
+        written = None
+        for i, (z0, z1) in enumerate(ranges):
+            raw = ahead.result()
+            if i + 1 < len(ranges):
+                ahead = io.submit(read_raw, pred, arrays, *ranges[i + 1])
+            lab = slab_labels(pred, arrays, z0, z1, out.dtype, raw=raw)
+            if written is not None:
+                written.result()  # in order, and a failed write stops the run here
+            written = io.submit(_write, out, z0, z1, lab)
+            progress.check()
+        if written is not None:
+            written.result()
+
+
+def _write(out, z0: int, z1: int, lab: np.ndarray) -> None:
+    out[z0:z1] = lab

@@ -54,6 +54,7 @@ def scrambled(model):
 def general(monkeypatch):
     """Switch the fast path off (the labels then come from probabilities and their argmax)."""
     monkeypatch.setattr(inf, "slab_labels", lambda *a, **k: None)
+    monkeypatch.setattr(inf, "applies", lambda *a, **k: False)
 
 
 def near_ties(model, images, **options) -> np.ndarray:
@@ -95,3 +96,44 @@ def test_where_the_path_does_not_apply(scans, models):
     assert fast.slab_labels(small_tiles, [vol.data], 0, 4) is None
     odd = inf.Predictor(models["2.5d"], device="cpu", tile=64)
     assert not fast.applies(odd, (10, 50, 48))  # 50 is not a multiple of the U-Net's 8: padded, general path
+
+
+def io_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("damselfly-io")]
+
+
+def test_the_io_thread_ends_with_the_work_on_stop_and_on_errors(scans, models):
+    """Reads ahead and writes behind run in one thread per call: after a finished run, a Stop and an error
+    in the network, none is left, and the error is the network's."""
+    import torch
+
+    from damselfly.engine import Cancelled, progress
+
+    vol = scans[0]
+    model = models["2.5d"]
+    out = np.zeros(vol.shape, np.uint8)
+    inf.segment(model, [vol], out, device="cpu", tile=48)
+    assert io_threads() == []
+
+    calls = []
+
+    class Failing(torch.nn.Module):
+        size_multiple = 8
+
+        def forward(self, x):
+            calls.append(len(x))
+            if len(calls) == 2:
+                raise RuntimeError("the network broke")
+            return torch.zeros((len(x), 3) + x.shape[2:])
+
+    with pytest.raises(RuntimeError, match="the network broke"):
+        inf.segment(model, [vol], out, device="cpu", tile=48, batch=2, network=Failing())
+    assert io_threads() == [] and len(calls) == 2
+
+    stop = progress.Reporter()
+    stop.cancel()
+    with progress.reporting(stop), pytest.raises(Cancelled):
+        inf.segment(model, [vol], out, device="cpu", tile=48)
+    assert io_threads() == []
