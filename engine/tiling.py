@@ -134,7 +134,8 @@ def sliding_window(items: np.ndarray, predictor: Callable[[np.ndarray], np.ndarr
     Returns
     -------
     ndarray, shape (n, K, *(spatial * scale)), float32
-        The blended predictions (a tile's weight is the window; where windows overlap, a weighted mean).
+        The blended predictions (a tile's weight is the window; where windows overlap, a weighted mean;
+        an item that one tile covers gets its prediction as it is, never blended).
 
     Raises
     ------
@@ -170,16 +171,20 @@ def sliding_window(items: np.ndarray, predictor: Callable[[np.ndarray], np.ndarr
                                  f"({len(part)}, K, {', '.join(map(str, out_tile))})")
         if acc is None:
             acc = np.zeros((n, y.shape[1]) + tuple(p * f for p, f in zip(padded, scale)), np.float32)
-            wsum = np.zeros((n,) + acc.shape[2:], np.float32)
+            wsum = np.zeros((n,) + acc.shape[2:], np.float32) if len(grid) > 1 else None
         for (i, st), p in zip(part, y):
             sl = tuple(slice(s * f, s * f + t) for s, f, t in zip(st, scale, out_tile))
+            if len(grid) == 1:  # one tile covers the item: nothing to blend
+                acc[(i, slice(None)) + sl] = p
+                continue
             acc[(i, slice(None)) + sl] += p * w
             wsum[(i,) + sl] += w
         progress.check()
     if acc is None:  # every tile masked out: nothing was predicted
         k = out_channels or np.asarray(predictor(np.zeros((1, items.shape[1]) + tuple(tiles), np.float32))).shape[1]
         return np.zeros((n, k) + tuple(s * f for s, f in zip(spatial, scale)), np.float32)
-    np.divide(acc, np.maximum(wsum, 1e-12)[:, None], out=acc)
+    if len(grid) > 1:
+        np.divide(acc, np.maximum(wsum, 1e-12)[:, None], out=acc)
     return acc[(slice(None), slice(None)) + tuple(slice(0, s * f) for s, f in zip(spatial, scale))]
 
 

@@ -91,8 +91,9 @@ def test_run_with_set_writes_outputs_and_run_record(workdir, capsys):
     assert sorted(p.name for p in out.iterdir()) == [
         ".damselfly.lock", "run.json", "scan_a.dfmodel", "scan_a.history.csv", "scan_a_class_fractions.csv",
         "scan_a_metal_thickness.csv", "scan_a_metal_thickness.tif", "scan_a_orbit.mp4", "scan_a_orbit.mp4.json",
-        "scan_a_otsu_scores.csv", "scan_a_pores.csv", "scan_a_scores.csv", "scan_a_seg.tif", "scan_a_seg.tif.json",
-        "scan_a_snapshot.png"]
+        "scan_a_otsu_scores.csv", "scan_a_pore_sizes.csv", "scan_a_pore_sizes.png", "scan_a_pores.csv",
+        "scan_a_pores_by_volume.png", "scan_a_report.html", "scan_a_scores.csv", "scan_a_seg.tif",
+        "scan_a_seg.tif.json", "scan_a_snapshot.png"]
     rec = json.loads((out / "run.json").read_text())
     assert rec["status"] == "ok" and rec["params"]["scan"] == str(workdir / "scan_a.tif")
     assert rec["params"]["epochs"] == 1
