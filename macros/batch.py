@@ -38,7 +38,7 @@ from .diagnostics import Diagnostic, MacroError
 from .parser import parse_file
 from .runner import check_device, check_threads, prepare_out_dir
 from .runrecord import FolderLock, done_reason, macro_sha256
-from .workers import STOP_GRACE, BatchJob, ItemResult, _collect, _start, _Worker
+from .workers import STOP_GRACE, BatchJob, ItemResult, _collect, _start, _Worker, least_busy, visible_gpus
 
 
 def batch_items(pattern: str) -> list[str]:
@@ -212,15 +212,19 @@ def _run_here(todo: list[BatchJob], done, reporter: Reporter | None) -> None:
 
 
 def _run_in_workers(todo: list[BatchJob], jobs: int, done, reporter: Reporter | None) -> None:
+    """Each scan in a worker process of its own, ``jobs`` at a time; with ``--device cuda`` on a machine
+    with several GPUs, each worker sees one GPU, the least busy (round-robin as scans start)."""
     tmp = Path(tempfile.mkdtemp(prefix="damselfly-batch-"))
     pending, running, k = list(todo), [], 0
+    gpus = visible_gpus(todo[0].device) if todo else []
+    gpus = gpus if len(gpus) > 1 else []  # one GPU: nothing to spread
     try:
         while pending or running:
             if reporter is not None and reporter.cancelled:
                 _stop(running, done)
                 return
             while pending and len(running) < jobs:
-                running.append(_start(pending.pop(0), tmp, k))
+                running.append(_start(pending.pop(0), tmp, k, least_busy(gpus, running)))
                 k += 1
             for w in [w for w in running if w.proc.poll() is not None]:
                 running.remove(w)

@@ -153,7 +153,8 @@ def _execute(macro: ast.Macro, params: dict, session: Session, on_statement) -> 
         "seeds": {k: v for k, v in params.items() if "seed" in k.lower()},
         "settings": {"device": st.device, "threads": st.threads, "overwrite": st.overwrite,
                      "allow_outside": st.allow_outside, "base_dir": str(st.base_dir), "out_dir": str(out),
-                     "blocks": None if st.blocks is None else str(st.blocks)},
+                     "blocks": None if st.blocks is None else str(st.blocks),
+                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")},
         "started": now(), "status": "running", "pid": os.getpid(), "outputs": [], "pending": [],
         "inputs": {}, "output_info": {}, "statements": [], "versions": versions(),
     }

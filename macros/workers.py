@@ -74,15 +74,49 @@ class _Worker:
     result_file: Path
     log_file: Path
     t0: float
+    gpu: str | None = None  # the one GPU the worker sees (CUDA_VISIBLE_DEVICES), where scans share GPUs
 
 
-def _start(job: BatchJob, tmp: Path, k: int) -> _Worker:
+def _start(job: BatchJob, tmp: Path, k: int, gpu: str | None = None) -> _Worker:
+    """Start a worker process for ``job``; with ``gpu``, it sees that GPU alone (as ``cuda``)."""
     result_file, log_file = tmp / f"{k}.json", tmp / f"{k}.log"
+    env = None if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
     with open(log_file, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "damselfly.macros.workers", json.dumps(asdict(job)), str(result_file),
                                  str(os.getpid())], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=_die_with_parent)
-    return _Worker(job, proc, result_file, log_file, time.perf_counter())
+                                start_new_session=True, preexec_fn=_die_with_parent, env=env)
+    return _Worker(job, proc, result_file, log_file, time.perf_counter(), gpu)
+
+
+def visible_gpus(device: str) -> list[str]:
+    """The GPUs scans run in worker processes may be spread over: for ``device="cuda"``, those this
+    process sees (``CUDA_VISIBLE_DEVICES`` if set, else every one PyTorch counts); none otherwise."""
+    if device != "cuda":
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def least_busy(gpus: list[str], running: list[_Worker]) -> str | None:
+    """The GPU with the fewest running workers (the first of equals): scans go round-robin over the GPUs
+    and a GPU freed early gets the next one.
+
+    Examples
+    --------
+    >>> least_busy(["0", "1"], []), least_busy([], [])
+    ('0', None)
+    """
+    if not gpus:
+        return None
+    load = {g: 0 for g in gpus}
+    for w in running:
+        if w.gpu in load:
+            load[w.gpu] += 1
+    return min(gpus, key=lambda g: load[g])
 
 
 def _collect(w: _Worker) -> ItemResult:

@@ -101,3 +101,20 @@ def test_ctrl_c_stops_the_batch_writes_the_summary_and_exits_130(scans, tmp_path
     assert r.returncode == 0, r.stderr
     run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "clean")
     assert final_files(out) == final_files(tmp_path / "clean")
+
+
+def test_scans_spread_over_the_gpus_round_robin(scans, tmp_path, monkeypatch):
+    """`--jobs 2 --device cuda` on a machine with two GPUs: each worker sees one GPU (CUDA_VISIBLE_DEVICES,
+    kept in its run record), the least busy, so both are used. Stood in for by two listed GPUs on the CPU."""
+    from damselfly.macros import batch as batch_mod
+    from damselfly.macros.workers import visible_gpus
+
+    m, folder = scans
+    monkeypatch.setattr(batch_mod, "visible_gpus", lambda device: ["0", "1"])
+    res = run_batch(m, str(folder / "*.tif"), out_dir=tmp_path / "out", jobs=2, device="cpu")
+    assert [r.status for r in res] == ["ok"] * 4
+    seen = [json.loads((tmp_path / "out" / f"p{i}" / "run.json").read_text())["settings"]["cuda_visible_devices"]
+            for i in range(4)]
+    assert seen[:2] == ["0", "1"] and set(seen) == {"0", "1"}  # the next scan takes the GPU freed first
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert visible_gpus("cuda") == ["2", "3"] and visible_gpus("cpu") == []
