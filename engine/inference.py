@@ -26,7 +26,7 @@ from .blocks import run_blocks, runner_for, span
 from .data import Labels, Volume
 from .errors import InputError, ParameterError
 from .model import Model
-from .slab_labels import applies, label_slabs, slab_labels
+from .slab_labels import applies, label_slabs, slab_labels, slab_probabilities
 from .tiling import NetworkPredictor, read_slices, reflect_index, round_up, sliding_window, stack_context
 from .volume_ops import whole_chunks
 
@@ -282,16 +282,18 @@ def _predict_block(job: _Job, zs: tuple[int, int]) -> None:
                 lab[~m] = job.outside
             out[z0:z1] = lab
             continue
-        probs = pred.predict_slab(job.arrays, z0, z1, mask)
+        probs = slab_probabilities(pred, job.arrays, z0, z1)  # (z, y, x, K) where a slice is one tile
+        if probs is None:
+            probs = np.moveaxis(pred.predict_slab(job.arrays, z0, z1, mask), 0, -1)
         if job.index == 0:  # uncertainty: the entropy of the class probabilities, 0 (sure) .. 1 (uniform)
             p = np.clip(probs, 1e-12, 1.0)
-            probs = (-(p * np.log(p)).sum(axis=0) / np.log(max(2, len(p))))[None]
+            probs = (-(p * np.log(p)).sum(axis=-1) / np.log(max(2, p.shape[-1])))[..., None]
             job_index = 1
         else:
             job_index = job.index
         if m is not None:
-            probs = probs * m[None]
-        out[z0:z1] = probs[job_index - 1] if job_index is not None else np.moveaxis(probs, 0, -1)
+            probs = probs * m[..., None]
+        out[z0:z1] = probs[..., job_index - 1] if job_index is not None else probs
 
 
 def _run(model: Model, images: Sequence[Volume], out, mask, outside, index, options: dict, message: str):

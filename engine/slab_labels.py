@@ -52,38 +52,67 @@ def slab_labels(pred, arrays: Sequence, z0: int, z1: int, dtype=np.uint8, raw=No
     gave for these slices, read ahead."""
     if not applies(pred, arrays[0].shape):
         return None
-    model, run = pred.model, pred.run
-    k = model.context if model.input == "2.5d" else 1
     raws, rows = raw if raw is not None else read_raw(pred, arrays, z0, z1)
-    norm = [(np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0)) for low, high in model.normalization]
-    nz, (y, x) = z1 - z0, raws[0].shape[1:]
-    out = np.empty((nz, y, x), dtype)
-    channels = len(raws) * k
-    for b in range(0, nz, run.batch):
-        n = min(run.batch, nz - b)
-        batch = np.empty((n, y, x, channels), np.float32)  # channels last, as the network runs
-        for i, (raw, (low, scale)) in enumerate(zip(raws, norm)):
-            _context(raw, rows, b, k, low, scale, batch, i * k)
-        logits = _forward(run, torch.from_numpy(batch).permute(0, 3, 1, 2))
-        _argmax(logits.permute(0, 2, 3, 1).contiguous().numpy().reshape(-1, logits.shape[1]),
-                out[b:b + n].reshape(-1))
+    k, norm = _inputs(pred.model)
+    out = np.empty((z1 - z0, *raws[0].shape[1:]), dtype)
+    for b, scores in _batches(pred, raws, rows, norm, k, probabilities=False):
+        _argmax(scores.reshape(-1, scores.shape[-1]), out[b:b + len(scores)].reshape(-1))
     return out
 
 
-def _forward(run, x: torch.Tensor) -> torch.Tensor:
-    """The network's output for a batch (b, C, y, x) in channels-last layout; with test-time flips the
-    mean of the softmax probabilities of the four in-plane flips (as ``NetworkPredictor``)."""
+def slab_probabilities(pred, arrays: Sequence, z0: int, z1: int) -> np.ndarray | None:
+    """The class probabilities (z1 - z0, y, x, K) of slices ``z0..z1`` by the same path as
+    :func:`slab_labels` (softmax in PyTorch; with flips their mean), or ``None`` where it does not apply."""
+    if not applies(pred, arrays[0].shape):
+        return None
+    raws, rows = read_raw(pred, arrays, z0, z1)
+    k, norm = _inputs(pred.model)
+    out = None
+    for b, p in _batches(pred, raws, rows, norm, k, probabilities=True):
+        if out is None:
+            out = np.empty((z1 - z0, *p.shape[1:]), np.float32)
+        out[b:b + len(p)] = p
+    return out
+
+
+def _inputs(model) -> tuple[int, list]:
+    """Slices of context per input, and each input's normalisation as float32 (low, 1 / (high - low))."""
+    k = model.context if model.input == "2.5d" else 1
+    return k, [(np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0))
+               for low, high in model.normalization]
+
+
+def _batches(pred, raws, rows, norm, k: int, probabilities: bool):
+    """(first slice, network output as (n, y, x, K) float32) per batch of slices: logits for labels (or
+    mean probabilities with flips), probabilities when asked."""
+    run = pred.run
+    nz = len(rows) - 2 * pred.halo
+    y, x = raws[0].shape[1:]
+    for b in range(0, nz, run.batch):
+        n = min(run.batch, nz - b)
+        batch = np.empty((n, y, x, len(raws) * k), np.float32)  # channels last, as the network runs
+        for i, (raw, (low, scale)) in enumerate(zip(raws, norm)):
+            _context(raw, rows, b, k, low, scale, batch, i * k)
+        scores = _forward(run, torch.from_numpy(batch).permute(0, 3, 1, 2), probabilities)
+        yield b, scores.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _forward(run, x: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
+    """The network's output for a batch (b, C, y, x) in channels-last layout: its logits, or the softmax
+    probabilities with ``probabilities``; with test-time flips always the mean of the four in-plane
+    flips' probabilities (as ``NetworkPredictor``)."""
     x = x.to(run.device, non_blocking=True)
     with torch.inference_mode(), torch.autocast(run.device.type, dtype=run.amp_dtype or torch.bfloat16,
                                                 enabled=run.amp_dtype is not None):
         if not run.tta:
-            return run.net(x).float().cpu()
+            y = run.net(x).float()
+            return (torch.softmax(y, dim=1) if probabilities else y).cpu()
         acc = None
         for flip in ((), (3,), (2,), (2, 3)):
             p = torch.softmax(run.net(torch.flip(x, flip) if flip else x).float(), dim=1)
             p = torch.flip(p, flip) if flip else p
             acc = p if acc is None else acc + p
-        return acc.cpu()
+        return (acc / 4.0).cpu()
 
 
 @njit(parallel=True, cache=True)

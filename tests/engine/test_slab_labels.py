@@ -137,3 +137,33 @@ def test_the_io_thread_ends_with_the_work_on_stop_and_on_errors(scans, models):
     with progress.reporting(stop), pytest.raises(Cancelled):
         inf.segment(model, [vol], out, device="cpu", tile=48)
     assert io_threads() == []
+
+
+@pytest.mark.parametrize("name, tta, masked", [("2.5d", False, False), ("2d", True, True), ("two inputs", False, False)])
+def test_probabilities_and_uncertainty_equal_the_general_path(scans, models, monkeypatch, name, tta, masked):
+    vol, _raw, second, _lab = scans
+    model = models[name]
+    images = [vol, second] if name == "two inputs" else [vol]
+    mask = None
+    if masked:
+        mask = np.zeros(vol.shape, bool)
+        mask[:, 8:40, 4:30] = True
+    options = dict(device="cpu", tile=48, tta=tta, network=scrambled(model))
+    k = len(model.config["classes"])
+    results = {}
+    for path in ("one tile", "general"):
+        with monkeypatch.context() as m:
+            if path == "general":
+                general(m)
+                m.setattr(inf, "slab_probabilities", lambda *a, **k: None)
+            every, one, entropy = (np.zeros(vol.shape + (k,), np.float32), np.zeros(vol.shape, np.float32),
+                                   np.zeros(vol.shape, np.float32))
+            inf.probabilities(model, images, every, mask=mask, **options)
+            inf.probabilities(model, images, one, index=2, mask=mask, **options)
+            inf.uncertainty(model, images, entropy, mask=mask, **options)
+            results[path] = (every, one, entropy)
+    for fast_, slow_ in zip(results["one tile"], results["general"]):
+        np.testing.assert_allclose(fast_, slow_, atol=2e-6)
+    every = results["one tile"][0]
+    assert np.allclose(every.sum(-1)[mask if masked else slice(None)], 1.0, atol=1e-5)
+    assert every[..., 1].std() > 0.01  # probabilities that vary: a real comparison
