@@ -131,11 +131,15 @@ def test_settings_validate_device():
 
 
 def test_threads_setting_reaches_torch(toy_action):
+    """Set from a count torch does not already use, so the test fails if the setting is ignored."""
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
     try:
+        torch.set_num_threads(3)
         Session(Settings(threads=1)).run("toy_scale", Volume(np.ones((2, 2, 2))))
         assert torch.get_num_threads() == 1
+        Session(Settings(threads=2)).run("toy_scale", Volume(np.ones((2, 2, 2))))
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 

@@ -377,9 +377,18 @@ def test_probabilities_agree_with_labels(painted, tiny_model):
     np.testing.assert_allclose(pore.data, allp.data[..., seg.class_index("pore") - 1], atol=1e-6)
 
 
-def test_flip_tta_runs_and_stays_a_distribution(painted, tiny_model):
-    probs = inf.Predictor(tiny_model, "cpu", tile=48, tta=True).predict_slab([painted[0].data], 0, 4)
+def test_flip_tta_is_the_mean_of_the_four_flipped_predictions(painted, tiny_model):
+    """TTA's probabilities are a distribution and equal the mean of the predictions of the four in-plane
+    flips of the slices, each flipped back (not, say, the unflipped prediction alone)."""
+    vol = np.asarray(painted[0].data)[:4]
+    probs = inf.Predictor(tiny_model, "cpu", tile=48, tta=True).predict_slab([vol], 0, 4)
     np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
+    plain = inf.Predictor(tiny_model, "cpu", tile=48)
+    flips = [(), (2,), (1,), (1, 2)]  # axes of (z, y, x): none, x, y, both
+    mean = sum(np.flip(plain.predict_slab([np.flip(vol, f).copy() if f else vol], 0, 4), [a + 1 for a in f])
+               if f else plain.predict_slab([vol], 0, 4) for f in flips) / 4
+    np.testing.assert_allclose(probs, mean, atol=1e-5)
+    assert np.abs(probs - plain.predict_slab([vol], 0, 4)).max() > 1e-4  # the flips do change it
 
 
 # -- model files -----------------------------------------------------------------------------------
