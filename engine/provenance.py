@@ -13,7 +13,19 @@ import importlib
 import platform
 import sys
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    """Damselfly's version as installed (``pyproject.toml`` is its one source); a checkout that was never
+    installed says so rather than a number that may be stale."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("damselfly")
+    except PackageNotFoundError:
+        return "0+unknown (not installed)"
+
+
+__version__ = _installed_version()
 
 #: The libraries a run record lists when they are loaded.
 LIBRARIES = ("numpy", "scipy", "skimage", "tifffile", "lark", "torch", "nrrd", "nibabel", "vtk", "pyvista")
