@@ -23,7 +23,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from numba import njit, prange
 
 from .tiling import reflect_index
 
@@ -55,8 +54,10 @@ def slab_labels(pred, arrays: Sequence, z0: int, z1: int, dtype=np.uint8, raw=No
     raws, rows = raw if raw is not None else read_raw(pred, arrays, z0, z1)
     k, norm = _inputs(pred.model)
     out = np.empty((z1 - z0, *raws[0].shape[1:]), dtype)
+    from ._slab_kernels import argmax_plus_one
+
     for b, scores in _batches(pred, raws, rows, norm, k, probabilities=False):
-        _argmax(scores.reshape(-1, scores.shape[-1]), out[b:b + len(scores)].reshape(-1))
+        argmax_plus_one(scores.reshape(-1, scores.shape[-1]), out[b:b + len(scores)].reshape(-1))
     return out
 
 
@@ -85,6 +86,8 @@ def _inputs(model) -> tuple[int, list]:
 def _batches(pred, raws, rows, norm, k: int, probabilities: bool):
     """(first slice, network output as (n, y, x, K) float32) per batch of slices: logits for labels (or
     mean probabilities with flips), probabilities when asked."""
+    from ._slab_kernels import context_channels_last
+
     run = pred.run
     nz = len(rows) - 2 * pred.halo
     y, x = raws[0].shape[1:]
@@ -92,7 +95,7 @@ def _batches(pred, raws, rows, norm, k: int, probabilities: bool):
         n = min(run.batch, nz - b)
         batch = np.empty((n, y, x, len(raws) * k), np.float32)  # channels last, as the network runs
         for i, (raw, (low, scale)) in enumerate(zip(raws, norm)):
-            _context(raw, rows, b, k, low, scale, batch, i * k)
+            context_channels_last(raw, rows, b, k, low, scale, batch, i * k)
         scores = _forward(run, torch.from_numpy(batch).permute(0, 3, 1, 2), probabilities)
         yield b, scores.permute(0, 2, 3, 1).contiguous().numpy()
 
@@ -113,31 +116,6 @@ def _forward(run, x: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
             p = torch.flip(p, flip) if flip else p
             acc = p if acc is None else acc + p
         return (acc / 4.0).cpu()
-
-
-@njit(parallel=True, cache=True)
-def _context(raw, rows, b, k, low, scale, batch, c0):  # pragma: no cover - compiled
-    """``batch[j, :, :, c0 + c] = normalised raw[rows[b + j + c]]``: slice ``b + j``'s context, channels
-    last, as ``tiling.normalize`` computes it (float32 (v - low) * scale)."""
-    n, ny, nx = batch.shape[0], batch.shape[1], batch.shape[2]
-    for jy in prange(n * ny):
-        j, yy = jy // ny, jy % ny
-        for c in range(k):
-            src = raw[rows[b + j + c], yy]
-            for xx in range(nx):
-                batch[j, yy, xx, c0 + c] = (np.float32(src[xx]) - low) * scale
-
-
-@njit(parallel=True, cache=True)
-def _argmax(scores, out):  # pragma: no cover - compiled
-    """``out[i] = 1 + argmax(scores[i])`` (the first of equal maxima, as NumPy)."""
-    kk = scores.shape[1]
-    for i in prange(scores.shape[0]):
-        best, arg = scores[i, 0], 0
-        for c in range(1, kk):
-            if scores[i, c] > best:
-                best, arg = scores[i, c], c
-        out[i] = arg + 1
 
 
 def label_slabs(pred, arrays: Sequence, out, ranges: Sequence[tuple[int, int]]) -> None:

@@ -97,7 +97,7 @@ def test_a_headless_macro_runs_where_qt_cannot_be_imported(tmp_path):
 ENGINE_TIERS = [
     {"errors", "data", "progress", "blocks", "paths", "context", "provenance"},                    # the data model and plumbing
     {"io", "atomic", "formats", "argtypes", "nets", "model", "volume_ops", "tiling", "inference", "training",
-     "thickness", "thickness_blocks", "phase_rows", "forest", "features", "classifier", "trainset", "autotrain", "restoration", "resample", "render", "timeline", "movie", "phantoms", "patches", "containers", "hdf5", "zarr_store", "dicom", "objects", "surfaces", "render_objects", "separate", "plots", "report", "run_report", "slab_labels"},  # the library
+     "thickness", "thickness_blocks", "phase_rows", "forest", "features", "classifier", "trainset", "autotrain", "restoration", "resample", "render", "timeline", "movie", "phantoms", "patches", "containers", "hdf5", "zarr_store", "dicom", "objects", "surfaces", "render_objects", "separate", "plots", "report", "run_report", "slab_labels", "_slab_kernels"},  # the library
     {"registry"},                                                              # what an action is
     {"actions", "actions.io_actions", "actions.measure", "actions.processing", "actions.render",
      "actions.segmentation", "actions.interpolation", "actions.compare", "actions.enhancement", "actions.objects", "actions.cleanup", "actions.mesh", "actions.plots", "actions.report"},                                                  # the actions
