@@ -95,7 +95,7 @@ def test_a_headless_macro_runs_where_qt_cannot_be_imported(tmp_path):
 # ------------------------------------------------------------------------------------------------
 #: The engine's tiers, bottom up; a module imports only from its own tier or below.
 ENGINE_TIERS = [
-    {"errors", "data", "progress", "blocks", "paths", "context", "provenance"},                    # the data model and plumbing
+    {"errors", "data", "progress", "blocks", "paths", "context", "provenance", "lazy"},                    # the data model and plumbing
     {"io", "atomic", "formats", "argtypes", "nets", "model", "volume_ops", "tiling", "inference", "training",
      "thickness", "thickness_blocks", "phase_rows", "forest", "features", "classifier", "trainset", "autotrain", "restoration", "resample", "render", "timeline", "movie", "phantoms", "patches", "containers", "hdf5", "zarr_store", "dicom", "objects", "surfaces", "render_objects", "separate", "plots", "report", "run_report", "slab_labels", "_slab_kernels"},  # the library
     {"registry"},                                                              # what an action is

@@ -7,14 +7,11 @@ import time
 import numpy as np
 
 from .. import progress
-from ..autotrain import painted_slices, without_slices
 from ..context import RunContext
 from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
-from ..inference import predict_slice
 from ..model import Model
 from ..registry import action
-from ..training import dice_scores
 from .segmentation import _images, train
 
 #: The methods compared by default: the classic pixel classifier and the default network.
@@ -106,6 +103,10 @@ def compare_methods(image: Volume | list[Volume], labels: Labels, methods: list[
         raise ParameterError(f"methods must be distinct names among {', '.join(KNOWN)}, got {methods}")
     if not 0 <= margin < 1:
         raise ParameterError(f"margin is a difference of mean Dice, from 0 to below 1; got {margin}")
+    from ..autotrain import painted_slices, without_slices
+    from ..inference import predict_slice
+    from ..training import dice_scores
+
     painted = painted_slices(labels)
     if len(painted) < 2:
         raise InputError(f"compare_methods needs at least two painted z-slices (one is held out to score the "

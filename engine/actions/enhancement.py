@@ -6,17 +6,20 @@ from typing import Literal
 
 import numpy as np
 
-from .. import restoration
 from ..context import RunContext
 from ..data import Labels, Volume
+from ..lazy import lazy_module
 from ..model import Model
 from ..registry import OutputPath, action
-from ..training import Schedule
 from ..volume_ops import output_like
 from .segmentation import _mask, preview_folder
 
+restoration = lazy_module("damselfly.engine.restoration")  # PyTorch loads when first used
 
-def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed, average) -> Schedule:
+
+def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed, average):
+    from ..training import Schedule
+
     return Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr, validation=validation,
                     patience=patience, seed=seed, average=average)
 

@@ -6,14 +6,19 @@ from typing import Literal
 
 import numpy as np
 
-from .. import autotrain, inference, training
 from .. import model as model_io
 from ..context import RunContext
 from ..data import Labels, Table, Volume
 from ..errors import InputError, ParameterError
+from ..lazy import lazy_module
 from ..model import Model
 from ..registry import InputPath, OutputPath, action
 from ..volume_ops import output_like
+
+# PyTorch loads when an action first trains or infers, not when the actions are listed or checked
+autotrain = lazy_module("damselfly.engine.autotrain")
+inference = lazy_module("damselfly.engine.inference")
+training = lazy_module("damselfly.engine.training")
 
 
 class _MaskView:
