@@ -14,6 +14,14 @@ from ..model import Model
 from ..registry import action
 from .segmentation import _images, train
 
+
+def predict_slice(*args, **kwargs):
+    """:func:`~damselfly.engine.inference.predict_slice`, imported when first called (PyTorch loads then)."""
+    from ..inference import predict_slice as predict
+
+    return predict(*args, **kwargs)
+
+
 #: The methods compared by default: the classic pixel classifier and the default network.
 METHODS = ("forest", "unet")
 #: Every method, cheapest first (training and prediction time): a tie goes to the first.
@@ -104,7 +112,6 @@ def compare_methods(image: Volume | list[Volume], labels: Labels, methods: list[
     if not 0 <= margin < 1:
         raise ParameterError(f"margin is a difference of mean Dice, from 0 to below 1; got {margin}")
     from ..autotrain import painted_slices, without_slices
-    from ..inference import predict_slice
     from ..training import dice_scores
 
     painted = painted_slices(labels)
