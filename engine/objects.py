@@ -165,6 +165,7 @@ def measure(data, n: int, spacing, origin, image=None, thickness=None, slab: int
     local thickness of ``thickness`` (arrays of ``data``'s shape) summarised per object."""
     sp, org = np.asarray(spacing, float), np.asarray(origin, float)
     shape = data.shape
+    slab = bounded_slab(slab, shape)
     cnt = np.zeros(n + 1, np.int64)
     s1 = np.zeros((n + 1, 3))
     s2 = np.zeros((n + 1, 3, 3))
@@ -280,6 +281,22 @@ def area_table(spacing) -> np.ndarray:
     return table
 
 
+#: voxels per slab at most when measuring (a slab's coordinates and corner arrays take ~60 bytes a voxel)
+MEASURE_VOXELS = 2 ** 24
+
+
+def bounded_slab(slab: int, shape) -> int:
+    """``slab`` planes, fewer where planes are large, so that a slab holds at most ``MEASURE_VOXELS``.
+
+    Examples
+    --------
+    >>> bounded_slab(16, (100, 1024, 1024)), bounded_slab(16, (100, 2048, 2048)), bounded_slab(16, (9, 8, 8))
+    (16, 4, 16)
+    """
+    plane = max(1, int(np.prod(shape[1:3])))
+    return max(1, min(slab, MEASURE_VOXELS // plane))
+
+
 def surface_areas(data, n: int, spacing, slab: int = SLAB) -> np.ndarray:
     """The marching-cubes surface area of every object 1..n of ``data`` (index 0: none), as if each
     object's mask were padded with zeros (closed at the scan's border); streamed by layers of cubes.
@@ -291,6 +308,7 @@ def surface_areas(data, n: int, spacing, slab: int = SLAB) -> np.ndarray:
     table = area_table(spacing)
     area = np.zeros(n + 1)
     nz, ny, nx = data.shape
+    slab = bounded_slab(slab, data.shape)
     dtype = np.dtype(getattr(data, "dtype", np.int64))
     dtype = dtype if dtype.kind == "u" else np.dtype(np.int64)
     for p0 in range(-1, nz, slab):  # cube layers p0..p1-1 use planes p0..p1 (-1 and nz: the zero padding)
