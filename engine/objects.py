@@ -158,6 +158,22 @@ def _renumber(total: int, pairs: list[np.ndarray]) -> tuple[np.ndarray, int]:
 
 
 
+def object_count(lab, most: int | None = None) -> int:
+    """The number of objects of object ids ``lab`` (Labels): its ``metadata["objects"]``, else its largest
+    id, read slab by slab; above ``most`` ids an :class:`InputError` (not ids from ``label_objects``)."""
+    n = lab.metadata.get("objects")
+    if n:
+        return int(n)
+    top = 0
+    for z0 in range(0, lab.shape[0], SLAB):
+        top = max(top, int(np.asarray(lab.data[z0:z0 + SLAB]).max(initial=0)))
+    if most is not None and top > most:
+        from .errors import InputError
+
+        raise InputError(f"holds object ids up to {top:,}; measure_objects takes ids from label_objects", lab.source)
+    return top
+
+
 # --------------------------------------------------------------------------------------------- measuring
 def measure(data, n: int, spacing, origin, image=None, thickness=None, slab: int = SLAB) -> dict[str, np.ndarray]:
     """Per object 1..n of the object ids ``data`` (z, y, x): the columns of ``measure_objects`` (see the

@@ -19,6 +19,7 @@ import numpy as np
 
 from .data import Labels, Table
 from .errors import ParameterError
+from .objects import measure, object_count
 
 #: distinct colours of objects coloured by id (matplotlib's qualitative map of 20)
 ID_COLOURS = "tab20"
@@ -36,7 +37,8 @@ def column_unit(column: str, unit: str) -> str:
         return f"{unit}³"
     if column == "surface_area":
         return f"{unit}²"
-    if column.startswith(("centroid_", "axis_", "equivalent_diameter", "mean_thickness", "max_thickness")):
+    if column.startswith(("centroid_", "axis_", "equivalent_diameter", "mean_thickness", "max_thickness",
+                          "local_thickness")):
         return unit
     return ""
 
@@ -48,12 +50,10 @@ def object_values(objects: Labels, color_by: str, table: Table | None = None) ->
     if not _is_objects(objects):
         raise ParameterError("color_by colours objects: give the objects of label_objects, separate_objects or "
                              "filter_objects as labels=...")
-    n = int(objects.metadata.get("objects") or _max_id(objects))
+    n = object_count(objects)
     if color_by == "id":
         return np.arange(n + 1, dtype=float), ""
     if table is None:
-        from .objects import measure
-
         table = Table({k: list(v) for k, v in measure(objects.data, n, objects.spacing, objects.origin).items()})
     if color_by not in table.columns:
         numeric = [c for c, v in table.columns.items() if v and isinstance(v[0], (int, float)) and not isinstance(v[0], bool)]
@@ -75,25 +75,21 @@ def object_values(objects: Labels, color_by: str, table: Table | None = None) ->
 
 
 def column_title(column: str, unit: str) -> str:
-    """A column's name with its unit, for a colour bar or a plot's axis ("voxel": units unknown).
+    """A column's name with its unit, for a colour bar or a plot's axis ("", "voxel", "unknown": units
+    unknown; counts and ratios have none).
 
     Examples
     --------
     >>> column_title("volume", "mm"), column_title("volume", "voxel"), column_title("sphericity", "mm")
     ('volume (mm³)', 'volume (units unknown)', 'sphericity')
     """
-    u = column_unit(column, unit)
-    if not u:
+    if not column_unit(column, "m"):
         return column
-    return f"{column} (units unknown)" if unit in ("", "voxel", "unknown") else f"{column} ({u})"
+    return f"{column} (units unknown)" if unit in ("", "voxel", "unknown") else f"{column} ({column_unit(column, unit)})"
 
 
 def _is_objects(lab: Labels) -> bool:
     return isinstance(lab, Labels) and ("objects" in lab.metadata or lab.class_names == ["object"])
-
-
-def _max_id(lab: Labels) -> int:
-    return max((int(np.asarray(lab.data[z:z + 16]).max(initial=0)) for z in range(0, lab.shape[0], 16)), default=0)
 
 
 def object_surface(objects: Labels, values: np.ndarray, budget: int | None = None):

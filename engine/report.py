@@ -122,18 +122,19 @@ def image_html(path: Path, page_dir: Path) -> str:
         kind = {".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif"}.get(path.suffix.lower(), "png")
         src = f"data:image/{kind};base64," + base64.b64encode(path.read_bytes()).decode()
     else:
-        src = _relative(path, page_dir)
+        src = relative(path, page_dir)
     return f'<figure><img src="{esc(src)}" alt="{esc(path.name)}" loading="lazy"><figcaption>{esc(path.name)}</figcaption></figure>'
 
 
 def movie_html(path: Path, page_dir: Path) -> str:
-    rel = _relative(path, page_dir)
+    rel = relative(path, page_dir)
     return (f'<figure><video controls preload="metadata" src="{esc(rel)}"></video>'
             f'<figcaption>{esc(path.name)} <a class="noprint" href="{esc(rel)}">(file)</a></figcaption>'
             f'<p class="print">Movie: {esc(rel)}</p></figure>')
 
 
-def _relative(path: Path, page_dir: Path) -> str:
+def relative(path: Path, page_dir: Path) -> str:
+    """``path`` as a link from a page in ``page_dir`` (forward slashes)."""
     return Path(os.path.relpath(path, page_dir)).as_posix()
 
 

@@ -25,6 +25,7 @@ from .report import (
     movie_html,
     page,
     plot_html,
+    relative,
     section,
     selected,
     size_column,
@@ -147,15 +148,14 @@ def _plots(files: list[Path], tables: dict, info: dict, unit: dict):
             v = thickness_values(p)
             if v.size:
                 counts, edges = plots.histogram_bins(v, 30)
-                label = f"local thickness ({unit[p]})" if unit[p] not in ("", "voxel", "unknown") else \
-                    "local thickness (units unknown)"
+                label = column_title("local_thickness", unit[p]).replace("_", " ")
                 yield plot_html(plots.histogram_svg(counts, edges, label, weights_label="voxels (sampled)"),
                                 f"Local thickness: {p.name}")
     for p, t in tables.items():
         col = size_column(t)
         if col and len(t) > 1:
             counts, edges = plots.histogram_bins(np.asarray(t[col], float), 20)
-            yield plot_html(plots.histogram_svg(counts, edges, column_title(col, _unit(unit[p])).replace("_", " ")),
+            yield plot_html(plots.histogram_svg(counts, edges, column_title(col, unit[p]).replace("_", " ")),
                             f"{col.replace('_', ' ')} of the {len(t)} objects in {p.name}")
         fr = fraction_rows(t)
         if fr:
@@ -163,23 +163,13 @@ def _plots(files: list[Path], tables: dict, info: dict, unit: dict):
                             f"Class fractions: {p.name}")
 
 
-def _unit(u: str) -> str:
-    return u or "unknown"
-
-
 def _files(files: list[Path], record: dict, page_dir: Path) -> str:
     sha = record.get("output_sha256", {})
-    rows = "".join(f'<tr><td class="t"><a href="{esc(_rel(p, page_dir))}">{esc(p.name)}</a></td>'
+    rows = "".join(f'<tr><td class="t"><a href="{esc(relative(p, page_dir))}">{esc(p.name)}</a></td>'
                    f'<td data-v="{_size(p)}">{_human(_size(p))}</td><td class="t"><code>{esc(sha.get(str(p), ""))}</code></td></tr>'
                    for p in files)
     return (f'<div class="scroll"><table class="sortable"><thead><tr><th class="t">file</th><th>size</th>'
             f'<th class="t">SHA-256</th></tr></thead><tbody>{rows}</tbody></table></div>') if files else ""
-
-
-def _rel(p: Path, page_dir: Path) -> str:
-    import os
-
-    return Path(os.path.relpath(p, page_dir)).as_posix()
 
 
 def _size(p: Path) -> int:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from damselfly.engine import io
-from damselfly.engine.report import esc, fmt, page, plot_html, section
+from damselfly.engine.data import Table
+from damselfly.engine.report import esc, fmt, page, plot_html, relative, section
 
 OUTLIER_MADS = 3.0
 #: the spread is taken as at least this fraction of the median: scans that agree to a few parts in a
@@ -108,33 +109,16 @@ def write_summary(out_root: str | Path) -> tuple[Path, Path]:
         scalars, report = scan_scalars(Path(it["out_dir"]), it["item"])
         names |= set(scalars)
         rows.append({"scan": io.stem(it["item"]), "status": it["status"], "seconds": it.get("seconds", 0.0),
-                     "error": it.get("error") or "", "report": _rel(report, root) if report else "", **scalars})
+                     "error": it.get("error") or "", "report": relative(report, root) if report else "", **scalars})
     names = sorted(names)
     flagged = {n: outliers([r.get(n, np.nan) for r in rows]) for n in names + ["seconds"]}
     for k, r in enumerate(rows):
         r["outliers"] = " ".join(n for n in names if k in flagged[n])
     head = ["scan", "status", "seconds", "report", *names, "outliers", "error"]
     csv_path, html_path = root / "summary.csv", root / "summary.html"
-    io.write_text(csv_path, _csv(head, rows))
+    io.write_table(Table({h: [r.get(h, "") for r in rows] for h in head}), csv_path)
     io.write_text(html_path, _html(batch, head, rows, names, flagged))
     return csv_path, html_path
-
-
-def _rel(p: Path, root: Path) -> str:
-    import os
-
-    return Path(os.path.relpath(p, root)).as_posix()
-
-
-def _csv(head: list[str], rows: list[dict]) -> str:
-    import io as _io
-
-    buf = _io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(head)
-    for r in rows:
-        w.writerow([repr(v) if isinstance(v, float) else v for v in (r.get(h, "") for h in head)])
-    return buf.getvalue()
 
 
 TEXT, TEXT_COLUMNS = ' class="t"', ("scan", "status", "error", "report", "outliers")

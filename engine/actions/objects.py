@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import objects, separate
 from ..data import Labels, Table, Volume, make_classes
-from ..errors import InputError, ParameterError
+from ..errors import ParameterError
 from ..registry import action
 from ..volume_ops import SLAB, output_like, read_depth
 
@@ -117,7 +117,7 @@ def filter_objects(objects_: Labels, min_volume: float | None = None, max_volume
     """
     if largest is not None and largest < 0:
         raise ParameterError(f"largest must be 0 or more, got {largest}")
-    n = int(objects_.metadata.get("objects") or _max_id(objects_))
+    n = objects.object_count(objects_, MAX_IDS)
     counts = _counts(objects_.data, n)
     volume = counts * float(np.prod(objects_.spacing))
     keep = counts > 0
@@ -171,20 +171,15 @@ def measure_objects(objects_: Labels, image: Volume | None = None, thickness: Vo
     for other in (image, thickness):
         if other is not None:
             objects_.check_same_geometry(other)
-    n = int(objects_.metadata.get("objects") or _max_id(objects_))
+    n = objects.object_count(objects_, MAX_IDS)
     cols = objects.measure(objects_.data, n, objects_.spacing, objects_.origin,
                            None if image is None else image.data, None if thickness is None else thickness.data)
     return Table({k: v.tolist() for k, v in cols.items()}, name=f"{objects_.name}_measurements",
                  metadata={"unit": objects_.unit, "objects": n})
 
 
-def _max_id(lab: Labels) -> int:
-    top = 0
-    for z0 in range(0, lab.shape[0], SLAB):
-        top = max(top, int(np.asarray(lab.data[z0:z0 + SLAB]).max(initial=0)))
-    if top > 10_000_000:
-        raise InputError(f"holds object ids up to {top:,}; measure_objects takes ids from label_objects", lab.source)
-    return top
+#: object ids past this are not ids from label_objects (measuring would take per-id arrays that large)
+MAX_IDS = 10_000_000
 
 
 @action("class_fractions", result="table", category="Measure")
@@ -259,7 +254,7 @@ def separate_objects(objects_: Labels, markers: Literal["h_maxima", "peak_local_
             raise ParameterError(f"{name} must be positive, got {v}")
     if smooth < 0:
         raise ParameterError(f"smooth must be 0 or more, got {smooth}")
-    n = int(objects_.metadata.get("objects") or _max_id(objects_))
+    n = objects.object_count(objects_, MAX_IDS)
     out = output_like([objects_], objects_.shape, np.uint32, compress=True)
     n = separate.separate(objects_.data, n, out, sp, h, smooth, min_distance, markers, connectivity,
                           group_depth=objects_.shape[0] if isinstance(out, np.ndarray) else None)
