@@ -102,20 +102,14 @@ def _batches(pred, raws, rows, norm, k: int, probabilities: bool):
 
 def _forward(run, x: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
     """The network's output for a batch (b, C, y, x) in channels-last layout: its logits, or the softmax
-    probabilities with ``probabilities``; with test-time flips always the mean of the four in-plane
-    flips' probabilities (as ``NetworkPredictor``)."""
+    probabilities (with test-time flips the mean of the four in-plane flips') exactly as
+    ``NetworkPredictor`` gives them, which the labels of flipped batches use too."""
+    if probabilities or run.tta:
+        return run._forward(x).cpu()
     x = x.to(run.device, non_blocking=True)
     with torch.inference_mode(), torch.autocast(run.device.type, dtype=run.amp_dtype or torch.bfloat16,
                                                 enabled=run.amp_dtype is not None):
-        if not run.tta:
-            y = run.net(x).float()
-            return (torch.softmax(y, dim=1) if probabilities else y).cpu()
-        acc = None
-        for flip in ((), (3,), (2,), (2, 3)):
-            p = torch.softmax(run.net(torch.flip(x, flip) if flip else x).float(), dim=1)
-            p = torch.flip(p, flip) if flip else p
-            acc = p if acc is None else acc + p
-        return (acc / 4.0).cpu()
+        return run.net(x).float().cpu()
 
 
 def label_slabs(pred, arrays: Sequence, out, ranges: Sequence[tuple[int, int]]) -> None:
