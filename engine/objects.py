@@ -258,26 +258,6 @@ def _first_nonzero(v: np.ndarray) -> np.ndarray:
     return v[np.arange(len(v)), np.argmax(big, axis=1)]
 
 
-def label_ids(ids: np.ndarray, out: np.ndarray) -> int:
-    """``ids`` (any positive integers, 0 = none) renumbered 1..n in the order of their first voxels in the
-    scan, into ``out``; returns n.
-
-    Examples
-    --------
-    >>> out = np.zeros(4, np.uint32); label_ids(np.array([0, 7, 3, 7]), out), out.tolist()
-    (2, [0, 1, 2, 1])
-    """
-    flat = np.asarray(ids).ravel()
-    values, first = np.unique(flat, return_index=True)
-    keep = values > 0
-    values, first = values[keep], first[keep]
-    order = values[np.argsort(first)]
-    lut = np.zeros(int(values.max(initial=0)) + 1, out.dtype)
-    lut[order] = np.arange(1, len(order) + 1)
-    out[...] = lut[np.asarray(ids)]
-    return len(order)
-
-
 #: corner k of a cube sits at (dz, dy, dx) = the bits of k
 CORNERS = [((k >> 2) & 1, (k >> 1) & 1, k & 1) for k in range(8)]
 

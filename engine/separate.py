@@ -93,15 +93,14 @@ def separate(data, n: int, out, spacing, h: float, smooth: float, min_distance: 
     """Split every object 1..n of ``data`` into ``out`` (same shape, integer; written group by group, then
     renumbered in scan order); returns the number of pieces. ``group_depth``: planes of starting points per
     group (default: the whole scan at once when it is in memory, else ``4 * SLAB``)."""
-    from .objects import label_ids
-
     nz = data.shape[0]
     if group_depth is None:
         group_depth = nz if isinstance(data, np.ndarray) else 4 * SLAB
     if group_depth >= nz:
-        pieces, _k = split_group(np.asarray(data), np.arange(1, n + 1), spacing, h, smooth, min_distance, markers,
-                                 connectivity)
-        return label_ids(pieces, out)
+        pieces, k = split_group(np.asarray(data), np.arange(1, n + 1), spacing, h, smooth, min_distance, markers,
+                                connectivity)
+        out[...] = pieces
+        return _scan_order(out, k)
     first, last = z_extents(data, n)
     halo = _halo(spacing, smooth)
     task = progress.task("Separating objects", total=math.ceil(nz / group_depth))
@@ -131,7 +130,14 @@ def _halo(spacing, smooth: float) -> int:
 
 
 def _scan_order(out, total: int) -> int:
-    """Renumber the pieces of ``out`` (ids 1..total) by their first voxel in the scan, slab by slab."""
+    """Renumber the pieces of ``out`` (ids 1..total) by their first voxel in the scan, slab by slab;
+    returns how many there are.
+
+    Examples
+    --------
+    >>> out = np.array([[[0, 7, 3, 7]]], np.uint32); _scan_order(out, 7), out.tolist()
+    (2, [[[0, 1, 2, 1]]])
+    """
     first = np.full(total + 1, np.iinfo(np.int64).max, np.int64)
     plane = int(np.prod(out.shape[1:]))
     for z0 in range(0, out.shape[0], SLAB):
