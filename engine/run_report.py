@@ -33,14 +33,23 @@ from .report import (
     thickness_values,
 )
 
+#: the run record's file in an output folder (written by ``macros/runrecord.py``)
+RUN_RECORD = "run.json"
+
+
+def read_record(out_dir) -> dict | None:
+    """The run record in ``out_dir``, or ``None`` if there is none or it is unreadable."""
+    try:
+        rec = json.loads((Path(out_dir) / RUN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
 
 def read_run_record(out_dir: Path) -> dict:
     """The run record of ``out_dir`` (``{}`` when there is none, e.g. an app session's folder)."""
-    try:
-        rec = json.loads((Path(out_dir) / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return rec if isinstance(rec, dict) else {}
+    rec = read_record(out_dir)
+    return {} if rec is None else rec
 
 
 def outputs_of(out_dir: Path, record: dict, page_path: Path) -> list[Path]:
@@ -48,7 +57,7 @@ def outputs_of(out_dir: Path, record: dict, page_path: Path) -> list[Path]:
     listed = record.get("outputs")
     if listed is None:
         listed = [str(p) for p in sorted(Path(out_dir).iterdir())
-                  if not p.name.startswith(".") and p.name != "run.json"]
+                  if not p.name.startswith(".") and p.name != RUN_RECORD]
     found = []
     for o in listed:
         p = Path(o) if Path(o).is_absolute() else Path(out_dir) / o

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from damselfly.engine import io
 from damselfly.engine.errors import DamselflyError
+from damselfly.engine.run_report import RUN_RECORD, read_record  # noqa: F401 (read_record: for workers)
 
-RUN_RECORD = "run.json"
 LOCK_FILE = ".damselfly.lock"
 
 
@@ -90,15 +90,6 @@ def output_info(ev) -> dict:
 def statement_times(timings: list) -> list[dict]:
     """The run record's per-statement timings (line, action, result name, seconds)."""
     return [{"line": t.line, "action": t.action, "target": t.target, "seconds": round(t.seconds, 3)} for t in timings]
-
-
-def read_record(out_dir: str | os.PathLike) -> dict | None:
-    """The run record in ``out_dir``, or ``None`` if there is none or it is unreadable."""
-    try:
-        rec = json.loads((Path(out_dir) / RUN_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) else None
 
 
 def write_record(out_dir: str | os.PathLike, record: dict) -> None:
