@@ -173,3 +173,35 @@ def fraction_rows(table: Table) -> tuple[list, list] | None:
     if "class" in table.columns and "fraction" in table.columns:
         return list(table["class"]), [float(v) for v in table["fraction"]]
     return None
+
+
+def table_numbers(table: Table) -> dict:
+    """The numbers a saved table stands for, by name: each number of a one-row table; ``mean``, ``median``
+    and ``max`` of a ``thickness_stats`` table (its "all" row); ``dice[class]`` and ``fraction[class]`` of
+    per-class tables; ``count`` of an object table. The report's key results and the batch summary's
+    columns are these.
+
+    Examples
+    --------
+    >>> table_numbers(Table({"class": ["air", "pore"], "dice": [0.9, 0.5], "iou": [0.8, 0.3]}))
+    {'dice[air]': 0.9, 'dice[pore]': 0.5}
+    """
+    cols = table.columns
+    if not cols or not len(table):
+        return {}
+    row = table.rows()[0]
+    if len(table) == 1:
+        return {c: v for c, v in row.items() if _number(v)}
+    if list(cols.values())[0][0] == "all":
+        return {c: row[c] for c in ("mean", "median", "max") if c in row and _number(row[c])}
+    if "class" in cols:
+        return {f"{m}[{c}]": v for m in ("dice", "fraction") if m in cols for c, v in zip(cols["class"], cols[m])
+                if _number(v)}
+    if "id" in cols:
+        return {"count": len(table)}
+    return {}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+

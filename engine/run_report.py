@@ -30,6 +30,7 @@ from .report import (
     selected,
     size_column,
     table_html,
+    table_numbers,
     thickness_values,
 )
 
@@ -123,27 +124,22 @@ def _grid(items) -> str:
 
 
 def _key_results(tables: dict, unit: dict) -> str:
-    """One card per number of the one-row tables (thickness_stats and the like), and per class fraction."""
+    """One card per number the tables stand for (:func:`~damselfly.engine.report.table_numbers`):
+    one-row tables, thickness statistics, Dice and volume fraction per class, object counts."""
     from .render_objects import column_unit
 
     cards = []
     for p, t in tables.items():
-        if len(t) == 1:
-            for c, v in t.rows()[0].items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    u = column_unit(c, unit[p]) if unit[p] else ""
-                    cards.append((f"{fmt(v)} {u}".strip(), f"{p.stem} · {c}"))
-        elif t.columns and list(t.columns.values())[0][0] == "all":  # thickness_stats: its "all" row
-            row = t.rows()[0]
-            u = row.get("unit", unit[p])
-            cards += [(f"{fmt(row[c])} {u}", f"{p.stem} · {c}") for c in ("mean", "median", "max") if c in row]
-        elif "dice" in t.columns and "class" in t.columns:
-            cards += [(fmt(d), f"{p.stem} · Dice {c}") for c, d in zip(t["class"], t["dice"])]
-        elif fraction_rows(t):
-            for name, f in zip(*fraction_rows(t)):
-                cards.append((f"{100 * f:.3g} %", f"{p.stem} · {name} fraction"))
-        elif size_column(t):
-            cards.append((str(len(t)), f"{p.stem} · objects"))
+        for name, v in table_numbers(t).items():
+            if name.startswith("fraction["):
+                cards.append((f"{100 * v:.3g} %", f"{p.stem} · {name[9:-1]} fraction"))
+            elif name.startswith("dice["):
+                cards.append((fmt(v), f"{p.stem} · Dice {name[5:-1]}"))
+            elif name == "count":
+                cards.append((str(v), f"{p.stem} · objects"))
+            else:
+                u = t["unit"][0] if "unit" in t.columns else column_unit(name, unit[p]) if unit[p] else ""
+                cards.append((f"{fmt(v)} {u}".strip(), f"{p.stem} · {name}"))
     return '<div class="cards">' + "".join(f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>'
                                            for v, k in cards) + "</div>" if cards else ""
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from damselfly.engine import io
 from damselfly.engine.data import Table
-from damselfly.engine.report import esc, fmt, page, plot_html, relative, section
+from damselfly.engine.report import esc, fmt, page, plot_html, relative, section, table_numbers
 
 OUTLIER_MADS = 3.0
 #: the spread is taken as at least this fraction of the median: scans that agree to a few parts in a
@@ -47,18 +47,7 @@ def table_scalars(path: Path, key: str) -> dict[str, float]:
         t = io.read_table(path)
     except Exception:
         return {}
-    cols = t.columns
-    num = {c: v for c, v in cols.items() if v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)}
-    if len(t) == 1:
-        return {f"{key}.{c}": float(v[0]) for c, v in num.items()}
-    first = list(cols.values())[0] if cols else []
-    if first and first[0] == "all":
-        return {f"{key}.{c}": float(num[c][0]) for c in ("mean", "median", "max") if c in num}
-    if "class" in cols:
-        return {f"{key}.{m}[{c}]": float(x) for m in ("dice", "fraction") if m in num for c, x in zip(cols["class"], num[m])}
-    if "id" in cols:
-        return {f"{key}.count": float(len(t))}
-    return {}
+    return {f"{key}.{name}": float(v) for name, v in table_numbers(t).items()}
 
 
 def scan_scalars(out_dir: Path, item: str) -> tuple[dict[str, float], str | None]:
