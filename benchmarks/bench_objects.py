@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -74,21 +73,12 @@ def out_of_core(path: str) -> None:
                       "objects": out.metadata["objects"]}))
 
 
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two labellings split the voxels alike (ids may differ)."""
-    if not np.array_equal(a > 0, b > 0):
-        return False
-    pairs = np.unique(np.stack([a[a > 0], b[b > 0]], axis=1), axis=0)
-    return len(pairs) == len(np.unique(pairs[:, 0])) == len(np.unique(pairs[:, 1]))
-
-
 def own_peak_mib() -> float:
-    """This process's peak RSS (VmHWM): unlike ``ru_maxrss`` it does not carry a parent's peak over the
-    ``fork`` and ``exec`` that started it."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return rss_mib()
+    """This process's peak RSS (VmHWM, which unlike ``ru_maxrss`` does not carry a parent's peak over the
+    ``fork`` and ``exec`` that started it), as ``bench_inference`` reads it."""
+    from bench_inference import _hwm_kib
+
+    return _hwm_kib() / 1024
 
 
 def scale(n: int, work: str | None) -> None:
@@ -124,10 +114,6 @@ def end_to_end(path: str) -> None:
         print(f"  {name}: {seconds:.0f} s, {count:,} objects; peak RSS so far {own_peak_mib():.0f} MiB", flush=True)
         if name == "label_objects":
             objs = res
-
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
