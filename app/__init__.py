@@ -9,7 +9,7 @@ from __future__ import annotations
 
 def main(*paths: str) -> int:
     """Open the main window and run the Qt event loop. Each of ``paths`` is opened by what it holds
-    (:func:`damselfly.engine.io.content_kind`): a macro into the editor; a scan, labels or a model into
+    (:func:`damselfly.engine.io._files.content_kind`): a macro into the editor; a scan, labels or a model into
     the session through their load actions (so a recording sees them)."""
     import sys
     from pathlib import Path

@@ -12,8 +12,8 @@ from PySide6.QtWidgets import (
 )
 
 from damselfly.engine import DamselflyError, Labels, Volume, make_classes
-from damselfly.engine.data import LabelClass
-from damselfly.engine.model import Model
+from damselfly.engine.core.data import LabelClass
+from damselfly.engine.segmentation._model import Model
 
 
 class PaintMixin:
@@ -202,7 +202,7 @@ class PaintMixin:
     def predict_slice(self) -> None:
         """Segment-and-correct: the newest model's prediction of the current axial slice goes into the
         label layer (only that slice), to be corrected with the brush."""
-        from damselfly.engine.inference import model_inputs, predict_slice
+        from damselfly.engine.segmentation._inference import model_inputs, predict_slice
 
         lab, vol = self._layer(), self.canvas.volume
         models = [o for o in self.session.objects.values() if isinstance(o, Model)]

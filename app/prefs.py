@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from damselfly.engine.io import write_text
+from damselfly.engine.io._files import write_text
 
 MAX_RECENT = 10
 

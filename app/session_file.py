@@ -13,9 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from damselfly.engine import Labels, Table, io
-from damselfly.engine import model as model_io
-from damselfly.engine.model import Model
+from damselfly.engine import Labels, Table
+from damselfly.engine.io import _files as io
+from damselfly.engine.segmentation import _model as model_io
+from damselfly.engine.segmentation._model import Model
 
 FORMAT = "damselfly-session"
 LOADERS = {"load", "load_labels", "load_model"}

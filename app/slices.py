@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
 from damselfly.engine import Labels, Volume
-from damselfly.engine.volume_ops import overview
+from damselfly.engine.io import overview
 
 #: world axis -> index axis of a (z, y, x) array
 AXIS_INDEX = {"z": 0, "y": 1, "x": 2}

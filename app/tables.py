@@ -1,4 +1,4 @@
-"""A dock that shows a :class:`~damselfly.engine.data.Table` (measurements, a method comparison): the
+"""A dock that shows a :class:`~damselfly.engine.core.data.Table` (measurements, a method comparison): the
 newest table an action made, or the one chosen in the data panel."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QScrollArea, QTableWidget, QTableWidgetItem
 
 from damselfly.engine import Table
-from damselfly.engine.model import Model
+from damselfly.engine.segmentation._model import Model
 
 
 def table_of(obj) -> Table | None:

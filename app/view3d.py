@@ -10,7 +10,7 @@ import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from damselfly.engine import render as R
+from damselfly.engine.render import _scene as R
 
 #: A first draft of the 3-D view at this fraction of the detail, shown at once; the full detail follows.
 DRAFT = 0.25
@@ -19,7 +19,7 @@ PRESETS = {"iso": (30.0, 20.0), "front": (0.0, 0.0), "side": (90.0, 0.0), "top":
 
 
 class View3D(QWidget):
-    """The scene is prepared (level of detail, surfaces: :func:`~damselfly.engine.render.prepare_scene`) in a
+    """The scene is prepared (level of detail, surfaces: :func:`~damselfly.engine.render._scene.prepare_scene`) in a
     thread, so the window never waits for it; only making the VTK actors runs on the GUI thread. A quick
     draft (``DRAFT`` of the detail) is shown first, then the full detail replaces it, keeping the camera.
     A newer scene supersedes one still being prepared. ``failed(message)`` when a scene cannot be
@@ -66,7 +66,7 @@ class View3D(QWidget):
     def show_scene(self, volume=None, labels=None, hidden: set[int] | frozenset = frozenset()) -> None:
         """Draw ``volume`` and ``labels`` (either may be ``None``; labels with no class painted yet are
         left out) with the engine's scene code, prepared in a thread: every class but the background
-        (:meth:`~damselfly.engine.render.Scene.shown_classes`) and the ``hidden`` class indices."""
+        (:meth:`~damselfly.engine.render._scene.Scene.shown_classes`) and the ``hidden`` class indices."""
         self._generation += 1
         gen = self._generation
         if volume is None and labels is None:

@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QListWidgetItem
 
 from damselfly.engine import Labels, Table, Volume
-from damselfly.engine.model import Model
-from damselfly.engine.volume_ops import overview
+from damselfly.engine.io import overview
+from damselfly.engine.segmentation._model import Model
 
 from .histogram import fmt_value
 from .slices import PREVIEW_VOXELS

@@ -32,9 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from damselfly.engine import DamselflyError, Labels, Session, Settings, Table, Volume, io
-from damselfly.engine.model import Model
+from damselfly.engine import DamselflyError, Labels, Session, Settings, Table, Volume
+from damselfly.engine.io import _files as io
 from damselfly.engine.registry import object_classes, takes_object_list
+from damselfly.engine.segmentation._model import Model
 from damselfly.macros.recorder import Recorder
 
 from .histogram import Histogram
@@ -274,7 +275,7 @@ class MainWindow(MenusMixin, DataViewsMixin, PaintMixin, MacroMixin, SessionFile
     def _model_images(self, spec, pre: dict) -> dict:
         """For an action given a model that takes several input volumes (``infer`` after a two-channel
         ``train``): its images argument ticked with those volumes, in the model's order."""
-        from damselfly.engine.inference import model_inputs
+        from damselfly.engine.segmentation._inference import model_inputs
 
         objs = self.session.objects
         model = next((objs[v] for v in pre.values() if isinstance(v, str) and isinstance(objs.get(v), Model)), None)

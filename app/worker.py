@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from damselfly.engine import Cancelled, DamselflyError, progress
-from damselfly.engine.progress import ProgressEvent, Reporter
+from damselfly.engine import Cancelled, DamselflyError
+from damselfly.engine.core import progress
+from damselfly.engine.core.progress import ProgressEvent, Reporter
 
 
 def describe_error(e: BaseException) -> str:

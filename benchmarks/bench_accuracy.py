@@ -23,18 +23,19 @@ import time
 
 import numpy as np
 
-from damselfly.engine import make_classes, phantoms
+from damselfly.engine import make_classes
 from damselfly.engine.actions import segmentation as seg_actions
 from damselfly.engine.actions.processing import calibrate, threshold
 from damselfly.engine.actions.segmentation import sparse_labels
-from damselfly.engine.context import RunContext
-from damselfly.engine.training import dice_scores
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.segmentation._training import dice_scores
 
 
 def _nuclei(folder: str):
     from pathlib import Path
 
-    from damselfly.engine import io
+    from damselfly.engine.io import _files as io
 
     vol = io.read_volume(Path(folder) / "nuclei.tif")
     inst = np.asarray(io.read_volume(Path(folder) / "nuclei_labels.tif").data)

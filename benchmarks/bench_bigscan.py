@@ -34,9 +34,10 @@ def make_scan(path: Path, shape=(256, 768, 768)) -> None:
 
 
 def snapshot_child(scan: str, lod: str) -> None:
-    from damselfly.engine import io, render
     from damselfly.engine.actions import render as actions
-    from damselfly.engine.context import RunContext
+    from damselfly.engine.core.context import RunContext
+    from damselfly.engine.io import _files as io
+    from damselfly.engine.render import _scene as render
 
     if lod == "off":
         render.level_of_detail = lambda scene, size: scene
@@ -48,8 +49,9 @@ def snapshot_child(scan: str, lod: str) -> None:
 
 
 def infer_times(runs: int) -> list[tuple[float, float]]:
-    from damselfly.engine import Volume, inference
-    from damselfly.engine import model as model_io
+    from damselfly.engine import Volume
+    from damselfly.engine.segmentation import _inference as inference
+    from damselfly.engine.segmentation import _model as model_io
 
     model = model_io.load_model(ROOT / "examples" / "models" / "casting.dfmodel")
     vol = Volume(np.random.default_rng(0).random((6, 1024, 1024), dtype=np.float32))

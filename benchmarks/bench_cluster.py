@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from damselfly.engine import io, phantoms
+from damselfly.engine.core import phantoms
+from damselfly.engine.io import _files as io
 from damselfly.macros.batch import run_batch
 
 ROOT = Path(__file__).resolve().parents[1]

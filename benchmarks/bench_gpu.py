@@ -46,12 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_accuracy import NUCLEI_PAINTED, _nuclei, between  # noqa: E402
 from bench_restoration import BIG, LEVEL, noise_estimate, noisy_phantom, scores  # noqa: E402
 
-from damselfly.engine import Volume, io, phantoms  # noqa: E402
-from damselfly.engine import model as model_io  # noqa: E402
+from damselfly.engine import Volume
 from damselfly.engine.actions import enhancement as E  # noqa: E402
 from damselfly.engine.actions import segmentation as S  # noqa: E402
-from damselfly.engine.context import RunContext  # noqa: E402
-from damselfly.engine.training import dice_scores  # noqa: E402
+from damselfly.engine.core import phantoms  # noqa: E402
+from damselfly.engine.core.context import RunContext  # noqa: E402
+from damselfly.engine.io import _files as io
+from damselfly.engine.segmentation import _model as model_io  # noqa: E402
+from damselfly.engine.segmentation._training import dice_scores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "examples" / "models" / "casting.dfmodel"

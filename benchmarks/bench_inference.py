@@ -52,7 +52,8 @@ def child(path: str, device: str, threads: int | None) -> None:
 
     import torch
 
-    from damselfly.engine import Session, Settings, io
+    from damselfly.engine import Session, Settings
+    from damselfly.engine.io import _files as io
 
     base = _hwm_kib()
     s = Session(Settings(device=device, threads=threads))
@@ -88,8 +89,9 @@ def reference(vol: np.ndarray, device: str, threads: int | None) -> float:
     """Seconds for one plain forward pass per whole slice (no tiles, no blending), on a slab of slices."""
     import torch
 
-    from damselfly.engine import inference, tiling
-    from damselfly.engine import model as model_io
+    from damselfly.engine.segmentation import _inference as inference
+    from damselfly.engine.segmentation import _model as model_io
+    from damselfly.engine.segmentation import _tiling as tiling
 
     if threads:
         torch.set_num_threads(threads)
@@ -121,7 +123,9 @@ def main() -> None:
     if a.child:
         child(a.child, a.device, a.threads)
         return
-    from damselfly.engine import Volume, io, phantoms
+    from damselfly.engine import Volume
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.io import _files as io
 
     shape = tuple(a.size)
     nvox = int(np.prod(shape))

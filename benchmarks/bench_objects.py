@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from damselfly.engine import io, make_classes
+from damselfly.engine import make_classes
 from damselfly.engine.actions.objects import label_objects, measure_objects, separate_objects
-from damselfly.engine.data import Labels
+from damselfly.engine.core.data import Labels
+from damselfly.engine.io import _files as io
 
 
 def blobs(n: int, seed: int = 0) -> np.ndarray:

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from damselfly.engine import phantoms
+from damselfly.engine.core import phantoms
 
 
 def best_of(fn, n=3):

@@ -30,8 +30,9 @@ def bare_io(scan: np.ndarray, out: np.ndarray, step: int = 16) -> None:
 
 
 def main() -> None:
-    from damselfly.engine import Volume, inference
-    from damselfly.engine.model import load_model
+    from damselfly.engine import Volume
+    from damselfly.engine.segmentation import _inference as inference
+    from damselfly.engine.segmentation._model import load_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, nargs=3, default=[128, 512, 512])
@@ -76,7 +77,7 @@ def main() -> None:
                 inference.segment(model, [vol], out, network=net, device="cpu", tile=max(args.size[1:]))
             finally:
                 inference.applies = fast
-                from damselfly.engine.slab_labels import slab_labels
+                from damselfly.engine.segmentation._slab_labels import slab_labels
 
                 inference.slab_labels = slab_labels
             general.append(time.perf_counter() - t0)

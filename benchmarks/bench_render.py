@@ -25,9 +25,9 @@ from pathlib import Path
 
 
 def main(size: int = 256) -> None:
-    from damselfly.engine import movie as M
-    from damselfly.engine import phantoms
-    from damselfly.engine import render as R
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.render import _movie as M
+    from damselfly.engine.render import _scene as R
 
     vol, truth = phantoms.casting((size,) * 3, seed=0)
     t0 = time.perf_counter()
@@ -60,9 +60,9 @@ def main(size: int = 256) -> None:
 
 def one_movie(frames: int, path: str, width: int, height: int) -> None:
     """(child process) render ``frames`` frames of a 128^3 casting; print peak RSS in MiB."""
-    from damselfly.engine import movie as M
-    from damselfly.engine import phantoms
-    from damselfly.engine import render as R
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.render import _movie as M
+    from damselfly.engine.render import _scene as R
 
     vol, truth = phantoms.casting((128,) * 3, seed=0)
     scene = R.Scene(volume=vol, labels=truth, caption="casting")

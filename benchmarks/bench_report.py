@@ -23,9 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from damselfly.engine import Table, io, phantoms
+from damselfly.engine import Table
 from damselfly.engine.actions.report import report
-from damselfly.engine.context import RunContext
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.io import _files as io
 from damselfly.macros.runner import run_file
 from damselfly.macros.summary import write_summary
 

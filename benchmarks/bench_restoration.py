@@ -37,11 +37,11 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from damselfly.engine import phantoms
 from damselfly.engine.actions import enhancement as E
 from damselfly.engine.actions import segmentation as S
-from damselfly.engine.context import RunContext
-from damselfly.engine.training import dice_scores
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.segmentation._training import dice_scores
 
 CTX = RunContext(device="cpu")
 
@@ -236,7 +236,7 @@ def noise_estimate(x: np.ndarray) -> float:
 def tomogram(path: str, epochs: int | None) -> None:
     import imageio.v3 as iio
 
-    from damselfly.engine import io
+    from damselfly.engine.io import _files as io
 
     vol = io.read_volume(path)
     a = np.asarray(vol.data, np.float32)

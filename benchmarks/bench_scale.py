@@ -183,7 +183,8 @@ def main() -> None:
         return child(*a.child)
     if a.app_child:
         return app_child(*a.app_child)
-    from damselfly.engine import Volume, io
+    from damselfly.engine import Volume
+    from damselfly.engine.io import _files as io
 
     work = Path(a.work or tempfile.mkdtemp(prefix="dfscale-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ def compare(name, theirs, ours, mask):
 
 
 def main(size: int = 256) -> None:
-    from damselfly.engine import thickness as T
+    from damselfly.engine.thickness import _exact as T
 
     try:
         import porespy as ps
@@ -87,7 +87,7 @@ def memory(size: int = 512) -> None:
 
     from scipy import ndimage
 
-    from damselfly.engine import thickness as T
+    from damselfly.engine.thickness import _exact as T
 
     T.local_thickness(np.ones((8, 8, 8), bool), border=True)  # compile first
     field = np.random.default_rng(0).standard_normal((size,) * 3, dtype=np.float32)
@@ -112,8 +112,8 @@ def ratio(size: int, runs: int, load: bool, block: int | None) -> None:
 
     import porespy as ps
 
-    from damselfly.engine import thickness as T
-    from damselfly.engine.thickness_blocks import blockwise_thickness
+    from damselfly.engine.thickness import _exact as T
+    from damselfly.engine.thickness._blocks import blockwise_thickness
 
     im = ps.generators.blobs([size] * 3, porosity=0.5, seed=0).astype(bool)
     T.local_thickness(im[:32, :32, :32])
@@ -150,10 +150,11 @@ def blocks(scan: str, block: int | None) -> None:
     """Block by block against in memory on the walls of a ``bench_scale.py`` scan (OME-Zarr): times,
     their ratio, and whether the values are equal voxel for voxel. Needs about 12 bytes a voxel of RAM
     for the in-memory side (1024^3: 12 GB)."""
-    from damselfly.engine import Volume, io
+    from damselfly.engine import Volume
     from damselfly.engine.actions.processing import calibrate, threshold
-    from damselfly.engine.thickness import local_thickness
-    from damselfly.engine.thickness_blocks import blockwise_thickness
+    from damselfly.engine.io import _files as io
+    from damselfly.engine.thickness._blocks import blockwise_thickness
+    from damselfly.engine.thickness._exact import local_thickness
 
     vol = io.read_volume(scan)
     seg = threshold(calibrate(Volume(np.asarray(vol.data[:]), spacing=vol.spacing)), method="multiotsu", classes=3)

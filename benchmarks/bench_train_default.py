@@ -23,11 +23,11 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from damselfly.engine import phantoms
 from damselfly.engine.actions.processing import calibrate, threshold
 from damselfly.engine.actions.segmentation import infer, train
-from damselfly.engine.context import RunContext
-from damselfly.engine.training import dice_scores
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.segmentation._training import dice_scores
 
 SLICES = {"grains": (3, 9, 15, 21, 27, 31), "nuclei": (20, 26, 32, 38, 44, 50)}  # nuclei lie in z 20..56
 DABS = 48
@@ -87,7 +87,8 @@ def case(name, vol, truth, seed: int, ctx) -> None:
 def _nuclei(folder: str):
     from pathlib import Path
 
-    from damselfly.engine import io, make_classes
+    from damselfly.engine import make_classes
+    from damselfly.engine.io import _files as io
 
     vol = io.read_volume(Path(folder) / "nuclei.tif")
     inst = np.asarray(io.read_volume(Path(folder) / "nuclei_labels.tif").data)

@@ -3,11 +3,12 @@
 No Qt and no macro language here: ``engine`` never imports ``macros`` or ``app``.
 """
 
-from . import io, phantoms, progress
+from . import io
 from .builtin import BUILTIN, all_actions, get_action
-from .data import LabelClass, Labels, Table, Volume, make_classes
-from .errors import Cancelled, DamselflyError, InputError, ParameterError, ResourceError
-from .provenance import __version__
+from .core import phantoms, progress
+from .core._provenance import __version__
+from .core.data import LabelClass, Labels, Table, Volume, make_classes
+from .core.errors import Cancelled, DamselflyError, InputError, ParameterError, ResourceError
 from .registry import InputPath, OutputPath, Registry, action
 from .session import ActionEvent, Session, Settings
 
@@ -22,7 +23,7 @@ __all__ = [
 def __getattr__(name):
     # ``engine.local_thickness`` loads numba (about half a second) only when it is used
     if name == "local_thickness":
-        from .thickness import local_thickness
+        from .thickness._exact import local_thickness
 
         return local_thickness
     raise AttributeError(f"module 'engine' has no attribute {name!r}")

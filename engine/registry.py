@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .argtypes import (  # noqa: F401 (the types of action parameters, re-exported for action modules)
+from ._argtypes import (  # noqa: F401 (the types of action parameters, re-exported for action modules)
     _REQUIRED,
     OBJECT_TYPES,
     InputPath,
@@ -37,9 +37,9 @@ from .argtypes import (  # noqa: F401 (the types of action parameters, re-export
     type_name,
     value_type_name,
 )
-from .context import RunContext
-from .data import Grid, suggest
-from .errors import ParameterError
+from .core.context import RunContext
+from .core.data import Grid, suggest
+from .core.errors import ParameterError
 
 
 @dataclass

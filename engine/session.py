@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import blocks, progress
 from .builtin import BUILTIN
-from .context import RunContext, check_device_name
-from .data import Labels, Volume
-from .errors import Cancelled, DamselflyError, InputError, ParameterError
-from .paths import check_path_text, confine_output
+from .core import _blocks as blocks
+from .core import progress
+from .core._paths import check_path_text, confine_output
+from .core.context import RunContext, check_device_name
+from .core.data import Labels, Volume
+from .core.errors import Cancelled, DamselflyError, InputError, ParameterError
 from .registry import OBJECT_TYPES, ActionSpec, Registry, object_classes
 
 OBJECT_CLASSES = tuple(OBJECT_TYPES.values())
@@ -32,9 +33,9 @@ class Settings:
     """Run settings: not part of a macro, so the same macro runs on a laptop and a GPU node.
 
     ``device``, ``threads``, ``out_dir``, ``overwrite`` and ``replaceable`` are what actions see, through
-    the :class:`~damselfly.engine.context.RunContext` that :meth:`Session.context` makes of them. The
+    the :class:`~damselfly.engine.core.context.RunContext` that :meth:`Session.context` makes of them. The
     rest is the session's own: ``blocks`` (where block-wise actions run their blocks, made current while
-    an action runs, like the progress reporter: :mod:`~damselfly.engine.blocks`), ``base_dir``
+    an action runs, like the progress reporter: :mod:`~damselfly.engine.core._blocks`), ``base_dir``
     (relative input paths are resolved against it: the macro's folder), ``allow_outside`` (outputs may
     leave ``out_dir``: absolute paths, ``..``, ``~``; off by default) and ``protected`` (inputs known before the run starts, such as the macro file and the
     checked inputs, which no output may replace; inputs the actions read are added as the run goes).
@@ -83,7 +84,7 @@ class ActionEvent:
     args: dict[str, Any]
     arg_names: dict[str, str]
     result: Any
-    resolved: dict[str, str]
+    resolved: dict[str, str | list]
     seconds: float
 
 
@@ -190,7 +191,7 @@ class Session:
         return str(p)
 
     def context(self) -> RunContext:
-        """The :class:`~damselfly.engine.context.RunContext` handed to actions that declare one."""
+        """The :class:`~damselfly.engine.core.context.RunContext` handed to actions that declare one."""
         st = self.settings
         return RunContext(device=st.device, threads=st.threads, out_dir=st.out_dir, overwrite=st.overwrite,
                           replaceable=st.replaceable, reporter=self.reporter)
@@ -214,7 +215,7 @@ class Session:
         spec = action if isinstance(action, ActionSpec) else self.registry.get(action)
         bound = spec.bind(args, kwargs)
         call: dict[str, Any] = {}
-        resolved: dict[str, str] = {}
+        resolved: dict[str, str | list] = {}
         arg_names: dict[str, str] = {}
         for name, value in bound.items():
             spec.check_value(name, value)
@@ -257,8 +258,8 @@ class Session:
         event = ActionEvent(spec.name, target, dict(bound), arg_names, result, resolved, seconds)
         if _reads_files(spec) and result is not None:
             self.sources[result] = dataclasses.replace(event, result=None)
-        for fn in list(self._subscribers):
-            fn(event)
+        for notify in list(self._subscribers):
+            notify(event)
         if self.reporter.cancelled:
             # The action stopped early but returned what it had (training keeps its best model): the
             # result is bound and recorded above, and the run still stops here.

@@ -29,9 +29,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from damselfly.engine import io
-from damselfly.engine.errors import DamselflyError
-from damselfly.engine.progress import Reporter
+from damselfly.engine.core.errors import DamselflyError
+from damselfly.engine.core.progress import Reporter
+from damselfly.engine.io import _files as io
 
 from .checker import check
 from .diagnostics import Diagnostic, MacroError

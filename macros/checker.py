@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from damselfly.engine.builtin import BUILTIN
-from damselfly.engine.data import suggest
-from damselfly.engine.errors import ParameterError
-from damselfly.engine.paths import check_path_text, confine_output
+from damselfly.engine.core._paths import check_path_text, confine_output
+from damselfly.engine.core.data import suggest
+from damselfly.engine.core.errors import ParameterError
 from damselfly.engine.registry import Registry, StaticObject
 
 from . import ast, classflow

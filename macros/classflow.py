@@ -18,9 +18,9 @@ NAMES_CLASSES_OF = {"class": ("labels", "model"), "classes": ("labels", "volume"
 def file_classes(action: str, path: Path, values: dict) -> list[str] | None:
     """The class names a loader's result will have, read without loading it (None: not known; a bad file
     is for the loader to report when it runs)."""
-    from damselfly.engine.errors import DamselflyError
-    from damselfly.engine.io import sidecar_classes
-    from damselfly.engine.model import read_document
+    from damselfly.engine.core.errors import DamselflyError
+    from damselfly.engine.io._files import sidecar_classes
+    from damselfly.engine.segmentation._model import read_document
 
     try:
         if action == "load_model":

@@ -19,8 +19,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from damselfly.engine.errors import DamselflyError
-from damselfly.engine.progress import Reporter
+from damselfly.engine.core.errors import DamselflyError
+from damselfly.engine.core.progress import Reporter
 
 from .checker import check
 from .console import TextProgress, print_statement
@@ -81,7 +81,7 @@ def cmd_fmt(args) -> int:
                 status = 1
         elif args.write:
             if text != macro.source:
-                from damselfly.engine.io import write_text
+                from damselfly.engine.io._files import write_text
 
                 write_text(Path(path), text)
                 print(f"formatted {path}")
@@ -196,7 +196,7 @@ def cmd_demo(args) -> int:
 
 def cmd_report(args) -> int:
     """Rebuild a batch's summary (a folder with batch.json) or a run's report (a folder with run.json)."""
-    from damselfly.engine.errors import InputError
+    from damselfly.engine.core.errors import InputError
 
     out = Path(args.folder)
     if (out / "batch.json").exists():
@@ -206,7 +206,7 @@ def cmd_report(args) -> int:
             print(p)
         return 0
     if (out / "run.json").exists():
-        from damselfly.engine.run_report import write_run_report
+        from damselfly.engine.report._run import write_run_report
 
         print(write_run_report(out / "report.html", out))
         return 0

@@ -32,8 +32,8 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from damselfly.engine.errors import DamselflyError, ParameterError
-from damselfly.engine.progress import Reporter
+from damselfly.engine.core.errors import DamselflyError, ParameterError
+from damselfly.engine.core.progress import Reporter
 
 #: Seconds a retried scan waits for the folder lock a dead run may still hold.
 LOCK_WAIT = 30.0
@@ -114,7 +114,7 @@ def close(client, cluster) -> None:
 
 
 class DaskBlocks:
-    """A block runner (:mod:`damselfly.engine.blocks`) over a Dask client: one scan's blocks spread over
+    """A block runner (:mod:`damselfly.engine.core._blocks`) over a Dask client: one scan's blocks spread over
     the cluster's workers (``damselfly run MACRO --cluster ADDRESS`` without ``--batch``).
 
     ``shared`` goes to every worker once (scattered); each block is one task, yielded as it finishes. A

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from damselfly.engine.progress import ProgressEvent
+from damselfly.engine.core.progress import ProgressEvent
 
 
 class TextProgress:

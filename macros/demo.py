@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from damselfly.engine import io, phantoms
 from damselfly.engine.actions.processing import evaluate
 from damselfly.engine.actions.segmentation import sparse_labels
-from damselfly.engine.progress import Reporter
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.progress import Reporter
+from damselfly.engine.io import _files as io
 
 from .console import print_statement
 from .runner import run_file

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from damselfly.engine.errors import DamselflyError
+from damselfly.engine.core.errors import DamselflyError
 
 #: Characters of a long source line shown on each side of a diagnostic's column.
 WINDOW = 80

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from damselfly.engine.errors import Cancelled, DamselflyError
+from damselfly.engine.core.errors import Cancelled, DamselflyError
 from damselfly.engine.session import Session
 
 from . import ast

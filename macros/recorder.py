@@ -18,11 +18,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-from damselfly.engine import io
-from damselfly.engine import model as model_io
-from damselfly.engine.data import Labels, Table
-from damselfly.engine.errors import DamselflyError
-from damselfly.engine.model import Model
+from damselfly.engine.core.data import Labels, Table
+from damselfly.engine.core.errors import DamselflyError
+from damselfly.engine.io import _files as io
+from damselfly.engine.segmentation import _model as model_io
+from damselfly.engine.segmentation._model import Model
 from damselfly.engine.session import OBJECT_CLASSES, ActionEvent, Session
 
 from . import ast

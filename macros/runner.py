@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from damselfly import engine
-from damselfly.engine import io
-from damselfly.engine.errors import DamselflyError
-from damselfly.engine.progress import Reporter
-from damselfly.engine.provenance import versions
+from damselfly.engine.core._provenance import versions
+from damselfly.engine.core.errors import DamselflyError
+from damselfly.engine.core.progress import Reporter
+from damselfly.engine.io import _files as io
 from damselfly.engine.session import Session, Settings
 
 from . import ast
@@ -102,7 +102,7 @@ def run_file(macro_path: str | os.PathLike, overrides: dict | None = None, out_d
              base_dir: str | os.PathLike | None = None, blocks=None) -> RunResult:
     """Check and run one macro file; write the run record ``run.json`` into ``out_dir``. Relative input
     paths resolve against ``base_dir`` (default: the macro's folder). ``blocks`` is where block-wise
-    actions run their blocks (a block runner, :mod:`damselfly.engine.blocks`; default here).
+    actions run their blocks (a block runner, :mod:`damselfly.engine.core._blocks`; default here).
 
     Raises
     ------

@@ -24,9 +24,9 @@ import json
 import os
 from pathlib import Path
 
-from damselfly.engine import io
-from damselfly.engine.errors import DamselflyError
-from damselfly.engine.run_report import RUN_RECORD, read_record  # noqa: F401 (read_record: for workers)
+from damselfly.engine.core.errors import DamselflyError
+from damselfly.engine.io import _files as io
+from damselfly.engine.report._run import RUN_RECORD, read_record  # noqa: F401 (read_record: for workers)
 
 LOCK_FILE = ".damselfly.lock"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from damselfly.engine import io
-from damselfly.engine.data import Table
-from damselfly.engine.report import esc, fmt, page, plot_html, relative, section, table_numbers
+from damselfly.engine.core.data import Table
+from damselfly.engine.io import _files as io
+from damselfly.engine.report._page import esc, fmt, page, plot_html, relative, section, table_numbers
 
 OUTLIER_MADS = 3.0
 #: the spread is taken as at least this fraction of the median: scans that agree to a few parts in a
@@ -53,7 +53,7 @@ def table_scalars(path: Path, key: str) -> dict[str, float]:
 def scan_scalars(out_dir: Path, item: str) -> tuple[dict[str, float], str | None]:
     """Every scalar result of one scan's folder (from the tables its run record lists) and its report's
     path relative to the batch folder's parent, if it wrote one."""
-    from damselfly.engine.run_report import read_run_record
+    from damselfly.engine.report._run import read_run_record
 
     record = read_run_record(out_dir)
     stem = io.stem(item)
@@ -114,7 +114,7 @@ TEXT, TEXT_COLUMNS = ' class="t"', ("scan", "status", "error", "report", "outlie
 
 
 def _html(batch: dict, head: list[str], rows: list[dict], names: list[str], flagged: dict) -> str:
-    from damselfly.engine import plots
+    from damselfly.engine.report import _plots as plots
 
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "cancelled", "skipped", "not run")}
     sub = (f"{len(rows)} scans: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePath
 
-from damselfly.engine.io import stem
+from damselfly.engine.io._files import stem
 
 TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_]+))?\}")
 ATTRS = {

@@ -15,9 +15,9 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from damselfly.engine import io
-from damselfly.engine.errors import DamselflyError
-from damselfly.engine.progress import Reporter
+from damselfly.engine.core.errors import DamselflyError
+from damselfly.engine.core.progress import Reporter
+from damselfly.engine.io import _files as io
 
 from .runner import RunFailed, run_file
 from .runrecord import FolderLock, read_record, write_record

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from damselfly.engine import phantoms
+from damselfly.engine.core import phantoms
 
 
 @pytest.fixture(scope="session")

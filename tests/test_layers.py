@@ -93,18 +93,25 @@ def test_a_headless_macro_runs_where_qt_cannot_be_imported(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # inside the engine: tiers, and no import circle anywhere
 # ------------------------------------------------------------------------------------------------
-#: The engine's tiers, bottom up; a module imports only from its own tier or below.
+#: The engine's tiers, bottom up, as packages (a top-level module is a package of its own); a module
+#: imports only from its own tier or below, and the packages' import graph has no circle.
 ENGINE_TIERS = [
-    {"errors", "data", "progress", "blocks", "paths", "context", "provenance", "lazy"},                    # the data model and plumbing
-    {"io", "atomic", "formats", "argtypes", "nets", "model", "volume_ops", "tiling", "inference", "training",
-     "thickness", "thickness_blocks", "phase_rows", "forest", "features", "classifier", "trainset", "autotrain", "restoration", "resample", "render", "timeline", "movie", "phantoms", "patches", "containers", "hdf5", "zarr_store", "dicom", "objects", "surfaces", "render_objects", "separate", "plots", "report", "run_report", "slab_labels", "_slab_kernels"},  # the library
-    {"registry"},                                                              # what an action is
-    {"actions", "actions.io_actions", "actions.measure", "actions.processing", "actions.render",
-     "actions.segmentation", "actions.interpolation", "actions.compare", "actions.enhancement", "actions.objects", "actions.cleanup", "actions.mesh", "actions.plots", "actions.report"},                                                  # the actions
-    {"builtin"},                                                               # the registry of built-in actions
-    {"session"},                                                               # runs actions, emits events
-    {"__init__"},
+    {"core"},                                  # the data model and plumbing (device handling included)
+    {"io"},                                    # file formats
+    {"segmentation", "thickness", "objects"},  # the analysis libraries
+    {"restoration", "render"},                 # what builds on them: enhancement (networks), 3-D pictures
+    {"report"},                                # pages and plots of results
+    {"_argtypes", "registry"},                 # what an action is
+    {"actions"},                               # the actions
+    {"builtin"},                               # the registry of built-in actions
+    {"session"},                               # runs actions, emits events
+    {"__init__"},                              # the engine's face
 ]
+
+
+def package_of(module: str) -> str:
+    """The tier unit of an engine module: ``segmentation._training`` -> ``segmentation``."""
+    return module.split(".")[0]
 
 
 def import_graph(package: str) -> dict[str, set[str]]:
@@ -170,9 +177,38 @@ def test_cycle_finder_finds_one():
 
 
 def test_engine_imports_only_its_own_tier_or_below():
-    tier = {m: i for i, ms in enumerate(ENGINE_TIERS) for m in ms}
+    tier = {p: i for i, ps in enumerate(ENGINE_TIERS) for p in ps}
     graph = import_graph("engine")
-    assert set(graph) <= set(tier), f"modules without a tier: {sorted(set(graph) - set(tier))}"
-    up = [f"{m} (tier {tier[m]}) imports {d} (tier {tier[d]})" for m, ds in graph.items() for d in ds
-          if tier[d] > tier[m]]
+    packages = {package_of(m) for m in graph}
+    assert packages <= set(tier), f"packages without a tier: {sorted(packages - set(tier))}"
+    up = [f"{m} (tier {tier[package_of(m)]}) imports {d} (tier {tier[package_of(d)]})" for m, ds in graph.items()
+          for d in ds if tier[package_of(d)] > tier[package_of(m)]]
     assert not up, "\n".join(up)
+
+
+def test_engine_packages_import_no_circle():
+    graph: dict[str, set[str]] = {}
+    for m, ds in import_graph("engine").items():
+        graph.setdefault(package_of(m), set()).update(package_of(d) for d in ds if package_of(d) != package_of(m))
+    found = cycle(graph)
+    assert found is None, " -> ".join(found or [])
+
+
+def test_engine_is_split_into_domain_packages():
+    """The engine's top level holds its face, the registry, the session and the subpackages, no library."""
+    top = sorted(f.stem for f in (ROOT / "engine").glob("*.py"))
+    assert top == ["__init__", "_argtypes", "builtin", "registry", "session"], top
+    for pkg in ("core", "io", "segmentation", "restoration", "thickness", "objects", "render", "report"):
+        face = (ROOT / "engine" / pkg / "__init__.py").read_text(encoding="utf-8")
+        assert face.startswith('"""') and len(face.splitlines()) < 40, pkg
+
+
+@pytest.mark.parametrize("pkg", ["core", "io", "segmentation", "restoration", "thickness", "objects", "render",
+                                 "report"])
+def test_every_name_a_face_lists_resolves(pkg):
+    import importlib
+
+    face = importlib.import_module(f"damselfly.engine.{pkg}")
+    missing = [n for n in face.__all__ if getattr(face, n, None) is None]
+    assert not missing, f"damselfly.engine.{pkg} lists {missing} but has no such name"
+    assert set(face.__all__) <= set(dir(face))

@@ -6,10 +6,10 @@ from typing import Literal
 
 import numpy as np
 
-from ..data import Labels
-from ..errors import ParameterError
+from ..core.data import Labels
+from ..core.errors import ParameterError
+from ..core.volume_ops import SLAB, output_like
 from ..registry import action
-from ..volume_ops import SLAB, output_like
 
 #: operations and how many radii of halo a block needs to equal the whole-scan result
 HALO = {"erode": 1, "dilate": 1, "open": 2, "close": 2}

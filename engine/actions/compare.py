@@ -6,18 +6,18 @@ import time
 
 import numpy as np
 
-from .. import progress
-from ..context import RunContext
-from ..data import Labels, Table, Volume
-from ..errors import InputError, ParameterError
-from ..model import Model
+from ..core import progress
+from ..core.context import RunContext
+from ..core.data import Labels, Table, Volume
+from ..core.errors import InputError, ParameterError
 from ..registry import action
+from ..segmentation._model import Model
 from .segmentation import _images, train
 
 
 def predict_slice(*args, **kwargs):
-    """:func:`~damselfly.engine.inference.predict_slice`, imported when first called (PyTorch loads then)."""
-    from ..inference import predict_slice as predict
+    """:func:`~damselfly.engine.segmentation._inference.predict_slice`, imported when first called (PyTorch loads then)."""
+    from ..segmentation._inference import predict_slice as predict
 
     return predict(*args, **kwargs)
 
@@ -111,8 +111,8 @@ def compare_methods(image: Volume | list[Volume], labels: Labels, methods: list[
         raise ParameterError(f"methods must be distinct names among {', '.join(KNOWN)}, got {methods}")
     if not 0 <= margin < 1:
         raise ParameterError(f"margin is a difference of mean Dice, from 0 to below 1; got {margin}")
-    from ..autotrain import painted_slices, without_slices
-    from ..training import dice_scores
+    from ..segmentation._autotrain import painted_slices, without_slices
+    from ..segmentation._training import dice_scores
 
     painted = painted_slices(labels)
     if len(painted) < 2:

@@ -6,19 +6,19 @@ from typing import Literal
 
 import numpy as np
 
-from ..context import RunContext
-from ..data import Labels, Volume
-from ..lazy import lazy_module
-from ..model import Model
+from ..core._lazy import lazy_module
+from ..core.context import RunContext
+from ..core.data import Labels, Volume
+from ..core.volume_ops import output_like
 from ..registry import OutputPath, action
-from ..volume_ops import output_like
+from ..segmentation._model import Model
 from .segmentation import _mask, preview_folder
 
-restoration = lazy_module("damselfly.engine.restoration")  # PyTorch loads when first used
+restoration = lazy_module("damselfly.engine.restoration._enhance")  # PyTorch loads when first used
 
 
 def _schedule(epochs, steps, batch, patch, lr, validation, patience, seed, average):
-    from ..training import Schedule
+    from ..segmentation._training import Schedule
 
     return Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr, validation=validation,
                     patience=patience, seed=seed, average=average)

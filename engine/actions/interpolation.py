@@ -6,11 +6,11 @@ import warnings
 
 import numpy as np
 
-from .. import progress
-from ..data import Labels, Volume
-from ..errors import InputError, ParameterError
+from ..core import progress
+from ..core.data import Labels, Volume
+from ..core.errors import InputError, ParameterError
+from ..core.volume_ops import output_like, require_finite
 from ..registry import action
-from ..volume_ops import output_like, require_finite
 
 
 @action("interpolate_labels", result="filled", category="Segment")

@@ -6,12 +6,16 @@ from typing import Literal
 
 import numpy as np
 
-from .. import io, progress
-from ..context import RunContext
-from ..data import Labels, Table, Volume
-from ..errors import ParameterError
+from ..core import progress
+from ..core.context import RunContext
+from ..core.data import Labels, Table, Volume
+from ..core.errors import ParameterError
+from ..core.volume_ops import nan_count, require_finite
+from ..io import _files as io
 from ..registry import InputPath, OutputPath, action
-from ..volume_ops import nan_count, require_finite
+
+#: ``load(mmap=...)`` as ``read_volume`` takes it.
+MMAP_MODES: dict[str, bool | str] = {"auto": "auto", "yes": True, "no": False}
 
 
 @action("load", result="raw", category="File", title="Open volume…", toolbar=1)
@@ -50,7 +54,7 @@ def load(path: InputPath, spacing: list[float] | None = None,
     -------
     Volume
     """
-    vol = io.read_volume(path, spacing=spacing, mmap={"auto": "auto", "yes": True, "no": False}[mmap],
+    vol = io.read_volume(path, spacing=spacing, mmap=MMAP_MODES[mmap],
                          unit=unit, dataset=dataset, level=level, series=series)
     if nan_count(vol):
         if nan == "error":

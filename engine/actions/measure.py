@@ -6,11 +6,12 @@ from typing import Literal
 
 import numpy as np
 
-from .. import blocks, progress
-from ..data import Labels, Table, Volume
-from ..errors import InputError, ParameterError
+from ..core import _blocks as blocks
+from ..core import progress
+from ..core.data import Labels, Table, Volume
+from ..core.errors import InputError, ParameterError
+from ..core.volume_ops import SLAB, on_disk, output_like, release
 from ..registry import action
-from ..volume_ops import SLAB, on_disk, output_like, release
 
 #: Masks with more voxels than this (or kept on disk) are measured block by block.
 IN_MEMORY_VOXELS = 2 ** 27
@@ -36,9 +37,9 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
     Notes
     -----
     A scan kept on disk (memory-mapped, Zarr, HDF5) or over ``IN_MEMORY_VOXELS`` voxels is measured block
-    by block with the halo the definition needs (:mod:`~damselfly.engine.thickness_blocks`): the same
+    by block with the halo the definition needs (:mod:`~damselfly.engine.thickness._blocks`): the same
     values voxel for voxel, in bounded memory, into a disk-backed result. A scan in a Zarr store, run
-    with ``--cluster``, has its blocks spread over the cluster's workers (:mod:`~damselfly.engine.blocks`).
+    with ``--cluster``, has its blocks spread over the cluster's workers (:mod:`~damselfly.engine.core._blocks`).
     """
     if isinstance(labels, Labels):
         if class_ is None:
@@ -63,7 +64,7 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
             thick = _blockwise(read, labels, border, outside_value)
         else:
             mask = read((slice(None),) * 3)
-            from ..thickness import local_thickness as _local_thickness
+            from ..thickness._exact import local_thickness as _local_thickness
 
             task = progress.task(f"Local thickness of {what}", total=1)
             thick = _local_thickness(mask, labels.spacing, border=border, outside=outside_value)
@@ -76,10 +77,10 @@ def local_thickness(labels: Labels | Volume, class_: str | None = None, border: 
 
 
 def _blockwise(read, labels, border: bool, outside: float):
-    """:func:`~damselfly.engine.thickness_blocks.blockwise_thickness` into a disk-backed result (exact, memory
+    """:func:`~damselfly.engine.thickness._blocks.blockwise_thickness` into a disk-backed result (exact, memory
     bounded by the block size); its blocks go to the run's block runner when the scan is where workers can
     read it."""
-    from ..thickness_blocks import blockwise_thickness
+    from ..thickness._blocks import blockwise_thickness
 
     out = output_like([labels], labels.shape[:3], np.float32)
     runner = blocks.runner_for(labels.data, out)

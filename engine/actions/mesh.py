@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..context import RunContext
-from ..data import Labels
-from ..errors import InputError, ParameterError
+from ..core.context import RunContext
+from ..core.data import Labels
+from ..core.errors import InputError, ParameterError
 from ..registry import OutputPath, action
 
 #: the formats a mesh is written in (pyvista / VTK writers), by suffix
@@ -39,8 +39,8 @@ def export_mesh(labels: Labels, path: OutputPath, class_: str, decimate: float =
     """
     from pathlib import Path
 
-    from .. import surfaces
-    from ..io import atomic_path
+    from ..io._files import atomic_path
+    from ..render import _surfaces as surfaces
 
     if Path(path).suffix.lower() not in MESH_SUFFIXES:
         raise ParameterError(f"a mesh is written as {', '.join(MESH_SUFFIXES)}; got {Path(path).name}")

@@ -6,11 +6,12 @@ from typing import Literal
 
 import numpy as np
 
-from .. import objects, separate
-from ..data import Labels, Table, Volume, make_classes
-from ..errors import ParameterError
+from ..core.data import Labels, Table, Volume, make_classes
+from ..core.errors import ParameterError
+from ..core.volume_ops import SLAB, output_like, read_depth
+from ..objects import _components as objects
+from ..objects import _separate as separate
 from ..registry import action
-from ..volume_ops import SLAB, output_like, read_depth
 
 
 def _indices(labels: Labels, class_: str | None, classes: list[str] | None) -> list[int]:

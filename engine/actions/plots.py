@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import plots
-from ..context import RunContext
-from ..data import Table
-from ..errors import ParameterError
+from ..core.context import RunContext
+from ..core.data import Table
+from ..core.errors import ParameterError
 from ..registry import OutputPath, action
-from ..render_objects import column_title
+from ..render._objects import column_title
+from ..report import _plots as plots
 
 
 @action("histogram", result="distribution", category="Measure")
@@ -59,7 +59,7 @@ def histogram(table: Table, column: str = "equivalent_diameter", bins: int = 20,
     unit = table.metadata.get("unit", "")
     meta = {"unit": unit, "column": column, "of": table.name}
     if path is not None:
-        from ..io import atomic_path
+        from ..io._files import atomic_path
 
         label = column_title(column, unit)
         with atomic_path(path, overwrite=ctx.may_replace(path)) as tmp:

@@ -6,22 +6,22 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-from .. import progress
-from ..data import Labels, Table, Volume, make_classes
-from ..errors import InputError, ParameterError
+from ..core import progress
+from ..core.data import Labels, Table, Volume, make_classes
+from ..core.errors import InputError, ParameterError
+from ..core.volume_ops import SLAB, map_slabs, output_like, require_finite, sample
 from ..registry import action
-from ..volume_ops import SLAB, map_slabs, output_like, require_finite, sample
 
 V = TypeVar("V", bound=Volume | Labels)
 
-def _box_slices(box, vol: Volume, what: str) -> tuple[slice, slice, slice]:
+def _box_slices(box, vol: Volume | Labels, what: str) -> tuple[slice, slice, slice]:
     if len(box) != 6:
         raise ParameterError(f"{what} must be [z0, y0, x0, z1, y1, x1], got {box}")
     lo, hi = np.array(box[:3]), np.array(box[3:])
     if np.any(lo < 0) or np.any(hi > np.array(vol.shape)) or np.any(hi <= lo):
         raise ParameterError(f"{what} {list(box)} is empty or outside the volume {vol.source} "
                              f"of shape {vol.shape} (z, y, x)")
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    return slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])), slice(int(lo[2]), int(hi[2]))
 
 
 @action("calibrate", result="cal", toolbar=2, roles={"regions": "boxes"},
@@ -32,7 +32,7 @@ def _box_slices(box, vol: Volume, what: str) -> tuple[slice, slice, slice]:
 def calibrate(volume: Volume, method: Literal["percentile", "two_point", "match"] = "percentile",
               low: float = 0.5, high: float = 99.5,
               regions: list[list[int]] | list[str] | None = None, labels: Labels | None = None,
-              values: list[float] = (0.0, 1.0), reference: Volume | None = None,
+              values: list[float] = [0.0, 1.0], reference: Volume | None = None,  # noqa: B006 (values: never mutated)
               clip: bool = True) -> Volume:
     """Map grey values to a common scale, so that a model trained on one scan works on the next.
 
@@ -205,8 +205,8 @@ def crop(volume: V, box: list[int]) -> V:
     shape = tuple(s.stop - s.start for s in sl) + tuple(volume.data.shape[3:])
     out = output_like([volume], shape, volume.data.dtype)  # a big crop of a scan on disk stays on disk
     for z in range(0, shape[0], SLAB):
-        out[z:z + SLAB] = np.asarray(volume.data[(slice(sl[0].start + z, min(sl[0].stop, sl[0].start + z + SLAB)),
-                                                  *sl[1:])])
+        zs = slice(sl[0].start + z, min(sl[0].stop, sl[0].start + z + SLAB))
+        out[z:z + SLAB] = np.asarray(volume.data[zs, sl[1], sl[2]])
     return volume.with_data(out, origin=origin, name=f"{volume.name}_crop")
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .. import progress
-from ..context import RunContext
-from ..data import Labels, Table, Volume
-from ..errors import ParameterError
+from ..core import progress
+from ..core.context import RunContext
+from ..core.data import Labels, Table, Volume
+from ..core.errors import ParameterError
 from ..registry import InputPath, OutputPath, action
 
 Axis = Literal["x", "y", "z"]
@@ -15,7 +15,7 @@ Axis = Literal["x", "y", "z"]
 
 def _scene(volume: Volume | Labels, labels: Labels | None, classes, opacity, window, cmap, slices, caption,
            scale_bar, color_by=None, table=None):
-    from ..render import Scene
+    from ..render._scene import Scene
 
     if isinstance(volume, Labels):
         if labels is not None:
@@ -84,8 +84,8 @@ def snapshot(volume: Volume | Labels, path: OutputPath, labels: Labels | None = 
     table : Table, optional
         The objects' measurements (``measure_objects``; measured here when not given).
     """
-    from ..io import atomic_path
-    from ..render import SceneRenderer, View
+    from ..io._files import atomic_path
+    from ..render._scene import SceneRenderer, View
 
     if not str(path).lower().endswith(".png"):
         raise ParameterError(f"a snapshot is a .png file, got {path}")
@@ -177,8 +177,8 @@ def render_movie(volume: Volume | Labels, path: OutputPath, labels: Labels | Non
     table : Table, optional
         The objects' measurements (``measure_objects``; measured here when not given).
     """
-    from .. import movie
-    from ..timeline import Timeline, simple_timeline
+    from ..render import _movie as movie
+    from ..render._timeline import Timeline, simple_timeline
 
     if timeline is not None:
         tl = Timeline.read(timeline)
@@ -196,7 +196,7 @@ def render_movie(volume: Volume | Labels, path: OutputPath, labels: Labels | Non
     movie.movie_kind(path)
     task = progress.task(f"Rendering {path}", total=None)
     movie.render_movie(scene, tl, path, fps=fps, size=size or (1280, 720), quality=quality,
-                       frames=tuple(frames) if frames else None, overwrite=ctx.may_replace(path),
+                       frames=(int(frames[0]), int(frames[1])) if frames else None, overwrite=ctx.may_replace(path),
                        on_frame=lambda i, n: _step(task, i, n))
     task.finish()
 

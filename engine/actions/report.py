@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .. import progress
-from ..context import RunContext
-from ..errors import ParameterError
+from ..core import progress
+from ..core.context import RunContext
+from ..core.errors import ParameterError
 from ..registry import OutputPath, action
 
 
@@ -29,7 +29,7 @@ def report(path: OutputPath, title: str | None = None, include: list[str] | None
     --------
     >>> report("{scan.stem}_report.html", title="{scan.stem}: porosity")   # doctest: +SKIP
     """
-    from ..run_report import write_run_report
+    from ..report._run import write_run_report
 
     if not str(path).lower().endswith((".html", ".htm")):
         raise ParameterError(f"a report is an .html file, got {path}")

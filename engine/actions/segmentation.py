@@ -6,31 +6,31 @@ from typing import Literal
 
 import numpy as np
 
-from .. import model as model_io
-from ..context import RunContext
-from ..data import Labels, Table, Volume
-from ..errors import InputError, ParameterError
-from ..lazy import lazy_module
-from ..model import Model
+from ..core._lazy import lazy_module
+from ..core.context import RunContext
+from ..core.data import Labels, Table, Volume
+from ..core.errors import InputError, ParameterError
+from ..core.volume_ops import output_like
 from ..registry import InputPath, OutputPath, action
-from ..volume_ops import output_like
+from ..segmentation import _model as model_io
+from ..segmentation._model import Model
 
 # PyTorch loads when an action first trains or infers, not when the actions are listed or checked
-autotrain = lazy_module("damselfly.engine.autotrain")
-inference = lazy_module("damselfly.engine.inference")
-training = lazy_module("damselfly.engine.training")
+autotrain = lazy_module("damselfly.engine.segmentation._autotrain")
+inference = lazy_module("damselfly.engine.segmentation._inference")
+training = lazy_module("damselfly.engine.segmentation._training")
 
 
 class _MaskView:
     """A boolean mask computed slab by slab from a volume or labels (memory-mapped inputs stay on disk)."""
 
-    def __init__(self, vol: Volume, classes: list[str] | None):
+    def __init__(self, vol: Volume | Labels, classes: list[str] | None):
         self.vol = vol
         self.shape = vol.shape
         if classes:
             if not isinstance(vol, Labels):
                 raise ParameterError("mask_classes needs a Labels mask (a segmentation), not a plain volume")
-            self.index = [vol.class_index(c) for c in classes]
+            self.index: list[int] | None = [vol.class_index(c) for c in classes]
         else:
             self.index = None
 
@@ -39,7 +39,7 @@ class _MaskView:
         return np.isin(a, self.index) if self.index is not None else a != 0
 
 
-def _mask(mask: Volume | None, classes: list[str] | None, image: Volume):
+def _mask(mask: Volume | Labels | None, classes: list[str] | None, image: Volume):
     if mask is None:
         if classes:
             raise ParameterError("mask_classes was given without a mask")
@@ -202,7 +202,8 @@ def train(image: Volume | list[Volume], labels: Labels,
 def _train_forest(images, labels, input, seed, init, mask, preview, preview_dir, ctx) -> Model:
     from pathlib import Path
 
-    from .. import classifier, features
+    from ..segmentation import _classifier as classifier
+    from ..segmentation import _features as features
 
     if init is not None:
         raise ParameterError("a forest cannot continue training from a model (init); train it afresh, it "
@@ -264,7 +265,7 @@ def infer(model: Model, image: Volume | list[Volume], mask: Volume | Labels | No
     elif outside in names:
         out_index = names.index(outside) + 1
     else:
-        from ..data import suggest
+        from ..core.data import suggest
 
         raise ParameterError(f"outside: model '{model.name}' has no class '{outside}'{suggest(outside, names)}"
                              f" (classes: {', '.join(names)})")
@@ -337,7 +338,7 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
     if class_ is not None:
         names = model.class_names
         if class_ not in names:
-            from ..data import suggest
+            from ..core.data import suggest
 
             raise ParameterError(f"model '{model.name}' has no class '{class_}'{suggest(class_, names)}")
         index = names.index(class_) + 1
@@ -419,7 +420,7 @@ def sparse_labels(labels: Labels, slices: list[int], axis: Literal["z", "y", "x"
     if bad or not slices:
         raise ParameterError(f"slices {bad or slices} are outside 0..{n - 1} along {axis}")
     data = np.zeros(labels.shape, labels.data.dtype)
-    idx = [slice(None)] * 3
+    idx: list[slice | list[int]] = [slice(None)] * 3
     idx[ax] = list(slices)
     data[tuple(idx)] = np.asarray(labels.data)[tuple(idx)]
     return labels.with_data(data, name=f"{labels.name}_sparse" if labels.name else "painted")

@@ -32,7 +32,8 @@ def scan(tmp_path):
     """A small casting phantom saved as ``part_01.tif``: (its path, its truth)."""
     from pathlib import Path
 
-    from damselfly.engine import io, phantoms
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.io import _files as io
 
     vol, truth = phantoms.casting(SHAPE, seed=3)
     path = io.write_volume(vol, tmp_path / "part_01.tif")
@@ -44,7 +45,8 @@ def grains(tmp_path):
     """Ice grains and air (33 x 64 x 64, no spacing) saved as ``ice_01.tif``: (its path, its truth)."""
     from pathlib import Path
 
-    from damselfly.engine import io, phantoms
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.io import _files as io
 
     vol, truth = phantoms.grains((33, 64, 64), seed=2)
     return Path(io.write_volume(vol, tmp_path / "ice_01.tif")), truth

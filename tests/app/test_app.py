@@ -10,8 +10,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from damselfly.engine import io, phantoms
 from damselfly.engine.builtin import all_actions
+from damselfly.engine.core import phantoms
+from damselfly.engine.io import _files as io
 
 SHAPE = (32, 48, 48)
 
@@ -614,7 +615,7 @@ def test_per_class_visibility_opacity_and_outline(qtbot, win, scan):
 def test_dialogs_speak_plainly_fold_advanced_fields_and_hide_what_does_not_apply(qtbot, win, scan):
     from damselfly.app.params import plain
 
-    assert plain("Use ``two_point`` with :func:`~damselfly.engine.io.read_volume`.") == \
+    assert plain("Use ``two_point`` with :func:`~damselfly.engine.io._files.read_volume`.") == \
         "Use two_point with read_volume."
     path, _ = scan
     win.open_files([str(path)])

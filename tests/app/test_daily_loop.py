@@ -4,7 +4,7 @@ keeps what was chosen, and the macro for new scans saves the segmentation and re
 
 import numpy as np
 
-from damselfly.engine import io
+from damselfly.engine.io import _files as io
 from damselfly.macros.cli import main
 
 from .test_app import accept, settle

@@ -64,6 +64,6 @@ def test_measure_objects_sort_and_go_to_one(qtbot, win, scan):
 
 
 def _truth_file(truth, path):
-    from damselfly.engine import io
+    from damselfly.engine.io import _files as io
 
     return io.write_volume(truth, path.parent / "truth.tif")

@@ -82,7 +82,7 @@ def test_sparse_dabs_after_calibrate_draw_both_classes_in_3d_and_never_a_box(qtb
 
 
 def test_a_3d_view_that_cannot_draw_says_so_in_its_status_line_not_in_a_box(qtbot, win, grains, monkeypatch):
-    from damselfly.engine import render
+    from damselfly.engine.render import _scene as render
 
     truth = _open_and_calibrate(qtbot, win, grains)
 

@@ -1,5 +1,5 @@
 """Mutated files of every format the engine reads: a reader must give a volume or a clear error
-(a :class:`~damselfly.engine.errors.DamselflyError` naming the file), never another exception — which
+(a :class:`~damselfly.engine.core.errors.DamselflyError` naming the file), never another exception — which
 the command line reports as "internal error". Used by ``tests/engine/test_format_fuzz.py`` (a few
 thousand in CI) and ``benchmarks/bench_format_fuzz.py`` (a longer run).
 
@@ -25,7 +25,8 @@ WEIRD = [-1, 0, 2 ** 31, 2 ** 63, -(2 ** 40), 1e308, "x", "..", "/etc/passwd", N
 
 def originals(folder: Path) -> dict[str, Path]:
     """One valid file of each format in ``folder``."""
-    from damselfly.engine import io, phantoms
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.io import _files as io
 
     vol, _ = phantoms.grains((4, 8, 8), seed=0)
     out = {}
@@ -112,7 +113,7 @@ def probe(path: Path) -> str | None:
     """None if loading ``path`` and reading all its voxels, as a macro does (``load``, then ``calibrate``),
     gives a volume or a clear error; else what went wrong."""
     from damselfly.engine import Session, Settings
-    from damselfly.engine.errors import DamselflyError
+    from damselfly.engine.core.errors import DamselflyError
 
     s = Session(Settings(base_dir=path.parent, out_dir=path.parent / "out"))
     try:

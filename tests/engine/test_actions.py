@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import zarr
 
-from damselfly.engine import InputError, Labels, ParameterError, Session, Settings, Volume, io, make_classes
+from damselfly.engine import InputError, Labels, ParameterError, Session, Settings, Volume, make_classes
 from damselfly.engine.actions.io_actions import load
 from damselfly.engine.actions.processing import calibrate, crop, evaluate, threshold
+from damselfly.engine.io import _files as io
 
 
 def labels(data, names):

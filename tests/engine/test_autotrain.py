@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from damselfly.engine import autotrain, phantoms
 from damselfly.engine.actions.compare import comparison
 from damselfly.engine.actions.segmentation import train, training_history
-from damselfly.engine.context import RunContext
-from damselfly.engine.errors import Cancelled
-from damselfly.engine.progress import Reporter
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.core.errors import Cancelled
+from damselfly.engine.core.progress import Reporter
+from damselfly.engine.segmentation import _autotrain as autotrain
 
 SHAPE = (20, 48, 48)
 SLICES = (2, 6, 10, 14, 18)
@@ -47,7 +48,7 @@ def test_auto_is_the_default_scores_both_methods_on_held_out_slices_and_keeps_th
     vol, truth = grains
     events = []
     ctx = RunContext(device="cpu", reporter=Reporter(on_event=lambda name, data: events.append((name, data))))
-    from damselfly.engine import progress
+    from damselfly.engine.core import progress
 
     with progress.reporting(ctx.reporter):
         model = train(vol, dabs(truth), **QUICK, ctx=ctx)
@@ -99,7 +100,7 @@ def test_stop_during_the_network_keeps_the_forest(grains):
             reporter.cancel()  # Stop pressed once the forest's scores are shown
 
     reporter.on_event = on_event
-    from damselfly.engine import progress
+    from damselfly.engine.core import progress
 
     with progress.reporting(reporter):
         model = train(vol, dabs(truth), **QUICK, ctx=RunContext(device="cpu", reporter=reporter))
@@ -109,7 +110,7 @@ def test_stop_during_the_network_keeps_the_forest(grains):
 def test_auto_refuses_init_with_a_clear_error(grains):
     vol, truth = grains
     net = train(vol, dabs(truth), arch="unet", **QUICK, ctx=RunContext(device="cpu"))
-    from damselfly.engine.errors import ParameterError
+    from damselfly.engine.core.errors import ParameterError
 
     with pytest.raises(ParameterError, match="init continues a network"):
         train(vol, dabs(truth), init=net, ctx=RunContext(device="cpu"))
@@ -119,7 +120,7 @@ def test_a_cancel_before_the_forest_is_scored_stops_the_training(grains):
     vol, truth = grains
     reporter = Reporter()
     reporter.cancel()
-    from damselfly.engine import progress
+    from damselfly.engine.core import progress
 
     with progress.reporting(reporter), pytest.raises(Cancelled):
         train(vol, dabs(truth), **QUICK, ctx=RunContext(device="cpu", reporter=reporter))

@@ -9,11 +9,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from damselfly.engine import io, nets
 from damselfly.engine.actions.processing import calibrate
-from damselfly.engine.data import Volume
-from damselfly.engine.errors import InputError
-from damselfly.engine.model import FORMAT, FORMAT_VERSION, Model, load_model, save_model
+from damselfly.engine.core.data import Volume
+from damselfly.engine.core.errors import InputError
+from damselfly.engine.io import _files as io
+from damselfly.engine.segmentation import _nets as nets
+from damselfly.engine.segmentation._model import FORMAT, FORMAT_VERSION, Model, load_model, save_model
 
 
 def good_doc():

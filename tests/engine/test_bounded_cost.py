@@ -6,8 +6,8 @@ import resource
 import numpy as np
 import pytest
 
-from damselfly.engine import io
-from damselfly.engine.errors import InputError
+from damselfly.engine.core.errors import InputError
+from damselfly.engine.io import _files as io
 
 
 def test_an_mrc_header_claiming_a_huge_extended_header_is_refused_before_reading_it(tmp_path):
@@ -31,14 +31,14 @@ def test_a_model_file_whose_json_is_nested_too_deep_is_a_clear_error(tmp_path):
 
     p = tmp_path / "deep.dfmodel"
     save_file({"w": torch.zeros(1)}, str(p), metadata={"damselfly": "[" * 100_000 + "]" * 100_000})
-    from damselfly.engine import model as model_io
+    from damselfly.engine.segmentation import _model as model_io
 
     with pytest.raises(InputError, match="nested too deep"):
         model_io.load_model(p)
 
 
 def test_a_local_cluster_is_bounded_like_jobs():
-    from damselfly.engine.errors import ParameterError
+    from damselfly.engine.core.errors import ParameterError
     from damselfly.macros.cluster import connect
 
     with pytest.raises(ParameterError, match="1..1024 workers"):
@@ -68,7 +68,7 @@ def test_saving_npy_streams_slab_by_slab(tmp_path):
     """issue 31: saving a store on disk to .npy read it whole first (MemoryError for 64 GiB)."""
     import zarr
 
-    from damselfly.engine.data import Volume
+    from damselfly.engine.core.data import Volume
 
     z = zarr.create_array(str(tmp_path / "big.zarr"), shape=(64, 256, 256), chunks=(16, 256, 256), dtype="f4")
     z[:] = np.arange(64, dtype=np.float32)[:, None, None]

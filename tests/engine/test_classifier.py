@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from damselfly.engine import InputError, ParameterError, classifier, progress
-from damselfly.engine import inference as inf
-from damselfly.engine import model as model_io
+from damselfly.engine import InputError, ParameterError
 from damselfly.engine.actions import segmentation as seg_actions
 from damselfly.engine.actions.segmentation import sparse_labels
-from damselfly.engine.context import RunContext
-from damselfly.engine.training import dice_scores
+from damselfly.engine.core import progress
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.segmentation import _classifier as classifier
+from damselfly.engine.segmentation import _inference as inf
+from damselfly.engine.segmentation import _model as model_io
+from damselfly.engine.segmentation._training import dice_scores
 
 CPU = RunContext(device="cpu")
 train = partial(seg_actions.train, ctx=CPU)

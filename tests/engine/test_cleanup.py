@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from damselfly.engine import make_classes
 from damselfly.engine.actions.cleanup import ball, morphology
-from damselfly.engine.data import Labels
+from damselfly.engine.core.data import Labels
 
 
 @pytest.fixture()

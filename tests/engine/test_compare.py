@@ -8,8 +8,8 @@ import pytest
 from damselfly.engine import InputError, ParameterError
 from damselfly.engine.actions import compare
 from damselfly.engine.actions.segmentation import sparse_labels
-from damselfly.engine.context import RunContext
-from damselfly.engine.training import data_hash, dice_scores
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.segmentation._training import data_hash, dice_scores
 
 compare_methods = partial(compare.compare_methods, ctx=RunContext(device="cpu"))
 QUICK = {"epochs": 1, "steps": 2}
@@ -35,7 +35,7 @@ def test_the_model_with_the_higher_held_out_score_is_returned(painted):
                       if d >= max(table["mean_dice"]) - compare.MARGIN)
     assert winner["method"] == first_tied
     # the table's score is the returned model's Dice on the held-out slice
-    from damselfly.engine.inference import predict_slice
+    from damselfly.engine.segmentation._inference import predict_slice
 
     d = dice_scores(predict_slice(best, [vol], z), np.asarray(lab.data[z]), 3)
     assert round(float(np.nanmean(d)), 4) == winner["mean_dice"]
@@ -96,7 +96,7 @@ def test_bad_requests_are_refused(painted):
 
 
 def test_a_macro_compares_saves_the_table_and_the_model(painted, tmp_path):
-    from damselfly.engine import io
+    from damselfly.engine.io import _files as io
     from damselfly.macros.runner import run_file
 
     vol, _, lab = painted
@@ -108,6 +108,6 @@ def test_a_macro_compares_saves_the_table_and_the_model(painted, tmp_path):
                      'table = comparison(best)\nsave(table, "comparison.csv")\nsave_model(best, "best.dfmodel")\n')
     assert run_file(macro, out_dir=tmp_path / "out", device="cpu").status == "ok"
     assert (tmp_path / "out" / "comparison.csv").read_text().startswith("method,dice_air,")
-    from damselfly.engine.model import load_model
+    from damselfly.engine.segmentation._model import load_model
 
     assert load_model(tmp_path / "out" / "best.dfmodel").config["comparison"]["columns"]["method"] == ["forest"]

@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from damselfly.engine import io
-from damselfly.engine.errors import InputError
+from damselfly.engine.core.errors import InputError
+from damselfly.engine.io import _files as io
 
 
 @pytest.fixture()

@@ -4,8 +4,8 @@ slices and a degenerate orientation are errors, the x/y origin is kept."""
 import numpy as np
 import pytest
 
-from damselfly.engine import io
-from damselfly.engine.errors import InputError
+from damselfly.engine.core.errors import InputError
+from damselfly.engine.io import _files as io
 
 from .format_fuzzing import write_series
 

@@ -5,7 +5,7 @@ import pytest
 from skimage.feature import hessian_matrix_eigvals, multiscale_basic_features
 
 from damselfly.engine import ParameterError
-from damselfly.engine import features as F
+from damselfly.engine.segmentation import _features as F
 
 PARAMS = {"sigma_min": 0.7, "sigma_max": 3.0, "num_sigma": 3}
 

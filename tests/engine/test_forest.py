@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from damselfly.engine import InputError
-from damselfly.engine import forest as F
+from damselfly.engine.segmentation import _forest as F
 
 
 def test_predictions_equal_scikit_learns_and_the_arrays_are_plain_numbers():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import zarr
 
-from damselfly.engine import InputError, Labels, Volume, io, make_classes
+from damselfly.engine import InputError, Labels, Volume, make_classes
 from damselfly.engine.actions.io_actions import load
+from damselfly.engine.io import _files as io
 
 
 @pytest.fixture
@@ -173,7 +174,7 @@ def test_too_little_scratch_space_is_a_clear_error_before_any_work(tmp_path, vol
 
     from damselfly.engine import ResourceError
     from damselfly.engine.actions.processing import calibrate
-    from damselfly.engine.volume_ops import ScratchFile
+    from damselfly.engine.core.volume_ops import ScratchFile
 
     io.write_volume(vol, tmp_path / "s.zarr")
     lazy = load(str(tmp_path / "s.zarr"))
@@ -192,12 +193,12 @@ def test_scratch_left_by_a_killed_run_is_removed_by_the_next_and_a_live_runs_is_
     import subprocess
     import sys
 
-    from damselfly.engine import volume_ops
+    from damselfly.engine.core import volume_ops
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setenv("DAMSELFLY_SCRATCH", str(scratch))
-    code = ("import os, signal, sys; from damselfly.engine import volume_ops as v; import numpy as np\n"
+    code = ("import os, signal, sys; from damselfly.engine.core import volume_ops as v; import numpy as np\n"
             "a = v.scratch_chunked((4, 8, 8), np.float32); a[:] = 1; f = v.ScratchFile((2, 2, 2), np.int16, True)\n"
             "print(flush=True); os.kill(os.getpid(), signal.SIGKILL)")  # dies holding both: no clean-up runs
     child = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DAMSELFLY_SCRATCH": str(scratch)})
@@ -223,7 +224,7 @@ def test_scratch_works_on_a_file_system_without_locks_and_is_then_never_swept(tm
     import errno
     import fcntl
 
-    from damselfly.engine import volume_ops
+    from damselfly.engine.core import volume_ops
 
     monkeypatch.setenv("DAMSELFLY_SCRATCH", str(tmp_path))
 

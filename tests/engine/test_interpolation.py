@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import zarr
 
-from damselfly.engine import InputError, Labels, Volume, io, make_classes
+from damselfly.engine import InputError, Labels, Volume, make_classes
 from damselfly.engine.actions.interpolation import interpolate_labels
+from damselfly.engine.io import _files as io
 
 CLASSES = make_classes(["air", "disc"])
 

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from damselfly.engine import InputError, Labels, Table, Volume, io, make_classes
+from damselfly.engine import InputError, Labels, Table, Volume, make_classes
+from damselfly.engine.io import _files as io
 
 
 def vol(dtype, shape=(5, 6, 7), spacing=(2.0, 0.5, 0.25), origin=(1.0, -2.0, 3.5), unit="um"):

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from damselfly.engine import io, phantoms
-from damselfly.engine.errors import InputError
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.errors import InputError
+from damselfly.engine.io import _files as io
 
 
 @pytest.fixture()

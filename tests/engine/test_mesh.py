@@ -5,9 +5,9 @@ import pytest
 
 from damselfly.engine import make_classes
 from damselfly.engine.actions.mesh import export_mesh
-from damselfly.engine.context import RunContext
-from damselfly.engine.data import Labels
-from damselfly.engine.errors import InputError, ParameterError
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.core.data import Labels
+from damselfly.engine.core.errors import InputError, ParameterError
 
 
 @pytest.fixture()

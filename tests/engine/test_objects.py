@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from damselfly.engine import make_classes, objects
+from damselfly.engine import make_classes
 from damselfly.engine.actions.objects import class_fractions, label_objects, measure_objects
-from damselfly.engine.data import Labels, Volume
-from damselfly.engine.errors import ParameterError
+from damselfly.engine.core.data import Labels, Volume
+from damselfly.engine.core.errors import ParameterError
+from damselfly.engine.objects import _components as objects
 
 STRUCT = {6: ndimage.generate_binary_structure(3, 1), 18: ndimage.generate_binary_structure(3, 2),
           26: ndimage.generate_binary_structure(3, 3)}
@@ -128,8 +129,8 @@ def test_touching_balls_separate_into_the_right_count():
 
 
 def test_separating_a_scan_on_disk_equals_separating_it_in_memory(tmp_path):
-    from damselfly.engine import io
     from damselfly.engine.actions.objects import separate_objects
+    from damselfly.engine.io import _files as io
 
     zz, yy, xx = np.mgrid[:90, :30, :30]
     m = np.zeros(zz.shape, bool)
@@ -152,7 +153,7 @@ def test_separating_group_by_group_equals_the_whole_scan(markers):
     """Pairs of touching balls at many depths (some crossing every group of starting planes), one object
     as deep as the scan, and specks too small for a marker (which stay whole): split in groups of 3 planes
     with anisotropic spacing, the pieces equal splitting the whole scan at once, ids included."""
-    from damselfly.engine import separate
+    from damselfly.engine.objects import _separate as separate
 
     rng = np.random.default_rng(1)
     zz, yy, xx = np.mgrid[:48, :40, :40]

@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import ndimage
 
-from damselfly.engine import phantoms
+from damselfly.engine.core import phantoms
 
 
 def test_casting_is_seeded_and_has_all_classes(casting_small):

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from damselfly.engine.phase_rows import DenseRows, PhaseRows
+from damselfly.engine.thickness._phase_rows import DenseRows, PhaseRows
 
 
 @pytest.fixture

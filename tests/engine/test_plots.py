@@ -8,7 +8,7 @@ import pytest
 
 from damselfly.engine import ParameterError, Table
 from damselfly.engine.actions.plots import histogram
-from damselfly.engine.context import RunContext
+from damselfly.engine.core.context import RunContext
 
 
 @pytest.fixture()

@@ -4,8 +4,9 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from damselfly.engine import Cancelled, ParameterError, Session, Settings, Volume, progress
+from damselfly.engine import Cancelled, ParameterError, Session, Settings, Volume
 from damselfly.engine.builtin import BUILTIN, get_action
+from damselfly.engine.core import progress
 from damselfly.engine.registry import StaticObject, action
 
 

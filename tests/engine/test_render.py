@@ -8,11 +8,12 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from damselfly.engine import InputError, Labels, ParameterError, Volume, make_classes, surfaces
-from damselfly.engine import movie as M
-from damselfly.engine import render as R
+from damselfly.engine import InputError, Labels, ParameterError, Volume, make_classes
 from damselfly.engine.actions import render as render_actions
-from damselfly.engine.context import RunContext
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.render import _movie as M
+from damselfly.engine.render import _scene as R
+from damselfly.engine.render import _surfaces as surfaces
 
 snapshot_action = partial(render_actions.snapshot, ctx=RunContext())
 movie_action = partial(render_actions.render_movie, ctx=RunContext())
@@ -193,7 +194,8 @@ def test_no_opengl_gives_a_clear_error(part, monkeypatch):
 
 
 def test_stop_leaves_no_half_written_movie(part, tmp_path):
-    from damselfly.engine import Cancelled, progress
+    from damselfly.engine import Cancelled
+    from damselfly.engine.core import progress
 
     _, labels = part
     seen = []
@@ -214,7 +216,7 @@ def test_stop_leaves_no_half_written_movie(part, tmp_path):
 
 
 def test_two_runs_of_the_same_macro_give_the_same_movie(part, tmp_path):
-    from damselfly.engine import io
+    from damselfly.engine.io import _files as io
     from damselfly.macros.runner import run_file
 
     grey, labels = part
@@ -254,7 +256,7 @@ def test_scenes_are_drawn_at_the_frames_level_of_detail(part):
 
 
 def test_level_of_detail_reads_a_coarser_ome_zarr_level(tmp_path):
-    from damselfly.engine import io
+    from damselfly.engine.io import _files as io
 
     rng = np.random.default_rng(2)
     vol = Volume(rng.integers(0, 1000, (40, 160, 160)).astype(np.uint16), spacing=(0.5, 0.5, 0.5), unit="um")
@@ -307,7 +309,8 @@ def test_a_layer_the_renderer_cannot_draw_is_an_error(part, monkeypatch):
 
 
 def test_reading_a_level_of_detail_reports_progress_and_stops():
-    from damselfly.engine import Cancelled, progress
+    from damselfly.engine import Cancelled
+    from damselfly.engine.core import progress
 
     a = np.arange(5 * 7 * 9 * 2).reshape(5, 7, 9, 2)
     for step in (1, 2, 3):
@@ -329,7 +332,7 @@ def test_headless_rendering_prints_no_x_server_warning():
     import subprocess
     import sys
 
-    code = ("from damselfly.engine import phantoms, render as R\n"
+    code = ("from damselfly.engine import phantoms\nfrom damselfly.engine.render import _scene as R\n"
             "v, t = phantoms.casting((24, 24, 24))\n"
             "print(R.SceneRenderer(R.Scene(volume=v, labels=t), (32, 32)).render().shape)\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "VTK_DEFAULT_OPENGL_WINDOW")}

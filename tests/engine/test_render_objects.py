@@ -11,8 +11,8 @@ import pytest
 from damselfly.engine import Labels, ParameterError, Table, make_classes
 from damselfly.engine.actions import render as render_actions
 from damselfly.engine.actions.objects import filter_objects, label_objects, measure_objects
-from damselfly.engine.context import RunContext
-from damselfly.engine.render_objects import object_surface, object_values
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.render._objects import object_surface, object_values
 
 BACKGROUND = (22, 24, 30)
 

@@ -9,7 +9,7 @@ import pytest
 
 from damselfly.engine import ParameterError
 from damselfly.engine.actions.report import report
-from damselfly.engine.context import RunContext
+from damselfly.engine.core.context import RunContext
 from damselfly.macros.runner import run_file
 
 from ..browser import check_page, chromium, no_console_errors
@@ -35,7 +35,8 @@ report("report.html", title="Pores & walls")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A macro run over a small part with pores (0.1 mm voxels), ending with report(...)."""
-    from damselfly.engine import Labels, io, make_classes
+    from damselfly.engine import Labels, make_classes
+    from damselfly.engine.io import _files as io
 
     tmp = tmp_path_factory.mktemp("report")
     zz, yy, xx = np.mgrid[:24, :32, :32]

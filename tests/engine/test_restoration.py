@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from damselfly.engine import Cancelled, InputError, ParameterError, Session, Settings, io, phantoms, progress
-from damselfly.engine import model as model_io
-from damselfly.engine import restoration as R
+from damselfly.engine import Cancelled, InputError, ParameterError, Session, Settings
 from damselfly.engine.actions import enhancement as E
 from damselfly.engine.actions.segmentation import infer
-from damselfly.engine.context import RunContext
-from damselfly.engine.resample import upsample, upsample_slices
+from damselfly.engine.core import phantoms, progress
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.io import _files as io
+from damselfly.engine.restoration import _enhance as R
+from damselfly.engine.restoration._resample import upsample, upsample_slices
+from damselfly.engine.segmentation import _model as model_io
 
 CPU = RunContext(device="cpu")
 train_denoiser = partial(E.train_denoiser, ctx=CPU)
@@ -101,7 +103,7 @@ def test_stop_keeps_the_best_epoch_so_far(pair):
 def test_the_kept_model_is_the_moving_average_of_the_weights_of_every_step():
     import torch
 
-    from damselfly.engine.training import Schedule, fit_epochs
+    from damselfly.engine.segmentation._training import Schedule, fit_epochs
 
     net = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
     seen, judged = [], []  # the weights before every step; the networks validated

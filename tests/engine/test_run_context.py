@@ -10,7 +10,7 @@ import pytest
 
 from damselfly.engine import InputError, Session, Settings, Volume, all_actions
 from damselfly.engine.actions.io_actions import save
-from damselfly.engine.context import RunContext
+from damselfly.engine.core.context import RunContext
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,8 +55,11 @@ def test_the_session_hands_its_settings_over(tmp_path):
 
 def _samples(tmp_path):
     """Arguments for calling each action that needs no run context, outside any session."""
-    from damselfly.engine import Labels, io, make_classes, nets, phantoms
-    from damselfly.engine.model import Model, save_model
+    from damselfly.engine import Labels, make_classes
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.io import _files as io
+    from damselfly.engine.segmentation import _nets as nets
+    from damselfly.engine.segmentation._model import Model, save_model
 
     vol, truth = phantoms.casting((8, 24, 24), seed=0)
     io.write_volume(vol, tmp_path / "v.tif")

@@ -9,24 +9,16 @@ import pytest
 import torch
 import zarr
 
-from damselfly.engine import (
-    Cancelled,
-    InputError,
-    Labels,
-    ParameterError,
-    Session,
-    Settings,
-    io,
-    make_classes,
-    progress,
-    tiling,
-    training,
-)
-from damselfly.engine import inference as inf
-from damselfly.engine import model as model_io
+from damselfly.engine import Cancelled, InputError, Labels, ParameterError, Session, Settings, make_classes
 from damselfly.engine.actions import segmentation as seg_actions
 from damselfly.engine.actions.segmentation import sparse_labels
-from damselfly.engine.context import RunContext
+from damselfly.engine.core import progress
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.io import _files as io
+from damselfly.engine.segmentation import _inference as inf
+from damselfly.engine.segmentation import _model as model_io
+from damselfly.engine.segmentation import _tiling as tiling
+from damselfly.engine.segmentation import _training as training
 
 TINY = dict(arch="unet", epochs=2, steps=3, batch=4, patch=32, seed=5)
 
@@ -337,7 +329,7 @@ def test_streaming_in_small_slabs_gives_the_same_labels(painted, tiny_model, mon
 
 
 def test_slabs_are_whole_output_chunks_so_blocks_can_go_to_workers(tiny_model):
-    from damselfly.engine.volume_ops import SLAB
+    from damselfly.engine.core.volume_ops import SLAB
 
     pred = inf.predictor(tiny_model, device="cpu", tile=64)
     for shape in [(300, 256, 256), (2000, 1024, 1024), (900, 700, 500)]:
@@ -348,7 +340,7 @@ def test_slabs_are_whole_output_chunks_so_blocks_can_go_to_workers(tiny_model):
     assert inf.slab_size(pred, (5, 64, 64)) == 5  # a small scan: one slab
     from types import SimpleNamespace
 
-    from damselfly.engine.classifier import ForestPredictor
+    from damselfly.engine.segmentation._classifier import ForestPredictor
 
     depth = ForestPredictor.slab_depth  # the forest's slabs too, for tiles of 512
     assert all(SLAB % d == 0 or d % SLAB == 0 for d in (depth(SimpleNamespace(tile=512), (999, n, n))

@@ -5,12 +5,12 @@ from functools import partial
 import numpy as np
 import pytest
 
-from damselfly.engine import phantoms
 from damselfly.engine.actions import segmentation as seg_actions
 from damselfly.engine.actions.processing import calibrate, threshold
 from damselfly.engine.actions.segmentation import sparse_labels
-from damselfly.engine.context import RunContext
-from damselfly.engine.training import dice_scores
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.segmentation._training import dice_scores
 
 CPU = RunContext(device="cpu")
 train, infer = partial(seg_actions.train, ctx=CPU), partial(seg_actions.infer, ctx=CPU)

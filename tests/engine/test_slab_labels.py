@@ -7,11 +7,11 @@ from functools import partial
 import numpy as np
 import pytest
 
-from damselfly.engine import inference as inf
-from damselfly.engine import slab_labels as fast
 from damselfly.engine.actions import segmentation as seg_actions
 from damselfly.engine.actions.segmentation import sparse_labels
-from damselfly.engine.context import RunContext
+from damselfly.engine.core.context import RunContext
+from damselfly.engine.segmentation import _inference as inf
+from damselfly.engine.segmentation import _slab_labels as fast
 
 TINY = dict(arch="unet", epochs=2, steps=3, batch=4, patch=32, seed=5)
 train = partial(seg_actions.train, ctx=RunContext(device="cpu"))
@@ -109,7 +109,8 @@ def test_the_io_thread_ends_with_the_work_on_stop_and_on_errors(scans, models):
     in the network, none is left, and the error is the network's."""
     import torch
 
-    from damselfly.engine import Cancelled, progress
+    from damselfly.engine import Cancelled
+    from damselfly.engine.core import progress
 
     vol = scans[0]
     model = models["2.5d"]

@@ -7,7 +7,7 @@ from scipy import ndimage
 from damselfly.engine import InputError, Labels, ParameterError, Volume, local_thickness, make_classes
 from damselfly.engine.actions.measure import local_thickness as lt_action
 from damselfly.engine.actions.measure import thickness_stats
-from damselfly.engine.volume_ops import on_disk
+from damselfly.engine.core.volume_ops import on_disk
 
 
 def oracle(mask, spacing=(1.0, 1.0, 1.0), border=False):
@@ -145,7 +145,7 @@ def test_thickness_stats_table():
 def test_fallbacks_for_huge_radii_give_the_same_result(monkeypatch):
     # very thick structures take other paths: a sorted (not dense) offset table, triangle-inequality
     # containment instead of scanning the balls, and no row-cover tables; all must still be exact
-    from damselfly.engine import thickness as T
+    from damselfly.engine.thickness import _exact as T
 
     rng = np.random.default_rng(5)
     mask = ndimage.gaussian_filter(rng.random((11, 12, 10)), 1.0) > 0.5
@@ -171,7 +171,7 @@ def test_fallbacks_for_huge_radii_give_the_same_result(monkeypatch):
 def test_row_lists_fill_as_testing_every_row_does_on_larger_volumes(spacing, monkeypatch):
     # volumes too large for the oracle, with long rows and many radii: the shared lists against the
     # row-by-row cover test that the oracle tests check on small volumes
-    from damselfly.engine import thickness as T
+    from damselfly.engine.thickness import _exact as T
 
     rng = np.random.default_rng(len(spacing) + int(10 * spacing[0]))
     mask = ndimage.gaussian_filter(rng.random((40, 52, 47)), 3.0) > 0.5
@@ -183,7 +183,7 @@ def test_row_lists_fill_as_testing_every_row_does_on_larger_volumes(spacing, mon
 def test_shared_row_lists_hold_exactly_the_rows_no_earlier_neighbour_covers():
     # balls share a row list when their earlier neighbours cover the same rows; the cover key must lose
     # nothing: the listed rows are those that the ball's own neighbour bits leave uncovered
-    from damselfly.engine import thickness as T
+    from damselfly.engine.thickness import _exact as T
 
     rng = np.random.default_rng(11)
     mask = ndimage.gaussian_filter(rng.random((24, 26, 22)), 1.5) > 0.45
@@ -207,7 +207,8 @@ def test_shared_row_lists_hold_exactly_the_rows_no_earlier_neighbour_covers():
 
 def test_thickness_stats_stream_exactly(tmp_path):
     """Statistics read slab by slab from a map on disk equal numpy's over the whole array."""
-    from damselfly.engine import io, phantoms
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.io import _files as io
 
     vol, truth = phantoms.casting((40, 48, 48), seed=4)
     t = Volume(local_thickness(np.asarray(truth.data) == truth.class_index("metal"), spacing=truth.spacing))
@@ -238,8 +239,8 @@ def test_block_by_block_equals_the_whole_volume(spacing, border, smooth, sparse_
     the phase voxels only (share 1)."""
     from scipy import ndimage as ndi
 
-    import damselfly.engine.thickness_blocks as tb
-    from damselfly.engine.thickness_blocks import blockwise_thickness
+    import damselfly.engine.thickness._blocks as tb
+    from damselfly.engine.thickness._blocks import blockwise_thickness
 
     a = ndi.gaussian_filter(np.random.default_rng(3).random((36, 41, 45)), smooth)
     mask = a > np.median(a)
@@ -254,7 +255,7 @@ def test_block_by_block_equals_the_whole_volume(spacing, border, smooth, sparse_
 
 
 def test_a_scan_that_fits_one_block_is_computed_in_memory_with_the_same_values():
-    from damselfly.engine.thickness_blocks import blockwise_thickness
+    from damselfly.engine.thickness._blocks import blockwise_thickness
 
     mask = ndimage.gaussian_filter(np.random.default_rng(4).random((20, 22, 24)), 2) > 0.5
     out = np.zeros(mask.shape, np.float32)
@@ -267,7 +268,7 @@ def test_a_scan_that_fits_one_block_is_computed_in_memory_with_the_same_values()
 
 
 def test_blocks_far_from_the_background_and_a_phase_that_fills_the_scan():
-    from damselfly.engine.thickness_blocks import blockwise_thickness
+    from damselfly.engine.thickness._blocks import blockwise_thickness
 
     mask = np.ones((30, 30, 30), bool)
     mask[0] = False  # one face of background: blocks deep inside see none within their first halo
@@ -285,7 +286,7 @@ def test_action_measures_a_scan_on_disk_block_by_block(tmp_path, monkeypatch):
     """A memory-mapped mask goes block by block into a disk-backed result, equal to the in-memory one."""
     from scipy import ndimage as ndi
 
-    import damselfly.engine.thickness_blocks as tb
+    import damselfly.engine.thickness._blocks as tb
     from damselfly.engine.actions.measure import local_thickness as action
 
     a = ndi.gaussian_filter(np.random.default_rng(5).random((30, 34, 38)), 2.0)

@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from damselfly.engine import io, phantoms
+from damselfly.engine.core import phantoms
+from damselfly.engine.io import _files as io
 
 #: Files a run writes besides its outputs.
 BOOKKEEPING = ("run.json", "batch.json", ".damselfly.lock", "summary.csv", "summary.html")  # these hold times

@@ -1,6 +1,7 @@
 import pytest
 
-from damselfly.engine import io, phantoms
+from damselfly.engine.core import phantoms
+from damselfly.engine.io import _files as io
 from damselfly.macros.checker import check
 from damselfly.macros.parser import parse
 
@@ -118,10 +119,11 @@ def test_a_batch_that_trains_on_labels_painted_on_one_scan_is_warned(data_dir):
 def test_check_knows_the_classes_of_a_model_file_and_of_labels_with_a_sidecar(tmp_path):
     """local_thickness(seg, class="snow") on a model of air and ice is an error before anything runs
     (issue 30), through infer; so is a class a labels file's sidecar does not name."""
-    from damselfly.engine import io, phantoms
-    from damselfly.engine import model as model_io
     from damselfly.engine.actions.segmentation import sparse_labels, train
-    from damselfly.engine.context import RunContext
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.core.context import RunContext
+    from damselfly.engine.io import _files as io
+    from damselfly.engine.segmentation import _model as model_io
     from damselfly.macros.checker import check
     from damselfly.macros.parser import parse
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from damselfly.engine import io, phantoms
+from damselfly.engine.core import phantoms
+from damselfly.engine.io import _files as io
 from damselfly.macros.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,7 +213,7 @@ def test_demo_end_to_end(workdir, capsys):
 
 def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):
     """A Stop (cancel) during an action: the run record says cancelled, no output is half-written."""
-    from damselfly.engine.progress import Reporter
+    from damselfly.engine.core.progress import Reporter
     from damselfly.macros.runner import run_file
 
     write_scan(workdir / "s.tif", 0, size=(64, 32, 32))
@@ -231,7 +232,7 @@ def test_stop_mid_run_records_cancelled_and_writes_no_partial_file(workdir):
 def test_text_progress_bar_draws_on_a_terminal_only():
     import io as _io
 
-    from damselfly.engine.progress import ProgressEvent
+    from damselfly.engine.core.progress import ProgressEvent
     from damselfly.macros.console import TextProgress
 
     class Tty(_io.StringIO):

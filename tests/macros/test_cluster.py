@@ -206,8 +206,8 @@ def test_block_wise_thickness_across_two_workers_equals_the_in_memory_result(wor
     from scipy import ndimage as ndi
 
     from damselfly.engine.actions.measure import PhaseReader
-    from damselfly.engine.thickness import local_thickness
-    from damselfly.engine.thickness_blocks import blockwise_thickness
+    from damselfly.engine.thickness._blocks import blockwise_thickness
+    from damselfly.engine.thickness._exact import local_thickness
 
     a = ndi.gaussian_filter(np.random.default_rng(7).random((30, 34, 38)), 2.0)
     mask = a > np.median(a)
@@ -215,7 +215,7 @@ def test_block_wise_thickness_across_two_workers_equals_the_in_memory_result(wor
     scan[:] = mask
     out = zarr.create_array(store=str(tmp_path / "t.zarr"), shape=mask.shape, chunks=(8, 8, 8), dtype=np.float32)
     where = Where(workers)
-    monkeypatch.setattr("damselfly.engine.thickness_blocks.SPARSE_SHARE", sparse_share)
+    monkeypatch.setattr("damselfly.engine.thickness._blocks.SPARSE_SHARE", sparse_share)
     blockwise_thickness(PhaseReader(scan, None), mask.shape, (1.0, 0.5, 0.5), out, block=8, runner=where)
     np.testing.assert_array_equal(out[:], local_thickness(mask, (1.0, 0.5, 0.5)))
     assert len(where.seen) == 4 * 5 * 5 and len(set(where.seen)) == 2  # every block, on both workers
@@ -231,10 +231,10 @@ CLUSTER_MACRO = ('version 1\nparam scan = "scan.ome.zarr"\nimg = load(scan)\nmod
 def zarr_scan(tmp_path_factory, casting_small):
     """A casting phantom as OME-Zarr, a small network trained on it, and the macro that segments and
     measures it."""
-    from damselfly.engine import io
-    from damselfly.engine import model as model_io
     from damselfly.engine.actions.segmentation import sparse_labels, train
-    from damselfly.engine.context import RunContext
+    from damselfly.engine.core.context import RunContext
+    from damselfly.engine.io import _files as io
+    from damselfly.engine.segmentation import _model as model_io
 
     folder = tmp_path_factory.mktemp("zarr_scan")
     vol, truth = casting_small
@@ -251,8 +251,8 @@ def test_one_scan_block_wise_across_two_workers_equals_the_single_process_run(wo
     """infer (slabs of 8 slices, in groups of whole output chunks), calibrate, threshold and
     local_thickness (cores of 16) of a Zarr scan, their blocks on 2 workers: the same files, bit for bit,
     as the run in one process."""
-    import damselfly.engine.thickness_blocks as tb
-    from damselfly.engine import inference
+    import damselfly.engine.thickness._blocks as tb
+    from damselfly.engine.segmentation import _inference as inference
     from damselfly.macros.runner import run_file
 
     monkeypatch.setattr(inference, "slab_size", lambda pred, shape: 8)
@@ -279,8 +279,9 @@ def test_the_command_line_spreads_one_scans_blocks_with_cluster(zarr_scan, tmp_p
 
 
 def test_stop_cancels_the_blocks_not_yet_run(workers, tmp_path):
-    from damselfly.engine import Cancelled, progress
-    from damselfly.engine.blocks import run_blocks
+    from damselfly.engine import Cancelled
+    from damselfly.engine.core import progress
+    from damselfly.engine.core._blocks import run_blocks
 
     reporter = progress.Reporter()
     finished = []

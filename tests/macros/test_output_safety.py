@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from damselfly.engine import io, phantoms
-from damselfly.engine.errors import InputError
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.errors import InputError
+from damselfly.engine.io import _files as io
 from damselfly.macros.cli import main
 
 from .kit import write_scans
@@ -197,7 +198,7 @@ def test_a_full_disk_is_a_clear_error_the_partial_file_removed_the_record_failed
 
     import numpy as np
 
-    from damselfly.engine import io as io_mod
+    from damselfly.engine.io import _files as io_mod
 
 
     def full(*args, **kwargs):

@@ -1,8 +1,10 @@
 import numpy as np
 
-from damselfly.engine import Labels, Session, Settings, io, make_classes, phantoms
-from damselfly.engine import model as model_io
+from damselfly.engine import Labels, Session, Settings, make_classes
 from damselfly.engine.actions.processing import crop
+from damselfly.engine.core import phantoms
+from damselfly.engine.io import _files as io
+from damselfly.engine.segmentation import _model as model_io
 from damselfly.macros.parser import parse
 from damselfly.macros.recorder import Recorder
 from damselfly.macros.runner import run_file
@@ -152,7 +154,7 @@ def test_training_session_records_and_replays_to_the_same_model_and_labels(tmp_p
 def test_a_model_made_outside_actions_is_saved_beside_the_macro(tmp_path):
     import torch
 
-    from damselfly.engine.model import Model
+    from damselfly.engine.segmentation._model import Model
 
     scan, _ = make_inputs(tmp_path)
     s = Session(Settings(device="cpu", base_dir=tmp_path, out_dir=tmp_path / "o"))
@@ -281,8 +283,8 @@ def test_a_training_stopped_early_is_recorded_as_the_model_it_kept(tmp_path):
     train(...) would train all 30 epochs), with a comment that says why; the replay gives that model."""
     import pytest
 
-    from damselfly.engine.errors import Cancelled
-    from damselfly.engine.progress import Reporter
+    from damselfly.engine.core.errors import Cancelled
+    from damselfly.engine.core.progress import Reporter
 
     scan, truth_path = make_inputs(tmp_path)
     reporter = Reporter(on_event=lambda name, _d: name == "epoch" and reporter.cancel())

@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from damselfly.engine import io, phantoms
-from damselfly.engine.errors import DamselflyError
-from damselfly.engine.progress import Reporter
+from damselfly.engine.core import phantoms
+from damselfly.engine.core.errors import DamselflyError
+from damselfly.engine.core.progress import Reporter
+from damselfly.engine.io import _files as io
 from damselfly.macros.batch import run_batch
 from damselfly.macros.runner import run_file
 from damselfly.macros.runrecord import FolderLock, done_reason, read_record

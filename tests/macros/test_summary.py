@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from damselfly.engine import Labels, io, make_classes
+from damselfly.engine import Labels, make_classes
+from damselfly.engine.io import _files as io
 from damselfly.macros.cli import main
 from damselfly.macros.summary import outliers, table_scalars, write_summary
 

@@ -4,8 +4,8 @@ checker error before anything runs (issue: one step of architecture)."""
 import pytest
 
 from damselfly.engine import Labels, Table, Volume, all_actions
-from damselfly.engine.model import Model
 from damselfly.engine.registry import choices, object_classes
+from damselfly.engine.segmentation._model import Model
 from damselfly.macros.checker import check
 from damselfly.macros.parser import parse
 

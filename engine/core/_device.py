@@ -1,0 +1,28 @@
+"""The compute device of a run: one small module low in the tiers, so that deciding where to compute
+does not pull the training or restoration code in. PyTorch is imported when a device is resolved.
+
+Examples
+--------
+>>> resolve_device("cpu").type
+'cpu'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import ParameterError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(setting: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU")
+    if setting in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
