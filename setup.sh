@@ -27,6 +27,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$VPY" -m pip install -q -e ".$extras"
     echo "$want" > "$stamp"
 fi
+# the tests exercise the example plugin (examples/plugin): an action from another installed package
+if [ "$job" = "test" ] && ! "$VPY" -c "import damselfly_unsharp" 2>/dev/null; then
+    "$VPY" -m pip install -q --no-deps -e examples/plugin
+fi
 
 case "$job" in
     demo)
@@ -52,7 +56,7 @@ case "$job" in
             (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $browser) >/dev/null 2>&1 \
                 || echo "warning: could not install $browser: the browser tests of the reports will skip" >&2
         fi
-        .venv/bin/ruff check engine macros app tests benchmarks
+        .venv/bin/ruff check engine macros app tests benchmarks examples
         run=(.venv/bin/python -m pytest -q "${@:2}")
         if command -v xvfb-run >/dev/null 2>&1; then
             exec xvfb-run -a "${run[@]}"

@@ -3,6 +3,7 @@
 No Qt and no macro language here: ``engine`` never imports ``macros`` or ``app``.
 """
 
+from . import builtin as _builtin
 from . import io
 from .builtin import BUILTIN, all_actions, get_action
 from .core import phantoms, progress
@@ -18,6 +19,8 @@ __all__ = [
     "__version__", "action",
     "all_actions", "get_action", "io", "local_thickness", "make_classes", "phantoms", "progress",
 ]
+
+_builtin.load_installed_plugins()  # last: a plugin imports the names above from this module
 
 
 def __getattr__(name):

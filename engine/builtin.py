@@ -1,4 +1,5 @@
-"""The registry of built-in actions, made from the explicit list :data:`damselfly.engine.actions.ALL`.
+"""The registry of built-in actions, made from the explicit list :data:`damselfly.engine.actions.ALL`,
+and the actions of installed plugins (:mod:`~damselfly.engine.plugins`).
 
 This module sits above the actions (it imports them); the registry module below them knows none.
 """
@@ -6,11 +7,22 @@ This module sits above the actions (it imports them); the registry module below 
 from __future__ import annotations
 
 from .actions import ALL
+from .plugins import Plugin, load_plugins
 from .registry import ActionSpec, Registry
 
 #: The built-in actions. A program may make its own :class:`Registry` (with more actions) and give it
 #: to a :class:`~damselfly.engine.session.Session`; tests add and remove actions here.
 BUILTIN = Registry(ALL)
+#: The plugins whose actions are in :data:`BUILTIN` (loaded by :func:`load_installed_plugins`).
+PLUGINS: list[Plugin] = []
+
+
+def load_installed_plugins() -> list[Plugin]:
+    """Register the actions of the installed plugins in :data:`BUILTIN`, once. ``damselfly.engine`` calls
+    this as its last step, since a plugin imports the public names from there."""
+    if not PLUGINS:
+        PLUGINS.extend(load_plugins(BUILTIN))
+    return PLUGINS
 
 
 def get_action(name: str) -> ActionSpec:

@@ -103,7 +103,8 @@ ENGINE_TIERS = [
     {"report"},                                # pages and plots of results
     {"_argtypes", "registry"},                 # what an action is
     {"actions"},                               # the actions
-    {"builtin"},                               # the registry of built-in actions
+    {"plugins"},                               # actions from other packages (entry points)
+    {"builtin"},                               # the registry of built-in actions and plugins
     {"session"},                               # runs actions, emits events
     {"__init__"},                              # the engine's face
 ]
@@ -197,7 +198,7 @@ def test_engine_packages_import_no_circle():
 def test_engine_is_split_into_domain_packages():
     """The engine's top level holds its face, the registry, the session and the subpackages, no library."""
     top = sorted(f.stem for f in (ROOT / "engine").glob("*.py"))
-    assert top == ["__init__", "_argtypes", "builtin", "registry", "session"], top
+    assert top == ["__init__", "_argtypes", "builtin", "plugins", "registry", "session"], top
     for pkg in ("core", "io", "segmentation", "restoration", "thickness", "objects", "render", "report"):
         face = (ROOT / "engine" / pkg / "__init__.py").read_text(encoding="utf-8")
         assert face.startswith('"""') and len(face.splitlines()) < 40, pkg

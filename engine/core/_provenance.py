@@ -27,6 +27,10 @@ def _installed_version() -> str:
 
 __version__ = _installed_version()
 
+#: The packages whose actions were registered as plugins (package -> version; filled by
+#: :mod:`damselfly.engine.plugins`), listed in every record of versions.
+PLUGIN_VERSIONS: dict[str, str] = {}
+
 #: The libraries a run record lists when they are loaded.
 LIBRARIES = ("numpy", "scipy", "skimage", "tifffile", "lark", "torch", "nrrd", "nibabel", "vtk", "pyvista")
 
@@ -39,4 +43,5 @@ def versions(*modules: str) -> dict[str, str]:
     for name in names:
         mod = sys.modules.get(name) or importlib.import_module(name)
         out[name] = str(getattr(mod, "__version__", "?"))
+    out.update({f"plugin {pkg}": v for pkg, v in sorted(PLUGIN_VERSIONS.items())})
     return out
