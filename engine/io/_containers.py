@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core._atomic import ZARR_MARKER
-from ..core.data import Grid, Volume
+from ..core.data import Grid
 from ..core.errors import InputError
 from ._formats import data_file_beside
 
@@ -92,8 +92,31 @@ def read_zarr(path: Path, level: int = 0):
         arr = _Squeezed(arr, extra)
     units = {a.get("name"): a.get("unit") for a in axes}
     unit = _UNITS.get(units.get("x") or "", units.get("x") or "voxel")
-    return arr, {"spacing": tuple(float(scale[i]) for i in keep), "unit": unit,
-                 "origin": tuple(float(shift[i]) for i in keep), "levels": len(datasets), "level": level}
+    geo = {"spacing": tuple(float(scale[i]) for i in keep), "unit": unit,
+           "origin": tuple(float(shift[i]) for i in keep), "levels": len(datasets), "level": level}
+    classes = _label_classes(attrs.get("image-label"))
+    if classes:
+        geo["extra"] = {"classes": classes}
+    return arr, geo
+
+
+def _label_classes(meta) -> list[dict] | None:
+    """Class names and colours of an NGFF label image (``image-label``: ``properties`` with a ``name``,
+    ``colors``), as a labels sidecar lists them (classes 1..n; checked by the reader of labels)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("properties"), list):
+        return None
+    names = {p.get("label-value"): p.get("name") for p in meta["properties"] if isinstance(p, dict)}
+    colors = {c.get("label-value"): c.get("rgba") for c in meta.get("colors") or [] if isinstance(c, dict)}
+    values = [v for v in names if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+    if not values or sorted(values) != list(range(1, max(values) + 1)) or max(values) > 65535:
+        return None  # not classes 1..n: object ids or another tool's values, read without names
+    out = []
+    for v in sorted(values):
+        c = {"name": names[v]}
+        if colors.get(v) is not None:
+            c["color"] = colors[v]
+        out.append(c)
+    return out
 
 
 def _multiscale(ms, path: Path) -> tuple[dict, list[dict]]:
@@ -214,12 +237,19 @@ def _halve(a: np.ndarray, labels: bool, piece: int = 16) -> np.ndarray:
     return out
 
 
-def _ome_zarr_attrs(path: Path, vol: Volume, root, datasets) -> None:
-    """The NGFF multiscales metadata and Damselfly's marker."""
+def _ome_zarr_attrs(path: Path, vol: Grid, root, datasets) -> None:
+    """The NGFF multiscales metadata (with ``image-label`` for labels) and Damselfly's marker."""
+    from ..core.data import Labels
+
     unit = _NGFF_UNITS.get(vol.unit, vol.unit if vol.unit in _UNITS else None)
     axes = [{"name": n, "type": "space", **({"unit": unit} if unit else {})} for n in ("z", "y", "x")]
     root.attrs["multiscales"] = [{"version": "0.4", "name": vol.name or "image", "axes": axes,
                                   "datasets": datasets}]
+    if isinstance(vol, Labels):  # an NGFF label image: class colours and names (napari, ome-zarr read them)
+        root.attrs["image-label"] = {
+            "version": "0.4",
+            "colors": [{"label-value": c.index, "rgba": [int(v) for v in c.color]} for c in vol.classes],
+            "properties": [{"label-value": c.index, "name": c.name} for c in vol.classes]}
     (path / ZARR_MARKER).write_text("written by Damselfly\n", encoding="utf-8")
 
 
