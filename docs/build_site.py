@@ -43,8 +43,8 @@ API = {
     "Local thickness": ["damselfly.engine.thickness._exact.local_thickness",
                         "damselfly.engine.thickness._blocks.blockwise_thickness"],
     "Segmentation models": ["damselfly.engine.segmentation._model.Model",
-                            "damselfly.engine.segmentation._model.save_model",
-                            "damselfly.engine.segmentation._model.load_model",
+                            "damselfly.engine.segmentation._model_files.save_model",
+                            "damselfly.engine.segmentation._model_files.load_model",
                             "damselfly.engine.segmentation._tiling.sliding_window"],
 }
 

@@ -20,7 +20,7 @@ def file_classes(action: str, path: Path, values: dict) -> list[str] | None:
     is for the loader to report when it runs)."""
     from damselfly.engine.core.errors import DamselflyError
     from damselfly.engine.io._files import sidecar_classes
-    from damselfly.engine.segmentation._model import read_document
+    from damselfly.engine.segmentation._model_files import read_document
 
     try:
         if action == "load_model":

@@ -12,7 +12,7 @@ from ..core.data import Labels, Table, Volume
 from ..core.errors import InputError, ParameterError
 from ..core.volume_ops import output_like
 from ..registry import InputPath, OutputPath, action
-from ..segmentation import _model as model_io
+from ..segmentation import _model_files as model_io
 from ..segmentation._model import Model
 
 # PyTorch loads when an action first trains or infers, not when the actions are listed or checked
@@ -353,26 +353,37 @@ def infer_probabilities(model: Model, image: Volume | list[Volume], class_: str 
 
 @action("save_model", category="File", title="Save model…")
 def save_model(model: Model, path: OutputPath, *, ctx: RunContext) -> None:
-    """Save a model as one ``.dfmodel`` file (safetensors weights + JSON); the history goes beside it as CSV.
+    """Save a model as one ``.dfmodel`` file (safetensors weights + JSON; the history goes beside it as CSV),
+    or as a BioImage Model Zoo package (``.zip``: TorchScript weights, validated with ``bioimageio.spec``)
+    that ilastik, deepImageJ, napari and Fiji users can run.
 
     Parameters
     ----------
     model : Model
         The model to save.
     path : path
-        Where to write it; must end in ``.dfmodel``.
+        Where to write it: ``.dfmodel``, or ``.zip`` for the BioImage Model Zoo (segmentation networks).
+
+    Examples
+    --------
+    ``save_model(model, "porosity.zip")``
     """
     model_io.save_model(model, path, overwrite=ctx.may_replace(path))
 
 
 @action("load_model", result="model", category="File", title="Open model…")
 def load_model(path: InputPath) -> Model:
-    """Load a model saved by ``save_model`` (no code is executed from the file).
+    """Load a model saved by ``save_model``, or a BioImage Model Zoo package with TorchScript weights (no
+    Python code from the file is ever executed; a zoo model is tiled and streamed like ours).
 
     Parameters
     ----------
     path : path
-        A ``.dfmodel`` file.
+        A ``.dfmodel`` file or a zoo package (``.zip``).
+
+    Examples
+    --------
+    ``model = load_model("nuclei_from_the_zoo.zip")``
     """
     return model_io.load_model(path)
 

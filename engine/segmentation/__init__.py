@@ -1,7 +1,8 @@
 """Segmentation: networks and the pixel classifier, trained from painted slices and applied to
 whole scans.
 
-- ``_model``: :class:`Model` and its file (``.dfmodel``, safetensors); ``_nets``: the networks.
+- ``_model``: :class:`Model` and its file (``.dfmodel``, safetensors); ``_zoo``: BioImage Model Zoo packages
+  (``.zip``); ``_model_files``: either, by suffix; ``_nets``: the networks.
 - ``_training``: training a network; ``_patches``: its patches and augmentation; ``_trainset``: checks of
   training inputs; ``_autotrain``: choosing the method (``arch="auto"``).
 - ``_classifier``, ``_forest``, ``_features``: the random-forest pixel classifier (the ilastik approach).
@@ -19,8 +20,8 @@ from ..core._lazy import lazy_exports
 __all__ = ["Model", "save_model", "load_model", "sliding_window", "segment", "probabilities", "uncertainty", "predictor", "dice_scores"]
 __getattr__, __dir__ = lazy_exports(__name__, {
     "Model": "._model",
-    "save_model": "._model",
-    "load_model": "._model",
+    "save_model": "._model_files",
+    "load_model": "._model_files",
     "sliding_window": "._tiling",
     "segment": "._inference",
     "probabilities": "._inference",
@@ -31,6 +32,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 
 if TYPE_CHECKING:
     from ._inference import predictor, probabilities, segment, uncertainty
-    from ._model import Model, load_model, save_model
+    from ._model import Model
+    from ._model_files import load_model, save_model
     from ._tiling import sliding_window
     from ._training import dice_scores

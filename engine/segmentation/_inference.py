@@ -185,6 +185,19 @@ def predictor(model: Model, **options):
     return Predictor(model, **options)
 
 
+def for_scans(model: Model, images: Sequence[Volume]) -> Model:
+    """``model`` with its normalisation for these scans: itself, unless it is a zoo model whose
+    pre-processing is computed per scan (:func:`~damselfly.engine.segmentation._zoo.scan_normalization`)."""
+    if not model.config.get("per_scan"):
+        return model
+    from ._zoo import scan_normalization
+
+    inputs = [{"low": lo, "high": hi} for lo, hi in scan_normalization(model, images)]
+    fixed = Model(dict(model.config, inputs=inputs, per_scan=None), model.state, model.name)
+    fixed.module, fixed.metadata = model.module, model.metadata
+    return fixed
+
+
 def check_inputs(model: Model, images: Sequence[Volume]) -> None:
     """The inputs a model needs: as many volumes as it was trained with, 3-D, of one geometry."""
     if model.task != "segment":
@@ -292,8 +305,10 @@ def _run(model: Model, images: Sequence[Volume], out, mask, outside, index, opti
     """Predict every slab of ``images`` into ``out``: here, or through the run's block runner
     (:mod:`~damselfly.engine.core._blocks`) when the inputs and ``out`` are where its workers can read them."""
     check_inputs(model, images)
+    model = for_scans(model, images)
     job = _Job(model, options, [im.data for im in images], out, mask, outside, index)
-    runner = runner_for(*job.arrays, out, mask)
+    # a zoo model's TorchScript does not pickle: its slabs run here rather than on a cluster's workers
+    runner = runner_for(*job.arrays, out, mask) if model.module is None else None
     job.step = job.pred.slab_depth(job.arrays[0].shape)
     ranges = slabs(job.arrays[0].shape[0], job.step, out.chunks[0] if runner is not None else None)
     run_blocks(runner, _predict_block, ranges, job, message, size=span)
@@ -345,6 +360,7 @@ def predict_slice(model: Model, images: Sequence[Volume], z: int, device: str = 
     >>> lab2d = predict_slice(model, [cal], z=40, device="cpu")   # doctest: +SKIP
     """
     check_inputs(model, images)
+    model = for_scans(model, images)
     if not 0 <= z < images[0].shape[0]:
         raise ParameterError(f"slice {z} is outside 0..{images[0].shape[0] - 1}")
     task = progress.task(f"Predicting slice {z}", total=1)

@@ -46,6 +46,8 @@ class Model:
         self.state = state
         self.name = name
         self.metadata: dict[str, Any] = {}
+        #: A ready network instead of one built from ``state`` (a BioImage Model Zoo package's TorchScript).
+        self.module: Any = None
 
     # -- description ------------------------------------------------------------------------------
     @property
@@ -134,6 +136,8 @@ class Model:
 
         if self.is_forest:
             raise ParameterError(f"model '{self.name}' is a random forest, not a network")
+        if self.module is not None:
+            return self.module.to(device).eval()
         net = nets.build(self.arch, self.in_channels, self.out_channels, self.config["hparams"])
         try:
             net.load_state_dict(self.state, strict=True)
@@ -155,7 +159,10 @@ def save_model(model: Model, path: str | os.PathLike, overwrite: bool = True) ->
 
     path = Path(path)
     if path.suffix != SUFFIX:
-        raise ParameterError(f"a model file must end in {SUFFIX}, got '{path.name}'")
+        raise ParameterError(f"a model file must end in {SUFFIX} (or .zip, the BioImage Model Zoo's format, "
+                             f"through damselfly.engine.segmentation.save_model), got '{path.name}'")
+    if model.module is not None:
+        raise ParameterError(f"model '{model.name}' came from a BioImage Model Zoo package: save it as .zip")
     doc = dict(model.config, format=FORMAT, format_version=FORMAT_VERSION, name=model.name)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state.items()}
     with atomic_path(path, overwrite) as tmp:

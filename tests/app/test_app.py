@@ -899,3 +899,11 @@ def test_enhance_menu_trains_a_denoiser_with_the_live_dialog_and_shows_the_resul
     assert win.volume_name == "enhanced" and win.session["enhanced"].data.dtype == np.float32
     assert win.messages == []
     assert "enhanced = enhance(denoiser, raw)" in win.macro.text()
+
+
+def test_a_plugin_action_is_in_the_menu_its_decorator_names(win):
+    """The example plugin (examples/plugin, installed by the test command) shows like a built-in."""
+    menus = {a.text(): a.menu() for a in win.menuBar().actions() if a.menu() is not None}
+    entries = {a.data().get("action"): a for a in menus["Process"].actions() if isinstance(a.data(), dict)}
+    assert "unsharp_mask" in entries and "calibrate" in entries
+    assert entries["unsharp_mask"].toolTip().startswith("Sharpen each slice")

@@ -86,6 +86,7 @@ def _samples(tmp_path):
         "label_objects": (truth, "pore"), "separate_objects": (pores,), "measure_objects": (pores, vol),
         "class_fractions": (truth,), "filter_objects": (pores,),
         "morphology": (truth, "open", "pore"),
+        "unsharp_mask": (vol,),  # the example plugin (examples/plugin), installed by the test command
     }
 
 
