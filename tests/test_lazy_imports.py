@@ -26,3 +26,9 @@ def test_the_engine_and_the_light_commands_load_nothing_heavy():
 
 def test_the_deep_learning_library_loads_when_an_action_needs_it():
     assert "torch" in loaded_after("from damselfly.engine.actions import segmentation\nsegmentation.inference.Predictor")
+
+
+def test_a_worker_process_and_a_cluster_client_start_without_the_heavy_libraries():
+    """What a --jobs worker or a Dask worker imports to start: the runner, the batch and cluster code."""
+    assert loaded_after("import damselfly.macros.workers, damselfly.macros.cluster, damselfly.macros.batch, "
+                        "damselfly.macros.runner") == []

@@ -171,3 +171,25 @@ def test_the_plugin_action_runs_on_a_volume_like_a_built_in():
     assert s.objects["sharp"] is out
     assert out.spacing == (2.0, 1.0, 1.0)
     np.testing.assert_allclose(np.asarray(out.data), expected(data, 2.0, 1.0), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_plugin_runs_on_a_dask_cluster_like_a_built_in(tmp_path, monkeypatch):
+    installed()
+    from damselfly.macros.batch import run_batch
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    data = [write_scan(scans, f"s{i}.npy", seed=i) for i in range(2)]
+    (tmp_path / "worker-tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "worker-tmp"))
+    m = tmp_path / "m.dfm"
+    m.write_text('version 1\nparam scan = "x.npy"\nraw = load(scan)\nsharp = unsharp_mask(raw, sigma=2.0)\n'
+                 'save(sharp, "{scan.stem}_sharp.tif")\n')
+    res = run_batch(m, str(scans / "*.npy"), out_dir=tmp_path / "out", cluster="local:2", device="cpu")
+    assert [r.status for r in res] == ["ok", "ok"], [r.error for r in res]
+    import tifffile
+
+    for i, d in enumerate(data):
+        got = tifffile.imread(next((tmp_path / "out").rglob(f"s{i}_sharp.tif")))
+        np.testing.assert_allclose(got, expected(d, 2.0, 1.0), atol=1e-5)
