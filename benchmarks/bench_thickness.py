@@ -11,6 +11,12 @@ each tool's result is from ours (ours equals a brute-force oracle of the definit
     .venv/bin/python benchmarks/bench_thickness.py memory [size]   # peak memory at 512^3 (default)
     .venv/bin/python benchmarks/bench_thickness.py ratio [--runs 5] [--load] [--size 256] [--block N]
     .venv/bin/python benchmarks/bench_thickness.py blocks SCAN.zarr [BLOCK]   # a bench_scale.py scan
+    .venv/bin/python benchmarks/bench_thickness.py bulk [--sizes 128 256] [--runs 3] [--pores 0]
+
+``bulk`` (issue 36): solid cylinders (radius 0.47 of the size, the full depth; ``--pores N`` spherical
+pores) against porespy in the same run, ours also with the counts of unfilled voxels switched off (the
+row-by-row fill of every ball, as before issue 36), each run's ratios and their median, and whether the
+two fills are equal voxel for voxel.
 
 ``ratio`` repeats ours (in memory, and block by block with the out-of-core distance transform, in the
 action's blocks or ``--block`` N), and porespy, ``--runs`` times, and prints every run's ratios and their median; ``--load``
@@ -146,6 +152,44 @@ def ratio(size: int, runs: int, load: bool, block: int | None) -> None:
           f"{m[2] / m[1]:.2f} x (target: 2 x)")
 
 
+def cylinder(n: int, pores: int = 0, seed: int = 0) -> np.ndarray:
+    """A solid cylinder along z, radius 0.47 n, with ``pores`` spherical pores of radius 2 .. n / 12."""
+    z, y, x = np.ogrid[:n, :n, :n]
+    c = (n - 1) / 2
+    mask = np.broadcast_to((y - c) ** 2 + (x - c) ** 2 <= (0.47 * n) ** 2, (n, n, n)).copy()
+    rng = np.random.default_rng(seed)
+    for _ in range(pores):
+        pz, py, px = rng.integers(0, n, 3)
+        mask[(z - pz) ** 2 + (y - py) ** 2 + (x - px) ** 2 <= rng.uniform(2, max(3, n / 12)) ** 2] = False
+    return mask
+
+
+def bulk(sizes: list[int], runs: int, pores: int) -> None:
+    import porespy as ps
+
+    from damselfly.engine.thickness import _exact as T
+
+    T.local_thickness(cylinder(32, pores))
+    ps.filters.local_thickness(cylinder(32))
+    for n in sizes:
+        mask = cylinder(n, pores)
+        rows = []
+        for k in range(runs):
+            t_ours, ours = best_of(lambda m=mask: T.local_thickness(m), n=1)
+            big, T.BIG_ROWS = T.BIG_ROWS, 10 ** 12
+            t_rows, rows_out = best_of(lambda m=mask: T.local_thickness(m), n=1) if k == 0 else (float("nan"), ours)
+            T.BIG_ROWS = big
+            t_ps, _ = best_of(lambda m=mask: ps.filters.local_thickness(m), n=1)
+            rows.append((t_ours, t_ps))
+            print(f"{n}^3 cylinder radius {0.47 * n:.0f}{f', {pores} pores' if pores else ''}, run {k + 1}: ours "
+                  f"{t_ours:.2f} s, porespy {t_ps:.2f} s -> {t_ps / t_ours:.1f} x"
+                  + (f"; row by row (before issue 36) {t_rows:.2f} s, equal: {np.array_equal(ours, rows_out)}"
+                     if k == 0 else ""), flush=True)
+        r = sorted(t_ps / t for t, t_ps in rows)
+        print(f"{n}^3: porespy / ours over {runs} runs: {', '.join(f'{v:.1f}' for v in r)} (median "
+              f"{r[len(r) // 2]:.1f} x; target 5 x)", flush=True)
+
+
 def blocks(scan: str, block: int | None) -> None:
     """Block by block against in memory on the walls of a ``bench_scale.py`` scan (OME-Zarr): times,
     their ratio, and whether the values are equal voxel for voxel. Needs about 12 bytes a voxel of RAM
@@ -186,6 +230,16 @@ if __name__ == "__main__":
         ap.add_argument("--block", type=int, default=None, help="core block edge (default: the action's)")
         a = ap.parse_args()
         ratio(a.size, a.runs, a.load, a.block)
+    elif len(sys.argv) > 1 and sys.argv[1] == "bulk":
+        import argparse
+
+        ap = argparse.ArgumentParser()
+        ap.add_argument("mode")
+        ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+        ap.add_argument("--runs", type=int, default=3)
+        ap.add_argument("--pores", type=int, default=0)
+        a = ap.parse_args()
+        bulk(a.sizes, a.runs, a.pores)
     elif len(sys.argv) > 1 and sys.argv[1] == "memory":
         memory(int(sys.argv[2]) if len(sys.argv) > 2 else 512)
     else:

@@ -53,7 +53,6 @@ from ._exact import (
     BIG,
     DENSE_LIMIT,
     FILLS_ALL,
-    _d2,
     _levels,
     _offset_codes,
     codes_to_levels,
@@ -64,6 +63,7 @@ from ._exact import (
     offsets_in_planes,
 )
 from ._phase_rows import DenseRows, PhaseRows
+from ._rows import d2
 
 #: Edge of a core block, in voxels, at most.
 BLOCK = 512
@@ -91,7 +91,7 @@ def _max_r2(mask, oz, oy, ox, s0, s1, s2):
                     if a == BIG or b == BIG or c == BIG:
                         m = np.inf
                     else:
-                        m = max(m, _d2(a, b, c, s0, s1, s2))
+                        m = max(m, d2(a, b, c, s0, s1, s2))
         per[z] = m
     return per.max() if nz else 0.0
 

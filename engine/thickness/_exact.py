@@ -49,24 +49,23 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..core import progress
 from ..core.errors import InputError, ParameterError
+from . import _pyramid
+from ._pyramid import fill_ball
+from ._rows import d2, fill_row, row_width
 
 BIG = np.int16(32767)  # "no background on this line": an offset no real one reaches
 NO_LEVEL = np.int32(2 ** 31 - 1)  # the level of voxels outside the phase (larger than any real level)
 DENSE_LIMIT = 64_000_000  # offset triplets looked up in a dense table (int32); beyond, a sorted one
 MASK_ROWS = 4096  # balls with up to this many rows get row-cover tables (filling skips covered rows)
+CHUNK_ROWS = 200_000_000  # ball rows (at most) per call of the fill kernel: Stop is honoured between calls
+SLABS_PER_THREAD = 4  # z-slabs of the fill per thread (more: better balance; fewer: big balls split less)
+BIG_ROWS = 1024  # balls with more rows (and no row-cover table) fill through the counts of unfilled voxels
 MASK_BUDGET = 20_000_000  # row-cover table entries in all (int64 each)
 EXACT_BUDGET = 50_000_000  # ball rows scanned for exact containment tests; larger balls use the triangle inequality
 FILLS_ALL = ("the phase fills the whole image, so no voxel is outside it and the thickness is unbounded; use "
              "border=True to treat the image border as background")
-
-
-@njit(cache=True, inline="always")
-def _d2(d0, d1, d2, s0, s1, s2):
-    a = d0 * s0
-    b = d1 * s1
-    c = d2 * s2
-    return a * a + (b * b + c * c)
 
 
 @njit(parallel=True, cache=True)
@@ -181,7 +180,7 @@ def _pass_y(oy, ox, s0, s1, s2, border):
             for j in range(m):
                 for q in range(n):
                     c = lx[j, q]
-                    f[q] = np.inf if c == BIG else _d2(0, 0, c, s0, s1, s2)
+                    f[q] = np.inf if c == BIG else d2(0, 0, c, s0, s1, s2)
                 if not _line(f, n, s1, v, zb, best):
                     for y in range(ny):
                         ry[j, y] = BIG
@@ -222,7 +221,7 @@ def _pass_z(oz, oy, ox, s0, s1, s2, border):
             for j in range(m):
                 for q in range(n):
                     cy = ly[j, q]
-                    f[q] = np.inf if cy == BIG else _d2(0, cy, lx[j, q], s0, s1, s2)
+                    f[q] = np.inf if cy == BIG else d2(0, cy, lx[j, q], s0, s1, s2)
                 if not _line(f, n, s0, v, zb, best):
                     for z in range(nz):
                         rz[j, z] = BIG
@@ -298,21 +297,6 @@ def codes_to_levels(lev, present, k, spacing) -> np.ndarray:
     return r2s
 
 
-@njit(cache=True, inline="always")
-def _row_width(dz, dy, r2, s0, s1, s2):
-    """Half-width (in voxels along x) of the ball's row at (dz, dy), or -1 where the row misses it;
-    checked with the exact test, so rounding in the square root cannot move a voxel in or out."""
-    rz = _d2(dz, dy, 0, s0, s1, s2)
-    if rz > r2:
-        return -1
-    ex = int(math.sqrt(r2 - rz) / s2)
-    while _d2(dz, dy, ex + 1, s0, s1, s2) <= r2:
-        ex += 1
-    while ex > 0 and _d2(dz, dy, ex, s0, s1, s2) > r2:
-        ex -= 1
-    return ex
-
-
 @njit(parallel=True, cache=True)
 def _containment_needs(r2s, exact, s0, s1, s2):
     """For the ball of every level and each neighbour direction class k (which of z, y, x move), the
@@ -327,7 +311,7 @@ def _containment_needs(r2s, exact, s0, s1, s2):
         r = math.sqrt(r2)
         if nl - li > exact:
             for k in range(1, 8):
-                step = math.sqrt(_d2((k >> 2) & 1, (k >> 1) & 1, k & 1, s0, s1, s2))
+                step = math.sqrt(d2((k >> 2) & 1, (k >> 1) & 1, k & 1, s0, s1, s2))
                 need[li, k] = (r + step) ** 2 * (1.0 + 1e-12)
             need[li, 0] = np.inf
             continue
@@ -336,11 +320,11 @@ def _containment_needs(r2s, exact, s0, s1, s2):
         ey = int(r / s1)
         for dz in range(-ez, ez + 1):
             for dy in range(-ey, ey + 1):
-                ex = _row_width(dz, dy, r2, s0, s1, s2)
+                ex = row_width(dz, dy, r2, s0, s1, s2)
                 if ex < 0:
                     continue
                 for k in range(1, 8):
-                    val = _d2(dz - ((k >> 2) & 1), dy - ((k >> 1) & 1), -ex - (k & 1), s0, s1, s2)
+                    val = d2(dz - ((k >> 2) & 1), dy - ((k >> 1) & 1), -ex - (k & 1), s0, s1, s2)
                     if val > best[k]:
                         best[k] = val
         best[0] = np.inf
@@ -462,7 +446,7 @@ def _cover_masks(r2s, s0, s1, s2, moff, masks):
         wy = 2 * ey + 1
         for dz in range(-ez, ez + 1):
             for dy in range(-ey, ey + 1):
-                w = _row_width(dz, dy, r2, s0, s1, s2)
+                w = row_width(dz, dy, r2, s0, s1, s2)
                 bits = -1  # a row the ball does not have: "covered" by anything
                 if w >= 0:
                     bits = 0
@@ -472,7 +456,7 @@ def _cover_masks(r2s, s0, s1, s2, moff, masks):
                         ex_ = d % 3 - 1
                         if d == 13 or abs(dz - ez_) > ez or abs(dy - ey_) > ey:
                             continue
-                        if _row_width(dz - ez_, dy - ey_, r2, s0, s1, s2) >= w + abs(ex_):
+                        if row_width(dz - ez_, dy - ey_, r2, s0, s1, s2) >= w + abs(ex_):
                             bits |= 1 << d
                 masks[o + (dz + ez) * wy + dy + ey] = bits
 
@@ -587,56 +571,24 @@ def _uncovered_rows(plev, pkey, r2s, moff, masks, s0, s1, s2, start, rows, count
                 o += 1
 
 
-@njit(cache=True, inline="always")
-def _fill_row(nxt, out, o, cx, ww, nx, val):
-    """Write ``val`` into the unfilled phase voxels of row ``o`` (flat offset of x = 0) from ``cx - ww`` to
-    ``cx + ww``, following and compressing the row's pointers to its next unfilled voxel."""
-    a = max(0, cx - ww)
-    b = min(nx - 1, cx + ww)
-    x = a
-    q = nxt[o + x]
-    if q > b:
-        return  # the row is filled (or outside the phase) here: the common case
-    while q != x:  # the first unfilled voxel
-        x = q
-        if x >= nx:
-            break
-        q = nxt[o + x]
-    while x <= b:
-        out[o + x] = val
-        x += 1
-        if x >= nx:
-            break
-        q = nxt[o + x]
-        while q != x:
-            x = q
-            if x >= nx:
-                break
-            q = nxt[o + x]
-    k = a  # path compression: a..x-1 now all point to x
-    while k < x:
-        q = nxt[o + k]
-        nxt[o + k] = x
-        if q >= x:
-            break
-        k = max(q, k + 1)
-
-
 @njit(parallel=True, cache=True)
-def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, s1, s2, unit, nslabs, wmax, nz,
-          ny, nx):
+def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, s1, s2, unit, slab_z, wmax, nz,
+          ny, nx, big, cnt, dims, offs, levels):
     """Fill the balls (sorted by decreasing radius) into the flat ``out``, in parallel over z-slabs.
 
     The first ball to reach a voxel is the largest, so only unfilled voxels are written. Every row keeps
     pointers to its next unfilled phase voxel (a union-find with path compression, in ``nxt``), so a
     row of a ball costs one look-up when it is already filled, whatever its length. Rows inside the
     ball of a neighbour filled before are never visited: a ball with a row list (``pid >= 0``, see
-    :func:`_uncovered_rows`) visits only its listed rows; the others test each row against ``masks``.
-    Values are diameters times ``unit``."""
-    for sl in prange(nslabs):
-        za = sl * nz // nslabs
-        zb = (sl + 1) * nz // nslabs
+    :func:`_uncovered_rows`) visits only its listed rows; the others test each row against ``masks``,
+    except the balls of the levels marked ``big``, which descend the counts of unfilled voxels
+    (:mod:`._pyramid`: ``cnt``, ``dims``, ``offs``, ``levels``) into the blocks they can still fill.
+    Values are diameters times ``unit``; slab ``s`` is planes ``slab_z[s] .. slab_z[s + 1] - 1``."""
+    for sl in prange(len(slab_z) - 1):
+        za = slab_z[sl]
+        zb = slab_z[sl + 1]
         w = np.empty(wmax, np.int32)
+        stack = np.empty((8 * levels + 16, 4), np.int64)
         cur = -1
         ez = 0
         ey = 0
@@ -652,14 +604,19 @@ def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, 
                 ey = int(r / s1)
                 val = np.float32(2.0 * r * unit)
                 mo = moff[L]
-                for dz in range(ez + 1):
-                    for dy in range(ey + 1):
-                        w[dz * (ey + 1) + dy] = _row_width(dz, dy, r2, s0, s1, s2)
+                if not big[L]:  # (a big ball computes the widths of the rows it visits only)
+                    for dz in range(ez + 1):
+                        for dy in range(ey + 1):
+                            w[dz * (ey + 1) + dy] = row_width(dz, dy, r2, s0, s1, s2)
             cz = pz[i]
             if cz + ez < za or cz - ez >= zb:
                 continue
             cy = py[i]
             cx = px[i]
+            if big[L]:
+                fill_ball(nxt, out, sl, za, zb, cz, cy, cx, r2, ez, ey, val, s0, s1, s2, pa[i], cnt, dims, offs,
+                          levels, stack, ny, nx)
+                continue
             p = pid[i]
             if p >= 0:
                 for k in range(start[p], start[p + 1]):
@@ -671,7 +628,7 @@ def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, 
                     dy = (rows[k] & 0xFFFF) - ey
                     y = cy + dy
                     if 0 <= y < ny:
-                        _fill_row(nxt, out, (z * ny + y) * nx, cx, w[abs(z - cz) * (ey + 1) + abs(dy)], nx, val)
+                        fill_row(nxt, out, (z * ny + y) * nx, cx, w[abs(z - cz) * (ey + 1) + abs(dy)], nx, val)
                 continue
             av = pa[i] if mo >= 0 else 0
             for z in range(max(za, cz - ez), min(zb, cz + ez + 1)):
@@ -681,7 +638,7 @@ def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, 
                     ww = w[base + abs(y - cy)]
                     if ww < 0 or (av != 0 and (av & masks[mrow + y]) != 0):
                         continue
-                    _fill_row(nxt, out, (z * ny + y) * nx, cx, ww, nx, val)
+                    fill_row(nxt, out, (z * ny + y) * nx, cx, ww, nx, val)
 
 
 def _row_lists(pl, pa, r2s, moff, masks, sp, budget):
@@ -837,7 +794,7 @@ def local_thickness(mask: np.ndarray, spacing=None, border: bool = False, outsid
     if not border and mask.all():
         raise InputError(FILLS_ALL)
     unit, spn = normalised(sp)
-    out = fill_thickness(np.ascontiguousarray(mask), spn, border, unit=unit)
+    out = fill_thickness(np.ascontiguousarray(mask), spn, border, unit=unit, report=True)
     if outside != 0.0:
         out[~mask] = outside
     return out[0] if squeeze else out
@@ -868,11 +825,12 @@ def _only_core(nxt: np.ndarray, core, nx: int) -> None:
 
 
 def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, unit: float = 1.0, core=None,
-                   levels=None) -> np.ndarray:
+                   levels=None, report: bool = False) -> np.ndarray:
     """The thickness of a valid, contiguous 3-D mask (0 outside the phase), without checks, in multiples
     of ``unit``. ``offsets``: a list holding its :func:`distance_offsets` if already computed (emptied);
     ``core``: three slices, the only part filled (the rest stays 0); ``levels``: see
-    :func:`distance_ridge`."""
+    :func:`distance_ridge`. The balls are filled in chunks of about ``CHUNK_ROWS`` rows, between which
+    Stop is honoured (and, with ``report``, progress reported)."""
     pz, py, px, pl, pa, r2s = distance_ridge(mask, sp, border, offsets, core, levels)
     out = np.zeros(mask.shape, np.float32)
     if len(pz) == 0:
@@ -893,7 +851,24 @@ def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, uni
     masks = np.empty(int(rows.sum()), np.int64)
     _cover_masks(r2s, sp[0], sp[1], sp[2], moff, masks)
     pid, start, lists = _row_lists(pl, pa, r2s, moff, masks, sp, max(LIST_ROWS, int(LIST_SHARE * mask.size)))
-    nslabs = 4 * max(1, numba.get_num_threads())
-    _fill(nxt.reshape(-1), out.reshape(-1), pz, py, px, pl, pa, pid, start, lists, r2s, moff, masks, sp[0], sp[1], sp[2], unit, nslabs,
-          wmax, *mask.shape)
+    # balls without row-cover tables and with more than BIG_ROWS rows go through the counts of unfilled voxels
+    big = (moff < 0) & ((2 * ez + 1) * (2 * ey + 1) > BIG_ROWS)
+    slab_z, dims, offs, levels, size = _pyramid.plan(mask.shape, SLABS_PER_THREAD * max(1, numba.get_num_threads()))
+    cnt = np.zeros(size if big[pl].any() else 1, np.int32)
+    if big[pl].any():
+        _pyramid.count_unfilled(nxt, slab_z, dims, offs, levels, cnt)
+    else:
+        big[:] = False
+    cost = np.cumsum(((2 * ez + 1) * (2 * ey + 1))[pl])  # rows a ball spans, at most: its cost, roughly
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(cost, np.arange(CHUNK_ROWS, cost[-1], CHUNK_ROWS)), [len(pl)]]))
+    task = progress.task("Filling the balls", total=len(pl)) if report else None
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        _fill(nxt.reshape(-1), out.reshape(-1), pz[a:b], py[a:b], px[a:b], pl[a:b], pa[a:b], pid[a:b], start, lists, r2s,
+              moff, masks, sp[0], sp[1], sp[2], unit, slab_z, wmax, *mask.shape, big, cnt, dims, offs, levels)
+        if task is not None:
+            task.advance(int(b - a))  # (checks Stop)
+        else:
+            progress.check()
+    if task is not None:
+        task.finish()
     return out

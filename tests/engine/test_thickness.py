@@ -299,3 +299,97 @@ def test_action_measures_a_scan_on_disk_block_by_block(tmp_path, monkeypatch):
     assert on_disk(res.data)
     assert len(calls) == 3 * 4 * 4
     np.testing.assert_array_equal(np.asarray(res.data), local_thickness(np.asarray(vol.data) != 0, (1, .5, .5)))
+
+
+# ------------------------------------------------------------------------------------------------
+# bulk material: big balls fill through the counts of unfilled voxels (thickness/_pyramid.py, issue 36)
+# ------------------------------------------------------------------------------------------------
+def cylinder(n, r, pores=0, seed=0, spacing=(1.0, 1.0, 1.0)):
+    """A solid cylinder along z (radius ``r`` in physical units, in-plane), with spherical pores."""
+    z, y, x = np.ogrid[:n, :n, :n]
+    c = (n - 1) / 2
+    s0, s1, s2 = spacing
+    mask = np.broadcast_to(((y - c) * s1) ** 2 + ((x - c) * s2) ** 2 <= r * r, (n, n, n)).copy()
+    rng = np.random.default_rng(seed)
+    for _ in range(pores):
+        pz, py, px = rng.integers(0, n, 3)
+        pr = rng.uniform(1.5, max(2.0, n / 12))
+        mask[((z - pz) * s0) ** 2 + ((y - py) * s1) ** 2 + ((x - px) * s2) ** 2 <= pr * pr] = False
+    return mask
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_every_ball_through_the_counts_equals_the_brute_force_definition(spacing, monkeypatch):
+    """The counts path alone (every ball, however small, descends the pyramid) against the oracle."""
+    from damselfly.engine.thickness import _exact as T
+
+    monkeypatch.setattr(T, "MASK_ROWS", 0)
+    monkeypatch.setattr(T, "BIG_ROWS", 0)
+    rng = np.random.default_rng(int(sum(spacing) * 100))
+    for _ in range(4):
+        shape = tuple(int(v) for v in rng.integers(9, 15, 3))
+        mask = ndimage.gaussian_filter(rng.random(shape), 1.5) > rng.uniform(0.45, 0.55)
+        if mask.any() and not mask.all():
+            np.testing.assert_array_equal(local_thickness(mask, spacing), oracle(mask, spacing))
+
+
+@pytest.mark.parametrize("r", [1, 2, 3, 5, 8, 13, 21, 34, 45, 60])
+def test_solid_cylinders_of_any_radius_are_one_ball_thick(r):
+    """Every voxel of a solid cylinder lies in the ball of the axis voxel of its plane, the largest ball
+    there is: the thickness is that ball's diameter everywhere (radii 1 to 60 voxels)."""
+    n = 2 * r + 5
+    mask = cylinder(n, r)
+    out = local_thickness(mask)
+    axis = 2 * ndimage.distance_transform_edt(mask).max()
+    assert np.all(out[mask] == np.float32(axis)) and np.all(out[~mask] == 0)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 0.7, 0.45)])
+@pytest.mark.parametrize("pores", [0, 12])
+def test_bulk_parts_through_the_counts_equal_the_row_by_row_fill(spacing, pores, monkeypatch):
+    """Big balls (radius up to ~30 voxels) with and without pores: the counts path against the row-by-row
+    fill, which the oracle tests check on small volumes."""
+    from damselfly.engine.thickness import _exact as T
+
+    mask = cylinder(64, 30 * min(spacing), pores=pores, seed=pores, spacing=spacing)
+    fast = local_thickness(mask, spacing)
+    monkeypatch.setattr(T, "BIG_ROWS", 10 ** 12)  # no ball through the counts
+    np.testing.assert_array_equal(fast, local_thickness(mask, spacing))
+    assert fast.max() >= 50 * min(spacing)
+
+
+def test_balls_larger_than_a_block_and_its_halo_block_by_block(monkeypatch):
+    """Balls of radius 30 over blocks of 8: each core grows by the largest radius, so no ball is clipped."""
+    import damselfly.engine.thickness._blocks as tb
+    from damselfly.engine.thickness._blocks import blockwise_thickness
+
+    mask = cylinder(48, 20, pores=4, seed=2)
+    ref = local_thickness(mask)
+    out = np.zeros(mask.shape, np.float32)
+    monkeypatch.setattr(tb, "SLAB_VOXELS", 5 * 48 * 48)
+    largest = blockwise_thickness(lambda sl: mask[sl], mask.shape, (1, 1, 1), out, block=8)
+    assert largest > 8
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_filling_reports_progress_and_stops_between_chunks_of_balls(monkeypatch):
+    from damselfly.engine import Cancelled, progress
+    from damselfly.engine.thickness import _exact as T
+
+    monkeypatch.setattr(T, "CHUNK_ROWS", 2000)  # many chunks of balls
+    mask = cylinder(40, 15, pores=6, seed=1)
+    seen = []
+    rep = progress.Reporter(lambda e: seen.append((e.message, e.done, e.total)), interval=0.0)
+    with progress.reporting(rep):
+        ref = local_thickness(mask)
+    fills = [s for s in seen if s[0] == "Filling the balls"]
+    assert len(fills) > 3 and fills[-1][1] == fills[-1][2] and fills[1][1] < fills[-1][2]
+    assert np.array_equal(ref, local_thickness(mask))  # chunks fill as one call does (and outside a reporter)
+
+    def stop_at_second(e):
+        if e.message == "Filling the balls" and e.done:
+            rep.cancel()
+
+    rep = progress.Reporter(stop_at_second, interval=0.0)
+    with progress.reporting(rep), pytest.raises(Cancelled):
+        local_thickness(mask)
