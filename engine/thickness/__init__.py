@@ -1,6 +1,8 @@
 """Local thickness, exact and anisotropic, in memory and block by block.
 
 - ``_exact``: the distance transform, the distance ridge and the ball filling (numba kernels).
+- ``_rows``: the row primitives they share; ``_pyramid``: counts and boxes of unfilled voxels, through
+  which big balls fill (bulk parts).
 - ``_blocks``: scans larger than memory, block by block, equal voxel for voxel.
 - ``_phase_rows``: the scratch format of the out-of-core distance transform.
 """

@@ -573,7 +573,7 @@ def _uncovered_rows(plev, pkey, r2s, moff, masks, s0, s1, s2, start, rows, count
 
 @njit(parallel=True, cache=True)
 def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, s1, s2, unit, slab_z, wmax, nz,
-          ny, nx, big, cnt, dims, offs, levels):
+          ny, nx, big, cnt, box, dims, offs, levels):
     """Fill the balls (sorted by decreasing radius) into the flat ``out``, in parallel over z-slabs.
 
     The first ball to reach a voxel is the largest, so only unfilled voxels are written. Every row keeps
@@ -582,7 +582,7 @@ def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, 
     ball of a neighbour filled before are never visited: a ball with a row list (``pid >= 0``, see
     :func:`_uncovered_rows`) visits only its listed rows; the others test each row against ``masks``,
     except the balls of the levels marked ``big``, which descend the counts of unfilled voxels
-    (:mod:`._pyramid`: ``cnt``, ``dims``, ``offs``, ``levels``) into the blocks they can still fill.
+    (:mod:`._pyramid`: ``cnt``, ``box``, ``dims``, ``offs``, ``levels``) into the blocks they can still fill.
     Values are diameters times ``unit``; slab ``s`` is planes ``slab_z[s] .. slab_z[s + 1] - 1``."""
     for sl in prange(len(slab_z) - 1):
         za = slab_z[sl]
@@ -614,8 +614,8 @@ def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, 
             cy = py[i]
             cx = px[i]
             if big[L]:
-                fill_ball(nxt, out, sl, za, zb, cz, cy, cx, r2, ez, ey, val, s0, s1, s2, pa[i], cnt, dims, offs,
-                          levels, stack, ny, nx)
+                fill_ball(nxt, out, sl, za, zb, cz, cy, cx, r2, ez, ey, val, s0, s1, s2, pa[i], cnt, box, dims,
+                          offs, levels, stack, ny, nx)
                 continue
             p = pid[i]
             if p >= 0:
@@ -855,8 +855,9 @@ def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, uni
     big = (moff < 0) & ((2 * ez + 1) * (2 * ey + 1) > BIG_ROWS)
     slab_z, dims, offs, levels, size = _pyramid.plan(mask.shape, SLABS_PER_THREAD * max(1, numba.get_num_threads()))
     cnt = np.zeros(size if big[pl].any() else 1, np.int32)
+    box = np.zeros((len(cnt), 6), np.int32)
     if big[pl].any():
-        _pyramid.count_unfilled(nxt, slab_z, dims, offs, levels, cnt)
+        _pyramid.count_unfilled(nxt.reshape(-1), mask.shape[1], mask.shape[2], slab_z, dims, offs, levels, cnt, box)
     else:
         big[:] = False
     cost = np.cumsum(((2 * ez + 1) * (2 * ey + 1))[pl])  # rows a ball spans, at most: its cost, roughly
@@ -864,7 +865,7 @@ def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, uni
     task = progress.task("Filling the balls", total=len(pl)) if report else None
     for a, b in zip(cuts[:-1], cuts[1:]):
         _fill(nxt.reshape(-1), out.reshape(-1), pz[a:b], py[a:b], px[a:b], pl[a:b], pa[a:b], pid[a:b], start, lists, r2s,
-              moff, masks, sp[0], sp[1], sp[2], unit, slab_z, wmax, *mask.shape, big, cnt, dims, offs, levels)
+              moff, masks, sp[0], sp[1], sp[2], unit, slab_z, wmax, *mask.shape, big, cnt, box, dims, offs, levels)
         if task is not None:
             task.advance(int(b - a))  # (checks Stop)
         else:
