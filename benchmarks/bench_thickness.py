@@ -11,7 +11,8 @@ each tool's result is from ours (ours equals a brute-force oracle of the definit
     .venv/bin/python benchmarks/bench_thickness.py memory [size]   # peak memory at 512^3 (default)
     .venv/bin/python benchmarks/bench_thickness.py ratio [--runs 5] [--load] [--size 256] [--block N]
     .venv/bin/python benchmarks/bench_thickness.py blocks SCAN.zarr [BLOCK]   # a bench_scale.py scan
-    .venv/bin/python benchmarks/bench_thickness.py bulk [--sizes 128 256] [--runs 3] [--pores 0]
+    .venv/bin/python benchmarks/bench_thickness.py bulk [--sizes 128 256] [--runs 3] [--pores 0] [--rows]
+    .venv/bin/python benchmarks/bench_thickness.py part NZ N PORES    # a cast part in memory (issue 36)
 
 ``bulk`` (issue 36): solid cylinders (radius 0.47 of the size, the full depth; ``--pores N`` spherical
 pores) against porespy in the same run, each run's ratios and their median; with ``--rows``, ours once
@@ -173,7 +174,7 @@ def bulk(sizes: list[int], runs: int, pores: int, rows: bool) -> None:
     ps.filters.local_thickness(cylinder(32))
     for n in sizes:
         mask = cylinder(n, pores)
-        rows = []
+        times = []
         for k in range(runs):
             t_ours, ours = best_of(lambda m=mask: T.local_thickness(m), n=1)
             big, T.BIG_ROWS = T.BIG_ROWS, 10 ** 12
@@ -181,14 +182,40 @@ def bulk(sizes: list[int], runs: int, pores: int, rows: bool) -> None:
             t_rows, rows_out = best_of(lambda m=mask: T.local_thickness(m), n=1) if first else (float("nan"), ours)
             T.BIG_ROWS = big
             t_ps, _ = best_of(lambda m=mask: ps.filters.local_thickness(m), n=1)
-            rows.append((t_ours, t_ps))
+            times.append((t_ours, t_ps))
             print(f"{n}^3 cylinder radius {0.47 * n:.0f}{f', {pores} pores' if pores else ''}, run {k + 1}: ours "
                   f"{t_ours:.2f} s, porespy {t_ps:.2f} s -> {t_ps / t_ours:.1f} x"
                   + (f"; row by row (before issue 36) {t_rows:.2f} s, equal: {np.array_equal(ours, rows_out)}"
                      if first else ""), flush=True)
-        r = sorted(t_ps / t for t, t_ps in rows)
+        r = sorted(t_ps / t for t, t_ps in times)
         print(f"{n}^3: porespy / ours over {runs} runs: {', '.join(f'{v:.1f}' for v in r)} (median "
               f"{r[len(r) // 2]:.1f} x; target 5 x)", flush=True)
+
+
+def part(nz: int, n: int, pores: int) -> None:
+    """A cast part: a solid cylinder of radius 0.44 n along z, ``pores`` spherical pores of radius 5..30
+    (issue 36's part is nz=512, n=1024), in memory: time, largest thickness and peak RSS."""
+    import resource
+
+    from damselfly.engine.thickness import _exact as T
+
+    z, y, x = np.ogrid[:nz, :n, :n]
+    c = (n - 1) / 2
+    mask = np.broadcast_to((y - c) ** 2 + (x - c) ** 2 <= (0.44 * n) ** 2, (nz, n, n)).copy()
+    rng = np.random.default_rng(0)
+    for _ in range(pores):
+        pz, py, px, pr = rng.integers(0, nz), rng.integers(40, n - 40), rng.integers(40, n - 40), rng.uniform(5, 30)
+        sl = (slice(max(0, int(pz - pr)), min(nz, int(pz + pr) + 1)), slice(int(py - pr), int(py + pr) + 1),
+              slice(int(px - pr), int(px + pr) + 1))
+        zz, yy, xx = np.ogrid[sl]
+        mask[sl][(zz - pz) ** 2 + (yy - py) ** 2 + (xx - px) ** 2 <= pr * pr] = False
+    T.local_thickness(mask[:32, n // 2 - 50:n // 2 + 50, n // 2 - 50:n // 2 + 50])
+    t0 = time.perf_counter()
+    out = T.local_thickness(mask)
+    t = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    print(f"{nz} x {n}^2 part, radius {0.44 * n:.0f}, {pores} pores of radius 5-30: {t:.1f} s, largest thickness "
+          f"{out.max():.1f} voxels, peak RSS {peak:.2f} GiB", flush=True)
 
 
 def blocks(scan: str, block: int | None) -> None:
@@ -242,6 +269,8 @@ if __name__ == "__main__":
         ap.add_argument("--rows", action="store_true", help="also time the row-by-row fill once (slow at 256^3)")
         a = ap.parse_args()
         bulk(a.sizes, a.runs, a.pores, a.rows)
+    elif len(sys.argv) > 1 and sys.argv[1] == "part":
+        part(*(int(v) for v in sys.argv[2:5]))
     elif len(sys.argv) > 1 and sys.argv[1] == "memory":
         memory(int(sys.argv[2]) if len(sys.argv) > 2 else 512)
     else:
