@@ -12,6 +12,11 @@ shown, until the 3-D view's quick draft and until its full detail are drawn, and
 
 Usage: ``xvfb-run -a .venv/bin/python benchmarks/bench_scale.py [--size 1024] [--crop 256] [--work DIR]
 [--reuse]``
+
+``--part``: issue 36's solid cast part instead (512 x 1024 x 1024 uint16, a cylinder of radius 450 along
+the full depth with pores of radius 5-30; ``--size`` is its width, half as deep), through
+:data:`PART_MACRO` (load, calibrate, threshold, local thickness, stats, save, snapshot) in one process:
+each statement's time and peak memory.
 """
 
 from __future__ import annotations
@@ -40,6 +45,45 @@ save(thick, "thickness.zarr")
 snapshot(raw, "snapshot.png", labels=seg, classes=["pore"], size=[1280, 720])
 render_movie(raw, "orbit.mp4", labels=seg, classes=["pore"], seconds=2, fps=4, size=[1280, 720])
 """
+
+
+#: Issue 36's chain on the solid part: load, calibrate, threshold, local thickness, stats, save, snapshot.
+PART_MACRO = """version 1
+param scan = "scan.zarr"
+raw = load(scan)
+cal = calibrate(raw)
+seg = threshold(cal, names=["air", "metal"])
+thick = local_thickness(seg, class="metal")
+stats = thickness_stats(thick)
+save(stats, "stats.csv")
+save(thick, "thickness.zarr")
+snapshot(raw, "snapshot.png", labels=seg, classes=["metal"], size=[1280, 720])
+"""
+
+
+def make_solid_part(path: Path, n: int, seed: int = 0, slab: int = 16, pores: int = 300) -> None:
+    """An (n / 2) x n x n uint16 solid cast part: a cylinder of radius 0.44 n along z through the whole
+    depth, ``pores`` spherical pores of radius 5..30, Poisson noise; slab by slab into a .npy memory map."""
+    rng = np.random.default_rng(seed)
+    nz, c, big = n // 2, (n - 1) / 2, 0.44 * n
+    rad = rng.uniform(5, 30, pores)
+    ang, rr = rng.uniform(0, 2 * np.pi, pores), np.sqrt(rng.uniform(0, 1, pores)) * (big - rad - 2)
+    cent = np.stack([rng.uniform(0, nz, pores), c + rr * np.sin(ang), c + rr * np.cos(ang), rad], 1)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint16, shape=(nz, n, n))
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    disc = np.clip(big - np.hypot(yy - c, xx - c) + 0.5, 0, 1)
+    for za in range(0, nz, slab):
+        zb = min(nz, za + slab)
+        occ = np.repeat(disc[None], zb - za, 0)
+        for pz, py, px, r in cent[(cent[:, 0] + cent[:, 3] + 1 >= za) & (cent[:, 0] - cent[:, 3] - 1 < zb)]:
+            lo = [max(za, int(pz - r - 1)), int(py - r - 1), int(px - r - 1)]
+            hi = [min(zb, int(pz + r + 2)), int(py + r + 2), int(px + r + 2)]
+            gz, gy, gx = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+            d = np.sqrt((gz - pz) ** 2 + (gy - py) ** 2 + (gx - px) ** 2)
+            occ[lo[0] - za:hi[0] - za, lo[1]:hi[1], lo[2]:hi[2]] *= 1 - np.clip(r - d + 0.5, 0, 1)
+        q = 150 / 20000
+        out[za:zb] = np.clip(np.random.default_rng([seed, za]).poisson((1000 + 19000 * occ) * q) / q, 0, 65535)
+    out.flush()
 
 
 def make_phantom(path: Path, n: int, seed: int = 0, slab: int = 16) -> None:
@@ -97,13 +141,14 @@ class Sampler(threading.Thread):
         return p
 
 
-def child(scan: str, out: str) -> None:
+def child(scan: str, out: str, macro: str = MACRO) -> None:
     """Run the macro on ``scan``; print one JSON line per statement: name, seconds, peak bytes."""
     from damselfly.macros.runner import run_file
 
+    text = macro
     macro = Path(out) / "scale.dfm"
     Path(out).mkdir(parents=True, exist_ok=True)
-    macro.write_text(MACRO, encoding="utf-8")
+    macro.write_text(text, encoding="utf-8")
     sampler = Sampler()
     sampler.start()
     rows, last = [], [None, time.perf_counter()]
@@ -176,11 +221,15 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--work", default=None)
     ap.add_argument("--reuse", action="store_true", help="keep the scans already in --work")
+    ap.add_argument("--part", action="store_true", help="issue 36's solid part instead (see the docstring)")
     ap.add_argument("--child", nargs=2)
+    ap.add_argument("--part-child", nargs=2)
     ap.add_argument("--app-child", nargs=2)
     a = ap.parse_args()
     if a.child:
         return child(*a.child)
+    if a.part_child:
+        return child(*a.part_child, macro=PART_MACRO)
     if a.app_child:
         return app_child(*a.app_child)
     from damselfly.engine import Volume
@@ -189,6 +238,8 @@ def main() -> None:
     work = Path(a.work or tempfile.mkdtemp(prefix="dfscale-"))
     work.mkdir(parents=True, exist_ok=True)
     n, m = a.size, a.crop
+    if a.part:
+        return part(work, n, a.reuse)
     if not (a.reuse and (work / "full.zarr").exists() and (work / "crop.zarr").exists()):
         t = time.perf_counter()
         make_phantom(work / "full.npy", n)
@@ -213,6 +264,24 @@ def main() -> None:
     print(f"{'total':16}{tot[0]:9.2f}{tot[1]:9.2f}{tot[1] / tot[0] / ratio:10.2f}x  "
           f"peak {max(r['rss'] for r in res['full']) / 2 ** 30:.2f} GiB "
           f"(anonymous {max(r['anon'] for r in res['full']) / 2 ** 30:.2f} GiB); {ratio:.0f}x the voxels")
+
+
+def part(work: Path, n: int, reuse: bool) -> None:
+    from damselfly.engine import Volume
+    from damselfly.engine.io import _files as io
+
+    if not (reuse and (work / "part.zarr").exists()):
+        t = time.perf_counter()
+        make_solid_part(work / "part.npy", n)
+        raw = np.load(work / "part.npy", mmap_mode="r")
+        io.write_volume(Volume(raw, spacing=(0.05,) * 3, unit="mm", name="part"), work / "part.zarr")
+        (work / "part.npy").unlink()
+        print(f"solid part {raw.shape} uint16 generated and written as OME-Zarr in {time.perf_counter() - t:.0f} s",
+              flush=True)
+    rows = run_child(work / "part.zarr", work / "out-part", "--part-child")
+    for r in rows:
+        print(f"{r['step']:16}{r['s']:9.1f} s{r['rss'] / 2 ** 30:8.2f} GiB (anonymous {r['anon'] / 2 ** 30:.2f})")
+    print(f"{'total':16}{sum(r['s'] for r in rows):9.1f} s, peak {max(r['rss'] for r in rows) / 2 ** 30:.2f} GiB")
 
 
 if __name__ == "__main__":

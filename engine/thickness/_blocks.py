@@ -17,7 +17,10 @@ How
    only (rows outside it look filled and are passed over).
 
 A scan that fits in one block (``BLOCK`` voxels a side, within ``GROWN_VOXELS``) is computed in memory
-at once, which gives the same values without the disk.
+at once, which gives the same values without the disk. So is a scan whose largest radius is so wide that
+the grown blocks would hold over ``WHOLE_WHEN`` times its voxels (a cast part of radius 450: every block
+would read nearly the whole scan), when it fits in the memory available; otherwise the blocks run, in
+bounded memory but reading the scan again per block.
 
 The ridge test of a voxel at the edge of a grown block sees fewer neighbours, so it keeps more centres,
 never fewer: the values stay those of the definition.
@@ -70,6 +73,12 @@ BLOCK = 512
 #: Voxels of a grown block (core and halo) at most, unless the core would fall below 64: the memory bound
 #: (about 8 bytes a voxel: 1.5 GB).
 GROWN_VOXELS = 192 * 1024 * 1024
+#: Block by block reads and fills the grown blocks; where they would hold this many times the scan's voxels
+#: (a halo as wide as the blocks: radii in the hundreds), the scan is computed whole in memory instead when
+#: it fits (the same values), rather than read again for every block.
+WHOLE_WHEN = 4.0
+#: Bytes a voxel the whole-scan computation needs at its peak (mask, offsets or levels, result).
+WHOLE_BYTES = 13
 #: Voxels in one slab of the out-of-core distance transform.
 SLAB_VOXELS = 16 * 1024 * 1024
 #: The final offsets are stored for the phase voxels only (``PhaseRows``) when the phase is at most this
@@ -143,8 +152,21 @@ def _in_one_block(read, spacing, out, border, outside) -> float:
         out[...] = outside
         return 0.0
     thick = local_thickness(m, spacing, border, outside)
-    out[...] = thick
+    del m
+    for z in range(0, thick.shape[0], 16):  # small copies into chunked storage
+        out[z:z + 16] = thick[z:z + 16]
     return float(np.nanmax(thick)) / 2
+
+
+def _whole_fits(shape) -> bool:
+    """Whether the whole scan can be computed in memory: its peak (``WHOLE_BYTES`` a voxel) within 70 % of
+    the memory available now (``MemAvailable``; where that cannot be read, it is not assumed)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return math.prod(shape) * WHOLE_BYTES < 0.7 * avail
 
 
 def _block_levels(g, offsets, gsl, sp, max_r2: float, planes: int = 32):
@@ -202,12 +224,17 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
     if not math.isfinite(max_r2):
         raise InputError(FILLS_ALL)
     halo = [math.ceil(math.sqrt(max_r2) / s) + 1 for s in sp]
+    chosen = block is None
     block = block or min(BLOCK, max(64, int(GROWN_VOXELS ** (1 / 3)) - 2 * max(halo)))
     if runner is None:
         axes = [_ranges(n, block) for n in shape]
     else:  # whole chunks per block: no two blocks write to one chunk
         axes = [_aligned_ranges(n, block, c) for n, c in zip(shape, out.chunks)]
     cores = [(z, y, x) for z in axes[0] for y in axes[1] for x in axes[2]]
+    grown = sum(math.prod(min(n, b - a + 2 * h) for (a, b), n, h in zip(core, shape, halo)) for core in cores)
+    if chosen and runner is None and grown > WHOLE_WHEN * math.prod(shape) and _whole_fits(shape):
+        del offsets  # (scratch files, removed with their objects)
+        return _in_one_block(read, spacing, out, border, outside)
     job = _Job(read, tuple(shape), sp, unit, border, outside, tuple(halo), max_r2, offsets, out)
     run_blocks(runner, _core_block, cores, job, "Local thickness, block by block")
     return math.sqrt(max_r2) * unit

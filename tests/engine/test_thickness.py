@@ -292,6 +292,7 @@ def test_action_measures_a_scan_on_disk_block_by_block(tmp_path, monkeypatch):
     a = ndi.gaussian_filter(np.random.default_rng(5).random((30, 34, 38)), 2.0)
     np.save(tmp_path / "m.npy", (a > np.median(a)).astype(np.uint8))
     monkeypatch.setattr(tb, "BLOCK", 10)
+    monkeypatch.setattr(tb, "_whole_fits", lambda shape: False)  # (a halo this wide would compute it whole)
     calls = []
     monkeypatch.setattr(tb, "fill_thickness", lambda *a, f=tb.fill_thickness, **k: calls.append(1) or f(*a, **k))
     vol = Volume(np.load(tmp_path / "m.npy", mmap_mode="r"), spacing=(1.0, 0.5, 0.5))
@@ -393,3 +394,26 @@ def test_filling_reports_progress_and_stops_between_chunks_of_balls(monkeypatch)
     rep = progress.Reporter(stop_at_second, interval=0.0)
     with progress.reporting(rep), pytest.raises(Cancelled):
         local_thickness(mask)
+
+
+def test_a_halo_as_wide_as_the_blocks_computes_the_scan_whole_when_it_fits(monkeypatch):
+    """Radius 20 over blocks of 8 would read the scan many times over; the scan is computed whole instead
+    (the same values), and block by block where it would not fit."""
+    import damselfly.engine.thickness._blocks as tb
+    from damselfly.engine.thickness._blocks import blockwise_thickness
+
+    mask = cylinder(48, 20, pores=4, seed=3)
+    ref = local_thickness(mask)
+    cores = []
+    monkeypatch.setattr(tb, "_core_block", lambda job, core, f=tb._core_block: cores.append(core) or f(job, core))
+    monkeypatch.setattr(tb, "BLOCK", 8)
+    monkeypatch.setattr(tb, "GROWN_VOXELS", 8 ** 3)
+    out = np.zeros(mask.shape, np.float32)
+    blockwise_thickness(lambda sl: mask[sl], mask.shape, (1, 1, 1), out)
+    np.testing.assert_array_equal(out, ref)
+    assert cores == []  # computed whole
+    monkeypatch.setattr(tb, "_whole_fits", lambda shape: False)
+    out = np.zeros(mask.shape, np.float32)
+    blockwise_thickness(lambda sl: mask[sl], mask.shape, (1, 1, 1), out)
+    np.testing.assert_array_equal(out, ref)
+    assert len(cores) == 6 ** 3  # bounded memory: block by block
