@@ -193,3 +193,31 @@ def test_the_plugin_runs_on_a_dask_cluster_like_a_built_in(tmp_path, monkeypatch
     for i, d in enumerate(data):
         got = tifffile.imread(next((tmp_path / "out").rglob(f"s{i}_sharp.tif")))
         np.testing.assert_allclose(got, expected(d, 2.0, 1.0), atol=1e-5)
+
+
+def test_a_recorded_session_writes_the_plugin_action_and_replays_it(tmp_path):
+    """Recorded like a built-in: the recorder writes the plugin's statement, and the macro replays to the
+    same output."""
+    installed()
+    from damselfly.engine import Settings
+    from damselfly.engine.io import _files as io
+    from damselfly.macros.recorder import Recorder
+    from damselfly.macros.runner import run_file
+
+    data = np.random.default_rng(7).random((5, 18, 18), dtype=np.float32)
+    io.write_volume(Volume(data), tmp_path / "scan.tif")
+    from damselfly.engine import Session
+
+    s = Session(Settings(base_dir=tmp_path, out_dir=tmp_path / "rec"))
+    rec = Recorder(s, macro_dir=tmp_path)
+    raw = s.run("load", str(tmp_path / "scan.tif"), target="raw")
+    sharp = s.run("unsharp_mask", raw, sigma=1.5, amount=0.5, target="sharp")
+    s.run("save", sharp, "sharp.tif")
+    rec.stop()
+    macro = rec.save(tmp_path / "recorded.dfm")
+    assert "unsharp_mask(raw, sigma=1.5, amount=0.5)" in macro.read_text()
+    assert run_file(macro, out_dir=tmp_path / "replay").status == "ok"
+    import tifffile
+
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "replay" / "sharp.tif"),
+                                  tifffile.imread(tmp_path / "rec" / "sharp.tif"))
