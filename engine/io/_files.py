@@ -351,11 +351,12 @@ def _min_max(data, slab: int = 16) -> tuple[int, int]:
         return 0, 0
     if type(data) is np.ndarray:
         return int(data.min()), int(data.max())
-    lo, hi = int(data[:1].min()), int(data[:1].max())
+    lows, highs = [], []
     for z in range(0, data.shape[0], slab):
         a = np.asarray(data[z:z + slab])
-        lo, hi = min(lo, int(a.min())), max(hi, int(a.max()))
-    return lo, hi
+        lows.append(int(a.min()))
+        highs.append(int(a.max()))
+    return min(lows), max(highs)
 
 
 def sidecar_classes(path: str | os.PathLike) -> list[dict] | None:

@@ -55,8 +55,9 @@ def _spec():
 # ------------------------------------------------------------------------------------------------
 # export
 # ------------------------------------------------------------------------------------------------
-def _exported(model: Model):
-    """The network followed by a softmax, as TorchScript (scripted, or traced where it cannot be)."""
+def _exported(model: Model, shape: tuple[int, ...]):
+    """The network followed by a softmax, as TorchScript (scripted, or traced on an input of ``shape``
+    where it cannot be)."""
     import torch
 
     net = model.network("cpu")
@@ -75,7 +76,7 @@ def _exported(model: Model):
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.script(wrapped)
     except Exception:  # a construct TorchScript cannot compile: trace it (shapes stay symbolic)
-        return torch.jit.trace(wrapped, torch.zeros(_example_shape(model), dtype=torch.float32))
+        return torch.jit.trace(wrapped, torch.zeros(shape, dtype=torch.float32))
 
 
 def _multiple(model: Model) -> int:
@@ -84,22 +85,20 @@ def _multiple(model: Model) -> int:
     return int(nets.build(model.arch, model.in_channels, model.out_channels, model.config["hparams"]).size_multiple)
 
 
-def _example_shape(model: Model) -> tuple[int, ...]:
-    side = max(64, 4 * _multiple(model))
+def _example_shape(model: Model, m: int) -> tuple[int, ...]:
+    """The test input's shape for a network whose tiles are multiples of ``m``."""
+    side = max(64, 4 * m)
     if model.input == "3d":
-        return (1, model.in_channels, min(side, 32 if _multiple(model) <= 16 else side), side, side)
+        return (1, model.in_channels, min(side, 32 if m <= 16 else side), side, side)
     return (1, model.in_channels, side, side)
 
 
-def _gains(model: Model) -> tuple[list[float], list[float]]:
-    """Per input channel, ``gain`` and ``offset`` with ``x * gain + offset`` = the model's normalisation."""
+def _channel_ranges(model: Model) -> tuple[np.ndarray, np.ndarray]:
+    """Per input channel (2.5-D context slices are channels of their input), the (low, high) grey values
+    the model's normalisation maps to 0 and 1."""
     per = model.context if model.input == "2.5d" else 1
-    gains, offsets = [], []
-    for low, high in model.normalization:
-        g = 1.0 / (high - low) if high > low else 1.0
-        gains += [g] * per
-        offsets += [-low * g] * per
-    return gains, offsets
+    lows, highs = (np.repeat(np.asarray(v, np.float64), per) for v in zip(*model.normalization))
+    return lows, highs
 
 
 def _identifier(name: str, i: int) -> str:
@@ -137,20 +136,20 @@ def save_zoo_model(model: Model, path: str | os.PathLike, overwrite: bool = True
         raise ParameterError(f"model '{model.name}' is a {'random forest' if model.is_forest else model.task} "
                              "model: only segmentation networks are exported to the BioImage Model Zoo")
     m = _multiple(model)
+    shape = _example_shape(model, m)
+    lows, highs = _channel_ranges(model)
+    gain = np.where(highs > lows, 1.0 / np.where(highs > lows, highs - lows, 1.0), 1.0)  # x * gain + offset
+    gains, offsets = [float(v) for v in gain], [float(v) for v in -lows * gain]
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         save_model(model, d / ATTACHMENT)
-        module = _exported(model)
+        module = _exported(model, shape)
         module.save(str(d / "weights.pt"))
-        gains, offsets = _gains(model)
-        shape = _example_shape(model)
-        lows = np.repeat([lo for lo, _ in model.normalization], shape[1] // model.n_inputs)
-        highs = np.repeat([hi for _, hi in model.normalization], shape[1] // model.n_inputs)
+        per_channel = (1, -1) + (1,) * (len(shape) - 2)
         u = np.random.default_rng(0).random(shape, dtype=np.float32)
-        x = (lows.reshape(1, -1, *[1] * (len(shape) - 2)) + u * (highs - lows).reshape(1, -1, *[1] * (len(shape) - 2)))
-        x = x.astype(np.float32)
-        g = np.asarray(gains, np.float32).reshape(1, -1, *[1] * (len(shape) - 2))
-        o = np.asarray(offsets, np.float32).reshape(1, -1, *[1] * (len(shape) - 2))
+        x = (lows.reshape(per_channel) + u * (highs - lows).reshape(per_channel)).astype(np.float32)
+        g = np.asarray(gains, np.float32).reshape(per_channel)
+        o = np.asarray(offsets, np.float32).reshape(per_channel)
         with torch.no_grad():
             y = module(torch.from_numpy(x * g + o)).numpy()
         np.save(d / "input.npy", x)
@@ -264,9 +263,8 @@ def _axes(t) -> str:
 
 
 def _size_multiple(t) -> int:
-    steps = [getattr(a.size, "step", 1) or 1 for a in t.axes if a.type == "space"]
-    mins = [getattr(a.size, "min", 1) or 1 for a in t.axes if a.type == "space"]
-    return int(max(max(steps), max(mins) if all(s == 0 for s in steps) else 1))
+    """The multiple a tile's edge must be: the largest step of the tensor's spatial axes (1 where fixed)."""
+    return int(max(getattr(a.size, "step", 1) or 1 for a in t.axes if a.type == "space"))
 
 
 def _normalization(pre, channels: int, path) -> tuple[list[dict], str | None]:

@@ -854,9 +854,10 @@ def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, uni
     # balls without row-cover tables and with more than BIG_ROWS rows go through the counts of unfilled voxels
     big = (moff < 0) & ((2 * ez + 1) * (2 * ey + 1) > BIG_ROWS)
     slab_z, dims, offs, levels, size = _pyramid.plan(mask.shape, SLABS_PER_THREAD * max(1, numba.get_num_threads()))
-    cnt = np.zeros(size if big[pl].any() else 1, np.int32)
+    any_big = bool(big[pl].any())
+    cnt = np.zeros(size if any_big else 1, np.int32)
     box = np.zeros((len(cnt), 6), np.int32)
-    if big[pl].any():
+    if any_big:
         _pyramid.count_unfilled(nxt.reshape(-1), mask.shape[1], mask.shape[2], slab_z, dims, offs, levels, cnt, box)
     else:
         big[:] = False
