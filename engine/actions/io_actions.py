@@ -89,8 +89,11 @@ def save(obj: Volume | Labels | Table, path: OutputPath, *, ctx: RunContext) -> 
     """Save a volume, labels or table; the format follows the file name.
 
     Volumes and labels: ``.tif`` (ImageJ-compatible, spacing kept), ``.npy``, ``.nrrd``, ``.nii.gz``,
-    or a name without suffix for a folder of TIFF slices; labels also write a ``.json`` sidecar with
-    their classes. Tables: ``.csv``. Writes are atomic.
+    ``.zarr`` (OME-Zarr with its pyramid), ``.h5``, ``.mrc``, ``.mhd``, or a name without suffix for a
+    folder of TIFF slices; labels also write a ``.json`` sidecar with their classes. Labels saved to
+    ``<image>.zarr/labels/<name>`` join an OME-Zarr image this run saved, as NGFF label images listed in
+    its ``labels/`` group (napari and ome-zarr open them with the image). Tables: ``.csv``. Writes are
+    atomic.
 
     Parameters
     ----------

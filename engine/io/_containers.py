@@ -187,11 +187,12 @@ class _Squeezed:
         return a.astype(dtype) if dtype is not None else a
 
 
-def write_ome_zarr(path: Path, vol: Grid, chunk: int = 64, min_size: int = 32) -> None:
+def write_ome_zarr(path: Path, vol: Grid, chunk: int = 64, min_size: int = 32, in_image: bool = False) -> None:
     """An OME-Zarr (NGFF 0.4, Zarr format 2) image, written slab by slab: level 0 is the volume, each
     further level halves the one before along each axis (grey values: the mean of 2 x 2 x 2 voxels, so
     a coarse level shows the structure, not aliased noise; labels: every second voxel), while the largest
-    axis keeps at least ``min_size`` voxels."""
+    axis keeps at least ``min_size`` voxels. ``in_image``: labels stored in an image's ``labels/`` group
+    (their metadata names the image, :mod:`damselfly.engine.io._ngff_labels`)."""
     import zarr
 
     from ..core.data import Labels
@@ -217,7 +218,7 @@ def write_ome_zarr(path: Path, vol: Grid, chunk: int = 64, min_size: int = 32) -
         if max(shape) // 2 < min_size:
             break
         level, prev = level + 1, arr
-    _ome_zarr_attrs(path, vol, root, datasets)
+    _ome_zarr_attrs(path, vol, root, datasets, in_image)
 
 
 def _halve(a: np.ndarray, labels: bool, piece: int = 16) -> np.ndarray:
@@ -237,7 +238,7 @@ def _halve(a: np.ndarray, labels: bool, piece: int = 16) -> np.ndarray:
     return out
 
 
-def _ome_zarr_attrs(path: Path, vol: Grid, root, datasets) -> None:
+def _ome_zarr_attrs(path: Path, vol: Grid, root, datasets, in_image: bool = False) -> None:
     """The NGFF multiscales metadata (with ``image-label`` for labels) and Damselfly's marker."""
     from ..core.data import Labels
 
@@ -249,7 +250,8 @@ def _ome_zarr_attrs(path: Path, vol: Grid, root, datasets) -> None:
         root.attrs["image-label"] = {
             "version": "0.4",
             "colors": [{"label-value": c.index, "rgba": [int(v) for v in c.color]} for c in vol.classes],
-            "properties": [{"label-value": c.index, "name": c.name} for c in vol.classes]}
+            "properties": [{"label-value": c.index, "name": c.name} for c in vol.classes],
+            **({"source": {"image": "../../"}} if in_image else {})}
     (path / ZARR_MARKER).write_text("written by Damselfly\n", encoding="utf-8")
 
 

@@ -61,6 +61,7 @@ from ._formats import (
     write_tiff_folder,
 )
 from ._hdf5 import read_hdf5, write_hdf5
+from ._ngff_labels import check_label_home, image_of_label_path, register_label
 
 #: Files above this size are memory-mapped when ``mmap="auto"``.
 MMAP_THRESHOLD = 256 << 20
@@ -94,7 +95,7 @@ def file_kind(path: str | os.PathLike) -> str:
         return "nifti"
     if name.endswith(".csv"):
         return "csv"
-    if name.endswith(".zarr") or is_zarr(p):
+    if name.endswith(".zarr") or is_zarr(p) or image_of_label_path(p) is not None:
         return "zarr"
     if name.endswith((".h5", ".hdf5", ".hdf")):
         return "hdf5"
@@ -254,10 +255,12 @@ def overview(vol: Volume, voxels: int = SAMPLE_VOXELS) -> np.ndarray:
 def write_volume(vol: Grid, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write ``vol`` (a :class:`Volume` or :class:`Labels`) atomically; labels also get their sidecar."""
     p = Path(path)
-    kind = file_kind(p) if p.suffix or p.exists() else "tiff_folder"
-    extra = None
+    kind = file_kind(p) if p.suffix or p.exists() or image_of_label_path(p) else "tiff_folder"
+    extra, image = None, None
     if isinstance(vol, Labels):
         extra = {"classes": [{"index": c.index, "name": c.name, "color": list(c.color)} for c in vol.classes]}
+    if image_of_label_path(p) is not None:  # NGFF: labels inside their image; the metadata names the classes
+        image, extra = check_label_home(p, vol), None
     with atomic_path(p, overwrite) as tmp:
         if kind == "tiff":
             write_tiff(tmp, vol, extra)
@@ -274,7 +277,7 @@ def write_volume(vol: Grid, path: str | os.PathLike, overwrite: bool = True) -> 
         elif kind == "nifti":
             write_nifti(tmp, vol)
         elif kind == "zarr":
-            write_ome_zarr(tmp, vol)
+            write_ome_zarr(tmp, vol, in_image=image is not None)
         elif kind == "hdf5":
             write_hdf5(tmp, vol)
         elif kind == "mrc":
@@ -287,6 +290,8 @@ def write_volume(vol: Grid, path: str | os.PathLike, overwrite: bool = True) -> 
             raise ParameterError(f"cannot save a volume as {kind}: {p}")
     if extra is not None:
         write_text(sidecar(p), json.dumps(extra, indent=2) + "\n", overwrite=True)
+    if image is not None:
+        register_label(image, p.name)
     return p
 
 

@@ -10,6 +10,8 @@ from ome_zarr_models.v04 import Image
 from ome_zarr_models.v04.image_label import ImageLabel
 
 from damselfly.engine import Labels, Volume, io, make_classes, phantoms
+from damselfly.engine.core.errors import ParameterError
+from damselfly.macros.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +74,59 @@ def test_object_ids_are_a_label_image_too(tmp_path):
     assert json.loads((tmp_path / "objects.zarr.json").read_text())["classes"][0]["name"] == "object"
     back = io.read_labels(tmp_path / "objects.zarr")
     assert back.classes[0].name == "object" and int(np.asarray(back.data).max()) == 6
+
+
+def test_labels_saved_into_their_image_are_listed_in_its_ngff_labels_group(casting, tmp_path):
+    vol, truth = casting
+    io.write_volume(vol, tmp_path / "scan.zarr")
+    io.write_volume(truth, tmp_path / "scan.zarr" / "labels" / "classes")
+    pores = Labels((np.asarray(truth.data) == 3).astype(np.uint8), classes=make_classes(["pore"]))
+    io.write_volume(pores, tmp_path / "scan.zarr" / "labels" / "pores")
+    io.write_volume(truth, tmp_path / "scan.zarr" / "labels" / "classes")  # saved again: listed once
+    root = zarr.open_group(str(tmp_path / "scan.zarr"), mode="r")
+    img = Image.from_zarr(root)
+    assert img.labels is not None and img.labels.attributes.labels == ["pores", "classes"]
+    for name in ("classes", "pores"):
+        label = ImageLabel.from_zarr(root["labels"][name])
+        assert label.attributes.image_label.source.image == "../../"
+    assert not (tmp_path / "scan.zarr" / "labels" / "classes.json").exists()  # NGFF holds the classes
+    back = io.read_labels(tmp_path / "scan.zarr" / "labels" / "classes")
+    assert [(c.name, c.color) for c in back.classes] == [(c.name, c.color) for c in truth.classes]
+    np.testing.assert_array_equal(np.asarray(back.data), np.asarray(truth.data))
+    np.testing.assert_array_equal(np.asarray(io.read_volume(tmp_path / "scan.zarr").data), np.asarray(vol.data))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("volume", "only labels are saved into an image's labels/ group"),
+    ("no image", "does not exist or is no OME-Zarr image: save the image there first"),
+    ("shape", "cannot go into the image"),
+])
+def test_labels_that_cannot_join_an_image_are_refused_before_anything_is_written(casting, tmp_path, case, message):
+    vol, truth = casting
+    io.write_volume(vol, tmp_path / "scan.zarr")
+    before = sorted(p.name for p in (tmp_path / "scan.zarr").iterdir())
+    obj = {"volume": vol, "no image": truth,
+           "shape": Labels(np.asarray(truth.data)[:-2], classes=truth.classes)}[case]
+    image = "other.zarr" if case == "no image" else "scan.zarr"
+    with pytest.raises(ParameterError, match=message):
+        io.write_volume(obj, tmp_path / image / "labels" / "x")
+    assert sorted(p.name for p in (tmp_path / "scan.zarr").iterdir()) == before
+    assert not (tmp_path / "other.zarr").exists()
+
+
+def test_a_macro_stores_labels_with_the_image_it_saved_but_never_in_an_input_image(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    vol, _ = phantoms.casting((24, 40, 40))
+    io.write_volume(vol, tmp_path / "g.tif")
+    head = 'version 1\nraw = load("g.tif")\ncal = calibrate(raw)\nseg = threshold(cal, names=["air", "metal"])\n'
+    (tmp_path / "m.dfm").write_text(head + 'save(cal, "scan.zarr")\nsave(seg, "scan.zarr/labels/seg")\n')
+    assert main(["run", "m.dfm", "--out", "o"]) == 0
+    root = zarr.open_group(str(tmp_path / "o" / "scan.zarr"), mode="r")
+    assert Image.from_zarr(root).labels.attributes.labels == ["seg"]
+    assert [c.name for c in io.read_labels(tmp_path / "o" / "scan.zarr" / "labels" / "seg").classes] == ["air", "metal"]
+    # the saved image as the input of another run: its folder is not written into
+    (tmp_path / "n.dfm").write_text('version 1\nraw = load("o/scan.zarr")\nseg = threshold(raw)\n'
+                                    'save(seg, "../o/scan.zarr/labels/again")\n')
+    assert main(["run", "n.dfm", "--out", "o2", "--allow-outside-out"]) == 1
+    assert "lies inside the run's input folder" in capsys.readouterr().err
+    assert Image.from_zarr(zarr.open_group(str(tmp_path / "o" / "scan.zarr"), mode="r")).labels.attributes.labels == ["seg"]
