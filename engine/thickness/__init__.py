@@ -3,7 +3,8 @@
 - ``_exact``: the distance transform, the distance ridge and the ball filling (numba kernels).
 - ``_rows``: the row primitives they share; ``_pyramid``: counts and boxes of unfilled voxels, through
   which big balls fill (bulk parts).
-- ``_blocks``: scans larger than memory, block by block, equal voxel for voxel.
+- ``_blocks``: scans larger than memory, block by block, equal voxel for voxel; ``_centres``: the same at
+  radii as wide as the blocks, passing the ball centres between blocks instead of a halo.
 - ``_phase_rows``: the scratch format of the out-of-core distance transform.
 """
 

@@ -17,10 +17,10 @@ How
    only (rows outside it look filled and are passed over).
 
 A scan that fits in one block (``BLOCK`` voxels a side, within ``GROWN_VOXELS``) is computed in memory
-at once, which gives the same values without the disk. So is a scan whose largest radius is so wide that
-the grown blocks would hold over ``WHOLE_WHEN`` times its voxels (a cast part of radius 450: every block
-would read nearly the whole scan), when it fits in the memory available; otherwise the blocks run, in
-bounded memory but reading the scan again per block.
+at once, which gives the same values without the disk. Where the largest radius is so wide that the grown
+blocks would hold over ``CENTRES_WHEN`` times the scan's voxels (a cast part of radius 450: every block
+would read nearly the whole scan), step 2 changes: the distance ridge is found once, block by block, and
+each block is filled from the ball centres that reach it, with no halo (:mod:`._centres`).
 
 The ridge test of a voxel at the edge of a grown block sees fewer neighbours, so it keeps more centres,
 never fewer: the values stay those of the definition.
@@ -52,6 +52,7 @@ from numba import njit, prange
 from ..core import progress
 from ..core._blocks import run_blocks
 from ..core.errors import InputError
+from ._centres import centre_thickness
 from ._exact import (
     BIG,
     DENSE_LIMIT,
@@ -74,11 +75,11 @@ BLOCK = 512
 #: (about 8 bytes a voxel: 1.5 GB).
 GROWN_VOXELS = 192 * 1024 * 1024
 #: Block by block reads and fills the grown blocks; where they would hold this many times the scan's voxels
-#: (a halo as wide as the blocks: radii in the hundreds), the scan is computed whole in memory instead when
-#: it fits (the same values), rather than read again for every block.
-WHOLE_WHEN = 4.0
-#: Bytes a voxel the whole-scan computation needs at its peak (mask, offsets or levels, result).
-WHOLE_BYTES = 13
+#: (a halo as wide as the blocks: radii in the hundreds), the ball centres pass between blocks instead
+#: (:mod:`._centres`: no halo; the same values).
+CENTRES_WHEN = 2.0
+#: Edge of a core block when the centres pass between blocks, in voxels, at most.
+CENTRE_BLOCK = 256
 #: Voxels in one slab of the out-of-core distance transform.
 SLAB_VOXELS = 16 * 1024 * 1024
 #: The final offsets are stored for the phase voxels only (``PhaseRows``) when the phase is at most this
@@ -112,13 +113,14 @@ def _ranges(n: int, block: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_voxels: int = SLAB_VOXELS,
+def distance_offsets_out_of_core(read, shape, sp, border: bool = False, slab_voxels: int | None = None,
                                  shared: bool = False):
     """:func:`~damselfly.engine.thickness._exact.distance_offsets` of a mask read slab by slab, into scratch
     stores (:mod:`~damselfly.engine.thickness._phase_rows`; named files when ``shared``): for the phase voxels only
     where the phase is at most ``SPARSE_SHARE`` of the scan, else for every voxel. Returns the store of
     ``(oz, oy, ox)`` and the largest squared distance over the phase."""
     nz, ny, nx = shape
+    slab_voxels = slab_voxels or SLAB_VOXELS
     planes = PhaseRows(shape, 2)  # the in-plane offsets, between the passes (never more bytes than dense)
     dz = max(1, slab_voxels // (ny * nx))
     task = progress.task("Distance transform, slab by slab", total=nz + ny)
@@ -156,17 +158,6 @@ def _in_one_block(read, spacing, out, border, outside) -> float:
     for z in range(0, thick.shape[0], 16):  # small copies into chunked storage
         out[z:z + 16] = thick[z:z + 16]
     return float(np.nanmax(thick)) / 2
-
-
-def _whole_fits(shape) -> bool:
-    """Whether the whole scan can be computed in memory: its peak (``WHOLE_BYTES`` a voxel) within 70 % of
-    the memory available now (``MemAvailable``; where that cannot be read, it is not assumed)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        return False
-    return math.prod(shape) * WHOLE_BYTES < 0.7 * avail
 
 
 def _block_levels(g, offsets, gsl, sp, max_r2: float, planes: int = 32):
@@ -232,9 +223,13 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
         axes = [_aligned_ranges(n, block, c) for n, c in zip(shape, out.chunks)]
     cores = [(z, y, x) for z in axes[0] for y in axes[1] for x in axes[2]]
     grown = sum(math.prod(min(n, b - a + 2 * h) for (a, b), n, h in zip(core, shape, halo)) for core in cores)
-    if chosen and runner is None and grown > WHOLE_WHEN * math.prod(shape) and _whole_fits(shape):
-        del offsets  # (scratch files, removed with their objects)
-        return _in_one_block(read, spacing, out, border, outside)
+    if chosen and grown > CENTRES_WHEN * math.prod(shape):  # radii as wide as the blocks: pass the centres
+        if runner is None:
+            axes = [_ranges(n, CENTRE_BLOCK) for n in shape]
+        else:
+            axes = [_aligned_ranges(n, CENTRE_BLOCK, c) for n, c in zip(shape, out.chunks)]
+        centre_thickness(read, shape, sp, unit, outside, offsets, max_r2, axes, out, runner)
+        return math.sqrt(max_r2) * unit
     job = _Job(read, tuple(shape), sp, unit, border, outside, tuple(halo), max_r2, offsets, out)
     run_blocks(runner, _core_block, cores, job, "Local thickness, block by block")
     return math.sqrt(max_r2) * unit

@@ -734,13 +734,7 @@ def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = Fal
     memory goes with this call."""
     sp = tuple(float(v) for v in spacing)
     lev, r2s = levels.pop() if levels else _levels(mask, sp, border, offsets)
-    # exact containment for the levels whose balls are cheap enough to scan (small ones first)
-    rows = np.pi * r2s[::-1] / (sp[0] * sp[1])
-    exact = int(np.searchsorted(np.cumsum(rows), EXACT_BUDGET))
-    need = _containment_needs(r2s, exact, *sp)
-    # a neighbour contains the ball iff its squared radius >= need, i.e. its level <= thr
-    asc = r2s[::-1]
-    thr = (len(r2s) - 1 - np.searchsorted(asc, need, side="left")).astype(np.int32)
+    thr = containment_levels(r2s, sp)
     keep = np.empty(mask.shape, np.bool_)
     n = int(_ridge(lev, thr, keep).sum())
     if core is not None:
@@ -753,6 +747,18 @@ def distance_ridge(mask: np.ndarray, spacing=(1.0, 1.0, 1.0), border: bool = Fal
     nchunks = max(1, min(mask.shape[0], 4 * numba.get_num_threads()))
     _collect(keep, lev, thr, len(r2s), nchunks, pz, py, px, pl, pa)
     return pz, py, px, pl, pa, r2s
+
+
+def containment_levels(r2s, sp) -> np.ndarray:
+    """``thr[L, k]``: a neighbour in direction class ``k`` (which of z, y, x move) contains the ball of level
+    ``L`` iff its level is at most ``thr[L, k]`` (for the ridge test, :func:`_neighbours`)."""
+    # exact containment for the levels whose balls are cheap enough to scan (small ones first)
+    rows = np.pi * r2s[::-1] / (sp[0] * sp[1])
+    exact = int(np.searchsorted(np.cumsum(rows), EXACT_BUDGET))
+    need = _containment_needs(r2s, exact, *sp)
+    # a neighbour contains the ball iff its squared radius >= need, i.e. its level <= thr
+    asc = r2s[::-1]
+    return (len(r2s) - 1 - np.searchsorted(asc, need, side="left")).astype(np.int32)
 
 
 def local_thickness(mask: np.ndarray, spacing=None, border: bool = False, outside: float = 0.0) -> np.ndarray:
@@ -829,9 +835,17 @@ def fill_thickness(mask: np.ndarray, sp, border: bool = False, offsets=None, uni
     """The thickness of a valid, contiguous 3-D mask (0 outside the phase), without checks, in multiples
     of ``unit``. ``offsets``: a list holding its :func:`distance_offsets` if already computed (emptied);
     ``core``: three slices, the only part filled (the rest stays 0); ``levels``: see
-    :func:`distance_ridge`. The balls are filled in chunks of about ``CHUNK_ROWS`` rows, between which
-    Stop is honoured (and, with ``report``, progress reported)."""
+    :func:`distance_ridge`. The balls are filled by :func:`fill_balls`."""
     pz, py, px, pl, pa, r2s = distance_ridge(mask, sp, border, offsets, core, levels)
+    return fill_balls(mask, sp, (pz, py, px, pl, pa), r2s, unit, core, report)
+
+
+def fill_balls(mask: np.ndarray, sp, centres, r2s, unit: float = 1.0, core=None, report: bool = False) -> np.ndarray:
+    """Fill the balls ``centres`` (``pz, py, px, pl, pa`` as :func:`distance_ridge` gives them, sorted by
+    level; centres may lie outside the array, their balls are clipped to it) into the phase ``mask``; see
+    :func:`fill_thickness`. The balls are filled in chunks of about ``CHUNK_ROWS`` rows, between which Stop
+    is honoured (and, with ``report``, progress reported)."""
+    pz, py, px, pl, pa = centres
     out = np.zeros(mask.shape, np.float32)
     if len(pz) == 0:
         return out

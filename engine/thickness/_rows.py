@@ -73,5 +73,10 @@ def fill_span(nxt, out, o, a, b, nx, val):
 
 @njit(cache=True, inline="always")
 def fill_row(nxt, out, o, cx, ww, nx, val):
-    """:func:`fill_span` over the row's part ``cx - ww .. cx + ww`` (clipped to the row)."""
-    return fill_span(nxt, out, o, max(0, cx - ww), min(nx - 1, cx + ww), nx, val)
+    """:func:`fill_span` over the row's part ``cx - ww .. cx + ww`` (clipped to the row; a ball centred
+    beyond the row's end may miss it)."""
+    a = max(0, cx - ww)
+    b = min(nx - 1, cx + ww)
+    if a > b:
+        return 0
+    return fill_span(nxt, out, o, a, b, nx, val)

@@ -292,7 +292,7 @@ def test_action_measures_a_scan_on_disk_block_by_block(tmp_path, monkeypatch):
     a = ndi.gaussian_filter(np.random.default_rng(5).random((30, 34, 38)), 2.0)
     np.save(tmp_path / "m.npy", (a > np.median(a)).astype(np.uint8))
     monkeypatch.setattr(tb, "BLOCK", 10)
-    monkeypatch.setattr(tb, "_whole_fits", lambda shape: False)  # (a halo this wide would compute it whole)
+    monkeypatch.setattr(tb, "CENTRES_WHEN", float("inf"))  # grown by the halo (not passing the centres)
     calls = []
     monkeypatch.setattr(tb, "fill_thickness", lambda *a, f=tb.fill_thickness, **k: calls.append(1) or f(*a, **k))
     vol = Volume(np.load(tmp_path / "m.npy", mmap_mode="r"), spacing=(1.0, 0.5, 0.5))
@@ -396,24 +396,117 @@ def test_filling_reports_progress_and_stops_between_chunks_of_balls(monkeypatch)
         local_thickness(mask)
 
 
-def test_a_halo_as_wide_as_the_blocks_computes_the_scan_whole_when_it_fits(monkeypatch):
-    """Radius 20 over blocks of 8 would read the scan many times over; the scan is computed whole instead
-    (the same values), and block by block where it would not fit."""
+def small_centre_blocks(monkeypatch, edge=8, slab=None):
+    """Make block by block pass the ball centres between blocks of ``edge`` voxels (slabs of the
+    distance transform and of the radii pass of ``slab`` voxels); returns the centres module."""
     import damselfly.engine.thickness._blocks as tb
+    import damselfly.engine.thickness._centres as tc
+
+    monkeypatch.setattr(tb, "BLOCK", edge)
+    monkeypatch.setattr(tb, "GROWN_VOXELS", edge ** 3)
+    monkeypatch.setattr(tb, "CENTRES_WHEN", 0.0)
+    monkeypatch.setattr(tb, "CENTRE_BLOCK", edge)
+    if slab:
+        monkeypatch.setattr(tb, "SLAB_VOXELS", slab)
+        monkeypatch.setattr(tc, "SLAB_VOXELS", slab)
+    return tc
+
+
+@pytest.mark.parametrize("spacing, border, smooth", [((1, 1, 1), False, 1.5), ((2.0, 1.0, 1.5), False, 2.5),
+                                                     ((1, 1, 1), True, 2.5), ((1.0, 0.7, 0.7), True, 1.5),
+                                                     ((0.05, 0.05, 0.05), False, 3.0)])
+@pytest.mark.parametrize("dense", [True, False])
+def test_block_by_block_through_the_ball_centres_equals_the_whole_volume(spacing, border, smooth, dense,
+                                                                           monkeypatch):
+    """The ball centres passed between blocks of 8 (levels by a dense code table or, as for huge radii, a
+    sorted one): the same values, voxel for voxel, as in memory, and no read of more than a slab."""
+    from scipy import ndimage as ndi
+
     from damselfly.engine.thickness._blocks import blockwise_thickness
 
-    mask = cylinder(48, 20, pores=4, seed=3)
-    ref = local_thickness(mask)
-    cores = []
+    a = ndi.gaussian_filter(np.random.default_rng(3).random((36, 41, 45)), smooth)
+    mask = a > np.median(a)
+    ref = local_thickness(mask, spacing, border=border, outside=np.nan)
+    tc = small_centre_blocks(monkeypatch, 8, 3 * 41 * 45)
+    if not dense:
+        monkeypatch.setattr(tc, "DENSE_LIMIT", 0)
+    filled, reads = [], []
+    monkeypatch.setattr(tc, "fill_block", lambda job, i, f=tc.fill_block: filled.append(i) or f(job, i))
+    out = np.full(mask.shape, -1, np.float32)
+    largest = blockwise_thickness(lambda sl: reads.append(mask[sl].size) or mask[sl], mask.shape, spacing, out,
+                                  border=border, outside=np.nan)
+    assert largest == pytest.approx(np.nanmax(ref) / 2, rel=1e-6)
+    np.testing.assert_array_equal(out, ref)
+    assert sorted(filled) == list(range(5 * 6 * 6)) and max(reads) <= 3 * 41 * 45 <= mask.size / 12
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 0.7)])
+def test_a_halo_as_wide_as_the_blocks_passes_the_ball_centres_instead(spacing, monkeypatch):
+    """Radius 20 over blocks of 8: grown by the radius, every block would read most of the scan; the
+    centres pass between the blocks instead (chosen by itself), with the same values, isotropic and not."""
+    import damselfly.engine.thickness._blocks as tb
+    import damselfly.engine.thickness._centres as tc
+    from damselfly.engine.thickness._blocks import blockwise_thickness
+
+    mask = cylinder(48, 20 * min(spacing), pores=4, seed=3, spacing=spacing)
+    ref = local_thickness(mask, spacing)
+    cores, filled = [], []
     monkeypatch.setattr(tb, "_core_block", lambda job, core, f=tb._core_block: cores.append(core) or f(job, core))
+    monkeypatch.setattr(tc, "fill_block", lambda job, i, f=tc.fill_block: filled.append(i) or f(job, i))
     monkeypatch.setattr(tb, "BLOCK", 8)
     monkeypatch.setattr(tb, "GROWN_VOXELS", 8 ** 3)
+    monkeypatch.setattr(tb, "CENTRE_BLOCK", 8)
     out = np.zeros(mask.shape, np.float32)
-    blockwise_thickness(lambda sl: mask[sl], mask.shape, (1, 1, 1), out)
+    largest = blockwise_thickness(lambda sl: mask[sl], mask.shape, spacing, out)
     np.testing.assert_array_equal(out, ref)
-    assert cores == []  # computed whole
-    monkeypatch.setattr(tb, "_whole_fits", lambda shape: False)
+    assert cores == [] and len(filled) == 6 ** 3 and largest / min(spacing) > 8  # balls wider than a block
+
+
+def test_passing_the_centres_reports_each_block_stops_and_leaves_no_scratch(monkeypatch, tmp_path):
+    """Progress per block in both passes (the ridge, the fill); Stop between blocks; the centres' scratch
+    folder goes with the run, stopped or not."""
+    import gc
+
+    from damselfly.engine import Cancelled, progress
+    from damselfly.engine.thickness._blocks import blockwise_thickness
+
+    monkeypatch.setenv("DAMSELFLY_SCRATCH", str(tmp_path))
+    small_centre_blocks(monkeypatch, 8)
+    mask = cylinder(32, 12, pores=2, seed=4)
+    seen = []
+    rep = progress.Reporter(lambda e: seen.append((e.message, e.done, e.total)), interval=0.0)
     out = np.zeros(mask.shape, np.float32)
-    blockwise_thickness(lambda sl: mask[sl], mask.shape, (1, 1, 1), out)
-    np.testing.assert_array_equal(out, ref)
-    assert len(cores) == 6 ** 3  # bounded memory: block by block
+    with progress.reporting(rep):
+        blockwise_thickness(lambda sl: mask[sl], mask.shape, (1, 1, 1), out)
+    np.testing.assert_array_equal(out, local_thickness(mask))
+    for step in ("Distance ridge, block by block", "Filling the balls, block by block"):
+        done = [d for m, d, t in seen if m == step]
+        assert done[-1] == 64 and len(set(done)) > 10  # (4 x 4 x 4 blocks)
+
+    def stop_in_the_fill(e):
+        if e.message == "Filling the balls, block by block" and e.done == 3:
+            rep.cancel()
+
+    rep = progress.Reporter(stop_in_the_fill, interval=0.0)
+    with progress.reporting(rep), pytest.raises(Cancelled):
+        blockwise_thickness(lambda sl: mask[sl], mask.shape, (1, 1, 1), np.zeros(mask.shape, np.float32))
+    gc.collect()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("damselfly-")]
+
+
+@pytest.mark.parametrize("centre", [(2, 2, 7), (2, 2, -2), (-1, 3, 2), (7, 7, 7), (2, 8, 3)])
+@pytest.mark.parametrize("path", ["rows", "tables", "counts"])
+def test_balls_centred_outside_the_array_fill_only_what_they_reach(centre, path, monkeypatch):
+    """A block is filled from balls centred beyond it (the centres pass between blocks): each writes
+    exactly its voxels inside the array, whichever path fills it, never a voxel of another row."""
+    from damselfly.engine.thickness import _exact as T
+
+    monkeypatch.setattr(T, "MASK_ROWS", 4096 if path == "tables" else 0)
+    monkeypatch.setattr(T, "BIG_ROWS", 0 if path == "counts" else 10 ** 12)
+    mask = np.ones((6, 6, 6), bool)
+    mask[4, 1] = False
+    centres = tuple(np.array([v], np.int32) for v in (*centre, 0, 0))
+    out = T.fill_balls(mask, (1.0, 1.0, 1.0), centres, np.array([9.0]))
+    z, y, x = np.indices(mask.shape)
+    inside = ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= 9) & mask
+    np.testing.assert_array_equal(out, np.where(inside, 6.0, 0.0).astype(np.float32))

@@ -198,9 +198,11 @@ class Where:
             yield i, address
 
 
-@pytest.mark.parametrize("sparse_share", [0.0, 1.0])  # the final offsets in dense files, or as phase records
+@pytest.mark.parametrize("sparse_share, centres", [(0.0, False), (1.0, False), (1.0, True)])
 def test_block_wise_thickness_across_two_workers_equals_the_in_memory_result(workers, tmp_path, sparse_share,
-                                                                             monkeypatch):
+                                                                             centres, monkeypatch):
+    """Final offsets in dense files or as phase records; blocks grown by the halo, or passing the ball
+    centres between them (named scratch files the workers share)."""
     import numpy as np
     import zarr
     from scipy import ndimage as ndi
@@ -216,9 +218,14 @@ def test_block_wise_thickness_across_two_workers_equals_the_in_memory_result(wor
     out = zarr.create_array(store=str(tmp_path / "t.zarr"), shape=mask.shape, chunks=(8, 8, 8), dtype=np.float32)
     where = Where(workers)
     monkeypatch.setattr("damselfly.engine.thickness._blocks.SPARSE_SHARE", sparse_share)
-    blockwise_thickness(PhaseReader(scan, None), mask.shape, (1.0, 0.5, 0.5), out, block=8, runner=where)
+    if centres:
+        for name, value in [("BLOCK", 8), ("GROWN_VOXELS", 8 ** 3), ("CENTRES_WHEN", 0.0), ("CENTRE_BLOCK", 8)]:
+            monkeypatch.setattr(f"damselfly.engine.thickness._blocks.{name}", value)
+    blockwise_thickness(PhaseReader(scan, None), mask.shape, (1.0, 0.5, 0.5), out, block=None if centres else 8,
+                        runner=where)
     np.testing.assert_array_equal(out[:], local_thickness(mask, (1.0, 0.5, 0.5)))
-    assert len(where.seen) == 4 * 5 * 5 and len(set(where.seen)) == 2  # every block, on both workers
+    blocks = 4 * 5 * 5 * (2 if centres else 1)  # (the ridge, then the fill, per block)
+    assert len(where.seen) == blocks and len(set(where.seen)) == 2  # every block, on both workers
 
 
 CLUSTER_MACRO = ('version 1\nparam scan = "scan.ome.zarr"\nimg = load(scan)\nmodel = load_model("m.dfmodel")\n'

@@ -1,0 +1,249 @@
+"""Local thickness at any radius in bounded memory: the ball centres pass between the blocks.
+
+The halo path of :mod:`._blocks` grows every core block by the largest radius ``R``; with ``R`` in the
+hundreds (a thick cast part) every grown block holds nearly the whole scan. Here no block reads more than
+itself and one voxel around:
+
+1. **Levels, for the whole scan.** One pass over the stored offsets (:mod:`._phase_rows`) marks the offset
+   codes that occur: the distinct squared radii, largest first, and each code's level, as in memory.
+2. **The distance ridge, per core block** grown by one voxel (the ridge test and the earlier-neighbour
+   bits look at the 26 neighbours only): the block's centres with their levels and bits, exactly those of
+   the in-memory ridge. Each centre goes to the file of every core block its ball reaches.
+3. **The fill, per core block**: its centres, sorted as in memory (by level, then raster order), fill the
+   core alone; balls centred outside it are clipped to it. A voxel's value is written by the same ball as
+   in memory, so the result is equal voxel for voxel.
+
+Memory: per block, its mask, row pointers and output (7 bytes a voxel, 13 while finding the ridge), and
+the centres that reach it (24 bytes each); on disk, 20 bytes per centre and block it reaches.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from ..core import progress
+from ..core._blocks import run_blocks
+from ..core.volume_ops import claim_scratch
+from ._exact import (
+    DENSE_LIMIT,
+    NO_LEVEL,
+    _codes_to_levels,
+    _collect,
+    _offset_codes,
+    _ridge,
+    containment_levels,
+    fill_balls,
+    radii_of,
+)
+from ._rows import d2
+
+#: Voxels of a slab in the pass that finds the levels.
+SLAB_VOXELS = 16 * 1024 * 1024
+
+
+class CentreFiles:
+    """A scratch folder of ball centres, one file per (source block, target block): ``int32`` rows of
+    ``(z, y, x, level, earlier-neighbour bits)``. Pickled, it names the folder (for block runners);
+    the folder goes with the object that made it."""
+
+    def __init__(self):
+        self.path, fd = claim_scratch(folder=True)
+        weakref.finalize(self, _remove, self.path, fd)
+
+    def __getstate__(self):
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.path = state["path"]
+
+    def write(self, src: int, tgt: int, rows: np.ndarray) -> None:
+        np.save(os.path.join(self.path, f"{src}_{tgt}.npy"), rows)
+
+    def read(self, tgt: int, sources: int) -> np.ndarray:
+        parts = [np.load(f) for s in range(sources)
+                 if os.path.exists(f := os.path.join(self.path, f"{s}_{tgt}.npy"))]
+        return np.concatenate(parts) if parts else np.empty((0, 5), np.int32)
+
+
+def _remove(path: str, fd: int) -> None:
+    os.close(fd)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def global_levels(read, offsets, shape, sp, max_r2: float):
+    """The levels of the whole scan from its stored offsets: ``(table, k, r2s)``, where a phase voxel's
+    offset code ``(|dz| k[1] + |dy|) k[2] + |dx|`` has level ``table[code]`` (a dense table), or
+    ``table = (codes, levels)`` sorted (huge radii). ``r2s``: the distinct squared radii, largest first."""
+    k = tuple(int(math.sqrt(max_r2) / s) + 2 for s in sp)  # |offset| per axis is at most r / s
+    dense = math.prod(k) <= DENSE_LIMIT
+    present = np.zeros(math.prod(k) if dense else 1, np.bool_)
+    found = np.empty(0, np.int64)
+    dz = max(1, SLAB_VOXELS // (shape[1] * shape[2]))
+    task = progress.task("Radii of the distance transform", total=shape[0])
+    for z in range(0, shape[0], dz):
+        box = (slice(z, min(shape[0], z + dz)), slice(None), slice(None))
+        m = np.ascontiguousarray(read(box), dtype=bool)
+        codes = _codes(m, offsets.read(box), k, present if dense else None)
+        if not dense:
+            found = np.union1d(found, codes[codes >= 0])
+        task.advance(box[0].stop - z)
+    task.finish()
+    codes = np.flatnonzero(present) if dense else found
+    r2s, inverse = radii_of(codes, k, sp)
+    if not dense:
+        return (codes, inverse.astype(np.int32)), k, r2s
+    table = np.zeros(len(present), np.int32)
+    table[codes] = inverse
+    return table, k, r2s
+
+
+def _codes(m, offs, k, present) -> np.ndarray:
+    """Offset codes of a box (-1 outside the phase); with ``present`` (dense), as int32, marking them."""
+    if present is not None:
+        codes = np.empty(m.shape, np.int32)
+        _offset_codes(m, *offs, k[1], k[2], present, codes)
+        return codes
+    a, b, c = (np.abs(o).astype(np.int64) for o in offs)
+    return np.where(m, (a * k[1] + b) * k[2] + c, -1)
+
+
+def _levels_of(m, offs, table, k) -> np.ndarray:
+    """The levels (``NO_LEVEL`` outside the phase) of a box from its offsets."""
+    if isinstance(table, tuple):
+        codes, levels = table
+        c = _codes(m, offs, k, None)
+        lev = np.full(m.shape, NO_LEVEL, np.int32)
+        lev[m] = levels[np.searchsorted(codes, c[m])]
+        return lev
+    lev = _codes(m, offs, k, np.zeros(len(table), np.bool_))
+    _codes_to_levels(lev, table)
+    return lev
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every block of one run needs (picklable when a runner spreads the blocks)."""
+
+    read: Any
+    shape: tuple
+    sp: tuple
+    unit: float
+    outside: float
+    offsets: Any
+    table: Any
+    k: tuple
+    r2s: np.ndarray
+    thr: np.ndarray
+    cores: tuple
+    edges: tuple
+    files: CentreFiles
+    out: Any
+
+
+def ridge_block(job: Job, i: int) -> None:
+    """The ridge centres of core block ``i``, each written to the files of the blocks its ball reaches."""
+    core = job.cores[i]
+    lo = [max(0, a - 1) for a, _ in core]
+    hi = [min(n, b + 1) for (_, b), n in zip(core, job.shape)]
+    gsl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    m = np.ascontiguousarray(job.read(gsl), dtype=bool)
+    if not m.any():
+        return
+    lev = _levels_of(m, job.offsets.read(gsl), job.table, job.k)
+    del m
+    keep = np.empty(lev.shape, np.bool_)
+    _ridge(lev, job.thr, keep)
+    inner = np.zeros(lev.shape, np.bool_)  # only the core's own voxels are its centres
+    inner[tuple(slice(a - l_, b - l_) for (a, b), l_ in zip(core, lo))] = True
+    keep &= inner
+    del inner
+    n = int(np.count_nonzero(keep))
+    pz, py, px, pl, pa = (np.empty(n, np.int32) for _ in range(5))
+    _collect(keep, lev, job.thr, len(job.r2s), max(1, min(lev.shape[0], 8)), pz, py, px, pl, pa)
+    del keep, lev
+    rows = np.stack([pz + lo[0], py + lo[1], px + lo[2], pl, pa], axis=1)
+    del pz, py, px, pl, pa
+    start, which = _targets(rows, job.r2s, *job.edges, *job.sp)
+    for t in range(len(start) - 1):
+        if start[t + 1] > start[t]:
+            job.files.write(i, t, rows[which[start[t]:start[t + 1]]])
+
+
+@njit(cache=True)
+def _targets(rows, r2s, ez, ey, ex, s0, s1, s2):
+    """Which core blocks (a grid: block edges ``ez``, ``ey``, ``ex`` per axis) each centre's ball reaches
+    (the block's voxel nearest to the centre, by the one distance formula): ``(start, which)``, the
+    centres reaching block ``t`` being ``which[start[t]:start[t + 1]]``, in their order."""
+    nz, ny, nx = len(ez) - 1, len(ey) - 1, len(ex) - 1
+    start = np.zeros(nz * ny * nx + 1, np.int64)
+    for count in (True, False):
+        if not count:
+            for t in range(nz * ny * nx):
+                start[t + 1] += start[t]
+            which = np.empty(start[-1], np.int64)
+            fill = start[:-1].copy()
+        for i in range(rows.shape[0]):
+            cz, cy, cx, r2 = rows[i, 0], rows[i, 1], rows[i, 2], r2s[rows[i, 3]]
+            for a in range(nz):
+                gz = max(ez[a] - cz, 0, cz - (ez[a + 1] - 1))
+                if d2(gz, 0, 0, s0, s1, s2) > r2:
+                    continue
+                for b in range(ny):
+                    gy = max(ey[b] - cy, 0, cy - (ey[b + 1] - 1))
+                    if d2(gz, gy, 0, s0, s1, s2) > r2:
+                        continue
+                    for c in range(nx):
+                        gx = max(ex[c] - cx, 0, cx - (ex[c + 1] - 1))
+                        if d2(gz, gy, gx, s0, s1, s2) <= r2:
+                            t = (a * ny + b) * nx + c
+                            if count:
+                                start[t + 1] += 1
+                            else:
+                                which[fill[t]] = i
+                                fill[t] += 1
+    return start, which
+
+
+def fill_block(job: Job, i: int) -> None:
+    """Fill core block ``i`` from the centres whose balls reach it, in the in-memory order, into ``job.out``."""
+    core = job.cores[i]
+    csl = tuple(slice(a, b) for a, b in core)
+    m = np.ascontiguousarray(job.read(csl), dtype=bool)
+    rows = job.files.read(i, len(job.cores))
+    if not m.any() or len(rows) == 0:
+        job.out[csl] = job.outside
+        return
+    order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0], rows[:, 3]))  # level, then raster order
+    rows = rows[order]
+    del order
+    centres = tuple(np.ascontiguousarray(rows[:, j] - (core[j][0] if j < 3 else 0)) for j in range(5))
+    del rows
+    t = fill_balls(m, job.sp, centres, job.r2s, job.unit)
+    if job.outside != 0.0:
+        t[~m] = job.outside
+    for z in range(0, t.shape[0], 16):  # small copies into chunked storage
+        job.out[(slice(csl[0].start + z, min(csl[0].stop, csl[0].start + z + 16)), *csl[1:])] = t[z:z + 16]
+
+
+def centre_thickness(read, shape, sp, unit: float, outside: float, offsets, max_r2: float, axes, out,
+                     runner=None) -> None:
+    """Local thickness block by block through the ball centres (see the module): the core blocks are the
+    grid of ``axes`` (per axis, a list of ranges ``(start, stop)`` covering it); ``offsets`` and
+    ``max_r2`` from the out-of-core distance transform (``sp`` normalised, distances in multiples of
+    ``unit``)."""
+    table, k, r2s = global_levels(read, offsets, shape, sp, max_r2)
+    cores = tuple((z, y, x) for z in axes[0] for y in axes[1] for x in axes[2])
+    edges = tuple(np.array([a for a, _ in ranges] + [ranges[-1][1]], np.int64) for ranges in axes)
+    job = Job(read, tuple(shape), sp, unit, outside, offsets, table, k, r2s, containment_levels(r2s, sp),
+              cores, edges, CentreFiles(), out)
+    blocks = list(range(len(cores)))
+    run_blocks(runner, ridge_block, blocks, job, "Distance ridge, block by block")
+    run_blocks(runner, fill_block, blocks, job, "Filling the balls, block by block")
