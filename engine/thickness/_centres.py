@@ -9,9 +9,9 @@ itself and one voxel around:
 2. **The distance ridge, per core block** grown by one voxel (the ridge test and the earlier-neighbour
    bits look at the 26 neighbours only): the block's centres with their levels and bits, exactly those of
    the in-memory ridge. Each centre goes to the file of every core block its ball reaches.
-3. **The fill, per core block**: its centres, sorted as in memory (by level, then raster order), fill the
-   core alone; balls centred outside it are clipped to it. A voxel's value is written by the same ball as
-   in memory, so the result is equal voxel for voxel.
+3. **The fill, per core block**: its centres, sorted by level as in memory, fill the core alone; balls
+   centred outside it are clipped to it. A voxel's value is that of the first ball to reach it, the
+   largest, as in memory, so the result is equal voxel for voxel.
 
 Memory: per block, its mask, row pointers and output (7 bytes a voxel, 13 while finding the ridge), and
 the centres that reach it (24 bytes each); on disk, 20 bytes per centre and block it reaches.
@@ -221,9 +221,10 @@ def fill_block(job: Job, i: int) -> None:
     if not m.any() or len(rows) == 0:
         job.out[csl] = job.outside
         return
-    order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0], rows[:, 3]))  # level, then raster order
-    rows = rows[order]
-    del order
+    # by level, as in memory; within a level the order cannot change a value: balls of one level write the
+    # same value, and which rows a ball skips (those inside its earlier neighbours' balls) does not depend
+    # on the order the balls are filled in
+    rows = rows[np.argsort(rows[:, 3], kind="stable")]
     centres = tuple(np.ascontiguousarray(rows[:, j] - (core[j][0] if j < 3 else 0)) for j in range(5))
     del rows
     t = fill_balls(m, job.sp, centres, job.r2s, job.unit)
