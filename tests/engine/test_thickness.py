@@ -1,5 +1,7 @@
 """Local thickness: equal to a brute-force oracle of the definition, analytic shapes, actions, errors."""
 
+import math
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -335,14 +337,17 @@ def test_every_ball_through_the_counts_equals_the_brute_force_definition(spacing
 
 
 @pytest.mark.parametrize("r", [1, 2, 3, 5, 8, 13, 21, 34, 45, 60])
-def test_solid_cylinders_of_any_radius_are_one_ball_thick(r):
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 0.7)])
+def test_solid_cylinders_of_any_radius_are_one_ball_thick(r, spacing):
     """Every voxel of a solid cylinder lies in the ball of the axis voxel of its plane, the largest ball
-    there is: the thickness is that ball's diameter everywhere (radii 1 to 60 voxels)."""
-    n = 2 * r + 5
-    mask = cylinder(n, r)
-    out = local_thickness(mask)
-    axis = 2 * ndimage.distance_transform_edt(mask).max()
-    assert np.all(out[mask] == np.float32(axis)) and np.all(out[~mask] == 0)
+    there is: the thickness is that ball's diameter everywhere (radii 1 to 60 voxels along the finest
+    axis; isotropic, and anisotropic with an elliptic cross-section in voxels)."""
+    n = 2 * math.ceil(r / min(spacing[1:])) + 5
+    mask = cylinder(n, r * min(spacing[1:]), spacing=spacing)
+    out = local_thickness(mask, spacing)
+    axis = 2 * ndimage.distance_transform_edt(mask, sampling=spacing).max()
+    assert len(np.unique(out[mask])) == 1 and np.all(out[~mask] == 0)
+    assert out[mask][0] == pytest.approx(axis, rel=1e-6)
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0), (1.0, 0.7, 0.45)])
