@@ -166,11 +166,22 @@ def fill_ball(nxt, out, s, za, zb, cz, cy, cx, r2, ez, ey, val, s0, s1, s2, av, 
     docstring). A node is visited when its box of unfilled voxels holds a voxel of the ball and does not lie
     in the ball of an earlier-filled neighbour (bits ``av``). ``stack``: an (at least 8 * levels + 8, 4)
     int64 work array."""
-    sp = 1
-    stack[0, 0] = levels
-    stack[0, 1] = 0
-    stack[0, 2] = 0
-    stack[0, 3] = 0
+    # start at the finest level whose nodes are as wide as the ball: at most 2 x 2 x 2 of them hold it,
+    # and the levels above (the same for every ball) are not descended again
+    ex = int(math.sqrt(r2) / s2)
+    top = 0
+    while top < levels and (B << top) < 2 * max(ez, ey, ex) + 1:
+        top += 1
+    w = B << top
+    sp = 0
+    for iz in range((max(za, cz - ez) - za) // w, (min(zb - 1, cz + ez) - za) // w + 1):
+        for iy in range(max(0, cy - ey) // w, min(ny - 1, cy + ey) // w + 1):
+            for ix in range(max(0, cx - ex) // w, min(nx - 1, cx + ex) // w + 1):
+                stack[sp, 0] = top
+                stack[sp, 1] = iz
+                stack[sp, 2] = iy
+                stack[sp, 3] = ix
+                sp += 1
     while sp > 0:
         sp -= 1
         lv, iz, iy, ix = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3]
