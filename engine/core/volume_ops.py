@@ -196,6 +196,23 @@ class ScratchFile:
                 raise OSError(f"short write to the scratch file at {offset}")
 
 
+def scratch_folder_of(owner) -> str:
+    """A new scratch folder (:func:`claim_scratch`), removed with its lock when ``owner`` is collected."""
+    import weakref
+
+    folder, fd = claim_scratch(folder=True)
+    weakref.finalize(owner, _drop_folder, folder, fd)
+    return folder
+
+
+def write_planes(out, box, data: np.ndarray, planes: int = 16) -> None:
+    """``out[box] = data``, ``planes`` z-planes at a time (small copies into chunked storage); ``box``:
+    three slices with explicit starts and stops."""
+    z0 = box[0].start
+    for z in range(0, data.shape[0], planes):
+        out[(slice(z0 + z, min(box[0].stop, z0 + z + planes)),) + tuple(box[1:])] = data[z:z + planes]
+
+
 def scratch_chunked(shape, dtype, compress: bool = False):
     """A writable Zarr array (uncompressed chunks of ``SLAB`` x 256 x 256 voxels) in a temporary folder
     under ``$DAMSELFLY_SCRATCH`` (default: the system temp folder), removed with the array (or, if the

@@ -255,12 +255,13 @@ def overview(vol: Volume, voxels: int = SAMPLE_VOXELS) -> np.ndarray:
 def write_volume(vol: Grid, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write ``vol`` (a :class:`Volume` or :class:`Labels`) atomically; labels also get their sidecar."""
     p = Path(path)
-    kind = file_kind(p) if p.suffix or p.exists() or image_of_label_path(p) else "tiff_folder"
-    extra, image = None, None
-    if isinstance(vol, Labels):
+    image = image_of_label_path(p)  # NGFF: labels inside their image; the metadata names the classes
+    kind = file_kind(p) if p.suffix or p.exists() or image is not None else "tiff_folder"
+    extra = None
+    if image is not None:
+        check_label_home(p, vol)
+    elif isinstance(vol, Labels):
         extra = {"classes": [{"index": c.index, "name": c.name, "color": list(c.color)} for c in vol.classes]}
-    if image_of_label_path(p) is not None:  # NGFF: labels inside their image; the metadata names the classes
-        image, extra = check_label_home(p, vol), None
     with atomic_path(p, overwrite) as tmp:
         if kind == "tiff":
             write_tiff(tmp, vol, extra)

@@ -34,8 +34,8 @@ def image_of_label_path(path: Path) -> Path | None:
     return None
 
 
-def check_label_home(path: Path, vol) -> Path:
-    """The image that ``vol`` is saved into at ``path``, after checking that it may go there.
+def check_label_home(path: Path, vol) -> None:
+    """Check that ``vol`` may be saved at ``path``, into the image :func:`image_of_label_path` names.
 
     Raises
     ------
@@ -56,7 +56,6 @@ def check_label_home(path: Path, vol) -> Path:
     if tuple(shape) != tuple(vol.shape):
         raise ParameterError(f"labels of shape {tuple(vol.shape)} cannot go into the image {image} "
                              f"of shape {tuple(shape)}")
-    return image
 
 
 def register_label(image: Path, name: str) -> None:

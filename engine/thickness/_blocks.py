@@ -52,6 +52,7 @@ from numba import njit, prange
 from ..core import progress
 from ..core._blocks import run_blocks
 from ..core.errors import InputError
+from ..core.volume_ops import write_planes
 from ._centres import centre_thickness
 from ._exact import (
     BIG,
@@ -155,8 +156,7 @@ def _in_one_block(read, spacing, out, border, outside) -> float:
         return 0.0
     thick = local_thickness(m, spacing, border, outside)
     del m
-    for z in range(0, thick.shape[0], 16):  # small copies into chunked storage
-        out[z:z + 16] = thick[z:z + 16]
+    write_planes(out, tuple(slice(0, n) for n in thick.shape), thick)
     return float(np.nanmax(thick)) / 2
 
 
@@ -217,22 +217,24 @@ def blockwise_thickness(read, shape, spacing, out, border: bool = False, block: 
     halo = [math.ceil(math.sqrt(max_r2) / s) + 1 for s in sp]
     chosen = block is None
     block = block or min(BLOCK, max(64, int(GROWN_VOXELS ** (1 / 3)) - 2 * max(halo)))
-    if runner is None:
-        axes = [_ranges(n, block) for n in shape]
-    else:  # whole chunks per block: no two blocks write to one chunk
-        axes = [_aligned_ranges(n, block, c) for n, c in zip(shape, out.chunks)]
+    axes = _grid(shape, block, out, runner)
     cores = [(z, y, x) for z in axes[0] for y in axes[1] for x in axes[2]]
     grown = sum(math.prod(min(n, b - a + 2 * h) for (a, b), n, h in zip(core, shape, halo)) for core in cores)
     if chosen and grown > CENTRES_WHEN * math.prod(shape):  # radii as wide as the blocks: pass the centres
-        if runner is None:
-            axes = [_ranges(n, CENTRE_BLOCK) for n in shape]
-        else:
-            axes = [_aligned_ranges(n, CENTRE_BLOCK, c) for n, c in zip(shape, out.chunks)]
+        axes = _grid(shape, CENTRE_BLOCK, out, runner)
         centre_thickness(read, shape, sp, unit, outside, offsets, max_r2, axes, out, runner)
         return math.sqrt(max_r2) * unit
     job = _Job(read, tuple(shape), sp, unit, border, outside, tuple(halo), max_r2, offsets, out)
     run_blocks(runner, _core_block, cores, job, "Local thickness, block by block")
     return math.sqrt(max_r2) * unit
+
+
+def _grid(shape, block: int, out, runner) -> list[list[tuple[int, int]]]:
+    """Per axis, the ranges of the core blocks (edges up to ``block``); with a runner, whole chunks of
+    ``out`` per block, so no two blocks write to one chunk."""
+    if runner is None:
+        return [_ranges(n, block) for n in shape]
+    return [_aligned_ranges(n, block, c) for n, c in zip(shape, out.chunks)]
 
 
 def _aligned_ranges(n: int, block: int, chunk: int) -> list[tuple[int, int]]:
@@ -273,5 +275,4 @@ def _core_block(job: _Job, core) -> None:
     t = t[rel]
     if job.outside != 0.0:
         t[~g[rel]] = job.outside
-    for z in range(0, t.shape[0], 16):  # small copies into chunked storage
-        job.out[(slice(csl[0].start + z, min(csl[0].stop, csl[0].start + z + 16)), *csl[1:])] = t[z:z + 16]
+    write_planes(job.out, csl, t)

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +29,7 @@ from numba import njit
 
 from ..core import progress
 from ..core._blocks import run_blocks
-from ..core.volume_ops import claim_scratch
+from ..core.volume_ops import scratch_folder_of, write_planes
 from ._exact import (
     DENSE_LIMIT,
     NO_LEVEL,
@@ -55,8 +53,7 @@ class CentreFiles:
     the folder goes with the object that made it."""
 
     def __init__(self):
-        self.path, fd = claim_scratch(folder=True)
-        weakref.finalize(self, _remove, self.path, fd)
+        self.path = scratch_folder_of(self)
 
     def __getstate__(self):
         return {"path": self.path}
@@ -71,11 +68,6 @@ class CentreFiles:
         parts = [np.load(f) for s in range(sources)
                  if os.path.exists(f := os.path.join(self.path, f"{s}_{tgt}.npy"))]
         return np.concatenate(parts) if parts else np.empty((0, 5), np.int32)
-
-
-def _remove(path: str, fd: int) -> None:
-    os.close(fd)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def global_levels(read, offsets, shape, sp, max_r2: float):
@@ -230,8 +222,7 @@ def fill_block(job: Job, i: int) -> None:
     t = fill_balls(m, job.sp, centres, job.r2s, job.unit)
     if job.outside != 0.0:
         t[~m] = job.outside
-    for z in range(0, t.shape[0], 16):  # small copies into chunked storage
-        job.out[(slice(csl[0].start + z, min(csl[0].stop, csl[0].start + z + 16)), *csl[1:])] = t[z:z + 16]
+    write_planes(job.out, csl, t)
 
 
 def centre_thickness(read, shape, sp, unit: float, outside: float, offsets, max_r2: float, axes, out,
