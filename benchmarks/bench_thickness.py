@@ -13,6 +13,7 @@ each tool's result is from ours (ours equals a brute-force oracle of the definit
     .venv/bin/python benchmarks/bench_thickness.py blocks SCAN.zarr [BLOCK]   # a bench_scale.py scan
     .venv/bin/python benchmarks/bench_thickness.py bulk [--sizes 128 256] [--runs 3] [--pores 0] [--rows]
     .venv/bin/python benchmarks/bench_thickness.py part NZ N PORES    # a cast part in memory (issue 36)
+    .venv/bin/python benchmarks/bench_thickness.py real    # the nuclei of ../shared/data, three paths
 
 ``bulk`` (issue 36): solid cylinders (radius 0.47 of the size, the full depth; ``--pores N`` spherical
 pores) against porespy in the same run, each run's ratios and their median; with ``--rows``, ours once
@@ -218,6 +219,38 @@ def part(nz: int, n: int, pores: int) -> None:
           f"{out.max():.1f} voxels, peak RSS {peak:.2f} GiB", flush=True)
 
 
+def real(path: str = "../shared/data/nuclei_labels.tif", runs: int = 3) -> None:
+    """Real data: the nuclei (napari sample data) at voxels of 1 x 0.5 x 0.5, in memory, block by block
+    grown by the halo and passing the ball centres between blocks (blocks of 64): times and equality."""
+    import tifffile
+
+    import damselfly.engine.thickness._blocks as tb
+    from damselfly.engine.thickness import _exact as T
+
+    mask = tifffile.imread(path) > 0
+    sp = (1.0, 0.5, 0.5)
+    T.local_thickness(mask[:8, :32, :32] | True, sp, border=True)
+
+    def blockwise(centres):
+        tb.BLOCK, tb.GROWN_VOXELS = 64, 64 ** 3
+        tb.CENTRES_WHEN, tb.CENTRE_BLOCK = (0.0, 64) if centres else (float("inf"), 256)
+        out = np.zeros(mask.shape, np.float32)
+        tb.blockwise_thickness(lambda sl: mask[sl], mask.shape, sp, out)
+        return out
+
+    ref = T.local_thickness(mask, sp)
+    print(f"{path}: {mask.shape}, {mask.mean() * 100:.1f} % foreground, thickness max {ref.max():.2f}, "
+          f"mean {ref[mask].mean():.2f}")
+    for name, fn in [("in memory", lambda: T.local_thickness(mask, sp)), ("halo blocks of 64", lambda: blockwise(False)),
+                     ("centres, blocks of 64", lambda: blockwise(True))]:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+        print(f"  {name}: {', '.join(f'{t:.2f}' for t in sorted(times))} s; equal: {np.array_equal(out, ref)}")
+
+
 def blocks(scan: str, block: int | None) -> None:
     """Block by block against in memory on the walls of a ``bench_scale.py`` scan (OME-Zarr): times,
     their ratio, and whether the values are equal voxel for voxel. Needs about 12 bytes a voxel of RAM
@@ -269,6 +302,8 @@ if __name__ == "__main__":
         ap.add_argument("--rows", action="store_true", help="also time the row-by-row fill once (slow at 256^3)")
         a = ap.parse_args()
         bulk(a.sizes, a.runs, a.pores, a.rows)
+    elif len(sys.argv) > 1 and sys.argv[1] == "real":
+        real(*sys.argv[2:3])
     elif len(sys.argv) > 1 and sys.argv[1] == "part":
         part(*(int(v) for v in sys.argv[2:5]))
     elif len(sys.argv) > 1 and sys.argv[1] == "memory":
