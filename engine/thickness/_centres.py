@@ -143,7 +143,7 @@ class Job:
 def ridge_block(job: Job, i: int) -> None:
     """The ridge centres of core block ``i``, each written to the files of the blocks its ball reaches."""
     core = job.cores[i]
-    lo = [max(0, a - 1) for a, _ in core]
+    lo = [max(0, int(a) - 1) for a, _ in core]
     hi = [min(n, b + 1) for (_, b), n in zip(core, job.shape)]
     gsl = tuple(slice(a, b) for a, b in zip(lo, hi))
     m = np.ascontiguousarray(job.read(gsl), dtype=bool)
@@ -204,6 +204,25 @@ def _targets(rows, r2s, ez, ey, ex, s0, s1, s2):
     return start, which
 
 
+@njit(cache=True)
+def _by_level(rows, nlevels, z0, y0, x0, pz, py, px, pl, pa):
+    """The centres ``rows`` sorted by level (a counting sort: stable), as the columns ``pz, py, px`` (relative
+    to the block's corner ``z0, y0, x0``), ``pl``, ``pa``."""
+    start = np.zeros(nlevels + 1, np.int64)
+    for i in range(rows.shape[0]):
+        start[rows[i, 3] + 1] += 1
+    for L in range(nlevels):
+        start[L + 1] += start[L]
+    for i in range(rows.shape[0]):
+        j = start[rows[i, 3]]
+        start[rows[i, 3]] = j + 1
+        pz[j] = rows[i, 0] - z0
+        py[j] = rows[i, 1] - y0
+        px[j] = rows[i, 2] - x0
+        pl[j] = rows[i, 3]
+        pa[j] = rows[i, 4]
+
+
 def fill_block(job: Job, i: int) -> None:
     """Fill core block ``i`` from the centres whose balls reach it, in the in-memory order, into ``job.out``."""
     core = job.cores[i]
@@ -216,8 +235,8 @@ def fill_block(job: Job, i: int) -> None:
     # by level, as in memory; within a level the order cannot change a value: balls of one level write the
     # same value, and which rows a ball skips (those inside its earlier neighbours' balls) does not depend
     # on the order the balls are filled in
-    rows = rows[np.argsort(rows[:, 3], kind="stable")]
-    centres = tuple(np.ascontiguousarray(rows[:, j] - (core[j][0] if j < 3 else 0)) for j in range(5))
+    centres = tuple(np.empty(len(rows), np.int32) for _ in range(5))
+    _by_level(rows, len(job.r2s), core[0][0], core[1][0], core[2][0], *centres)
     del rows
     t = fill_balls(m, job.sp, centres, job.r2s, job.unit)
     if job.outside != 0.0:

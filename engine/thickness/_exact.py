@@ -44,6 +44,7 @@ The kernels are compiled with numba (cached on disk after the first use).
 from __future__ import annotations
 
 import math
+import time
 
 import numba
 import numpy as np
@@ -53,6 +54,7 @@ from ..core import progress
 from ..core.errors import InputError, ParameterError
 from . import _pyramid
 from ._pyramid import fill_ball
+from ._reach import Reach
 from ._rows import d2, fill_row, row_width
 
 BIG = np.int16(32767)  # "no background on this line": an offset no real one reaches
@@ -572,11 +574,12 @@ def _uncovered_rows(plev, pkey, r2s, moff, masks, s0, s1, s2, start, rows, count
 
 
 @njit(parallel=True, cache=True)
-def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, s1, s2, unit, slab_z, wmax, nz,
-          ny, nx, big, cnt, box, dims, offs, levels):
+def _fill(nxt, out, pz, py, px, pl, pa, live, pid, start, rows, r2s, moff, masks, s0, s1, s2, unit, slab_z, wmax,
+          nz, ny, nx, big, cnt, box, dims, offs, levels):
     """Fill the balls (sorted by decreasing radius) into the flat ``out``, in parallel over z-slabs.
 
-    The first ball to reach a voxel is the largest, so only unfilled voxels are written. Every row keeps
+    The first ball to reach a voxel is the largest, so only unfilled voxels are written (balls not ``live``
+    reach none: see :mod:`._reach`). Every row keeps
     pointers to its next unfilled phase voxel (a union-find with path compression, in ``nxt``), so a
     row of a ball costs one look-up when it is already filled, whatever its length. Rows inside the
     ball of a neighbour filled before are never visited: a ball with a row list (``pid >= 0``, see
@@ -609,7 +612,7 @@ def _fill(nxt, out, pz, py, px, pl, pa, pid, start, rows, r2s, moff, masks, s0, 
                         for dy in range(ey + 1):
                             w[dz * (ey + 1) + dy] = row_width(dz, dy, r2, s0, s1, s2)
             cz = pz[i]
-            if cz + ez < za or cz - ez >= zb:
+            if cz + ez < za or cz - ez >= zb or not live[i]:
                 continue
             cy = py[i]
             cx = px[i]
@@ -878,9 +881,14 @@ def fill_balls(mask: np.ndarray, sp, centres, r2s, unit: float = 1.0, core=None,
     cost = np.cumsum(((2 * ez + 1) * (2 * ey + 1))[pl])  # rows a ball spans, at most: its cost, roughly
     cuts = np.unique(np.concatenate([[0], np.searchsorted(cost, np.arange(CHUNK_ROWS, cost[-1], CHUNK_ROWS)), [len(pl)]]))
     task = progress.task("Filling the balls", total=len(pl)) if report else None
+    reach = Reach(nxt, sp)
     for a, b in zip(cuts[:-1], cuts[1:]):
-        _fill(nxt.reshape(-1), out.reshape(-1), pz[a:b], py[a:b], px[a:b], pl[a:b], pa[a:b], pid[a:b], start, lists, r2s,
-              moff, masks, sp[0], sp[1], sp[2], unit, slab_z, wmax, *mask.shape, big, cnt, box, dims, offs, levels)
+        live = reach.live(pz[a:b], py[a:b], px[a:b], pl[a:b], r2s)
+        t = time.perf_counter()
+        _fill(nxt.reshape(-1), out.reshape(-1), pz[a:b], py[a:b], px[a:b], pl[a:b], pa[a:b], live, pid[a:b], start,
+              lists, r2s, moff, masks, sp[0], sp[1], sp[2], unit, slab_z, wmax, *mask.shape, big, cnt, box, dims, offs,
+              levels)
+        reach.filled(time.perf_counter() - t)
         if task is not None:
             task.advance(int(b - a))  # (checks Stop)
         else:

@@ -209,8 +209,11 @@ def fill_ball(nxt, out, s, za, zb, cz, cy, cx, r2, ez, ey, val, s0, s1, s2, av, 
                     sp += 1
             continue
         filled = 0
+        gx = max(x0 - cx, 0, cx - x1)  # the box's x nearest to the centre
         for z in range(max(z0, cz - ez), min(z1, cz + ez) + 1):
             for y in range(max(y0, cy - ey), min(y1, cy + ey) + 1):
+                if d2(z - cz, y - cy, gx, s0, s1, s2) > r2:
+                    continue  # the ball's row misses the box (no look-up)
                 o = (z * ny + y) * nx
                 if nxt[o + x0] > x1:
                     continue  # the row has no unfilled voxel in this box (one look-up, no square root)

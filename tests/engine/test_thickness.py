@@ -515,3 +515,86 @@ def test_balls_centred_outside_the_array_fill_only_what_they_reach(centre, path,
     z, y, x = np.indices(mask.shape)
     inside = ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= 9) & mask
     np.testing.assert_array_equal(out, np.where(inside, 6.0, 0.0).astype(np.float32))
+
+
+# ------------------------------------------------------------------------------------------------
+# balls passed over where no unfilled voxel is in reach (thickness/_reach.py, issue 36)
+# ------------------------------------------------------------------------------------------------
+def snapshots_every_chunk(monkeypatch):
+    """Fill in chunks of few balls with a snapshot of the unfilled voxels before every chunk but the first;
+    returns a list that receives, per chunk tested, how many balls were passed over and how many tested."""
+    from damselfly.engine.thickness import _exact as T
+    from damselfly.engine.thickness import _reach as R
+
+    monkeypatch.setattr(R, "PATIENCE", 0.0)
+    monkeypatch.setattr(T, "CHUNK_ROWS", 3000)
+    skipped = []
+
+    def spy(*a, f=R._reaching):
+        f(*a)
+        skipped.append((int(np.count_nonzero(~a[-1])), len(a[-1])))
+
+    monkeypatch.setattr(R, "_reaching", spy)
+    return skipped
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_passing_over_balls_that_reach_no_unfilled_voxel_equals_the_definition(spacing, monkeypatch):
+    skipped = snapshots_every_chunk(monkeypatch)
+    rng = np.random.default_rng(int(sum(spacing) * 10))
+    for _ in range(3):
+        mask = ndimage.gaussian_filter(rng.random((14, 15, 16)), 1.5) > rng.uniform(0.45, 0.55)
+        if mask.any() and not mask.all():
+            np.testing.assert_array_equal(local_thickness(mask, spacing), oracle(mask, spacing))
+    assert sum(k for k, _ in skipped) > 0
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 0.7)])
+def test_bulk_parts_pass_over_most_balls_with_the_same_values(spacing, monkeypatch):
+    """A cylinder with pores: most balls write nothing and are passed over; the values stay those of the
+    fill without snapshots, in memory and block by block through the centres (balls centred beyond a block
+    are tested from the block's voxel nearest to them)."""
+    from damselfly.engine.thickness._blocks import blockwise_thickness
+
+    mask = cylinder(48, 20 * min(spacing), pores=6, seed=5, spacing=spacing)
+    ref = local_thickness(mask, spacing)
+    skipped = snapshots_every_chunk(monkeypatch)
+    np.testing.assert_array_equal(local_thickness(mask, spacing), ref)
+    assert sum(k for k, _ in skipped) > 0.5 * sum(n for _, n in skipped)  # most balls tested
+    skipped.clear()
+    small_centre_blocks(monkeypatch, 16)
+    out = np.zeros(mask.shape, np.float32)
+    blockwise_thickness(lambda sl: mask[sl], mask.shape, spacing, out)
+    np.testing.assert_array_equal(out, ref)
+    assert sum(k for k, _ in skipped) > 0.3 * sum(n for _, n in skipped)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 0.7), (0.3, 0.7, 1.1)])
+@pytest.mark.parametrize("centre", [(3, 4, 5), (-4, 2, 6), (3, 13, -2)])
+def test_a_ball_is_live_when_an_unfilled_voxel_is_within_its_radius(spacing, centre):
+    """One unfilled voxel ``u``: a ball reaching it exactly (its squared radius is ``|c - u|^2``) is live. One
+    falling short of the bound ``|c - p|^2 + |p - u|^2`` (``p``: the centre clamped into the array; for a
+    centre inside, ``|c - u|^2`` itself) by a hair is not; so is none once the voxel is filled."""
+    from damselfly.engine.thickness import _exact as T
+    from damselfly.engine.thickness._reach import Reach
+
+    unfilled = np.zeros((8, 10, 12), bool)
+    u = (5, 7, 1)
+    unfilled[u] = True
+    nxt = np.empty(unfilled.shape, np.int16)
+    T._init_next(unfilled, nxt)
+    reach = Reach(nxt, spacing)
+    reach.filled(1.0)  # time enough for a snapshot
+
+    def d2(a, b):
+        return sum(((i - j) * s) ** 2 for i, j, s in zip(a, b, spacing))
+
+    p = tuple(min(max(v, 0), n - 1) for v, n in zip(centre, unfilled.shape))
+    bound = d2(centre, p) + d2(p, u)
+    assert bound <= d2(centre, u) + 1e-9 and (bound == pytest.approx(d2(centre, u))) == (p == centre)
+    r2s = np.array([d2(centre, u), bound - 1e-4, bound * 0.999])
+    c = [np.full(3, v, np.int32) for v in centre]
+    assert reach.live(*c, np.arange(3, dtype=np.int32), r2s).tolist() == [True, False, False]
+    nxt[u] = 2  # now filled: nothing is left, no ball is live
+    reach.filled(1.0)
+    assert not reach.live(*c, np.zeros(3, np.int32), r2s).any()
