@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..core import progress
 from ..core._blocks import run_blocks
@@ -153,55 +153,80 @@ def ridge_block(job: Job, i: int) -> None:
     del m
     keep = np.empty(lev.shape, np.bool_)
     _ridge(lev, job.thr, keep)
-    inner = np.zeros(lev.shape, np.bool_)  # only the core's own voxels are its centres
-    inner[tuple(slice(a - l_, b - l_) for (a, b), l_ in zip(core, lo))] = True
-    keep &= inner
-    del inner
+    for ax, ((a, b), l_) in enumerate(zip(core, lo)):  # only the core's own voxels are its centres
+        keep[(slice(None),) * ax + (slice(0, a - l_),)] = False
+        keep[(slice(None),) * ax + (slice(b - l_, None),)] = False
     n = int(np.count_nonzero(keep))
     pz, py, px, pl, pa = (np.empty(n, np.int32) for _ in range(5))
     _collect(keep, lev, job.thr, len(job.r2s), max(1, min(lev.shape[0], 8)), pz, py, px, pl, pa)
     del keep, lev
-    rows = np.stack([pz + lo[0], py + lo[1], px + lo[2], pl, pa], axis=1)
+    start, rows = _targets(pz, py, px, pl, pa, *lo, job.r2s, *job.edges, *job.sp)
     del pz, py, px, pl, pa
-    start, which = _targets(rows, job.r2s, *job.edges, *job.sp)
     for t in range(len(start) - 1):
         if start[t + 1] > start[t]:
-            job.files.write(i, t, rows[which[start[t]:start[t + 1]]])
+            job.files.write(i, t, rows[start[t]:start[t + 1]])
 
 
-@njit(cache=True)
-def _targets(rows, r2s, ez, ey, ex, s0, s1, s2):
-    """Which core blocks (a grid: block edges ``ez``, ``ey``, ``ex`` per axis) each centre's ball reaches
-    (the block's voxel nearest to the centre, by the one distance formula): ``(start, which)``, the
-    centres reaching block ``t`` being ``which[start[t]:start[t + 1]]``, in their order."""
-    nz, ny, nx = len(ez) - 1, len(ey) - 1, len(ex) - 1
-    start = np.zeros(nz * ny * nx + 1, np.int64)
-    for count in (True, False):
-        if not count:
-            for t in range(nz * ny * nx):
-                start[t + 1] += start[t]
-            which = np.empty(start[-1], np.int64)
-            fill = start[:-1].copy()
-        for i in range(rows.shape[0]):
-            cz, cy, cx, r2 = rows[i, 0], rows[i, 1], rows[i, 2], r2s[rows[i, 3]]
-            for a in range(nz):
-                gz = max(ez[a] - cz, 0, cz - (ez[a + 1] - 1))
-                if d2(gz, 0, 0, s0, s1, s2) > r2:
-                    continue
-                for b in range(ny):
-                    gy = max(ey[b] - cy, 0, cy - (ey[b + 1] - 1))
-                    if d2(gz, gy, 0, s0, s1, s2) > r2:
-                        continue
-                    for c in range(nx):
-                        gx = max(ex[c] - cx, 0, cx - (ex[c + 1] - 1))
-                        if d2(gz, gy, gx, s0, s1, s2) <= r2:
-                            t = (a * ny + b) * nx + c
-                            if count:
-                                start[t + 1] += 1
-                            else:
-                                which[fill[t]] = i
-                                fill[t] += 1
-    return start, which
+@njit(cache=True, inline="always")
+def _reached(cz, cy, cx, r2, ez, ey, ex, s0, s1, s2, found):
+    """Into ``found``, the core blocks (a grid: block edges ``ez``, ``ey``, ``ex`` per axis) that the ball
+    reaches (the block's voxel nearest to the centre, by the one distance formula); returns how many."""
+    ny, nx = len(ey) - 1, len(ex) - 1
+    n = 0
+    for a in range(len(ez) - 1):
+        gz = max(ez[a] - cz, 0, cz - (ez[a + 1] - 1))
+        if d2(gz, 0, 0, s0, s1, s2) > r2:
+            continue
+        for b in range(ny):
+            gy = max(ey[b] - cy, 0, cy - (ey[b + 1] - 1))
+            if d2(gz, gy, 0, s0, s1, s2) > r2:
+                continue
+            for c in range(nx):
+                gx = max(ex[c] - cx, 0, cx - (ex[c + 1] - 1))
+                if d2(gz, gy, gx, s0, s1, s2) <= r2:
+                    found[n] = (a * ny + b) * nx + c
+                    n += 1
+    return n
+
+
+@njit(parallel=True, cache=True)
+def _targets(pz, py, px, pl, pa, z0, y0, x0, r2s, ez, ey, ex, s0, s1, s2):
+    """Which core blocks (see :func:`_reached`) each centre's ball reaches, the centres given relative to the
+    corner ``z0, y0, x0``: ``(start, rows)``, the centres reaching block ``t`` being
+    ``rows[start[t]:start[t + 1]]`` (``z, y, x, level, bits``, in the scan's coordinates), in their order.
+    In parallel over chunks of centres (counted, then written)."""
+    nt = (len(ez) - 1) * (len(ey) - 1) * (len(ex) - 1)
+    n = pz.shape[0]
+    chunks = 16
+    place = np.zeros((chunks, nt), np.int64)
+    for k in prange(chunks):
+        found = np.empty(nt, np.int64)
+        for i in range(k * n // chunks, (k + 1) * n // chunks):
+            for j in range(_reached(pz[i] + z0, py[i] + y0, px[i] + x0, r2s[pl[i]], ez, ey, ex, s0, s1, s2, found)):
+                place[k, found[j]] += 1
+    start = np.zeros(nt + 1, np.int64)
+    for t in range(nt):  # chunk k's centres of block t go after those of chunks before it
+        total = start[t]
+        for k in range(chunks):
+            c = place[k, t]
+            place[k, t] = total
+            total += c
+        start[t + 1] = total
+    rows = np.empty((start[nt], 5), np.int32)
+    for k in prange(chunks):
+        found = np.empty(nt, np.int64)
+        for i in range(k * n // chunks, (k + 1) * n // chunks):
+            cz, cy, cx = pz[i] + z0, py[i] + y0, px[i] + x0
+            for j in range(_reached(cz, cy, cx, r2s[pl[i]], ez, ey, ex, s0, s1, s2, found)):
+                t = found[j]
+                q = place[k, t]
+                place[k, t] = q + 1
+                rows[q, 0] = cz
+                rows[q, 1] = cy
+                rows[q, 2] = cx
+                rows[q, 3] = pl[i]
+                rows[q, 4] = pa[i]
+    return start, rows
 
 
 @njit(cache=True)
