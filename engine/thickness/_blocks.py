@@ -26,7 +26,8 @@ The ridge test of a voxel at the edge of a grown block sees fewer neighbours, so
 never fewer: the values stay those of the definition.
 
 Memory: about 8 bytes a voxel of one grown block (at most ``GROWN_VOXELS``, ~1.5 GB, unless the halo
-alone is wider), whatever the scan's size, and two slabs for the distance transform. A block's
+alone is wider; 18 for grown blocks of up to 64 M voxels, which take snapshots of the unfilled voxels
+while filling, :mod:`._reach`), whatever the scan's size, and two slabs for the distance transform. A block's
 offsets are read a few planes at a time to make its levels, never held whole.
 
 Examples

@@ -13,8 +13,9 @@ itself and one voxel around:
    centred outside it are clipped to it. A voxel's value is that of the first ball to reach it, the
    largest, as in memory, so the result is equal voxel for voxel.
 
-Memory: per block, its mask, row pointers and output (7 bytes a voxel, 13 while finding the ridge), and
-the centres that reach it (24 bytes each); on disk, 20 bytes per centre and block it reaches.
+Memory: per block, its mask, row pointers and output (7 bytes a voxel; 18 while a snapshot of the
+unfilled voxels is taken, :mod:`._reach`; 13 while finding the ridge), and the centres that reach it (40
+bytes each while they are sorted, then 20); on disk, 20 bytes per centre and block it reaches.
 """
 
 from __future__ import annotations

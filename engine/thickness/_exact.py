@@ -33,10 +33,14 @@ How
    filled row costs one look-up. Rows that lie inside the ball of a neighbour filled earlier are never
    visited: the balls of one radius whose earlier neighbours cover the same rows share one list of the
    rows left (about 11 % of the rows the balls span on porous volumes). Filling runs in parallel over z-slabs.
+   Big balls descend counts of unfilled voxels (:mod:`._pyramid`); now and then, between chunks of balls,
+   a distance transform of the unfilled voxels lets each ball that reaches none be passed over at once
+   (:mod:`._reach`: on a thick part most balls write nothing).
 
 Memory: about 11 bytes per voxel at the peak (offsets, levels, mask), 7 while filling (output, row
 pointers, mask) plus the ball centres and up to half a row-list entry (2 bytes) a voxel; no float64
-volume.
+volume. Arrays up to 64 M voxels take snapshots of :mod:`._reach` while filling: 11 bytes a voxel more
+while one is taken, 4 of them kept.
 
 The kernels are compiled with numba (cached on disk after the first use).
 """
@@ -881,7 +885,7 @@ def fill_balls(mask: np.ndarray, sp, centres, r2s, unit: float = 1.0, core=None,
     cost = np.cumsum(((2 * ez + 1) * (2 * ey + 1))[pl])  # rows a ball spans, at most: its cost, roughly
     cuts = np.unique(np.concatenate([[0], np.searchsorted(cost, np.arange(CHUNK_ROWS, cost[-1], CHUNK_ROWS)), [len(pl)]]))
     task = progress.task("Filling the balls", total=len(pl)) if report else None
-    reach = Reach(nxt, sp)
+    reach = Reach(nxt, sp, distance_offsets)
     for a, b in zip(cuts[:-1], cuts[1:]):
         live = reach.live(pz[a:b], py[a:b], px[a:b], pl[a:b], r2s)
         t = time.perf_counter()

@@ -80,10 +80,12 @@ def _reaching(pz, py, px, pl, r2s, near, s0, s1, s2, live):
 
 class Reach:
     """The snapshots of one fill (see the module): :meth:`live` says which balls of a chunk may still
-    write, :meth:`filled` is told how long each chunk's fill took."""
+    write, :meth:`filled` is told how long each chunk's fill took. ``offsets``: the distance transform
+    (``_exact.distance_offsets``: mask, spacing -> offsets to the nearest voxel outside the mask)."""
 
-    def __init__(self, nxt: np.ndarray, sp):
+    def __init__(self, nxt: np.ndarray, sp, offsets):
         self.nxt = nxt
+        self.offsets = offsets
         self.sp = tuple(float(v) for v in sp)
         self.on = nxt.size <= MAX_VOXELS
         self.near = None  # squared distance to the nearest unfilled voxel, at the last snapshot
@@ -105,14 +107,12 @@ class Reach:
         return live
 
     def _snapshot(self) -> None:
-        from ._exact import distance_offsets  # (that module uses this one)
-
         t = time.perf_counter()
         free = np.empty(self.nxt.shape, np.bool_)
         if _filled(self.nxt, free) == 0:
             self.done, self.near = True, None
         else:
-            offsets = distance_offsets(free, self.sp)
+            offsets = self.offsets(free, self.sp)
             del free
             if self.near is None:
                 self.near = np.empty(self.nxt.shape, np.float32)

@@ -583,7 +583,7 @@ def test_a_ball_is_live_when_an_unfilled_voxel_is_within_its_radius(spacing, cen
     unfilled[u] = True
     nxt = np.empty(unfilled.shape, np.int16)
     T._init_next(unfilled, nxt)
-    reach = Reach(nxt, spacing)
+    reach = Reach(nxt, spacing, T.distance_offsets)
     reach.filled(1.0)  # time enough for a snapshot
 
     def d2(a, b):
