@@ -598,3 +598,19 @@ def test_a_ball_is_live_when_an_unfilled_voxel_is_within_its_radius(spacing, cen
     nxt[u] = 2  # now filled: nothing is left, no ball is live
     reach.filled(1.0)
     assert not reach.live(*c, np.zeros(3, np.int32), r2s).any()
+
+
+def test_centre_files_hold_int32_rows(monkeypatch):
+    """The centres pass between blocks as documented: int32 rows of (z, y, x, level, bits), 20 bytes each
+    (block corners are numpy integers: the rows once came out int64, twice the bytes on disk)."""
+    from damselfly.engine.thickness._blocks import blockwise_thickness
+
+    tc = small_centre_blocks(monkeypatch, 8)
+    written = []
+    monkeypatch.setattr(tc.CentreFiles, "write",
+                        lambda self, s, t, rows, f=tc.CentreFiles.write: written.append(rows) or f(self, s, t, rows))
+    mask = cylinder(24, 9, pores=2, seed=1)
+    out = np.zeros(mask.shape, np.float32)
+    blockwise_thickness(lambda sl: mask[sl], mask.shape, (1, 1, 1), out)
+    np.testing.assert_array_equal(out, local_thickness(mask))
+    assert written and all(r.dtype == np.int32 and r.ndim == 2 and r.shape[1] == 5 for r in written)
