@@ -1,7 +1,8 @@
 """GPU figures: inference and enhancement throughput, training time and mixed precision, each against the
 same machine's CPU measured in the same run (run it where PyTorch sees a CUDA GPU).
 
-    python benchmarks/bench_gpu.py --data ../shared/data [--only infer,denoise,train,tomo,precision,profile] [--quick]
+    python benchmarks/bench_gpu.py --data ../shared/data [--only infer,denoise,train,tomo,precision,profile,
+                                                                  pipeline,compile,seeds,batch] [--quick]
 
 Sections (``--only`` picks some; ``--quick``: tiny sizes on the CPU, to check the script itself):
 
@@ -29,6 +30,18 @@ precision
 profile
     PyTorch's profiler over one epoch of ``train`` (nuclei) and of ``train_denoiser`` (phantom) on the
     GPU: wall time against the GPU's busy time, and the operators taking the most CPU and GPU time.
+pipeline
+    ``bench_pipeline.py`` on the device: ``infer``'s streaming around a 1x1 network (read ahead into
+    pinned memory, normalise, context, tiles, argmax on the device, write behind) against the bare I/O.
+compile
+    ``infer`` of the default model eager, through ``torch.compile`` and ``torch.compile(mode=
+    "reduce-overhead")`` (CUDA graphs); Mvoxel/s and agreement of the labels.
+seeds
+    The open finding of the 2.5d denoiser's lower PSNR on the GPU: seeds 0-2, then cuDNN off, then
+    cuDNN deterministic.
+batch
+    ``train`` on the nuclei with 8 x 50 and 32 x 13 (batch x steps): time, Dice and the GPU's busy share of
+    one epoch.
 """
 
 from __future__ import annotations
@@ -245,6 +258,95 @@ def profile(gpu: RunContext, data: str, quick: bool) -> None:
             print(ev.table(sort_by="self_device_time_total", row_limit=8, max_name_column_width=48), flush=True)
 
 
+def pipeline(gpu: RunContext, quick: bool) -> None:
+    """``bench_pipeline.py`` on the device: the streaming around a 1x1 network against the bare I/O."""
+    import bench_pipeline
+
+    size = (16, 128, 128) if quick else (256, 512, 512)
+    bench_pipeline.report(size, gpu.device, *bench_pipeline.measure(size, 1 if quick else 3, gpu.device))
+
+
+def compiled(gpu: RunContext, shape, tmp: Path) -> None:
+    """``infer`` of the default model with its network eager, through ``torch.compile`` and through
+    ``torch.compile(mode="reduce-overhead")`` (CUDA graphs), in channels-last layout, each after a warm-up
+    that compiles; labels compared with eager's."""
+    from damselfly.engine.segmentation import _inference as inference
+
+    vol, _ = phantoms.casting(shape, seed=0)
+    path = tmp / "compile.npy"
+    io.write_volume(vol, path)
+    scan = io.read_volume(path, mmap=True)
+    model = model_io.load_model(MODEL)
+    fuse = inference._fuse_batchnorm
+    eager = None
+    print(f"\ninfer, default model, {shape} uint16 memory-mapped: eager against torch.compile", flush=True)
+    for mode in ("eager", "default", "reduce-overhead"):
+        if mode != "eager":
+            inference._fuse_batchnorm = lambda net, m=mode: torch.compile(fuse(net), mode=m, dynamic=False)
+        try:
+            S.infer(model, scan, ctx=gpu)  # warm-up: compiles (every slab has the same shape but the last)
+            with Timer() as t:
+                lab = np.asarray(S.infer(model, scan, ctx=gpu).data)
+        except Exception as e:  # noqa: BLE001 - a mode that does not compile here is a finding, not a crash
+            print(f"  {mode:16s}: failed: {e!r}"[:300], flush=True)
+            continue
+        finally:
+            inference._fuse_batchnorm = fuse
+        eager = lab if eager is None else eager
+        print(f"  {mode:16s}: {t.s:6.2f} s  {scan.data.size / t.s / 1e6:8.1f} Mvoxel/s  peak {t.peak:.1f} GiB; labels "
+              f"agree with eager's on {np.mean(lab == eager):.5f}", flush=True)
+
+
+def seeds(gpu: RunContext, quick: bool, n: int = 3) -> None:
+    """The open finding: the 2.5d denoiser's PSNR on the GPU for seeds 0..n-1, then seed 0 with cuDNN off
+    (PyTorch's own convolution kernels) and with deterministic algorithms."""
+    clean_v, _, clean, noisy, _ = noisy_phantom(LEVEL, shape=(16, 64, 64) if quick else BIG)
+    noisy_v = clean_v.with_data(noisy, name="noisy")
+    print(f"\n2.5d denoiser on the GPU, defaults, phantom at {LEVEL:.0%} noise: seeds and cuDNN", flush=True)
+    runs = [(f"seed {k}", k, True, False) for k in range(n)] + [("seed 0, cuDNN off", 0, False, False),
+                                                                 ("seed 0, deterministic", 0, True, True)]
+    for label, seed, cudnn, det in runs:
+        old = torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+        torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic = cudnn, det
+        torch.backends.cudnn.benchmark = False if det else old[2]
+        try:
+            with Timer() as t:
+                den = E.train_denoiser(noisy_v, seed=seed, **budget(quick), ctx=gpu)
+            out = np.asarray(E.enhance(den, noisy_v, ctx=gpu).data)
+        finally:
+            torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
+        tr = den.config["training"]
+        print(f"  {label:22s}: PSNR {scores(clean, out)[0]:.2f} dB, {tr['epochs_run']} epochs (best {tr['best_epoch']}), "
+              f"{t.s:.1f} s", flush=True)
+
+
+def batches(gpu: RunContext, data: str, quick: bool) -> None:
+    """Training batch sized to the device: the default (8 patches x 50 steps) against 32 x 13 (about the
+    same patches an epoch, a quarter of the steps) on the nuclei: time, epochs, Dice, and the GPU's busy
+    fraction over one epoch from the profiler."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    vol, truth = _nuclei(data)
+    zs, scored = NUCLEI_PAINTED, between(NUCLEI_PAINTED)
+    painted = S.sparse_labels(truth, slices=zs)
+    t_true = np.asarray(truth.data)[scored]
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    print("\ntrain on the nuclei: batch and steps sized to the device", flush=True)
+    for batch, steps in ((8, 50), (32, 13)) if not quick else ((2, 3), (4, 2)):
+        with prof(activities=acts) as p, Timer() as t1:
+            S.train(vol, painted, epochs=1, steps=steps, batch=batch, ctx=gpu)
+        busy = sum(e.self_device_time_total for e in p.key_averages()) / 1e6
+        kw = {"epochs": 2} if quick else {}
+        with Timer() as t:
+            m = S.train(vol, painted, steps=steps, batch=batch, **kw, ctx=gpu)
+        d = dice_scores(np.asarray(S.infer(m, vol, ctx=gpu).data)[scored], t_true, 2)
+        tr = m.config["training"]
+        print(f"  batch {batch:2d} x {steps:2d} steps: {t.s:.1f} s, {tr['epochs_run']} epochs, {t.s / tr['epochs_run']:.2f} "
+              f"s/epoch, Dice " + " ".join(f"{x:.3f}" for x in d) + f"; one epoch profiled: GPU busy {busy:.2f} of "
+              f"{t1.s:.2f} s ({busy / t1.s:.0%})", flush=True)
+
+
 def main() -> None:
     import tempfile
 
@@ -275,6 +377,14 @@ def main() -> None:
                     precision(gpu, a.data, a.quick)
                 elif sec == "profile":
                     profile(gpu, a.data, a.quick)
+                elif sec == "pipeline":
+                    pipeline(gpu, a.quick)
+                elif sec == "compile":
+                    compiled(gpu, (16, 64, 64) if a.quick else big, Path(tmp))
+                elif sec == "seeds":
+                    seeds(gpu, a.quick)
+                elif sec == "batch":
+                    batches(gpu, a.data, a.quick)
             except Exception as e:  # one broken section must not cost the others' figures
                 import traceback
 

@@ -10,6 +10,19 @@ def casting_small():
     return phantoms.casting((40, 48, 48), seed=3)
 
 
+@pytest.fixture(scope="session")
+def casting_scans(casting_small):
+    """The small phantom four ways: as it is, as uint16 grey values, mirrored (a second input), and its
+    truth painted on three slices."""
+    from damselfly.engine.actions.segmentation import sparse_labels
+
+    vol, truth = casting_small  # (40, 48, 48)
+    lab = sparse_labels(truth, slices=[8, 20, 31])
+    raw = vol.with_data((np.clip(np.asarray(vol.data), 0, None) * 4000).astype(np.uint16), name="raw")
+    second = vol.with_data(np.asarray(vol.data)[:, ::-1].copy(), name="flipped")
+    return vol, raw, second, lab
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +45,14 @@ from ..core.data import Volume
 from ..core.errors import InputError, ParameterError
 from ..segmentation import _nets as nets
 from ..segmentation._model import Model
-from ..segmentation._tiling import NetworkPredictor, normalize, reflect_index, sliding_window, stack_context
+from ..segmentation._streaming import Staging, as_float, stream
+from ..segmentation._tiling import NetworkPredictor, reflect_index, sliding_window
 from ..segmentation._training import Schedule, deterministic, fit_epochs
 from ..segmentation._trainset import data_hash, norm_range
-from ._resample import upsample, upsample_slices
+from ._resample import upsample_slices
+from ._samples import Pairs, batch, blind_spot, draw, pairs
 
 TASKS = ("denoise", "restore")
-#: Blind-spot pixels: one per ``BLIND_CELL`` x ``BLIND_CELL`` cell, replaced by a neighbour within ``BLIND_RADIUS``.
-BLIND_CELL, BLIND_RADIUS = 8, 2
 
 
 #: The enhancement trainers' defaults: longer than segmentation's, a higher learning rate, and the
@@ -82,106 +82,6 @@ def scale_between(source: Volume, target: Volume) -> tuple[int, int, int]:
     return f
 
 
-@dataclass
-class _Pairs:
-    """Normalised inputs (on the target grid) and targets in memory; training and validation slices;
-    with a mask, per slice the (y, x) positions patches are centred on."""
-
-    inputs: list[np.ndarray]
-    targets: list[np.ndarray]
-    train: list[tuple[int, int]]
-    val: list[tuple[int, int]]
-    centres: dict | None = None
-
-
-#: At most this many mask positions are kept per slice to centre patches on.
-MAX_CENTRES = 20000
-
-
-def _pairs(sources, targets, scale, norm_in, norm_out, validation: float, rng, mask=None) -> _Pairs:
-    ins, outs, items = [], [], []
-    task = progress.task("Reading the training volumes", total=len(sources))
-    for i, (s, t) in enumerate(zip(sources, targets)):
-        ins.append(normalize(upsample(s.data, scale) if any(f > 1 for f in scale) else np.asarray(s.data),
-                             *norm_in))
-        outs.append(ins[-1] if t is s else normalize(np.asarray(t.data), *norm_out))
-        items += [(i, z) for z in range(t.shape[0])]
-        task.advance()
-    task.finish()
-    centres = None
-    if mask is not None:
-        centres = {}
-        for z in range(targets[0].shape[0]):
-            pos = np.argwhere(np.asarray(mask[z], bool))
-            if len(pos):
-                centres[(0, z)] = pos if len(pos) <= MAX_CENTRES else pos[rng.choice(len(pos), MAX_CENTRES,
-                                                                                   replace=False)]
-        if not centres:
-            raise InputError("the mask holds no voxel: nothing to train on")
-        items = sorted(centres)
-    n_val = int(round(validation * len(items))) if len(items) >= 2 else 0
-    order = rng.permutation(len(items))
-    val = sorted(items[j] for j in order[:n_val])
-    return _Pairs(ins, outs, [items[j] for j in sorted(order[n_val:])], val, centres)
-
-
-def _patch(data: _Pairs, item, context: int, patch: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    i, z = item
-    vol, tgt = data.inputs[i], data.targets[i]
-    h = max(context, 1) // 2
-    zs = reflect_index(np.arange(z - h, z + h + 1), vol.shape[0])
-    py, px = min(patch, vol.shape[1]), min(patch, vol.shape[2])
-    if data.centres is not None:  # a patch around a random position inside the mask
-        cy, cx = data.centres[item][int(rng.integers(len(data.centres[item])))]
-        y0 = int(np.clip(cy - py // 2, 0, vol.shape[1] - py))
-        x0 = int(np.clip(cx - px // 2, 0, vol.shape[2] - px))
-    else:
-        y0 = int(rng.integers(0, vol.shape[1] - py + 1))
-        x0 = int(rng.integers(0, vol.shape[2] - px + 1))
-    if context == 0:  # 3-D: a block of ``patch`` slices around z (one channel)
-        pz = min(patch, vol.shape[0])
-        za = int(np.clip(z - pz // 2, 0, vol.shape[0] - pz))
-        return vol[None, za:za + pz, y0:y0 + py, x0:x0 + px], tgt[None, za:za + pz, y0:y0 + py, x0:x0 + px]
-    return vol[zs, y0:y0 + py, x0:x0 + px], tgt[z, y0:y0 + py, x0:x0 + px][None]
-
-
-def _batch(data: _Pairs, items, n: int, context: int, patch: int, rng, flip: bool) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = [], []
-    for _ in range(n):
-        x, y = _patch(data, items[int(rng.integers(len(items)))], context, patch, rng)
-        if flip:
-            k = int(rng.integers(4)) if x.shape[-1] == x.shape[-2] else 2 * int(rng.integers(2))
-            x, y = np.rot90(x, k, (-2, -1)), np.rot90(y, k, (-2, -1))
-            if rng.random() < 0.5:
-                x, y = x[..., ::-1], y[..., ::-1]
-        xs.append(np.ascontiguousarray(x))
-        ys.append(np.ascontiguousarray(y))
-    return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
-
-
-def blind_spot(x: np.ndarray, rng: np.random.Generator, channel: int, cell: int = BLIND_CELL,
-               radius: int = BLIND_RADIUS) -> tuple[np.ndarray, np.ndarray]:
-    """Noise2Void masking of ``x`` (b, C, y, x): in channel ``channel``, one random pixel per ``cell`` x
-    ``cell`` cell takes the value of a random other pixel within ``radius``. Returns the masked copy and
-    the boolean mask (b, y, x) of the replaced pixels."""
-    b, _, ny, nx = x.shape
-    gy, gx = np.meshgrid(np.arange(0, ny, cell), np.arange(0, nx, cell), indexing="ij")
-    gy, gx = gy.ravel(), gx.ravel()
-    out = x.copy()
-    mask = np.zeros((b, ny, nx), bool)
-    for i in range(b):
-        py = np.minimum(gy + rng.integers(0, cell, len(gy)), ny - 1)
-        px = np.minimum(gx + rng.integers(0, cell, len(gx)), nx - 1)
-        dy = rng.integers(-radius, radius + 1, len(py))
-        dx = rng.integers(-radius, radius + 1, len(px))
-        same = (dy == 0) & (dx == 0)
-        dx[same] = rng.choice([-1, 1], int(same.sum()))  # never the pixel itself
-        sy, sx = np.clip(py + dy, 0, ny - 1), np.clip(px + dx, 0, nx - 1)
-        out[i, channel, py, px] = x[i, channel, sy, sx]
-        mask[i, py, px] = True
-    return out, mask
-
-
 # ------------------------------------------------------------------------------------------------
 # the loop
 # ------------------------------------------------------------------------------------------------
@@ -191,16 +91,16 @@ class _Objective:
     def __init__(self, task: str, context: int, residual: bool):
         self.task, self.centre, self.residual = task, context // 2, residual
 
-    def prepare(self, x, y, rng):
+    def prepare(self, x: torch.Tensor, y: torch.Tensor, rng):
+        """Input, target and the mask of scored voxels (blind spots) of a batch, on its device."""
         if self.task == "denoise":
             if x.ndim == 5:  # 3-D blocks (b, 1, z, y, x): blind spots plane by plane
                 b, _, d, ny, nx = x.shape
-                xm, m = blind_spot(x.transpose(0, 2, 1, 3, 4).reshape(b * d, 1, ny, nx), rng, 0)
-                xm, m = xm.reshape(b, d, 1, ny, nx).transpose(0, 2, 1, 3, 4), m.reshape(b, d, ny, nx)
-                return torch.from_numpy(np.ascontiguousarray(xm)), torch.from_numpy(y), torch.from_numpy(m)[:, None]
+                xm, m = blind_spot(x.transpose(1, 2).reshape(b * d, 1, ny, nx), rng, 0)
+                return xm.reshape(b, d, 1, ny, nx).transpose(1, 2).contiguous(), y, m.reshape(b, d, ny, nx)[:, None]
             xm, m = blind_spot(x, rng, self.centre)
-            return torch.from_numpy(xm), torch.from_numpy(y), torch.from_numpy(m)[:, None]
-        return torch.from_numpy(x), torch.from_numpy(y), None
+            return xm, y, m[:, None]
+        return x, y, None
 
     def output(self, net, x):
         out = net(x).float()
@@ -211,19 +111,20 @@ class _Objective:
         return err[m].mean() if m is not None else err.mean()
 
 
-def _fit(net, data: _Pairs, obj: _Objective, sc: Schedule, context: int, dev, rng, preview_at, on_epoch):
+def _fit(net, data: Pairs, obj: _Objective, sc: Schedule, context: int, dev, rng, preview_at, on_epoch):
     """Enhancement training: batches of the task's objective and its loss on held-out slices, through
     the shared loop (:func:`~damselfly.engine.segmentation._training.fit_epochs`). Returns ``(history, best, how it stopped)``."""
     net = net.to(dev)
     vrng = np.random.default_rng(sc.seed + 1)
     val = None
     if data.val:
-        x, y = _batch(data, data.val, max(2 * sc.batch, 16), context, sc.patch, vrng, flip=False)
-        val = obj.prepare(x, y, vrng)
+        rows = draw(data, data.val, max(2 * sc.batch, 16), context, sc.patch, vrng, flip=False)
+        val = obj.prepare(*batch(data, rows, context, sc.patch, dev), vrng)
 
-    def batch_loss() -> torch.Tensor:
-        x, y, m = obj.prepare(*_batch(data, data.train, sc.batch, context, sc.patch, rng, flip=True), rng)
-        return obj.loss(obj.output(net, x.to(dev)), y.to(dev), None if m is None else m.to(dev))
+    def batch_loss() -> torch.Tensor:  # drawn on the host, gathered and masked on the device
+        rows = draw(data, data.train, sc.batch, context, sc.patch, rng, flip=True)
+        x, y, m = obj.prepare(*batch(data, rows, context, sc.patch, dev), rng)
+        return obj.loss(obj.output(net, x), y, m)
 
     return fit_epochs(sc, net, batch_loss, lambda m: {"val_loss": _validate(m, obj, val, dev)}, val is not None,
                       ("epoch", "loss", "val_loss", "lr", "seconds"), preview_at, on_epoch)
@@ -303,7 +204,7 @@ def train(task: str, sources: Sequence[Volume], targets: Sequence[Volume], *, in
     if mask is not None and (len(targets) != 1 or tuple(mask.shape) != tuple(targets[0].shape)):
         raise ParameterError(f"a mask needs one volume (pair) and the target's shape {targets[0].shape}, got "
                              f"{len(targets)} and {tuple(mask.shape)}")
-    data = _pairs(sources, targets, scale, norm_in, norm_out, sc.validation, rng, mask)
+    data = pairs(sources, targets, scale, norm_in, norm_out, sc.validation, rng, mask)
     # a restoration model learns a correction of its input; one refined from a denoiser keeps its form
     residual = bool(init.config.get("residual")) if init is not None else task == "restore"
     config = {
@@ -382,35 +283,56 @@ class Enhancer:
         self.run = NetworkPredictor(net, self.device, activation=None, tta=tta,
                                     batch=4 if self.device.type == "cpu" else 16)
         self.h = self.tile_z // 4 if self.three_d else model.context // 2
+        low, high = model.normalization[0]
+        self.norm = (np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0))  # as normalize does
 
-    def slab(self, data, z0: int, z1: int) -> np.ndarray:
-        """Enhanced slices ``z0:z1`` of the output grid (float32, in the target's grey values)."""
+    def planes(self, data, z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
+        """What slices ``z0:z1`` of the output grid need from ``data``: the planes (as stored, or
+        up-sampled to the target grid as float32) and each needed slice's row in them. Reads only (the
+        read thread's part)."""
         scale = self.model.scale
-        n = data.shape[0] * scale[0]
-        zi = reflect_index(np.arange(z0 - self.h, z1 + self.h), n)
+        zi = reflect_index(np.arange(z0 - self.h, z1 + self.h), data.shape[0] * scale[0])
         a, b = int(zi.min()), int(zi.max()) + 1
-        slab = normalize(upsample_slices(data, scale, a, b)[zi - a], *self.model.normalization[0])
+        planes = data[a:b] if tuple(scale) == (1, 1, 1) else upsample_slices(data, scale, a, b)
+        return planes, (zi - a).astype(np.int64)
+
+    def slab_tensor(self, planes: torch.Tensor, rows: np.ndarray, stored) -> torch.Tensor:
+        """Enhanced slices (float32, the target's grey values) on the device from ``planes`` as
+        :meth:`Staging.upload <damselfly.engine.segmentation._streaming.Staging.upload>` moved them (NumPy
+        type ``stored``): normalising, context, tiles, blending on the device."""
+        low, scale = self.norm
+        slab = (as_float(planes, stored).index_select(0, torch.from_numpy(rows).to(planes.device)) - float(low)) \
+            * float(scale)
+        nz = len(rows) - 2 * self.h
         if self.three_d:
-            items = slab[None, None]
-            y = sliding_window(items, self.run, (self.tile_z, self.tile, self.tile), self.overlap, self.blend,
-                               self.run.batch, multiple=self.multiple)[0, 0, self.h:self.h + z1 - z0]
-            centre = slab[self.h:self.h + z1 - z0]
+            y = sliding_window(slab[None, None], self.run, (self.tile_z, self.tile, self.tile), self.overlap,
+                               self.blend, self.run.batch, multiple=self.multiple)[0, 0, self.h:self.h + nz]
+            centre = slab[self.h:self.h + nz]
         else:
-            items = stack_context(slab[None], self.model.context) if self.model.context > 1 else slab[:, None]
+            c = self.model.context
+            items = slab.unfold(0, c, 1).permute(0, 3, 1, 2) if c > 1 else slab[:, None]  # a view
             y = sliding_window(items, self.run, (self.tile, self.tile), self.overlap, self.blend,
                                self.run.batch * 2, multiple=self.multiple)[:, 0]
             centre = items[:, self.h]
         if self.model.config.get("residual"):
             y = y + centre
         lo, hi = self.model.output_range
-        return y * np.float32(hi - lo) + np.float32(lo)
+        return y * float(np.float32(hi - lo)) + float(np.float32(lo))
+
+    def slab(self, data, z0: int, z1: int) -> np.ndarray:
+        """Enhanced slices ``z0:z1`` of the output grid (float32, in the target's grey values) as NumPy."""
+        planes, rows = self.planes(data, z0, z1)
+        with Staging(self.device) as st:
+            return self.slab_tensor(st.upload([planes])[0], rows, planes.dtype).cpu().numpy()
 
 
 def enhance(model: Model, image: Volume, out: np.ndarray, *, device="auto", tile: int = 512,
             overlap: float = 0.25, blend: str = "gaussian", tta: bool = False,
             budget: int = 256 * 2 ** 20) -> np.ndarray:
     """Write the enhanced ``image`` into ``out`` (the output grid: the input's shape times the model's
-    up-sampling), slab by slab with progress and Stop; ``tta``: average over the four in-plane flips."""
+    up-sampling), slab by slab with progress and Stop; ``tta``: average over the four in-plane flips.
+    Streamed (:func:`~damselfly.engine.segmentation._streaming.stream`): the next slab is read and moved to the device
+    while this one computes there, and the one before is written."""
     if image.data.ndim != 3:
         raise InputError(f"expected a 3-D scalar volume, got shape {image.data.shape}", image.source)
     enh = Enhancer(model, device, tile, overlap, blend, tta=tta)
@@ -419,10 +341,19 @@ def enhance(model: Model, image: Volume, out: np.ndarray, *, device="auto", tile
     if enh.three_d:  # slabs deep enough that the halo is a small part of them
         step = min(out.shape[0], max(step, 2 * enh.tile_z))
     task = progress.task("Enhancing", total=out.shape[0])
-    for z0 in range(0, out.shape[0], step):
-        z1 = min(out.shape[0], z0 + step)
-        out[z0:z1] = enh.slab(image.data, z0, z1)
+
+    def read(z0, z1):
+        planes, rows = enh.planes(image.data, z0, z1)
+        return staging.upload([planes])[0], rows, planes.dtype
+
+    def compute(got, z0, z1):
+        y = enh.slab_tensor(*got)
         task.advance(z1 - z0)
+        return y
+
+    with Staging(enh.device) as staging:
+        stream([(z0, min(out.shape[0], z0 + step)) for z0 in range(0, out.shape[0], step)], read, compute,
+               lambda y, z0, z1: out.__setitem__(slice(z0, z1), y), staging)
     task.finish()
     return out
 

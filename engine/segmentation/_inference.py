@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,9 @@ from ..core.data import Labels, Volume
 from ..core.errors import InputError, ParameterError
 from ..core.volume_ops import whole_chunks
 from ._model import Model
-from ._slab_labels import applies, label_slabs, slab_labels, slab_probabilities
-from ._tiling import NetworkPredictor, read_slices, reflect_index, round_up, sliding_window, stack_context
+from ._slab_labels import applies, label_slabs
+from ._streaming import Staging, as_float, for_device, stream
+from ._tiling import NetworkPredictor, reflect_index, round_up, sliding_window
 
 
 # ------------------------------------------------------------------------------------------------
@@ -102,6 +104,8 @@ class Predictor:
         self.net = self.net.to(memory_format=torch.channels_last if self.ndim == 2 else torch.channels_last_3d)
         self.run = NetworkPredictor(self.net, self.device, "softmax", tta, batch or self._default_batch())
         self.halo = model.context // 2 if model.input == "2.5d" else (self.tile_z // 4 if self.ndim == 3 else 0)
+        self.norm = [(np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0))
+                     for low, high in model.normalization]  # as tiling.normalize computes it
 
     def _default_batch(self) -> int:
         voxels = self.tile ** 2 * (self.tile_z if self.ndim == 3 else 1)
@@ -116,31 +120,55 @@ class Predictor:
         """Slices per slab when streaming a volume of ``shape`` (:func:`slab_size`)."""
         return slab_size(self, shape)
 
-    # -- sliding window over items (C, *spatial) ---------------------------------------------------
-    def predict_items(self, items: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities (n, K, *spatial) for inputs (n, C, *spatial); tiles wholly outside
-        ``masks`` (n, *spatial) are skipped and left at zero (:func:`~damselfly.engine.segmentation._tiling.sliding_window`)."""
-        spatial = items.shape[2:]
-        tiles = [self.tile_z, self.tile, self.tile][-len(spatial):]
-        return sliding_window(items, self.run, tiles, self.overlap, self.blend, self.run.batch * 4, masks,
-                              self.multiple, out_channels=len(self.model.config["classes"]))
+    # -- slabs of a volume, on the device -------------------------------------------------------------
+    def slab_tensor(self, planes: Sequence[torch.Tensor], rows: np.ndarray, stored: Sequence,
+                    mask: np.ndarray | None = None) -> torch.Tensor:
+        """Probabilities (K, nz, y, x), on the device, of the slices whose planes ``planes`` hold (one
+        tensor per input as :meth:`Staging.upload <damselfly.engine.segmentation._streaming.Staging.upload>`
+        moved them, of NumPy type ``stored``); ``rows``: the plane of each slice and its context
+        (:func:`needed_planes`). Normalising, the 2.5-D context (a view of the slab, not a copy for one
+        input), tiles, flips, blending all run on the device; ``mask`` (nz, y, x) skips tiles."""
+        idx = torch.from_numpy(rows).to(self.device)
+        slab = torch.stack([(as_float(p, dt).index_select(0, idx) - float(low)) * float(scale)
+                            for p, dt, (low, scale) in zip(planes, stored, self.norm)])  # (inputs, zz, y, x)
+        h, nz = self.halo, len(rows) - 2 * self.halo
+        tiles = [self.tile_z, self.tile, self.tile]
+        k = len(self.model.config["classes"])
+        if self.model.input == "3d":
+            m = None if mask is None else mask[None]
+            probs = sliding_window(slab[None], self.run, tiles, self.overlap, self.blend, self.run.batch * 4, m,
+                                   self.multiple, out_channels=k)[0]
+            return probs[:, h:h + nz]
+        if self.model.input == "2.5d":
+            c = self.model.context
+            items = slab.unfold(1, c, 1).permute(1, 0, 4, 2, 3).reshape(nz, -1, *slab.shape[2:])
+        else:
+            items = slab.transpose(0, 1)
+        probs = sliding_window(items, self.run, tiles[1:], self.overlap, self.blend, self.run.batch * 4, mask,
+                               self.multiple, out_channels=k)
+        return probs.transpose(0, 1)
 
-    # -- slabs of a volume ----------------------------------------------------------------------------
     def predict_slab(self, arrays: Sequence[np.ndarray], z0: int, z1: int,
                      mask: np.ndarray | None = None) -> np.ndarray:
-        """Probabilities (K, z1 - z0, y, x) for slices ``z0..z1`` of the input volumes."""
-        h = self.halo
-        z = np.arange(z0 - h, z1 + h)
-        slab = read_slices(arrays, z, self.model.normalization)
-        if self.model.input == "3d":
-            m = None
-            if mask is not None:
-                m = np.asarray(mask[reflect_index(z, mask.shape[0])], dtype=bool)[None]
-            probs = self.predict_items(slab[None], m)[0]
-            return probs[:, h:h + (z1 - z0)]
-        items = stack_context(slab, self.model.context) if self.model.input == "2.5d" else slab.transpose(1, 0, 2, 3)
-        m = np.asarray(mask[z0:z1], dtype=bool) if mask is not None else None
-        return self.predict_items(np.ascontiguousarray(items), m).transpose(1, 0, 2, 3)
+        """Probabilities (K, z1 - z0, y, x) for slices ``z0..z1`` of the input volumes, as NumPy (through
+        :meth:`slab_tensor`; previews and single slices)."""
+        lo, hi, rows = needed_planes(self, arrays[0].shape, z0, z1)
+        m = None
+        if mask is not None:
+            z = reflect_index(np.arange(z0 - self.halo, z1 + self.halo), arrays[0].shape[0]) if self.ndim == 3 \
+                else np.arange(z0, z1)
+            m = np.asarray(mask[z] if self.ndim == 3 else mask[z0:z1], dtype=bool)
+        with Staging(self.device) as st:
+            probs = self.slab_tensor(st.upload([a[lo:hi] for a in arrays]), rows, [a.dtype for a in arrays], m)
+            return probs.cpu().numpy()
+
+
+def needed_planes(pred, shape: Sequence[int], z0: int, z1: int) -> tuple[int, int, np.ndarray]:
+    """The planes ``lo..hi`` that slices ``z0..z1`` and their context (mirrored at the ends: the
+    predictor's ``halo``) need from a volume of ``shape``, and each needed slice's row in them."""
+    zi = reflect_index(np.arange(z0 - pred.halo, z1 + pred.halo), int(shape[0]))
+    lo, hi = int(zi.min()), int(zi.max()) + 1
+    return lo, hi, (zi - lo).astype(np.int64)
 
 
 #: The largest tile edge chosen on the CPU (larger tiles save little and need much memory there).
@@ -267,38 +295,79 @@ class _Job:
         return self._pred
 
 
-def _predict_block(job: _Job, zs: tuple[int, int]) -> None:
-    """Predict the slabs of ``zs`` (``(z0, z1)``, whole slabs) and write them into ``job.out``."""
-    pred, mask, out = job.pred, job.mask, job.out
-    if job.outside is not None and mask is None and applies(pred, job.arrays[0].shape):
-        label_slabs(pred, job.arrays, out, [(z, min(zs[1], z + job.step)) for z in range(zs[0], zs[1], job.step)])
+def _predict_block(job: _Job, zs: tuple[int, int], advance=None) -> None:
+    """Predict the slabs of ``zs`` (``(z0, z1)``, whole slabs) and write them into ``job.out``, streamed
+    (:func:`~damselfly.engine.segmentation._streaming.stream`): the next slab is read and moved to the device while
+    this one computes there, and the one before is written; ``advance(slices)`` after each slab."""
+    pred, shape = job.pred, job.arrays[0].shape
+    ranges = [(z, min(zs[1], z + job.step)) for z in range(zs[0], zs[1], job.step)]
+    device = getattr(pred, "device", torch.device("cpu"))
+    if job.outside is not None and job.mask is None and device.type == "cpu" and applies(pred, shape):
+        label_slabs(pred, job.arrays, job.out, ranges, advance)  # a slice in one tile on the CPU: compiled passes
         return
-    for z0 in range(zs[0], zs[1], job.step):
-        z1 = min(zs[1], z0 + job.step)
-        m = None if mask is None else np.asarray(mask[z0:z1], dtype=bool)
-        if m is not None and not m.any():
-            out[z0:z1] = job.outside if job.outside is not None else 0
-            continue
-        if job.outside is not None:
-            lab = slab_labels(pred, job.arrays, z0, z1, out.dtype)  # a slice in one tile: straight from the net
-            if lab is None:
-                lab = (np.argmax(pred.predict_slab(job.arrays, z0, z1, mask), axis=0) + 1).astype(out.dtype)
-            if m is not None:
-                lab[~m] = job.outside
-            out[z0:z1] = lab
-            continue
-        probs = slab_probabilities(pred, job.arrays, z0, z1)  # (z, y, x, K) where a slice is one tile
-        if probs is None:
-            probs = np.moveaxis(pred.predict_slab(job.arrays, z0, z1, mask), 0, -1)
-        if job.index == 0:  # uncertainty: the entropy of the class probabilities, 0 (sure) .. 1 (uniform)
-            p = np.clip(probs, 1e-12, 1.0)
-            probs = (-(p * np.log(p)).sum(axis=-1) / np.log(max(2, p.shape[-1])))[..., None]
-            job_index = 1
-        else:
-            job_index = job.index
-        if m is not None:
-            probs = probs * m[..., None]
-        out[z0:z1] = probs[..., job_index - 1] if job_index is not None else probs
+    dtype, host = for_device(job.out.dtype)
+    with Staging(device) as staging:
+        stream(ranges, partial(_read, job, staging), partial(_compute, job, dtype), partial(_write, job, host), staging,
+               advance)
+
+
+def _read(job: _Job, staging: Staging, z0: int, z1: int):
+    """The read thread's part: the slab's mask, and its planes on the device (none where the mask is empty;
+    a forest reads for itself)."""
+    m = None if job.mask is None else np.asarray(job.mask[z0:z1], dtype=bool)
+    if (m is not None and not m.any()) or not isinstance(job.pred, Predictor):
+        return None, None, m
+    lo, hi, rows = needed_planes(job.pred, job.arrays[0].shape, z0, z1)
+    if m is not None and job.pred.ndim == 3:  # 3-D tiles see the halo's mask too
+        m = np.asarray(job.mask[reflect_index(np.arange(z0 - job.pred.halo, z1 + job.pred.halo), job.mask.shape[0])],
+                       dtype=bool)
+    return staging.upload([a[lo:hi] for a in job.arrays]), rows, m
+
+
+def _compute(job: _Job, dtype: torch.dtype, got, z0: int, z1: int):
+    """Labels (z, y, x), probabilities (z, y, x[, K]) or their entropy for one slab, on the device."""
+    planes, rows, m = got
+    pred = job.pred
+    if m is not None and not m.any():
+        return np.full((z1 - z0, *job.out.shape[1:]), job.outside if job.outside is not None else 0, job.out.dtype)
+    if planes is None:  # a forest, on the CPU
+        probs = torch.from_numpy(pred.predict_slab(job.arrays, z0, z1, job.mask))
+    else:
+        probs = pred.slab_tensor(planes, rows, [a.dtype for a in job.arrays], m)
+        if m is not None and pred.ndim == 3:
+            m = m[pred.halo:pred.halo + z1 - z0]
+    inside = None if m is None else torch.from_numpy(m).to(probs.device)
+    if job.outside is not None:
+        lab = first_max(probs) + 1
+        if inside is not None:
+            lab[~inside] = job.outside
+        return lab.to(dtype)
+    p = probs.permute(1, 2, 3, 0)  # (z, y, x, K)
+    index = job.index
+    if index == 0:  # uncertainty: the entropy of the class probabilities, 0 (sure) .. 1 (uniform)
+        q = p.clamp(1e-12, 1.0)
+        p, index = (-(q * q.log()).sum(-1) / math.log(max(2, q.shape[-1])))[..., None], 1
+    if inside is not None:
+        p = p * inside[..., None]
+    return (p[..., index - 1] if index is not None else p).contiguous().to(dtype)
+
+
+def first_max(probs: torch.Tensor) -> torch.Tensor:
+    """The index of the largest of ``probs`` (K, ...) along its first axis, the first of equal ones (as
+    ``numpy.argmax``): for a few classes one pass per class, as PyTorch's ``argmax`` across a strided axis
+    is slow on the CPU (about 190 ns a voxel, against 1 ns a comparison)."""
+    if probs.shape[0] > 16:
+        return torch.movedim(probs, 0, -1).contiguous().argmax(-1)
+    best, arg = probs[0], torch.zeros(probs.shape[1:], dtype=torch.int64, device=probs.device)
+    for c in range(1, probs.shape[0]):
+        better = probs[c] > best
+        arg = torch.where(better, c, arg)
+        best = torch.maximum(best, probs[c])
+    return arg
+
+
+def _write(job: _Job, host: np.dtype, result: np.ndarray, z0: int, z1: int) -> None:
+    job.out[z0:z1] = result.view(host) if result.dtype != host and result.dtype.itemsize == host.itemsize else result
 
 
 def _run(model: Model, images: Sequence[Volume], out, mask, outside, index, options: dict, message: str):
@@ -310,8 +379,13 @@ def _run(model: Model, images: Sequence[Volume], out, mask, outside, index, opti
     # a zoo model's TorchScript does not pickle: its slabs run here rather than on a cluster's workers
     runner = runner_for(*job.arrays, out, mask) if model.module is None else None
     job.step = job.pred.slab_depth(job.arrays[0].shape)
-    ranges = slabs(job.arrays[0].shape[0], job.step, out.chunks[0] if runner is not None else None)
-    run_blocks(runner, _predict_block, ranges, job, message, size=span)
+    n = job.arrays[0].shape[0]
+    if runner is None:  # here: one stream over every slab, so that reads, work and writes overlap
+        task = progress.task(message, total=n)
+        _predict_block(job, (0, n), task.advance)
+        task.finish()
+        return out
+    run_blocks(runner, _predict_block, slabs(n, job.step, out.chunks[0]), job, message, size=span)
     return out
 
 

@@ -39,7 +39,7 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     r = int(math.ceil(3 * float(sigma.max()))) or 1
     i = torch.arange(-r, r + 1, dtype=x.dtype)
     k = torch.exp(-0.5 * (i[None] / sigma[:, None].clamp(min=1e-3)) ** 2)
-    k = k / k.sum(1, keepdim=True)                            # (B, 2r+1)
+    k = (k / k.sum(1, keepdim=True)).to(x.device)             # (B, 2r+1)
     b, c = x.shape[:2]
     out = x
     for axis in (-1, -2):
@@ -58,34 +58,46 @@ def _zoom(x: torch.Tensor, y: torch.Tensor, amount: float, gen: torch.Generator)
     b = x.shape[0]
     f = torch.exp((torch.rand(b, generator=gen) * 2 - 1) * math.log1p(amount))
     three_d = x.ndim == 5
-    theta = torch.zeros(b, 3 if three_d else 2, 4 if three_d else 3, dtype=x.dtype)
+    theta = torch.zeros(b, 3 if three_d else 2, 4 if three_d else 3, dtype=torch.float32)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / f  # output (x, y) -> input (x, y) / f: f > 1 magnifies
     if three_d:
         theta[:, 2, 2] = 1.0
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     xz = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     yz = F.grid_sample(y[:, None].to(x.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return xz, yz[:, 0].round().to(y.dtype)
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, opts: dict, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random augmentation of a batch (inputs (B, C, *spatial), labels (B, *spatial)); in-plane only."""
-    b = x.shape[0]
-    xs, ys = [], []
-    for i in range(b):
-        xi, yi = x[i], y[i]
+def augment(x: torch.Tensor, y: torch.Tensor, opts: dict, gen: torch.Generator,
+            noise: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random augmentation of a batch (inputs (B, C, *spatial), labels (B, *spatial)); in-plane only.
+
+    Runs on the batch's device, the whole batch at once (a few kernels per switch, not per sample).
+    ``gen`` (a CPU generator) draws the per-sample choices (flips, quarter turns, zoom, blur, contrast),
+    ``noise`` (a generator on the batch's device; ``gen`` by default) the noise fields.
+    """
+    noise = gen if noise is None else noise
+    b, dev = x.shape[0], x.device
+    flip_x, flip_y, turns = [], [], []
+    for _ in range(b):  # the same draws, in the same order, as one sample at a time
         if opts.get("flip"):
             f = torch.rand(2, generator=gen)
-            if f[0] < 0.5:
-                xi, yi = xi.flip(-1), yi.flip(-1)
-            if f[1] < 0.5:
-                xi, yi = xi.flip(-2), yi.flip(-2)
-        if opts.get("rotate") and xi.shape[-1] == xi.shape[-2]:
-            r = int(torch.randint(0, 4, (1,), generator=gen))
-            xi, yi = torch.rot90(xi, r, (-2, -1)), torch.rot90(yi, r, (-2, -1))
-        xs.append(xi)
-        ys.append(yi)
-    x, y = torch.stack(xs), torch.stack(ys)
+            flip_x.append(bool(f[0] < 0.5))
+            flip_y.append(bool(f[1] < 0.5))
+        if opts.get("rotate") and x.shape[-1] == x.shape[-2]:
+            turns.append(int(torch.randint(0, 4, (1,), generator=gen)))
+    for chosen, axis in ((flip_x, -1), (flip_y, -2)):
+        if any(chosen):
+            sel = torch.tensor(chosen, device=dev)
+            x = torch.where(sel.view((b,) + (1,) * (x.ndim - 1)), x.flip(axis), x)
+            y = torch.where(sel.view((b,) + (1,) * (y.ndim - 1)), y.flip(axis), y)
+    if any(turns):
+        x, y = x.clone(), y.clone()
+        for r in (1, 2, 3):
+            sel = torch.tensor([i for i, t in enumerate(turns) if t == r], dtype=torch.int64, device=dev)
+            if len(sel):
+                x[sel] = torch.rot90(x[sel], r, (-2, -1))
+                y[sel] = torch.rot90(y[sel], r, (-2, -1))
     shape = (b,) + (1,) * (x.ndim - 1)
     if opts.get("scale"):
         x, y = _zoom(x, y, float(opts["scale"]), gen)
@@ -94,12 +106,13 @@ def augment(x: torch.Tensor, y: torch.Tensor, opts: dict, gen: torch.Generator) 
         x = _blur(x, sigma)
     if opts.get("contrast"):
         s = float(opts["contrast"])
-        x = x * (1 + (torch.rand(shape, generator=gen) * 2 - 1) * s) + (torch.rand(shape, generator=gen) * 2 - 1) * s
+        gain = (1 + (torch.rand(shape, generator=gen) * 2 - 1) * s).to(dev)
+        x = x * gain + ((torch.rand(shape, generator=gen) * 2 - 1) * s).to(dev)
     if opts.get("poisson"):
         # shot noise: variance proportional to the (normalised, non-negative) signal
-        x = x + float(opts["poisson"]) * x.clamp(min=0).sqrt() * torch.randn(x.shape, generator=gen)
+        x = x + float(opts["poisson"]) * x.clamp(min=0).sqrt() * torch.randn(x.shape, generator=noise, device=dev)
     if opts.get("noise"):
-        x = x + float(opts["noise"]) * torch.randn(x.shape, generator=gen)
+        x = x + float(opts["noise"]) * torch.randn(x.shape, generator=noise, device=dev)
     return x.contiguous(), y.contiguous()
 
 
@@ -220,35 +233,60 @@ class PatchSource:
                 out[c] = a
         return out
 
-    def patch_at(self, item: int, centre: Sequence[int], val: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        labs = self.labels_val if val else self.labels
-        lab = labs[item]
-        sl = []
-        for c, p, s in zip(centre, self.patch[-lab.ndim:], lab.shape):
-            o = int(np.clip(c - p // 2, 0, s - p))
-            sl.append(slice(o, o + p))
-        if self.mode == "3d":
-            x = self.inputs[(slice(None),) + tuple(sl)]
-        else:
-            x = self.inputs[:, self.channel_index[item], sl[0], sl[1]]
-            x = x.reshape(-1, *x.shape[2:])
-        return x, lab[tuple(sl)]
+    def to(self, device: torch.device) -> PatchSource:
+        """Keep the inputs and labels on ``device`` (a GPU's memory holds the labelled region easily:
+        it is the labelled slices and their context only), so that :meth:`batch` gathers there."""
+        self.device = torch.device(device)
+        self._tensors = None
+        return self
 
-    def batch(self, centres: dict[int, np.ndarray], n: int, rng: np.random.Generator, val: bool = False,
-              jitter: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def _on_device(self):
+        if getattr(self, "_tensors", None) is None:
+            dev = getattr(self, "device", torch.device("cpu"))
+            labels = [torch.from_numpy(np.stack(labs)).to(dev) for labs in (self.labels, self.labels_val)]
+            index = None if self.channel_index is None else torch.from_numpy(np.stack(self.channel_index)).to(dev)
+            self._tensors = torch.from_numpy(self.inputs.astype(np.float32, copy=False)).to(dev), labels, index
+        return self._tensors
+
+    def draw(self, centres: dict[int, np.ndarray], n: int, rng: np.random.Generator,
+             jitter: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The item and the origin (corner) of ``n`` patches: a class at random, a labelled voxel of it at
+        random, moved by up to a quarter patch (``jitter``), the patch kept inside the item."""
         classes = sorted(centres)
-        xs, ys = [], []
-        for _ in range(n):
+        items, origins = np.zeros(n, np.int64), []
+        size = np.array(self.patch[-(next(iter(centres.values())).shape[1] - 1):])
+        extent = np.array(self.labels[0].shape)
+        for j in range(n):
             c = classes[int(rng.integers(len(classes)))]
             row = centres[c][int(rng.integers(len(centres[c])))]
             pos = row[1:].copy()
             if jitter:
-                pos = pos + rng.integers(-np.array(self.patch[-len(pos):]) // 4,
-                                         np.array(self.patch[-len(pos):]) // 4 + 1)
-            x, y = self.patch_at(int(row[0]), pos, val)
-            xs.append(x)
-            ys.append(y)
-        return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.int64)
+                pos = pos + rng.integers(-size // 4, size // 4 + 1)
+            items[j] = row[0]
+            origins.append(np.clip(pos - size // 2, 0, extent - size))
+        return items, np.array(origins, np.int64)
+
+    def batch(self, centres: dict[int, np.ndarray], n: int, rng: np.random.Generator, val: bool = False,
+              jitter: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` patches (:meth:`draw`) as inputs (n, C, *patch) float32 and labels (n, *patch) int64,
+        gathered in one indexing operation on the device the source is kept on (:meth:`to`)."""
+        inputs, labels, index = self._on_device()
+        dev = inputs.device
+        items, origins = self.draw(centres, n, rng, jitter)
+        it = torch.from_numpy(items).to(dev)
+        spans = [torch.from_numpy(origins[:, a]).to(dev)[:, None] + torch.arange(p, device=dev)
+                 for a, p in enumerate(self.patch[-origins.shape[1]:])]  # (n, p) per axis
+        if self.mode == "3d":
+            zz, yy, xx = spans
+            x = inputs[:, zz[:, :, None, None], yy[:, None, :, None], xx[:, None, None, :]]  # (C, n, pz, py, px)
+            y = labels[int(val)][it[:, None, None, None], zz[:, :, None, None], yy[:, None, :, None], xx[:, None, None, :]]
+            return x.transpose(0, 1).contiguous(), y.long()
+        yy, xx = spans
+        planes = index[it]  # (n, context): each patch's slice and its neighbours
+        x = inputs[:, planes[:, :, None, None], yy[:, None, :, None], xx[:, None, None, :]]  # (inputs, n, k, py, px)
+        x = x.transpose(0, 1).reshape(n, -1, *self.patch[-2:])
+        y = labels[int(val)][it[:, None, None], yy[:, :, None], xx[:, None, :]]
+        return x.contiguous(), y.long()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -56,23 +56,8 @@ def slab_labels(pred, arrays: Sequence, z0: int, z1: int, dtype=np.uint8, raw=No
     out = np.empty((z1 - z0, *raws[0].shape[1:]), dtype)
     from ._slab_kernels import argmax_plus_one
 
-    for b, scores in _batches(pred, raws, rows, norm, k, probabilities=False):
+    for b, scores in _batches(pred, raws, rows, norm, k):
         argmax_plus_one(scores.reshape(-1, scores.shape[-1]), out[b:b + len(scores)].reshape(-1))
-    return out
-
-
-def slab_probabilities(pred, arrays: Sequence, z0: int, z1: int) -> np.ndarray | None:
-    """The class probabilities (z1 - z0, y, x, K) of slices ``z0..z1`` by the same path as
-    :func:`slab_labels` (softmax in PyTorch; with flips their mean), or ``None`` where it does not apply."""
-    if not applies(pred, arrays[0].shape):
-        return None
-    raws, rows = read_raw(pred, arrays, z0, z1)
-    k, norm = _inputs(pred.model)
-    out = None
-    for b, p in _batches(pred, raws, rows, norm, k, probabilities=True):
-        if out is None:
-            out = np.empty((z1 - z0, *p.shape[1:]), np.float32)
-        out[b:b + len(p)] = p
     return out
 
 
@@ -83,9 +68,9 @@ def _inputs(model) -> tuple[int, list]:
                for low, high in model.normalization]
 
 
-def _batches(pred, raws, rows, norm, k: int, probabilities: bool):
-    """(first slice, network output as (n, y, x, K) float32) per batch of slices: logits for labels (or
-    mean probabilities with flips), probabilities when asked."""
+def _batches(pred, raws, rows, norm, k: int):
+    """(first slice, network output as (n, y, x, K) float32) per batch of slices: logits (with flips the
+    mean probabilities)."""
     from ._slab_kernels import context_channels_last
 
     run = pred.run
@@ -96,15 +81,15 @@ def _batches(pred, raws, rows, norm, k: int, probabilities: bool):
         batch = np.empty((n, y, x, len(raws) * k), np.float32)  # channels last, as the network runs
         for i, (raw, (low, scale)) in enumerate(zip(raws, norm)):
             context_channels_last(raw, rows, b, k, low, scale, batch, i * k)
-        scores = _forward(run, torch.from_numpy(batch).permute(0, 3, 1, 2), probabilities)
+        scores = _forward(run, torch.from_numpy(batch).permute(0, 3, 1, 2))
         yield b, scores.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def _forward(run, x: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
-    """The network's output for a batch (b, C, y, x) in channels-last layout: its logits, or the softmax
-    probabilities (with test-time flips the mean of the four in-plane flips') exactly as
-    ``NetworkPredictor`` gives them, which the labels of flipped batches use too."""
-    if probabilities or run.tta:
+def _forward(run, x: torch.Tensor) -> torch.Tensor:
+    """The network's output for a batch (b, C, y, x) in channels-last layout: its logits, or with
+    test-time flips the mean of the four in-plane flips' softmax probabilities exactly as
+    ``NetworkPredictor`` gives them."""
+    if run.tta:
         return run._forward(x).cpu()
     x = x.to(run.device, non_blocking=True)
     with torch.inference_mode(), torch.autocast(run.device.type, dtype=run.amp_dtype or torch.bfloat16,
@@ -112,29 +97,14 @@ def _forward(run, x: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
         return run.net(x).float().cpu()
 
 
-def label_slabs(pred, arrays: Sequence, out, ranges: Sequence[tuple[int, int]]) -> None:
-    """Label the slabs ``ranges`` into ``out`` with reads and writes overlapping the work: one I/O thread
-    reads the next slab's planes while this one is computed and writes each slab's labels behind it.
-    Stop (``progress.check``) and errors end the loop; the thread finishes what it started and exits."""
-    from concurrent.futures import ThreadPoolExecutor
+def label_slabs(pred, arrays: Sequence, out, ranges: Sequence[tuple[int, int]], advance=None) -> None:
+    """Label the slabs ``ranges`` into ``out`` with reads and writes overlapping the work
+    (:func:`~damselfly.engine.segmentation._streaming.stream`: the next slab's planes are read while this one is
+    computed, each slab's labels written behind it); ``advance``: progress, as ``stream`` takes it."""
+    from ._streaming import stream
 
-    from ..core import progress
+    def compute(raw, z0, z1):
+        return slab_labels(pred, arrays, z0, z1, out.dtype, raw=raw)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="damselfly-io") as io:
-        ahead = io.submit(read_raw, pred, arrays, *ranges[0]) if ranges else None
-        written = None
-        for i, (z0, z1) in enumerate(ranges):
-            raw = ahead.result()
-            if i + 1 < len(ranges):
-                ahead = io.submit(read_raw, pred, arrays, *ranges[i + 1])
-            lab = slab_labels(pred, arrays, z0, z1, out.dtype, raw=raw)
-            if written is not None:
-                written.result()  # in order, and a failed write stops the run here
-            written = io.submit(_write, out, z0, z1, lab)
-            progress.check()
-        if written is not None:
-            written.result()
-
-
-def _write(out, z0: int, z1: int, lab: np.ndarray) -> None:
-    out[z0:z1] = lab
+    stream(ranges, lambda z0, z1: read_raw(pred, arrays, z0, z1), compute,
+           lambda lab, z0, z1: out.__setitem__(slice(z0, z1), lab), advance=advance)

@@ -101,18 +101,21 @@ def round_up(n: int, m: int) -> int:
     return int(math.ceil(n / m) * m)
 
 
-def sliding_window(items: np.ndarray, predictor: Callable[[np.ndarray], np.ndarray], tile: Sequence[int],
+def sliding_window(items, predictor: Callable, tile: Sequence[int],
                    overlap: float = 0.25, blend: str = "gaussian", batch: int = 8,
                    masks: np.ndarray | None = None, multiple: int = 1, scale: Sequence[int] | None = None,
-                   out_channels: int | None = None) -> np.ndarray:
+                   out_channels: int | None = None):
     """Run ``predictor`` over overlapping tiles of ``items`` and blend the results.
 
     Parameters
     ----------
-    items : ndarray, shape (n, C, *spatial)
-        ``n`` independent inputs (slices, or 3-D blocks) of ``C`` channels, float32.
+    items : ndarray or torch.Tensor, shape (n, C, *spatial)
+        ``n`` independent inputs (slices, or 3-D blocks) of ``C`` channels, float32. A tensor stays on
+        its device: tiles, blending and the result are computed there (a strided view is fine, e.g.
+        the 2.5-D context of :func:`context_view`).
     predictor : callable
-        ``(b, C, *tile) -> (b, K, *(tile * scale))``; called with at most ``batch`` tiles at a time.
+        ``(b, C, *tile) -> (b, K, *(tile * scale))``, NumPy arrays for NumPy ``items``, tensors on the
+        items' device for a tensor; called with at most ``batch`` tiles at a time.
     tile : sequence of int
         Tile size per spatial axis; an axis shorter than its tile is padded (mirrored) to a multiple of
         ``multiple`` and gets one tile.
@@ -123,7 +126,8 @@ def sliding_window(items: np.ndarray, predictor: Callable[[np.ndarray], np.ndarr
     batch : int
         Tiles per call of ``predictor``.
     masks : ndarray of bool, shape (n, *spatial), optional
-        Tiles wholly outside are skipped and their output left at zero.
+        Tiles wholly outside are skipped and their output left at zero (NumPy, on the host, for either
+        kind of ``items``).
     multiple : int
         What every tile size must be a multiple of (a U-Net's ``2 ** (levels - 1)``).
     scale : sequence of int, optional
@@ -133,58 +137,96 @@ def sliding_window(items: np.ndarray, predictor: Callable[[np.ndarray], np.ndarr
 
     Returns
     -------
-    ndarray, shape (n, K, *(spatial * scale)), float32
+    ndarray or torch.Tensor, shape (n, K, *(spatial * scale)), float32
         The blended predictions (a tile's weight is the window; where windows overlap, a weighted mean;
-        an item that one tile covers gets its prediction as it is, never blended).
+        an item that one tile covers gets its prediction as it is, never blended), of ``items``' kind.
 
     Raises
     ------
     ParameterError
         ``overlap`` out of range, or a predictor that returns the wrong shape.
     """
+    import torch
+
+    if isinstance(items, torch.Tensor):
+        return _blend_tiles(items, predictor, tile, overlap, blend, batch, masks, multiple, scale, out_channels)
+
+    def on_tensors(x):
+        return torch.as_tensor(np.asarray(predictor(x.numpy()), dtype=np.float32))
+
+    out = _blend_tiles(torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)), on_tensors, tile, overlap,
+                       blend, batch, masks, multiple, scale, out_channels)
+    return out.numpy()
+
+
+def mirrored(n: int, size: int, edge: bool) -> np.ndarray:
+    """Indices ``0..size-1`` of an axis of ``n`` padded at its end by mirroring: ``numpy.pad``'s
+    ``symmetric`` mode with ``edge`` (the last voxel repeated), else its ``reflect`` mode."""
+    i = np.arange(size)
+    if edge:
+        m = np.mod(i, 2 * n)
+        return np.where(m < n, m, 2 * n - 1 - m)
+    return reflect_index(i, n)
+
+
+def _blend_tiles(items, predictor, tile, overlap, blend, batch, masks, multiple, scale, out_channels):
+    """:func:`sliding_window` on a tensor ``items``: everything on its device."""
+    import torch
+
     if not 0.0 <= overlap < 0.9:
         raise ParameterError(f"overlap must be in 0 .. 0.9, got {overlap}")
+    dev = items.device
     n = items.shape[0]
-    spatial = items.shape[2:]
+    spatial = tuple(items.shape[2:])
     scale = tuple(scale or (1,) * len(spatial))
     padded = [s if s >= t else round_up(s, multiple) for s, t in zip(spatial, tile)]
     tiles = [min(t, p) for t, p in zip(tile, padded)]
-    pad = [(0, p - s) for p, s in zip(padded, spatial)]
-    if any(p[1] for p in pad):
-        mode = "reflect" if all(s > p[1] for s, p in zip(spatial, pad)) else "symmetric"
-        items = np.pad(items, [(0, 0), (0, 0)] + pad, mode=mode)
+    if padded != list(spatial):  # mirrored to what the network takes, as numpy.pad would
+        edge = not all(s > p - s for s, p in zip(spatial, padded))
+        for ax, (s, p) in enumerate(zip(spatial, padded)):
+            if p != s:
+                items = items.index_select(2 + ax, torch.from_numpy(mirrored(s, p, edge)).to(dev))
         if masks is not None:
-            masks = np.pad(masks, [(0, 0)] + pad, mode="constant")
+            masks = np.pad(masks, [(0, 0)] + [(0, p - s) for p, s in zip(padded, spatial)], mode="constant")
     out_tile = [t * f for t, f in zip(tiles, scale)]
-    w = window(out_tile, blend)
     grid = np.stack(np.meshgrid(*[tile_starts(p, t, overlap) for p, t in zip(padded, tiles)], indexing="ij"),
                     -1).reshape(-1, len(tiles))
     jobs = [(i, tuple(int(s) for s in start)) for i in range(n) for start in grid
             if masks is None or masks[(i,) + tuple(slice(s, s + t) for s, t in zip(start, tiles))].any()]
+    w = torch.from_numpy(window(out_tile, blend)).to(dev) if len(grid) > 1 else None
     acc = wsum = None
-    for j in range(0, len(jobs), max(batch, 1)):
-        part = jobs[j:j + max(batch, 1)]
-        x = np.stack([items[(i, slice(None)) + tuple(slice(s, s + t) for s, t in zip(st, tiles))] for i, st in part])
-        y = np.asarray(predictor(x), dtype=np.float32)
+    step = max(batch, 1)
+    for j in range(0, len(jobs), step):
+        part = jobs[j:j + step]
+        if w is None and tiles == list(items.shape[2:]):  # whole items: a view, or one gather, not a stack
+            first, last = part[0][0], part[-1][0]
+            x = items[first:last + 1] if last - first + 1 == len(part) else \
+                items.index_select(0, torch.tensor([i for i, _ in part], device=dev))
+        else:
+            x = torch.stack([items[(i, slice(None)) + tuple(slice(s, s + t) for s, t in zip(st, tiles))]
+                             for i, st in part])
+        y = predictor(x)
         if y.shape[0] != len(part) or list(y.shape[2:]) != out_tile:
-            raise ParameterError(f"the predictor returned shape {y.shape} for tiles {x.shape}; expected "
-                                 f"({len(part)}, K, {', '.join(map(str, out_tile))})")
+            raise ParameterError(f"the predictor returned shape {tuple(y.shape)} for tiles {tuple(x.shape)}; "
+                                 f"expected ({len(part)}, K, {', '.join(map(str, out_tile))})")
+        y = y.float()
         if acc is None:
-            acc = np.zeros((n, y.shape[1]) + tuple(p * f for p, f in zip(padded, scale)), np.float32)
-            wsum = np.zeros((n,) + acc.shape[2:], np.float32) if len(grid) > 1 else None
+            acc = torch.zeros((n, y.shape[1]) + tuple(p * f for p, f in zip(padded, scale)), dtype=torch.float32,
+                              device=dev)
+            wsum = torch.zeros((n,) + tuple(acc.shape[2:]), dtype=torch.float32, device=dev) if w is not None else None
         for (i, st), p in zip(part, y):
             sl = tuple(slice(s * f, s * f + t) for s, f, t in zip(st, scale, out_tile))
-            if len(grid) == 1:  # one tile covers the item: nothing to blend
+            if w is None:  # one tile covers the item: nothing to blend
                 acc[(i, slice(None)) + sl] = p
                 continue
             acc[(i, slice(None)) + sl] += p * w
             wsum[(i,) + sl] += w
         progress.check()
     if acc is None:  # every tile masked out: nothing was predicted
-        k = out_channels or np.asarray(predictor(np.zeros((1, items.shape[1]) + tuple(tiles), np.float32))).shape[1]
-        return np.zeros((n, k) + tuple(s * f for s, f in zip(spatial, scale)), np.float32)
-    if len(grid) > 1:
-        np.divide(acc, np.maximum(wsum, 1e-12)[:, None], out=acc)
+        k = out_channels or predictor(torch.zeros((1, items.shape[1]) + tuple(tiles), device=dev)).shape[1]
+        return torch.zeros((n, k) + tuple(s * f for s, f in zip(spatial, scale)), dtype=torch.float32, device=dev)
+    if wsum is not None:
+        acc /= wsum.clamp_min_(1e-12).unsqueeze(1)
     return acc[(slice(None), slice(None)) + tuple(slice(0, s * f) for s, f in zip(spatial, scale))]
 
 
@@ -241,13 +283,17 @@ class NetworkPredictor:
                 acc = p if acc is None else acc + p
             return acc / 4.0
 
-    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+    def __call__(self, tiles):
+        """The network's output for ``tiles`` (b, C, *tile): a NumPy array for an array, a tensor on the
+        device for a tensor (nothing comes back to the host)."""
         torch = self.torch
-        x = torch.from_numpy(np.ascontiguousarray(tiles))
+        on_device = isinstance(tiles, torch.Tensor)
+        x = tiles if on_device else torch.from_numpy(np.ascontiguousarray(tiles))
         while True:
             try:
                 outs = [self._forward(x[i:i + self.batch]) for i in range(0, len(x), self.batch)]
-                return torch.cat(outs).cpu().numpy()
+                y = outs[0] if len(outs) == 1 else torch.cat(outs)
+                return y if on_device else y.cpu().numpy()
             except torch.cuda.OutOfMemoryError:
                 if self.batch == 1:
                     raise DamselflyError("the GPU ran out of memory even for one tile; use a smaller "

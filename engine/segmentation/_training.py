@@ -355,16 +355,17 @@ def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, m
     k = len(labels.classes)
     fmt = torch.channels_last if mode != "3d" else torch.channels_last_3d
     net = net.to(dev).to(memory_format=fmt)
-    gen = torch.Generator().manual_seed(sc.seed)
+    gen = torch.Generator().manual_seed(sc.seed)  # per-sample choices, drawn on the host
+    noise = gen if dev.type == "cpu" else torch.Generator(dev).manual_seed(sc.seed)  # noise fields, on the device
     amp = dev.type == "cuda"
+    data.src.to(dev)  # the labelled region on the device: patches are gathered and augmented there
 
     def batch_loss() -> torch.Tensor:
         x, y = data.src.batch(data.train_centres, sc.batch, rng)
-        x, y = augment(torch.from_numpy(x), torch.from_numpy(y), opts, gen)
-        x = x.to(dev).contiguous(memory_format=fmt)
+        x, y = augment(x, y, opts, gen, noise)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(x)
-        return masked_loss(out, y.to(dev))
+            out = net(x.contiguous(memory_format=fmt))
+        return masked_loss(out, y)
 
     def validate(m) -> dict:
         val_loss, dice = _validate(m, data.val_set, k, dev, fmt, amp)
@@ -382,13 +383,13 @@ def _validate(net, val_set, k, dev, fmt, amp) -> tuple[float, list[float]]:
     losses, preds = [], []
     with torch.no_grad():
         for i in range(0, len(x), 8):
-            xb = torch.from_numpy(x[i:i + 8]).to(dev).contiguous(memory_format=fmt)
+            xb = x[i:i + 8].to(dev).contiguous(memory_format=fmt)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 out = net(xb)
-            yb = torch.from_numpy(y[i:i + 8]).to(dev)
+            yb = y[i:i + 8].to(dev)
             losses.append(float(masked_loss(out, yb)) * len(xb))
-            preds.append((out.argmax(1) + 1).cpu().numpy())
-    return float(np.sum(losses) / len(x)), dice_scores(np.concatenate(preds), y, k)
+            preds.append(out.argmax(1) + 1)
+    return float(np.sum(losses) / len(x)), dice_scores(torch.cat(preds).cpu().numpy(), y.numpy(), k)
 
 
 def save_preview(pred, arrays, box, folder: Path, epoch: int, margin: int = 32) -> Path:

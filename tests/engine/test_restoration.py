@@ -5,6 +5,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
 from damselfly.engine import Cancelled, InputError, ParameterError, Session, Settings
@@ -13,7 +14,7 @@ from damselfly.engine.actions.segmentation import infer
 from damselfly.engine.core import phantoms, progress
 from damselfly.engine.core.context import RunContext
 from damselfly.engine.io import _files as io
-from damselfly.engine.restoration import _enhance as R
+from damselfly.engine.restoration import _samples as S
 from damselfly.engine.restoration._resample import upsample, upsample_slices
 from damselfly.engine.segmentation import _model as model_io
 
@@ -40,7 +41,7 @@ def denoiser(pair):
 def test_blind_spot_hides_one_pixel_per_cell_behind_a_neighbour():
     rng = np.random.default_rng(0)
     x = rng.random((3, 3, 32, 40)).astype(np.float32)
-    xm, m = R.blind_spot(x, rng, channel=1, cell=8, radius=2)
+    xm, m = (t.numpy() for t in S.blind_spot(torch.from_numpy(x), rng, channel=1, cell=8, radius=2))
     assert m.shape == (3, 32, 40) and np.all(m.sum(axis=(1, 2)) == 4 * 5)  # one per 8 x 8 cell
     assert np.array_equal(xm[:, [0, 2]], x[:, [0, 2]]) and np.array_equal(xm[:, 1][~m], x[:, 1][~m])
     for b, yy, xx in zip(*np.nonzero(m)):
@@ -248,15 +249,15 @@ def test_a_mask_centres_the_training_patches_inside_it(pair):
     m = np.zeros(noisy.shape, bool)
     m[3:6, 30:34, 5:9] = True
     inside = m.astype(np.float32)  # the "image" is the mask itself: a patch holding a mask voxel has max 1
-    data = R._pairs([noisy.with_data(inside)], [noisy.with_data(inside)], (1, 1, 1), (0.0, 1.0), (0.0, 1.0), 0.0,
+    data = S.pairs([noisy.with_data(inside)], [noisy.with_data(inside)], (1, 1, 1), (0.0, 1.0), (0.0, 1.0), 0.0,
                     np.random.default_rng(0), m)
     assert data.train == [(0, 3), (0, 4), (0, 5)]  # only slices that hold mask voxels
     rng = np.random.default_rng(1)
-    for _ in range(50):
-        x, y = R._patch(data, data.train[int(rng.integers(3))], 1, 16, rng)
-        assert x.shape == (1, 16, 16) and x.max() == 1 and y.max() == 1
+    x, y = S.batch(data, S.draw(data, data.train, 50, 1, 16, rng, flip=True), 1, 16, torch.device("cpu"))
+    assert x.shape == y.shape == (50, 1, 16, 16)
+    assert (x.amax(dim=(1, 2, 3)) == 1).all() and (y.amax(dim=(1, 2, 3)) == 1).all()
     with pytest.raises(InputError, match="no voxel"):
-        R._pairs([noisy], [noisy], (1, 1, 1), (0.0, 1.0), (0.0, 1.0), 0.0, np.random.default_rng(0),
+        S.pairs([noisy], [noisy], (1, 1, 1), (0.0, 1.0), (0.0, 1.0), 0.0, np.random.default_rng(0),
                  np.zeros(noisy.shape, bool))
     seg = noisy.as_labels(m.astype(np.uint8) + 1, make_classes(["outside", "inside"]))
     assert train_denoiser(noisy, mask=seg, mask_classes=["inside"], **TINY).task == "denoise"
