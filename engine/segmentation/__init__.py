@@ -6,8 +6,9 @@ whole scans.
 - ``_training``: training a network; ``_patches``: its patches and augmentation; ``_trainset``: checks of
   training inputs; ``_autotrain``: choosing the method (``arch="auto"``).
 - ``_classifier``, ``_forest``, ``_features``: the random-forest pixel classifier (the ilastik approach).
-- ``_inference``: applying a model to whole scans in slabs; ``_tiling``: sliding-window prediction over
-  any predictor; ``_slab_labels`` and ``_slab_kernels``: labels straight from the network where a slice is
+- ``_inference``: applying a model to whole scans in slabs; ``_streaming``: slabs read ahead onto the
+  device, computed there, written behind; ``_tiling``: sliding-window prediction over any predictor;
+  ``_slab_labels`` and ``_slab_kernels``: on the CPU, labels straight from the network where a slice is
   one tile.
 
 PyTorch loads when one of these names is first read, not when the package is imported.

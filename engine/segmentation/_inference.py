@@ -1,10 +1,16 @@
 """Applying a trained segmentation model to whole volumes, streamed in slabs.
 
 The volume is read slab by slab along z (so memory-mapped inputs larger than RAM work: only one slab
-and its halo are in memory); each slice (2d / 2.5d) or slab (3d) goes through
-:func:`damselfly.engine.segmentation._tiling.sliding_window` with the model's network as a
-:class:`~damselfly.engine.segmentation._tiling.NetworkPredictor`. The same code serves training previews, ``infer``,
-``infer_probabilities`` and predicting one slice in the app.
+and its halo are in memory) through the device pipeline of
+:func:`~damselfly.engine.segmentation._streaming.stream`: the next slab is read as stored and moved to the device
+while this one computes there, and the labels of the one before are written. On the device
+(:meth:`Predictor.slab_tensor`) each slab is normalised, each slice (2d / 2.5d, the context a view of
+the slab) or the slab (3d) goes through :func:`~damselfly.engine.segmentation._tiling.sliding_window` with the
+model's network as a :class:`~damselfly.engine.segmentation._tiling.NetworkPredictor`, and the probabilities become
+labels, one class's probability or their entropy (:func:`_compute`) before anything leaves the device.
+The same code serves training previews, ``infer``, ``infer_probabilities``, ``uncertainty`` and
+predicting one slice in the app; on the CPU, labels of slices that are one tile take the compiled
+passes of :mod:`~damselfly.engine.segmentation._slab_labels`.
 
 On CUDA the batch size is picked from free GPU memory (and halved on out-of-memory by the predictor).
 On the CPU the network runs in float32, channels-last, with batch norm folded into the convolutions.
@@ -239,9 +245,19 @@ def check_inputs(model: Model, images: Sequence[Volume]) -> None:
         images[0].check_same_geometry(im)
 
 
-def slab_size(pred: Predictor, shape: Sequence[int], budget: int = 256 * 2 ** 20) -> int:
-    """Slices per slab so that one slab's floats stay within ``budget`` bytes: a multiple of the scratch
-    output's chunk depth (``volume_ops.SLAB``) where that fits, else a divisor of it."""
+#: A slab's floats on the CPU, and at most on a GPU (where an eighth of the free memory is the bound).
+CPU_SLAB_BYTES, GPU_SLAB_BYTES = 256 * 2 ** 20, 2 * 2 ** 30
+
+
+def slab_size(pred: Predictor, shape: Sequence[int], budget: int | None = None) -> int:
+    """Slices per slab so that one slab's floats stay within ``budget`` bytes (by default
+    :data:`CPU_SLAB_BYTES`, or on a GPU an eighth of its free memory up to :data:`GPU_SLAB_BYTES`: the
+    slab bounds how many slices a forward pass takes at once): a multiple of the scratch output's chunk
+    depth (``volume_ops.SLAB``) where that fits, else a divisor of it."""
+    if budget is None:
+        budget = CPU_SLAB_BYTES
+        if getattr(pred, "cuda", False):
+            budget = int(min(GPU_SLAB_BYTES, torch.cuda.mem_get_info(pred.device)[0] // 8))
     k = len(pred.model.config["classes"])
     per_slice = shape[1] * shape[2] * 4 * (k * 2 + pred.model.in_channels + 1)
     n = max(1, int(budget // per_slice))

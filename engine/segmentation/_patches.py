@@ -1,6 +1,12 @@
 """Training data for networks: patches drawn around labelled voxels, on-the-fly augmentation, and the
 per-epoch preview picture.
 
+Batches are made on the training device (issue 34): :meth:`PatchSource.to` keeps the labelled region
+there (the painted slices and their context: small), :meth:`PatchSource.draw` picks patches with the
+trainer's NumPy generator on the host (a few numbers each) and :meth:`PatchSource.batch` gathers them in
+one indexing operation; :func:`augment` turns and flips the whole batch at once. On the CPU the batches
+are bit for bit those of the per-patch code this replaced, and so are the trained weights.
+
 Examples
 --------
 >>> import numpy as np, torch

@@ -1,10 +1,11 @@
-"""Labels of a slab straight from the network, when a slice is one tile (issue 34, the CPU part).
+"""Labels of a slab straight from the network on the CPU, when a slice is one tile (issue 34).
 
-``infer``'s general path normalises a slab in NumPy, copies each slice's context into a stack, cuts it
-into tiles, runs them, blends the softmax probabilities with a window and takes the argmax: five
-passes over float copies of the slab, most of the time of a small network. When every slice fits in
-one tile (the default tile is the slice), blending multiplies and divides by the same window, so the
-labels are the argmax of the network's output itself. This path moves the least:
+The device pipeline (:mod:`~damselfly.engine.segmentation._streaming`, :meth:`Predictor.slab_tensor
+<damselfly.engine.segmentation._inference.Predictor.slab_tensor>`) normalises a slab, views each slice's context,
+runs the tiles, blends the softmax probabilities and takes the argmax in PyTorch: on a GPU that is what
+the GPU should do, on two CPU cores it is several passes over float copies of the slab. When every slice
+fits in one tile (the default tile is the slice), blending multiplies and divides by the same window, so
+the labels are the argmax of the network's output itself, and on the CPU this path moves the least:
 
 - the slab is read as stored (uint16 stays uint16);
 - one compiled pass (numba, both cores) writes each batch's normalised 2.5-D context straight into the
@@ -12,7 +13,7 @@ labels are the argmax of the network's output itself. This path moves the least:
 - the argmax of the network's output (logits: softmax keeps their order; with test-time flips the mean
   of the softmax probabilities) is another compiled pass writing the uint8 (or uint16) labels.
 
-The labels equal the general path's but where two classes' probabilities tie to float precision
+The labels equal the device pipeline's but where two classes' probabilities tie to float precision
 (tested). :func:`slab_labels` returns ``None`` where the path does not apply (3-D networks, tiles smaller
 than the slice, slices whose size the network cannot take as they are, a forest).
 """
