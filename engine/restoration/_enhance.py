@@ -108,7 +108,11 @@ class _Objective:
 
     def loss(self, out, y, m):
         err = (out - y) ** 2
-        return err[m].mean() if m is not None else err.mean()
+        if m is None:
+            return err.mean()
+        if err.is_cuda:  # the same mean without asking the GPU where the mask is (a sync every step)
+            return (err * m).sum() / m.sum().clamp(min=1)
+        return err[m].mean()
 
 
 def _fit(net, data: Pairs, obj: _Objective, sc: Schedule, context: int, dev, rng, preview_at, on_epoch):

@@ -280,19 +280,23 @@ class PatchSource:
         dev = inputs.device
         items, origins = self.draw(centres, n, rng, jitter)
         it = torch.from_numpy(items).to(dev)
-        spans = [torch.from_numpy(origins[:, a]).to(dev)[:, None] + torch.arange(p, device=dev)
-                 for a, p in enumerate(self.patch[-origins.shape[1]:])]  # (n, p) per axis
+        at = [torch.from_numpy(origins[:, a]).to(dev) for a in range(origins.shape[1])]
+        lab = windows(labels[int(val)], self.patch[-len(at):])  # (items, *origins, *patch): views, no copy
         if self.mode == "3d":
-            zz, yy, xx = spans
-            x = inputs[:, zz[:, :, None, None], yy[:, None, :, None], xx[:, None, None, :]]  # (C, n, pz, py, px)
-            y = labels[int(val)][it[:, None, None, None], zz[:, :, None, None], yy[:, None, :, None], xx[:, None, None, :]]
-            return x.transpose(0, 1).contiguous(), y.long()
-        yy, xx = spans
+            x = windows(inputs, self.patch)[(slice(None), *at)]  # (C, n, pz, py, px)
+            return x.transpose(0, 1).contiguous(), lab[(it, *at)].long()
         planes = index[it]  # (n, context): each patch's slice and its neighbours
-        x = inputs[:, planes[:, :, None, None], yy[:, None, :, None], xx[:, None, None, :]]  # (inputs, n, k, py, px)
-        x = x.transpose(0, 1).reshape(n, -1, *self.patch[-2:])
-        y = labels[int(val)][it[:, None, None], yy[:, :, None], xx[:, None, :]]
-        return x.contiguous(), y.long()
+        x = windows(inputs, self.patch)[:, planes, at[0][:, None], at[1][:, None]]  # (inputs, n, k, py, px)
+        return x.transpose(0, 1).reshape(n, -1, *self.patch[-2:]), lab[(it, *at)].long()
+
+
+def windows(a: torch.Tensor, patch) -> torch.Tensor:
+    """Every patch of ``a``'s last ``len(patch)`` axes as a view: shape ``(*lead, *origins, *patch)``,
+    so that indexing the origins gathers whole patches in one operation."""
+    first = a.ndim - len(patch)
+    for k, p in enumerate(patch):
+        a = a.unfold(first + k, p, 1)  # the axis becomes the origins; the patch axis goes last
+    return a
 
 
 # ------------------------------------------------------------------------------------------------

@@ -63,8 +63,8 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float =
     inter = (p * onehot).sum(dims)
     size = onehot.sum(dims)
     dice = (2 * inter + 1e-6) / (p.sum(dims) + size + 1e-6)
-    present = size > 0
-    dice_loss = (1 - dice[present]).mean() if bool(present.any()) else ce * 0
+    present = size > 0  # the mean over the classes present, without asking the GPU which they are
+    dice_loss = ((1 - dice) * present).sum() / present.sum().clamp(min=1)
     return ce + dice_weight * dice_loss
 
 
@@ -285,9 +285,10 @@ def fit_epochs(sc, net, batch_loss: Callable[[], torch.Tensor], validate: Callab
             steps_done += 1
             if judged is not net:
                 _average_into(judged, net, sc.average, steps_done)
-            losses.append(loss.item())
+            losses.append(loss.detach())  # read once an epoch: the host runs ahead of the GPU meanwhile
             task.advance()
-        row = {"loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"]}
+        row = {"loss": float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64))),
+               "lr": opt.param_groups[0]["lr"]}
         sched.step()
         return {**row, **validate(judged)}
 
@@ -335,17 +336,19 @@ def _average_into(avg, net, decay: float, n: int) -> None:
     ``1 - d`` of the way to ``net``'s (counters are copied), with ``d = min(decay, (1 + n) / (10 + n))``:
     low at first, so the starting weights soon fade."""
     decay = min(decay, (1 + n) / (10 + n))
-    for a, p in zip(avg.state_dict().values(), net.state_dict().values()):
-        if a.is_floating_point():
-            a.lerp_(p, 1.0 - decay)
-        else:
+    pairs = list(zip(avg.state_dict().values(), net.state_dict().values()))
+    floats = [(a, p) for a, p in pairs if a.is_floating_point()]
+    torch._foreach_lerp_([a for a, _ in floats], [p for _, p in floats], 1.0 - decay)  # a few kernels, not one a tensor
+    for a, p in pairs:
+        if not a.is_floating_point():
             a.copy_(p)
 
 
 def adamw_cosine(net, sc: Schedule):
     """The optimiser of every trainer: AdamW at ``sc.lr`` (weight decay 1e-4), decayed along a cosine to 2 %
     of it over ``sc.epochs``. Returns ``(optimiser, scheduler)``."""
-    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=1e-4)
+    cuda = next(net.parameters()).device.type == "cuda"  # there one fused kernel updates every parameter
+    opt = torch.optim.AdamW(net.parameters(), lr=sc.lr, weight_decay=1e-4, fused=True if cuda else None)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(sc.epochs, 1), eta_min=sc.lr * 0.02)
 
 
