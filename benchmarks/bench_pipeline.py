@@ -92,8 +92,8 @@ def report(size, device: str, bare, piped, general, voxels) -> None:
     print(f"  bare I/O (read uint16, write uint8): {min(ns_bare):.2f}-{max(ns_bare):.2f} ns a voxel")
     print(f"  infer's pipeline: {min(ns_pipe):.1f}-{max(ns_pipe):.1f} ns a voxel (the device pipeline in PyTorch: "
           f"normalise, context view, tiles, softmax, blending, argmax: {min(ns_gen):.1f}-{max(ns_gen):.1f})")
-    print(f"  pipeline / bare I/O: {min(ratios):.1f}-{max(ratios):.1f} x over {len(bare)} runs (goal: <= 10 x)",
-          flush=True)
+    print(f"  pipeline / bare I/O: {min(ratios):.1f}-{max(ratios):.1f} x over {len(bare)} runs, median "
+          f"{float(np.median(ratios)):.1f} x (goal: <= 10 x): " + ", ".join(f"{r:.1f}" for r in ratios), flush=True)
 
 
 def main() -> None:
