@@ -26,3 +26,17 @@ def resolve_device(setting: str = "auto") -> torch.device:
     if setting in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+#: Training data moves to a GPU when it takes at most this fraction of the GPU's free memory.
+DEVICE_SHARE = 0.25
+
+
+def holding_device(device: torch.device, nbytes: int, share: float = DEVICE_SHARE) -> torch.device:
+    """Where to keep ``nbytes`` of training data for work on ``device``: the GPU itself when they take at
+    most ``share`` of its free memory, else the host (batches then travel to the device one by one)."""
+    import torch
+
+    if device.type == "cuda" and nbytes <= share * torch.cuda.mem_get_info(device)[0]:
+        return device
+    return torch.device("cpu")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..core import progress
+from ..core._device import holding_device
 from ..core.errors import InputError
 from ..segmentation._tiling import normalize, reflect_index
 from ._resample import upsample
@@ -33,8 +34,6 @@ from ._resample import upsample
 BLIND_CELL, BLIND_RADIUS = 8, 2
 #: At most this many mask positions are kept per slice to centre patches on.
 MAX_CENTRES = 20000
-#: The volumes move to a GPU when they take at most this fraction of its free memory.
-DEVICE_SHARE = 0.25
 
 
 @dataclass
@@ -49,17 +48,14 @@ class Pairs:
     centres: dict | None = None
 
     def tensors(self, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The inputs and targets as tensors: on ``device`` if it is a GPU with room for them (a quarter
-        of its free memory), else on the host (sharing NumPy's memory; batches move to the device)."""
+        """The inputs and targets as tensors: on ``device`` if it is a GPU with room for them
+        (:func:`~damselfly.engine.core._device.holding_device`), else on the host (sharing NumPy's memory;
+        batches move to the device)."""
         cache = getattr(self, "_tensors", None)
         if cache is not None and cache[0] == device:
             return cache[1]
-        where = torch.device("cpu")
-        if device.type == "cuda":
-            need = sum(a.nbytes for a in self.inputs) + sum(t.nbytes for t, a in zip(self.targets, self.inputs)
-                                                            if t is not a)
-            if need <= DEVICE_SHARE * torch.cuda.mem_get_info(device)[0]:
-                where = device
+        need = sum(a.nbytes for a in self.inputs) + sum(t.nbytes for t, a in zip(self.targets, self.inputs) if t is not a)
+        where = holding_device(device, need)
         ins = [torch.from_numpy(a).to(where) for a in self.inputs]
         outs = [ins[i] if t is a else torch.from_numpy(t).to(where)
                 for i, (t, a) in enumerate(zip(self.targets, self.inputs))]

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import progress
+from ..core._device import holding_device
 from ..core.errors import InputError
 from ._tiling import read_slices, reflect_index
 
@@ -240,15 +241,17 @@ class PatchSource:
         return out
 
     def to(self, device: torch.device) -> PatchSource:
-        """Keep the inputs and labels on ``device`` (a GPU's memory holds the labelled region easily:
-        it is the labelled slices and their context only), so that :meth:`batch` gathers there."""
+        """Make batches for ``device``: the inputs and labels are kept there (the labelled region: the
+        labelled slices and their context) when they fit (:func:`~damselfly.engine.core._device.holding_device`),
+        so that :meth:`batch` gathers there; else on the host, and each batch travels."""
         self.device = torch.device(device)
         self._tensors = None
         return self
 
     def _on_device(self):
         if getattr(self, "_tensors", None) is None:
-            dev = getattr(self, "device", torch.device("cpu"))
+            need = self.inputs.size * 4 + 2 * sum(lb.nbytes for lb in self.labels)
+            dev = holding_device(getattr(self, "device", torch.device("cpu")), need)  # the host if too big
             labels = [torch.from_numpy(np.stack(labs)).to(dev) for labs in (self.labels, self.labels_val)]
             index = None if self.channel_index is None else torch.from_numpy(np.stack(self.channel_index)).to(dev)
             self._tensors = torch.from_numpy(self.inputs.astype(np.float32, copy=False)).to(dev), labels, index
@@ -283,11 +286,13 @@ class PatchSource:
         at = [torch.from_numpy(origins[:, a]).to(dev) for a in range(origins.shape[1])]
         lab = windows(labels[int(val)], self.patch[-len(at):])  # (items, *origins, *patch): views, no copy
         if self.mode == "3d":
-            x = windows(inputs, self.patch)[(slice(None), *at)]  # (C, n, pz, py, px)
-            return x.transpose(0, 1).contiguous(), lab[(it, *at)].long()
-        planes = index[it]  # (n, context): each patch's slice and its neighbours
-        x = windows(inputs, self.patch)[:, planes, at[0][:, None], at[1][:, None]]  # (inputs, n, k, py, px)
-        return x.transpose(0, 1).reshape(n, -1, *self.patch[-2:]), lab[(it, *at)].long()
+            x = windows(inputs, self.patch)[(slice(None), *at)].transpose(0, 1)  # (n, C, pz, py, px)
+        else:
+            planes = index[it]  # (n, context): each patch's slice and its neighbours
+            x = windows(inputs, self.patch)[:, planes, at[0][:, None], at[1][:, None]]  # (inputs, n, k, py, px)
+            x = x.transpose(0, 1).reshape(n, -1, *self.patch[-2:])
+        to = getattr(self, "device", dev)
+        return x.contiguous().to(to), lab[(it, *at)].long().to(to)
 
 
 def windows(a: torch.Tensor, patch) -> torch.Tensor:

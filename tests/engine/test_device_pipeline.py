@@ -362,3 +362,12 @@ def test_enhancement_batches_gathered_at_once_equal_patch_by_patch_slicing(pair,
         if mirror:
             want_x, want_y = want_x[..., ::-1], want_y[..., ::-1]
         assert np.array_equal(x[j].numpy(), want_x) and np.array_equal(y[j].numpy(), want_y)
+
+
+def test_training_data_stays_on_the_host_when_a_quarter_of_the_gpu_cannot_hold_it(monkeypatch):
+    from damselfly.engine.core._device import holding_device
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 8000))  # 1000 bytes free
+    gpu = torch.device("cuda")
+    assert holding_device(gpu, 250) == gpu and holding_device(gpu, 251) == torch.device("cpu")
+    assert holding_device(torch.device("cpu"), 1) == torch.device("cpu")
