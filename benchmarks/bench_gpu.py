@@ -322,8 +322,8 @@ def seeds(gpu: RunContext, quick: bool, n: int = 3) -> None:
 
 def batches(gpu: RunContext, data: str, quick: bool) -> None:
     """Training batch sized to the device: the default (8 patches x 50 steps) against 32 x 13 (about the
-    same patches an epoch, a quarter of the steps) on the nuclei: time, epochs, Dice, and the GPU's busy
-    fraction over one epoch from the profiler."""
+    same patches an epoch, a quarter of the steps) of the U-Net on the nuclei: time, epochs, Dice, and
+    the GPU's busy fraction over one epoch from the profiler."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as prof
 
@@ -335,11 +335,11 @@ def batches(gpu: RunContext, data: str, quick: bool) -> None:
     print("\ntrain on the nuclei: batch and steps sized to the device", flush=True)
     for batch, steps in ((8, 50), (32, 13)) if not quick else ((2, 3), (4, 2)):
         with prof(activities=acts) as p, Timer() as t1:
-            S.train(vol, painted, epochs=1, steps=steps, batch=batch, ctx=gpu)
+            S.train(vol, painted, arch="unet", epochs=1, steps=steps, batch=batch, ctx=gpu)
         busy = sum(e.self_device_time_total for e in p.key_averages()) / 1e6
         kw = {"epochs": 2} if quick else {}
         with Timer() as t:
-            m = S.train(vol, painted, steps=steps, batch=batch, **kw, ctx=gpu)
+            m = S.train(vol, painted, arch="unet", steps=steps, batch=batch, **kw, ctx=gpu)
         d = dice_scores(np.asarray(S.infer(m, vol, ctx=gpu).data)[scored], t_true, 2)
         tr = m.config["training"]
         print(f"  batch {batch:2d} x {steps:2d} steps: {t.s:.1f} s, {tr['epochs_run']} epochs, {t.s / tr['epochs_run']:.2f} "
