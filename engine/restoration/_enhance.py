@@ -47,7 +47,7 @@ from ..segmentation import _nets as nets
 from ..segmentation._model import Model
 from ..segmentation._streaming import Staging, as_float, stream
 from ..segmentation._tiling import NetworkPredictor, reflect_index, sliding_window
-from ..segmentation._training import Schedule, deterministic, fit_epochs
+from ..segmentation._training import Ahead, Schedule, deterministic, fit_epochs
 from ..segmentation._trainset import data_hash, norm_range
 from ._resample import upsample_slices
 from ._samples import Pairs, batch, blind_spot, draw, pairs
@@ -125,13 +125,17 @@ def _fit(net, data: Pairs, obj: _Objective, sc: Schedule, context: int, dev, rng
         rows = draw(data, data.val, max(2 * sc.batch, 16), context, sc.patch, vrng, flip=False)
         val = obj.prepare(*batch(data, rows, context, sc.patch, dev), vrng)
 
-    def batch_loss() -> torch.Tensor:  # drawn on the host, gathered and masked on the device
+    def make():  # drawn on the host, gathered and masked on the device
         rows = draw(data, data.train, sc.batch, context, sc.patch, rng, flip=True)
-        x, y, m = obj.prepare(*batch(data, rows, context, sc.patch, dev), rng)
+        return obj.prepare(*batch(data, rows, context, sc.patch, dev), rng)
+
+    def batch_loss() -> torch.Tensor:
+        x, y, m = ahead()
         return obj.loss(obj.output(net, x), y, m)
 
-    return fit_epochs(sc, net, batch_loss, lambda m: {"val_loss": _validate(m, obj, val, dev)}, val is not None,
-                      ("epoch", "loss", "val_loss", "lr", "seconds"), preview_at, on_epoch)
+    with Ahead(make, dev) as ahead:
+        return fit_epochs(sc, net, batch_loss, lambda m: {"val_loss": _validate(m, obj, val, dev)}, val is not None,
+                          ("epoch", "loss", "val_loss", "lr", "seconds"), preview_at, on_epoch)
 
 
 def _validate(net, obj: _Objective, val, dev) -> float:

@@ -344,6 +344,40 @@ def _average_into(avg, net, decay: float, n: int) -> None:
             a.copy_(p)
 
 
+#: Devices on which the next training batch is made in a thread while the current one trains. Not on
+#: the CPU: there the step needs every core.
+AHEAD_ON = ("cuda",)
+
+
+class Ahead:
+    """``make()`` called one batch ahead in a thread (``damselfly-batches``) on the devices of
+    :data:`AHEAD_ON`, so that the host prepares the next batch (drawing, gathering, augmenting: kernels
+    launched) while the device trains on this one; elsewhere called in turn. ``make`` must be the only
+    user of the generators it draws from: then the batches are the same either way, in the same order.
+    Use as a context manager: leaving it waits for the batch in the making and ends the thread."""
+
+    def __init__(self, make: Callable, device: torch.device):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.make = make
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="damselfly-batches") if device.type in AHEAD_ON else None
+        self.coming = None
+
+    def __call__(self):
+        if self.pool is None:
+            return self.make()
+        got = (self.coming or self.pool.submit(self.make)).result()
+        self.coming = self.pool.submit(self.make)
+        return got
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def adamw_cosine(net, sc: Schedule):
     """The optimiser of every trainer: AdamW at ``sc.lr`` (weight decay 1e-4), decayed along a cosine to 2 %
     of it over ``sc.epochs``. Returns ``(optimiser, scheduler)``."""
@@ -363,9 +397,11 @@ def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, m
     amp = dev.type == "cuda"
     data.src.to(dev)  # the labelled region on the device: patches are gathered and augmented there
 
+    def make() -> tuple[torch.Tensor, torch.Tensor]:
+        return augment(*data.src.batch(data.train_centres, sc.batch, rng), opts, gen, noise)
+
     def batch_loss() -> torch.Tensor:
-        x, y = data.src.batch(data.train_centres, sc.batch, rng)
-        x, y = augment(x, y, opts, gen, noise)
+        x, y = ahead()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             out = net(x.contiguous(memory_format=fmt))
         return masked_loss(out, y)
@@ -375,7 +411,8 @@ def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, m
         return {"val_loss": val_loss, **{f"dice_{c.name}": d for c, d in zip(labels.classes, dice)}}
 
     keys = ["epoch", "loss", "val_loss", *(f"dice_{c.name}" for c in labels.classes), "lr", "seconds"]
-    return fit_epochs(sc, net, batch_loss, validate, data.val_set is not None, keys, preview_at, on_epoch)
+    with Ahead(make, dev) as ahead:
+        return fit_epochs(sc, net, batch_loss, validate, data.val_set is not None, keys, preview_at, on_epoch)
 
 
 def _validate(net, val_set, k, dev, fmt, amp) -> tuple[float, list[float]]:

@@ -371,3 +371,33 @@ def test_training_data_stays_on_the_host_when_a_quarter_of_the_gpu_cannot_hold_i
     gpu = torch.device("cuda")
     assert holding_device(gpu, 250) == gpu and holding_device(gpu, 251) == torch.device("cpu")
     assert holding_device(torch.device("cpu"), 1) == torch.device("cpu")
+
+
+def test_batches_made_a_step_ahead_in_a_thread_train_the_same_weights(casting_scans, pair, monkeypatch):
+    """On a GPU the next batch is made in a thread while the current one trains; forced on the CPU here,
+    the trained weights equal those of batches made in turn (the thread is the only user of the
+    generators), and no thread is left after training or after a Stop."""
+    vol, _, _, lab = casting_scans
+    noisy = pair[0]
+
+    def weights():
+        seg = training.train([vol], lab, device="cpu", schedule=training.Schedule(epochs=2, steps=3, batch=4, patch=32))
+        den = R.train("denoise", [noisy], [noisy], device="cpu",
+                      schedule=training.Schedule(epochs=2, steps=3, batch=2, patch=32, average=0.9))
+        return [v.clone() for m in (seg, den) for v in m.state.values()]
+
+    in_turn = weights()
+    made = []
+    real = training.Ahead.__call__
+    monkeypatch.setattr(training, "AHEAD_ON", ("cuda", "cpu"))
+    monkeypatch.setattr(training.Ahead, "__call__", lambda self: made.append(self.pool is not None) or real(self))
+    ahead = weights()
+    assert made and all(made) and all(torch.equal(a, b) for a, b in zip(in_turn, ahead))
+    assert [t for t in threading.enumerate() if t.name.startswith("damselfly-batches")] == []
+
+    stop = progress.Reporter()  # Stop after the first epoch: the thread was making the next batch
+    with progress.reporting(stop):
+        model = training.train([vol], lab, device="cpu", on_epoch=lambda row: stop.cancel(),
+                               schedule=training.Schedule(epochs=3, steps=2, batch=2, patch=32))
+    assert model.config["training"]["stopped"] == "cancelled"
+    assert [t for t in threading.enumerate() if t.name.startswith("damselfly-batches")] == []
