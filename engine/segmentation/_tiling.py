@@ -8,9 +8,11 @@ a batch of tiles ``(b, C, *tile)`` to ``(b, K, *tile * scale)`` (class probabili
 values, an up-sampled image). :class:`NetworkPredictor` is the small predictor for a PyTorch network:
 device, mixed precision, channels-last, flip averaging and out-of-memory back-off.
 
-Reading volumes larger than memory is the caller's part: :func:`read_slices` reads normalised slices
-(mirrored at the ends) from memory-mapped arrays, so a caller streams slab by slab
-(:mod:`damselfly.engine.segmentation._inference`).
+It runs in PyTorch on the items' device: a tensor on a GPU is tiled, predicted and blended there (the
+device pipeline of :mod:`~damselfly.engine.segmentation._streaming`), NumPy in gives NumPy out. Reading volumes
+larger than memory is the caller's part (:mod:`damselfly.engine.segmentation._inference` streams slab by slab);
+:func:`read_slices` and :func:`stack_context` are the host-side reading and 2.5-D context stacking the
+training patches and the benchmarks use.
 
 Examples
 --------
