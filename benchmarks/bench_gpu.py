@@ -266,7 +266,7 @@ def pipeline(gpu: RunContext, quick: bool) -> None:
     bench_pipeline.report(size, gpu.device, *bench_pipeline.measure(size, 1 if quick else 3, gpu.device))
 
 
-def compiled(gpu: RunContext, shape, tmp: Path) -> None:
+def compiled(gpu: RunContext, shape, tmp: Path, quick: bool = False) -> None:
     """``infer`` of the default model with its network eager, through ``torch.compile`` and through
     ``torch.compile(mode="reduce-overhead")`` (CUDA graphs), in channels-last layout, each after a warm-up
     that compiles; labels compared with eager's."""
@@ -280,7 +280,7 @@ def compiled(gpu: RunContext, shape, tmp: Path) -> None:
     fuse = inference._fuse_batchnorm
     eager = None
     print(f"\ninfer, default model, {shape} uint16 memory-mapped: eager against torch.compile", flush=True)
-    for mode in ("eager", "default", "reduce-overhead"):
+    for mode in ("eager", "default") if quick else ("eager", "default", "reduce-overhead"):
         if mode != "eager":
             inference._fuse_batchnorm = lambda net, m=mode: torch.compile(fuse(net), mode=m, dynamic=False)
         try:
@@ -380,7 +380,7 @@ def main() -> None:
                 elif sec == "pipeline":
                     pipeline(gpu, a.quick)
                 elif sec == "compile":
-                    compiled(gpu, (16, 64, 64) if a.quick else big, Path(tmp))
+                    compiled(gpu, (16, 64, 64) if a.quick else big, Path(tmp), a.quick)
                 elif sec == "seeds":
                     seeds(gpu, a.quick)
                 elif sec == "batch":
