@@ -9,7 +9,10 @@ on ``PYTHONPATH`` as the ``damselfly`` package; the same child script then runs 
 - with each model: labels, labels in a mask, class probabilities and uncertainty of the whole volume;
 - a denoiser trained on the tomogram (2 epochs of 10 steps) and its ``enhance``d tomogram;
 - seconds an epoch of 50 steps: the nuclei's U-Net and the tomogram's denoiser (``--runs`` runs, the
-  trees alternating).
+  trees alternating);
+- seconds of inference with small U-Nets (1 epoch) on a 64 x 256 x 256 casting phantom: 2.5-D in blended
+  tiles of 128, masked, a 3-D U-Net in tiles of 64, probabilities in tiles of 128 (the network's own
+  work dominates: this is the pipeline's share in real use).
 
     .venv/bin/python benchmarks/bench_equal.py --old 97eddcf [--data ../shared/data] [--runs 3]
 """
@@ -44,6 +47,7 @@ def child(out: Path, data: Path, timing: bool) -> None:
     lab = sparse_labels(truth, slices=[15, 30, 45])
     tomo = io.read_volume(data / "tomo.tif")
     if timing:
+        (out / "cases.txt").write_text(" ".join(f"{v}" for v in cases()))
         t = time.perf_counter()
         training.train([vol], lab, arch="unet", device="cpu", schedule=training.Schedule(epochs=2, steps=50, patience=99))
         seg = (time.perf_counter() - t) / 2
@@ -77,6 +81,34 @@ def child(out: Path, data: Path, timing: bool) -> None:
     (out / "weights.txt").write_text("\n".join(
         f"{k} " + hashlib.sha256(b"".join(v.numpy().tobytes() for v in m.state.values())).hexdigest()
         for k, m in digest.items()))
+
+
+CASES = ("2.5-D, blended tiles of 128", "2.5-D, masked", "3-D, tiles of 64", "probabilities, tiles of 128")
+
+
+def cases() -> list[float]:
+    """Seconds of each of :data:`CASES` (see the module docstring)."""
+    from damselfly.engine.actions.segmentation import sparse_labels
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.segmentation import _inference as inf
+    from damselfly.engine.segmentation import _training as training
+
+    vol, truth = phantoms.casting((64, 256, 256), seed=3)
+    lab = sparse_labels(truth, slices=[8, 30, 50])
+    small = training.Schedule(epochs=1, steps=2, batch=2, patch=32)
+    m2 = training.train([vol], lab, arch="unet", device="cpu", schedule=small)
+    m3 = training.train([vol], lab, arch="unet3d", input="3d", hparams={"levels": 3}, device="cpu", schedule=small)
+    mask = np.asarray(truth.data) > 1
+    runs = (lambda o: inf.segment(m2, [vol], o, device="cpu", tile=128),
+            lambda o: inf.segment(m2, [vol], o, device="cpu", tile=256, mask=mask),
+            lambda o: inf.segment(m3, [vol], o, device="cpu", tile=64),
+            lambda o: inf.probabilities(m2, [vol], np.zeros(vol.shape + (3,), np.float32), device="cpu", tile=128))
+    seconds = []
+    for run in runs:
+        t = time.perf_counter()
+        run(np.zeros(vol.shape, np.uint8))
+        seconds.append(time.perf_counter() - t)
+    return seconds
 
 
 def run_in(tree_pkg: str | None, out: Path, data: str, timing: bool = False) -> None:
@@ -126,10 +158,11 @@ def main() -> None:
             for _ in range(a.runs):
                 for name, pkg in (("old", str(tmp / "pkg")), ("new", None)):
                     run_in(pkg, outs[name], a.data, timing=True)
-                    times[name].append([float(v) for v in (outs[name] / "epochs.txt").read_text().split()])
-            for i, what in enumerate(("nuclei U-Net", "tomogram denoiser")):
+                    times[name].append([float(v) for v in (outs[name] / "epochs.txt").read_text().split()]
+                                       + [float(v) for v in (outs[name] / "cases.txt").read_text().split()])
+            for i, what in enumerate(("nuclei U-Net, an epoch", "tomogram denoiser, an epoch") + CASES):
                 o, n = ([t[i] for t in times[k]] for k in ("old", "new"))
-                print(f"  {what}: {min(n):.2f}-{max(n):.2f} s an epoch (old {min(o):.2f}-{max(o):.2f}), {a.runs} runs each")
+                print(f"  {what}: {min(n):.2f}-{max(n):.2f} s (old {min(o):.2f}-{max(o):.2f}), {a.runs} runs each")
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp / "tree")], check=False)
 
