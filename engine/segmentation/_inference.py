@@ -133,7 +133,8 @@ class Predictor:
         tensor per input as :meth:`Staging.upload <damselfly.engine.segmentation._streaming.Staging.upload>`
         moved them, of NumPy type ``stored``); ``rows``: the plane of each slice and its context
         (:func:`needed_planes`). Normalising, the 2.5-D context (a view of the slab, not a copy for one
-        input), tiles, flips, blending all run on the device; ``mask`` (nz, y, x) skips tiles."""
+        input), tiles, flips, blending all run on the device; ``mask`` (the slices', with the halo's
+        for 3-D networks; host memory) skips tiles wholly outside it."""
         idx = torch.from_numpy(rows).to(self.device)
         slab = torch.stack([(as_float(p, dt).index_select(0, idx) - float(low)) * float(scale)
                             for p, dt, (low, scale) in zip(planes, stored, self.norm)])  # (inputs, zz, y, x)
