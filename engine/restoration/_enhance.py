@@ -46,7 +46,7 @@ from ..core.errors import InputError, ParameterError
 from ..segmentation import _nets as nets
 from ..segmentation._model import Model
 from ..segmentation._streaming import Staging, as_float, stream
-from ..segmentation._tiling import NetworkPredictor, reflect_index, sliding_window
+from ..segmentation._tiling import NetworkPredictor, norm_scale, reflect_index, sliding_window
 from ..segmentation._training import Ahead, Schedule, deterministic, fit_epochs
 from ..segmentation._trainset import data_hash, norm_range
 from ._resample import upsample_slices
@@ -291,8 +291,7 @@ class Enhancer:
         self.run = NetworkPredictor(net, self.device, activation=None, tta=tta,
                                     batch=4 if self.device.type == "cpu" else 16)
         self.h = self.tile_z // 4 if self.three_d else model.context // 2
-        low, high = model.normalization[0]
-        self.norm = (np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0))  # as normalize does
+        self.norm = norm_scale(*model.normalization[0])
 
     def planes(self, data, z0: int, z1: int) -> tuple[np.ndarray, np.ndarray]:
         """What slices ``z0:z1`` of the output grid need from ``data``: the planes (as stored, or
@@ -354,14 +353,10 @@ def enhance(model: Model, image: Volume, out: np.ndarray, *, device="auto", tile
         planes, rows = enh.planes(image.data, z0, z1)
         return staging.upload([planes])[0], rows, planes.dtype
 
-    def compute(got, z0, z1):
-        y = enh.slab_tensor(*got)
-        task.advance(z1 - z0)
-        return y
-
     with Staging(enh.device) as staging:
-        stream([(z0, min(out.shape[0], z0 + step)) for z0 in range(0, out.shape[0], step)], read, compute,
-               lambda y, z0, z1: out.__setitem__(slice(z0, z1), y), staging)
+        stream([(z0, min(out.shape[0], z0 + step)) for z0 in range(0, out.shape[0], step)], read,
+               lambda got, z0, z1: enh.slab_tensor(*got), lambda y, z0, z1: out.__setitem__(slice(z0, z1), y),
+               staging, task.advance)
     task.finish()
     return out
 

@@ -27,6 +27,7 @@ import torch
 from ..core import progress
 from ..core._device import holding_device
 from ..core.errors import InputError
+from ..segmentation._patches import flipped, turned
 from ..segmentation._tiling import normalize, reflect_index
 from ._resample import upsample
 
@@ -150,16 +151,7 @@ def batch(data: Pairs, rows: np.ndarray, context: int, patch: int, device: torch
 
 def _turned(x: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
     """Each patch turned by its quarter turns in-plane, then mirrored left-right where its row says."""
-    if rows[:, 4].any():
-        x = x.clone()
-        for k in (1, 2, 3):
-            sel = torch.from_numpy(np.nonzero(rows[:, 4] == k)[0]).to(x.device)
-            if len(sel):
-                x[sel] = torch.rot90(x[sel], k, (-2, -1))
-    if rows[:, 5].any():
-        mirror = torch.from_numpy(rows[:, 5].astype(bool)).to(x.device).view((-1,) + (1,) * (x.ndim - 1))
-        x = torch.where(mirror, x.flip(-1), x)
-    return x.contiguous()
+    return flipped(turned(x, rows[:, 4]), rows[:, 5], -1).contiguous()
 
 
 def blind_spot(x: torch.Tensor, rng: np.random.Generator, channel: int, cell: int = BLIND_CELL,

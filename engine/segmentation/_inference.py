@@ -37,7 +37,7 @@ from ..core.volume_ops import whole_chunks
 from ._model import Model
 from ._slab_labels import applies, label_slabs
 from ._streaming import Staging, as_float, for_device, stream
-from ._tiling import NetworkPredictor, reflect_index, round_up, sliding_window
+from ._tiling import NetworkPredictor, norm_scale, reflect_index, round_up, sliding_window
 
 
 # ------------------------------------------------------------------------------------------------
@@ -110,8 +110,7 @@ class Predictor:
         self.net = self.net.to(memory_format=torch.channels_last if self.ndim == 2 else torch.channels_last_3d)
         self.run = NetworkPredictor(self.net, self.device, "softmax", tta, batch or self._default_batch())
         self.halo = model.context // 2 if model.input == "2.5d" else (self.tile_z // 4 if self.ndim == 3 else 0)
-        self.norm = [(np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0))
-                     for low, high in model.normalization]  # as tiling.normalize computes it
+        self.norm = [norm_scale(low, high) for low, high in model.normalization]
 
     def _default_batch(self) -> int:
         voxels = self.tile ** 2 * (self.tile_z if self.ndim == 3 else 1)
@@ -160,11 +159,7 @@ class Predictor:
         """Probabilities (K, z1 - z0, y, x) for slices ``z0..z1`` of the input volumes, as NumPy (through
         :meth:`slab_tensor`; previews and single slices)."""
         lo, hi, rows = needed_planes(self, arrays[0].shape, z0, z1)
-        m = None
-        if mask is not None:
-            z = reflect_index(np.arange(z0 - self.halo, z1 + self.halo), arrays[0].shape[0]) if self.ndim == 3 \
-                else np.arange(z0, z1)
-            m = np.asarray(mask[z] if self.ndim == 3 else mask[z0:z1], dtype=bool)
+        m = None if mask is None else slab_mask(self, mask, z0, z1)
         with Staging(self.device) as st:
             probs = self.slab_tensor(st.upload([a[lo:hi] for a in arrays]), rows, [a.dtype for a in arrays], m)
             return probs.cpu().numpy()
@@ -176,6 +171,15 @@ def needed_planes(pred, shape: Sequence[int], z0: int, z1: int) -> tuple[int, in
     zi = reflect_index(np.arange(z0 - pred.halo, z1 + pred.halo), int(shape[0]))
     lo, hi = int(zi.min()), int(zi.max()) + 1
     return lo, hi, (zi - lo).astype(np.int64)
+
+
+def slab_mask(pred: Predictor, mask, z0: int, z1: int) -> np.ndarray:
+    """The part of ``mask`` that :meth:`Predictor.slab_tensor` takes for slices ``z0..z1``: theirs, and
+    for a 3-D network, whose tiles see the halo, the halo's too (mirrored at the ends)."""
+    if pred.ndim != 3:
+        return np.asarray(mask[z0:z1], dtype=bool)
+    lo, _, rows = needed_planes(pred, mask.shape, z0, z1)
+    return np.asarray(mask[rows + lo], dtype=bool)
 
 
 #: The largest tile edge chosen on the CPU (larger tiles save little and need much memory there).
@@ -257,7 +261,7 @@ def slab_size(pred: Predictor, shape: Sequence[int], budget: int | None = None) 
     depth (``volume_ops.SLAB``) where that fits, else a divisor of it."""
     if budget is None:
         budget = CPU_SLAB_BYTES
-        if getattr(pred, "cuda", False):
+        if pred.cuda:
             budget = int(min(GPU_SLAB_BYTES, torch.cuda.mem_get_info(pred.device)[0] // 8))
     k = len(pred.model.config["classes"])
     per_slice = shape[1] * shape[2] * 4 * (k * 2 + pred.model.in_channels + 1)
@@ -336,8 +340,7 @@ def _read(job: _Job, staging: Staging, z0: int, z1: int):
         return None, None, m
     lo, hi, rows = needed_planes(job.pred, job.arrays[0].shape, z0, z1)
     if m is not None and job.pred.ndim == 3:  # 3-D tiles see the halo's mask too
-        m = np.asarray(job.mask[reflect_index(np.arange(z0 - job.pred.halo, z1 + job.pred.halo), job.mask.shape[0])],
-                       dtype=bool)
+        m = slab_mask(job.pred, job.mask, z0, z1)
     return staging.upload([a[lo:hi] for a in job.arrays]), rows, m
 
 

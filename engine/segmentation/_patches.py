@@ -75,6 +75,29 @@ def _zoom(x: torch.Tensor, y: torch.Tensor, amount: float, gen: torch.Generator)
     return xz, yz[:, 0].round().to(y.dtype)
 
 
+def flipped(x: torch.Tensor, chosen, axis: int) -> torch.Tensor:
+    """``x`` (B, ...) with the samples where ``chosen`` (B booleans) is true flipped along ``axis``."""
+    chosen = np.asarray(chosen, dtype=bool)
+    if not chosen.any():
+        return x
+    sel = torch.from_numpy(chosen).to(x.device).view((-1,) + (1,) * (x.ndim - 1))
+    return torch.where(sel, x.flip(axis), x)
+
+
+def turned(x: torch.Tensor, turns) -> torch.Tensor:
+    """``x`` (B, ...) with each sample turned in-plane by its number of quarter turns (``turns``: B
+    integers 0..3, or none), a few kernels for the batch."""
+    turns = np.asarray(turns, dtype=np.int64)
+    if not turns.any():
+        return x
+    x = x.clone()
+    for k in (1, 2, 3):
+        sel = torch.from_numpy(np.nonzero(turns == k)[0]).to(x.device)
+        if len(sel):
+            x[sel] = torch.rot90(x[sel], k, (-2, -1))
+    return x
+
+
 def augment(x: torch.Tensor, y: torch.Tensor, opts: dict, gen: torch.Generator,
             noise: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Random augmentation of a batch (inputs (B, C, *spatial), labels (B, *spatial)); in-plane only.
@@ -94,17 +117,8 @@ def augment(x: torch.Tensor, y: torch.Tensor, opts: dict, gen: torch.Generator,
         if opts.get("rotate") and x.shape[-1] == x.shape[-2]:
             turns.append(int(torch.randint(0, 4, (1,), generator=gen)))
     for chosen, axis in ((flip_x, -1), (flip_y, -2)):
-        if any(chosen):
-            sel = torch.tensor(chosen, device=dev)
-            x = torch.where(sel.view((b,) + (1,) * (x.ndim - 1)), x.flip(axis), x)
-            y = torch.where(sel.view((b,) + (1,) * (y.ndim - 1)), y.flip(axis), y)
-    if any(turns):
-        x, y = x.clone(), y.clone()
-        for r in (1, 2, 3):
-            sel = torch.tensor([i for i, t in enumerate(turns) if t == r], dtype=torch.int64, device=dev)
-            if len(sel):
-                x[sel] = torch.rot90(x[sel], r, (-2, -1))
-                y[sel] = torch.rot90(y[sel], r, (-2, -1))
+        x, y = flipped(x, chosen, axis), flipped(y, chosen, axis)
+    x, y = turned(x, turns), turned(y, turns)
     shape = (b,) + (1,) * (x.ndim - 1)
     if opts.get("scale"):
         x, y = _zoom(x, y, float(opts["scale"]), gen)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._tiling import reflect_index
+from ._tiling import norm_scale, reflect_index
 
 
 def applies(pred, shape: Sequence[int]) -> bool:
@@ -65,8 +65,7 @@ def slab_labels(pred, arrays: Sequence, z0: int, z1: int, dtype=np.uint8, raw=No
 def _inputs(model) -> tuple[int, list]:
     """Slices of context per input, and each input's normalisation as float32 (low, 1 / (high - low))."""
     k = model.context if model.input == "2.5d" else 1
-    return k, [(np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0))
-               for low, high in model.normalization]
+    return k, [norm_scale(low, high) for low, high in model.normalization]
 
 
 def _batches(pred, raws, rows, norm, k: int):

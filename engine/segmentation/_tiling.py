@@ -44,10 +44,16 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(m < n, m, period - m)
 
 
+def norm_scale(low: float, high: float) -> tuple[np.float32, np.float32]:
+    """``(low, 1 / (high - low))`` as float32 (scale 1 where ``high <= low``): ``(v - low) * scale`` maps
+    ``low``..``high`` to 0..1, the one formula every normalisation of a model's input uses."""
+    return np.float32(low), np.float32(1.0 / (high - low) if high > low else 1.0)
+
+
 def normalize(a: np.ndarray, low: float, high: float) -> np.ndarray:
     """Map ``low``..``high`` to 0..1 (float32); values beyond are kept, not clipped."""
-    scale = 1.0 / (high - low) if high > low else 1.0
-    return (np.asarray(a, dtype=np.float32) - np.float32(low)) * np.float32(scale)
+    low32, scale = norm_scale(low, high)
+    return (np.asarray(a, dtype=np.float32) - low32) * scale
 
 
 def read_slices(arrays: Sequence[np.ndarray], z: np.ndarray, norm: Sequence[tuple[float, float]]) -> np.ndarray:
@@ -114,7 +120,8 @@ def sliding_window(items, predictor: Callable, tile: Sequence[int],
     items : ndarray or torch.Tensor, shape (n, C, *spatial)
         ``n`` independent inputs (slices, or 3-D blocks) of ``C`` channels, float32. A tensor stays on
         its device: tiles, blending and the result are computed there (a strided view is fine, e.g.
-        the 2.5-D context of :func:`context_view`).
+        the 2.5-D context that :meth:`Predictor.slab_tensor
+        <damselfly.engine.segmentation._inference.Predictor.slab_tensor>` unfolds).
     predictor : callable
         ``(b, C, *tile) -> (b, K, *(tile * scale))``, NumPy arrays for NumPy ``items``, tensors on the
         items' device for a tensor; called with at most ``batch`` tiles at a time.
