@@ -28,7 +28,7 @@ def test_the_gpu_benchmark_runs_every_section_in_its_quick_mode(tmp_path):
     out = r.stdout
     assert "failed" not in out, out[-3000:]
     for line in ("infer, default model", "GPU fp32 (autocast off)", "GPU 3d", "enhance (2.5d denoiser)",
-                 "train, defaults, nuclei", "CPU (", "tomogram", "strict fp32", "trained with TF32 off",
+                 "train, U-Net, nuclei", "CPU (", "defaults (arch auto) on the GPU", "tomogram", "strict fp32", "trained with TF32 off",
                  "profile, train (nuclei)", "profile, train_denoiser", "pipeline / bare I/O", "default         :",
                  "seed 0, cuDNN off", "batch  4 x  2 steps"):
         assert line in out, (line, out[-3000:])
