@@ -2,7 +2,7 @@
 same machine's CPU measured in the same run (run it where PyTorch sees a CUDA GPU).
 
     python benchmarks/bench_gpu.py --data ../shared/data [--only infer,denoise,train,tomo,precision,profile,
-                                                                  pipeline,compile,seeds,batch] [--quick]
+                                                                  pipeline,compile,compile_train,seeds,batch] [--quick]
 
 Sections (``--only`` picks some; ``--quick``: tiny sizes on the CPU, to check the script itself):
 
@@ -17,9 +17,10 @@ denoise
     input; seconds per epoch on the CPU (2 epochs); ``enhance`` on a 256 x 512 x 512 float32 volume on
     the GPU against the CPU over its first 16 slices.
 train
-    ``train`` with its defaults on the real nuclei (``nuclei.tif``, truth ``nuclei_labels.tif > 0``,
-    painted z = 15, 30, 45; ``bench_accuracy.py --real``): seconds, epochs and Dice on the slices between
-    on the GPU with bf16 autocast (the default) and with autocast off; seconds per epoch on the CPU.
+    ``train(arch="unet")`` on the real nuclei (``nuclei.tif``, truth ``nuclei_labels.tif > 0``, painted
+    z = 15, 30, 45; ``bench_accuracy.py --real``): seconds, epochs and Dice on the slices between on the
+    GPU with bf16 autocast (the default) and with autocast off; seconds per epoch on the CPU. Then the
+    default ``train`` (``arch="auto"``: the forest and a U-Net per held-out fold) on the GPU in all.
 tomo
     ``train_denoiser`` with its defaults on the real cryo-electron tomogram (``tomo.tif``): seconds,
     epochs and the noise estimate before and after.
@@ -28,7 +29,7 @@ precision
     bf16 autocast (as ``infer`` runs), fp32 with TF32 convolutions (PyTorch's default), strict fp32; and
     the phantom's denoiser trained with TF32 off. PSNR (phantom) and noise estimate (tomogram).
 profile
-    PyTorch's profiler over one epoch of ``train`` (nuclei) and of ``train_denoiser`` (phantom) on the
+    PyTorch's profiler over one epoch of ``train(arch="unet")`` (nuclei) and of ``train_denoiser`` (phantom) on the
     GPU: wall time against the GPU's busy time, and the operators taking the most CPU and GPU time.
 pipeline
     ``bench_pipeline.py`` on the device: ``infer``'s streaming around a 1x1 network (read ahead into
@@ -36,6 +37,9 @@ pipeline
 compile
     ``infer`` of the default model eager, through ``torch.compile`` and ``torch.compile(mode=
     "reduce-overhead")`` (CUDA graphs); Mvoxel/s and agreement of the labels.
+compile_train
+    The same three for the training steps (``training.step_network``): the U-Net on the nuclei and the
+    2.5d denoiser on the phantom, 6 epochs each; seconds an epoch after the first, Dice and PSNR.
 seeds
     The open finding of the 2.5d denoiser's lower PSNR on the GPU: seeds 0-2, then cuDNN off, then
     cuDNN deterministic.
@@ -307,6 +311,42 @@ def compiled(gpu: RunContext, shape, tmp: Path, quick: bool = False) -> None:
               f"agree with eager's on {np.mean(lab == eager):.5f}", flush=True)
 
 
+def compiled_training(gpu: RunContext, data: str, quick: bool = False) -> None:
+    """Training steps with the network eager, through ``torch.compile`` and through
+    ``torch.compile(mode="reduce-overhead")`` (CUDA graphs: the answer to ~1,700 small kernels a step if
+    any is), swapped in at ``training.step_network``: the U-Net on the nuclei and the 2.5d denoiser on
+    the phantom, seconds an epoch after the first (which compiles), and what they score."""
+    from damselfly.engine.segmentation import _training as training
+
+    vol, truth = _nuclei(data)
+    scored = between(NUCLEI_PAINTED)
+    painted = S.sparse_labels(truth, slices=NUCLEI_PAINTED)
+    clean_v, _, clean, noisy, _ = noisy_phantom(LEVEL, shape=(16, 64, 64) if quick else BIG)
+    noisy_v = clean_v.with_data(noisy, name="noisy")
+    kw = {"epochs": 3, "steps": 3, "batch": 2, "patch": 32} if quick else {"epochs": 6}
+    plain = training.step_network
+    print("\ntraining steps eager against torch.compile (seconds an epoch, the first left out: it compiles)", flush=True)
+    for mode in ("eager", "default") if quick else ("eager", "default", "reduce-overhead"):
+        if mode != "eager":
+            backend = {"backend": "eager"} if quick else {"mode": mode}
+            training.step_network = lambda net, kw=backend: torch.compile(net, dynamic=False, **kw)
+        try:
+            for name, fit, score in (
+                    ("U-Net, nuclei", lambda: S.train(vol, painted, arch="unet", patience=99, **kw, ctx=gpu),
+                     lambda m: "Dice " + " ".join(f"{x:.3f}" for x in dice_scores(
+                         np.asarray(S.infer(m, vol, ctx=gpu).data)[scored], np.asarray(truth.data)[scored], 2))),
+                    ("2.5d denoiser, phantom", lambda: E.train_denoiser(noisy_v, **kw, ctx=gpu),
+                     lambda m: f"PSNR {scores(clean, np.asarray(E.enhance(m, noisy_v, ctx=gpu).data))[0]:.2f} dB")):
+                m = fit()
+                sec = m.config["history"]["seconds"]
+                print(f"  {mode:16s} {name:24s}: first epoch {sec[0]:6.2f} s, then {np.median(sec[1:]):.3f} s an epoch "
+                      f"(median of {len(sec) - 1}); {score(m)}", flush=True)
+        except Exception as e:  # noqa: BLE001 - a mode that does not compile here is a finding, not a crash
+            print(f"  {mode:16s}: failed: {e!r}"[:300], flush=True)
+        finally:
+            training.step_network = plain
+
+
 def seeds(gpu: RunContext, quick: bool, n: int = 3) -> None:
     """The open finding: the 2.5d denoiser's PSNR on the GPU for seeds 0..n-1, then seed 0 with cuDNN off
     (PyTorch's own convolution kernels) and with deterministic algorithms."""
@@ -391,6 +431,8 @@ def main() -> None:
                     pipeline(gpu, a.quick)
                 elif sec == "compile":
                     compiled(gpu, (16, 64, 64) if a.quick else big, Path(tmp), a.quick)
+                elif sec == "compile_train":
+                    compiled_training(gpu, a.data, a.quick)
                 elif sec == "seeds":
                     seeds(gpu, a.quick, n=1 if a.quick else 3)
                 elif sec == "batch":

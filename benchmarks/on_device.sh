@@ -10,7 +10,7 @@
 # after infer, and runs benchmarks/bench_gpu.py with the sections named (see its docstring), writing
 # everything to $OUT/bench_gpu.txt as well. Sections and their device seconds on an H200 (2026-11-30 for
 # the first four): infer 60, denoise 180, train 60, tomo 40, precision 200, profile 20; pipeline, compile,
-# seeds and batch have not run on a GPU yet (estimates 40, 120, 250, 120).
+# compile_train, seeds and batch have not run on a GPU yet (estimates 40, 120, 150, 250, 120).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in

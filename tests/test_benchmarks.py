@@ -22,7 +22,7 @@ def test_the_gpu_benchmark_runs_every_section_in_its_quick_mode(tmp_path):
     tifffile.imwrite(tmp_path / "nuclei.tif", (lab * 300.0 + rng.normal(100, 30, lab.shape)).astype(np.uint16))
     tifffile.imwrite(tmp_path / "tomo.tif", rng.normal(0, 1, (12, 40, 40)).astype(np.float32))
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--quick", "--data", str(tmp_path),
-                        "--only", "infer,denoise,train,tomo,precision,profile,pipeline,compile,seeds,batch"],
+                        "--only", "infer,denoise,train,tomo,precision,profile,pipeline,compile,compile_train,seeds,batch"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout
@@ -30,5 +30,6 @@ def test_the_gpu_benchmark_runs_every_section_in_its_quick_mode(tmp_path):
     for line in ("infer, default model", "GPU fp32 (autocast off)", "GPU 3d", "enhance (2.5d denoiser)",
                  "train, U-Net, nuclei", "CPU (", "defaults (arch auto) on the GPU", "tomogram", "strict fp32", "trained with TF32 off",
                  "profile, train (nuclei)", "profile, train_denoiser", "pipeline / bare I/O", "default         :",
-                 "seed 0, cuDNN off", "batch  4 x  2 steps"):
+                 "seed 0, cuDNN off", "batch  4 x  2 steps",
+                 "default          2.5d denoiser, phantom"):
         assert line in out, (line, out[-3000:])

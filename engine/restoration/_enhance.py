@@ -44,6 +44,7 @@ from ..core._provenance import versions
 from ..core.data import Volume
 from ..core.errors import InputError, ParameterError
 from ..segmentation import _nets as nets
+from ..segmentation import _training
 from ..segmentation._model import Model
 from ..segmentation._streaming import Staging, as_float, stream
 from ..segmentation._tiling import NetworkPredictor, norm_scale, reflect_index, sliding_window
@@ -129,9 +130,11 @@ def _fit(net, data: Pairs, obj: _Objective, sc: Schedule, context: int, dev, rng
         rows = draw(data, data.train, sc.batch, context, sc.patch, rng, flip=True)
         return obj.prepare(*batch(data, rows, context, sc.patch, dev), rng)
 
+    forward = _training.step_network(net)  # looked up when called: a benchmark may swap it
+
     def batch_loss() -> torch.Tensor:
         x, y, m = ahead()
-        return obj.loss(obj.output(net, x), y, m)
+        return obj.loss(obj.output(forward, x), y, m)
 
     with Ahead(make, dev) as ahead:
         return fit_epochs(sc, net, batch_loss, lambda m: {"val_loss": _validate(m, obj, val, dev)}, val is not None,

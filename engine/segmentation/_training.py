@@ -378,6 +378,15 @@ class Ahead:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def step_network(net: torch.nn.Module) -> Callable:
+    """What a training step calls to run ``net`` forward: ``net`` itself, eager. The one place where a
+    compiled network (``torch.compile``, or CUDA graphs through ``mode="reduce-overhead"``) would go in:
+    ``benchmarks/bench_gpu.py``'s ``compile_train`` section swaps this function to measure both on a GPU
+    before either is kept (a compiled module shares ``net``'s parameters, so the optimiser, the moving
+    average and the saved weights stay ``net``'s)."""
+    return net
+
+
 def adamw_cosine(net, sc: Schedule):
     """The optimiser of every trainer: AdamW at ``sc.lr`` (weight decay 1e-4), decayed along a cosine to 2 %
     of it over ``sc.epochs``. Returns ``(optimiser, scheduler)``."""
@@ -396,6 +405,7 @@ def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, m
     noise = gen if dev.type == "cpu" else torch.Generator(dev).manual_seed(sc.seed)  # noise fields, on the device
     amp = dev.type == "cuda"
     data.src.to(dev)  # the labelled region on the device: patches are gathered and augmented there
+    forward = step_network(net)
 
     def make() -> tuple[torch.Tensor, torch.Tensor]:
         return augment(*data.src.batch(data.train_centres, sc.batch, rng), opts, gen, noise)
@@ -403,7 +413,7 @@ def _fit(net, data: _Data, labels: Labels, sc: Schedule, opts: dict, dev, rng, m
     def batch_loss() -> torch.Tensor:
         x, y = ahead()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(x.contiguous(memory_format=fmt))
+            out = forward(x.contiguous(memory_format=fmt))
         return masked_loss(out, y)
 
     def validate(m) -> dict:

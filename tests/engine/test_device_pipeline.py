@@ -376,7 +376,8 @@ def test_training_data_stays_on_the_host_when_a_quarter_of_the_gpu_cannot_hold_i
 def test_batches_made_a_step_ahead_in_a_thread_train_the_same_weights(casting_scans, pair, monkeypatch):
     """On a GPU the next batch is made in a thread while the current one trains; forced on the CPU here,
     the trained weights equal those of batches made in turn (the thread is the only user of the
-    generators), and no thread is left after training or after a Stop."""
+    generators), and no thread is left after training or after a Stop. Both trainers run every training
+    step through ``training.step_network`` (where a compiled network goes in), and only there."""
     vol, _, _, lab = casting_scans
     noisy = pair[0]
 
@@ -391,8 +392,15 @@ def test_batches_made_a_step_ahead_in_a_thread_train_the_same_weights(casting_sc
     real = training.Ahead.__call__
     monkeypatch.setattr(training, "AHEAD_ON", ("cuda", "cpu"))
     monkeypatch.setattr(training.Ahead, "__call__", lambda self: made.append(self.pool is not None) or real(self))
+    steps = []
+
+    def counted(net):
+        return lambda x: steps.append(net.training) or net(x)
+
+    monkeypatch.setattr(training, "step_network", counted)
     ahead = weights()
     assert made and all(made) and all(torch.equal(a, b) for a, b in zip(in_turn, ahead))
+    assert steps == [True] * 12  # 2 epochs of 3 steps, each trainer; validation stays eager
     assert [t for t in threading.enumerate() if t.name.startswith("damselfly-batches")] == []
 
     stop = progress.Reporter()  # Stop after the first epoch: the thread was making the next batch
