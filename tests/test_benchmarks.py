@@ -33,3 +33,19 @@ def test_the_gpu_benchmark_runs_every_section_in_its_quick_mode(tmp_path):
                  "seed 0, cuDNN off", "batch  4 x  2 steps",
                  "default          2.5d denoiser, phantom"):
         assert line in out, (line, out[-3000:])
+
+
+def test_the_roofline_counts_a_convolutions_flops_and_bytes_by_hand():
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_roofline import conv_layers
+
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ConvTranspose2d(3, 4, 2, stride=2))
+    conv, up = conv_layers(net, torch.zeros(1, 2, 8, 8))
+    # 3 x 3 x 2 multiply-adds for each of 3 x 8 x 8 outputs; each of the 3 x 8 x 8 inputs spreads 2 x 2 x 4
+    assert (conv["flops"], up["flops"]) == (2 * 3 * 64 * 9 * 2, 2 * 3 * 64 * 4 * 4)
+    assert (conv["acts"], up["acts"]) == (2 * 64 + 3 * 64, 3 * 64 + 4 * 256)
+    assert (conv["weights"], up["weights"]) == (3 * 2 * 9 + 3, 3 * 4 * 4 + 4)
+    assert (conv["size"], up["size"]) == ("8x8", "16x16")
