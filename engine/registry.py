@@ -158,8 +158,12 @@ class ActionSpec:
         try:
             return self._by_name[name]
         except KeyError:
-            raise ParameterError(f"{self.name}() has no parameter '{name}'"
-                                 f"{suggest(name, self._by_name)}") from None
+            raise ParameterError(self._no_parameter(name)) from None
+
+    def _no_parameter(self, name: str) -> str:
+        """The error for a keyword the action does not take: the closest parameter, or all of them."""
+        return f"{self.name}() has no parameter '{name}'" + (
+            suggest(name, self._by_name) or f"; its parameters: {', '.join(self._by_name) or 'none'}")
 
     def has_param(self, name: str) -> bool:
         return name in self._by_name
@@ -216,7 +220,7 @@ class ActionSpec:
             else:
                 seen_kw = True
                 if name not in self._by_name:
-                    problems.append((i, f"{self.name}() has no parameter '{name}'{suggest(name, self._by_name)}"))
+                    problems.append((i, self._no_parameter(name)))
                     continue
                 pname = name
             if pname in where:

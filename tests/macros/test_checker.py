@@ -44,6 +44,7 @@ def test_a_good_macro_checks_clean_and_resolves_inputs(data_dir):
 @pytest.mark.parametrize("line, col, pattern", [
     ("cal = calibrat(raw)", 7, "unknown action 'calibrat'; did you mean 'calibrate'?"),
     ("cal = calibrate(raw, metod=\"match\")", 22, "no parameter 'metod'; did you mean 'method'?"),
+    ("t = threshold(raw, size=2)", 20, "no parameter 'size'; its parameters: volume, method, classes, names"),
     ("cal = calibrate(raw, method=\"percentil\")", 29, "did you mean 'percentile'?"),
     ("cal = calibrate(raw, low=\"x\")", 26, "low expects float, got str 'x'"),
     ("cal = calibrate(rwa)", 17, "undefined name 'rwa'; did you mean 'raw'?"),
