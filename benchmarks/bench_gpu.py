@@ -44,8 +44,8 @@ seeds
     The open finding of the 2.5d denoiser's lower PSNR on the GPU: seeds 0-2, then cuDNN off, then
     cuDNN deterministic.
 batch
-    ``train`` on the nuclei with 8 x 50 and 32 x 13 (batch x steps): time, Dice and the GPU's busy share of
-    one epoch.
+    ``train`` on the nuclei with 8 x 50, 32 x 13 and 32 x 25 (batch x steps): time, Dice and the GPU's busy
+    share of one epoch.
 """
 
 from __future__ import annotations
@@ -372,7 +372,8 @@ def seeds(gpu: RunContext, quick: bool, n: int = 3) -> None:
 
 def batches(gpu: RunContext, data: str, quick: bool) -> None:
     """Training batch sized to the device: the default (8 patches x 50 steps) against 32 x 13 (about the
-    same patches an epoch, a quarter of the steps) of the U-Net on the nuclei: time, epochs, Dice, and
+    same patches an epoch, a quarter of the steps) and 32 x 25 (twice the patches, half the steps; on the
+    CPU all three score within the seeds' spread: ``bench_batch.py``) of the U-Net on the nuclei: time, epochs, Dice, and
     the GPU's busy fraction over one epoch from the profiler."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as prof
@@ -383,7 +384,7 @@ def batches(gpu: RunContext, data: str, quick: bool) -> None:
     t_true = np.asarray(truth.data)[scored]
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     print("\ntrain on the nuclei: batch and steps sized to the device", flush=True)
-    for batch, steps in ((8, 50), (32, 13)) if not quick else ((2, 3), (4, 2)):
+    for batch, steps in ((8, 50), (32, 13), (32, 25)) if not quick else ((2, 3), (4, 2)):
         with prof(activities=acts) as p, Timer() as t1:
             S.train(vol, painted, arch="unet", epochs=1, steps=steps, batch=batch, ctx=gpu)
         busy = sum(e.self_device_time_total for e in p.key_averages()) / 1e6
