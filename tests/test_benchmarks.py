@@ -10,17 +10,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_the_gpu_benchmark_runs_every_section_in_its_quick_mode(tmp_path):
+@pytest.fixture
+def stand_ins(tmp_path):
+    """Small stand-ins for the real volumes (../shared/data)."""
     import numpy as np
     import tifffile
 
-    rng = np.random.default_rng(0)  # small stand-ins for the real volumes (../shared/data)
+    rng = np.random.default_rng(0)
     lab = np.zeros((60, 64, 64), np.uint8)
     lab[:, 16:40, 20:44] = 3
     tifffile.imwrite(tmp_path / "nuclei_labels.tif", lab)
     tifffile.imwrite(tmp_path / "nuclei.tif", (lab * 300.0 + rng.normal(100, 30, lab.shape)).astype(np.uint16))
     tifffile.imwrite(tmp_path / "tomo.tif", rng.normal(0, 1, (12, 40, 40)).astype(np.float32))
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_every_section_in_its_quick_mode(stand_ins):
+    tmp_path = stand_ins
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--quick", "--data", str(tmp_path),
                         "--only", "infer,denoise,train,tomo,precision,profile,pipeline,compile,compile_train,seeds,batch"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
@@ -49,3 +56,12 @@ def test_the_roofline_counts_a_convolutions_flops_and_bytes_by_hand():
     assert (conv["acts"], up["acts"]) == (2 * 64 + 3 * 64, 3 * 64 + 4 * 256)
     assert (conv["weights"], up["weights"]) == (3 * 2 * 9 + 3, 3 * 4 * 4 + 4)
     assert (conv["size"], up["size"]) == ("8x8", "16x16")
+
+
+def test_the_batch_benchmark_scores_each_configuration_and_sums_them_up(stand_ins):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_batch.py"), "--data", str(stand_ins),
+                        "--seeds", "0", "--configs", "2x2,4x1", "--epochs", "1"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "seed 0, batch   2 x   2 steps: Dice" in r.stdout and "4 patches" in r.stdout, r.stdout
+    assert "nucleus Dice over the seeds: 2x2: " in r.stdout and "; 4x1: " in r.stdout, r.stdout
