@@ -2,15 +2,16 @@
 # The GPU figures through the `device` tool (a lent machine with PyTorch and CUDA but no package registry).
 #
 #   here:      bash benchmarks/on_device.sh prepare      # wheels and the real volumes into .device/ (ignored)
-#   device:    run(command="bash benchmarks/on_device.sh run infer,pipeline,compile,batch", carry=[".device"],
+#   device:    run(command="bash benchmarks/on_device.sh run infer,pipeline,enhance,batch,profile", carry=[".device"],
 #                  timeout_s=540)
 #
 # `run` installs the carried wheels (zarr and its codecs: all the image lacks), puts engine/ and macros/ on
 # PYTHONPATH as the `damselfly` package, checks that no read/write thread and no pinned buffer is left
 # after infer, and runs benchmarks/bench_gpu.py with the sections named (see its docstring), writing
 # everything to $OUT/bench_gpu.txt as well. Sections and their device seconds on an H200 (2026-11-30 for
-# the first four): infer 60, denoise 180, train 60, tomo 40, precision 200, profile 20; pipeline, compile,
-# compile_train, seeds and batch have not run on a GPU yet (estimates 40, 120, 150, 250, 120).
+# the first four): infer 60, denoise 180, train 60, tomo 40, precision 200, profile 20; pipeline, enhance,
+# compile, compile_train, seeds and batch have not run on a GPU yet (estimates 40, 40, 120, 150, 250, 180).
+# Two calls hold issue 34's figures: "infer,pipeline,enhance,batch,profile", then "compile,compile_train,seeds".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -42,7 +43,7 @@ left = [t.name for t in threading.enumerate() if t.name.startswith("damselfly-io
 print("after infer on the GPU: io threads left", left, "; pinned host memory in use:",
       stats.get("allocated_bytes.current", stats.get("active_bytes.all.current", "n/a")), flush=True)
 PY
-    python benchmarks/bench_gpu.py --data .device/data --only "${2:-infer,pipeline,compile,batch}" \
+    python benchmarks/bench_gpu.py --data .device/data --only "${2:-infer,pipeline,enhance,batch,profile}" \
         2>&1 | tee "${OUT:-/tmp}/bench_gpu.txt" ;;
 *)
     echo "usage: bash benchmarks/on_device.sh prepare | run SECTIONS" >&2; exit 2 ;;

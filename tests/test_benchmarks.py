@@ -29,7 +29,7 @@ def stand_ins(tmp_path):
 def test_the_gpu_benchmark_runs_every_section_in_its_quick_mode(stand_ins):
     tmp_path = stand_ins
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--quick", "--data", str(tmp_path),
-                        "--only", "infer,denoise,train,tomo,precision,profile,pipeline,compile,compile_train,seeds,batch"],
+                        "--only", "infer,enhance,denoise,train,tomo,precision,profile,pipeline,compile,compile_train,seeds,batch"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout
@@ -38,7 +38,8 @@ def test_the_gpu_benchmark_runs_every_section_in_its_quick_mode(stand_ins):
                  "train, U-Net, nuclei", "CPU (", "defaults (arch auto) on the GPU", "tomogram", "strict fp32", "trained with TF32 off",
                  "profile, train (nuclei)", "profile, train_denoiser", "pipeline / bare I/O", "default         :",
                  "seed 0, cuDNN off", "batch  4 x  2 steps",
-                 "default          2.5d denoiser, phantom"):
+                 "default          2.5d denoiser, phantom",
+                 "enhance (3d denoiser), (16, 128, 128) float32 memory-mapped"):
         assert line in out, (line, out[-3000:])
 
 
