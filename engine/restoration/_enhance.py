@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..core import progress
+from ..core._device import to_device
 from ..core._provenance import versions
 from ..core.data import Volume
 from ..core.errors import InputError, ParameterError
@@ -311,7 +312,7 @@ class Enhancer:
         :meth:`Staging.upload <damselfly.engine.segmentation._streaming.Staging.upload>` moved them (NumPy
         type ``stored``): normalising, context, tiles, blending on the device."""
         low, scale = self.norm
-        slab = (as_float(planes, stored).index_select(0, torch.from_numpy(rows).to(planes.device)) - float(low)) \
+        slab = (as_float(planes, stored).index_select(0, to_device(rows, planes.device)) - float(low)) \
             * float(scale)
         nz = len(rows) - 2 * self.h
         if self.three_d:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..core import progress
-from ..core._device import holding_device
+from ..core._device import holding_device, to_device
 from ..core.errors import InputError
 from ..segmentation._patches import flipped, turned
 from ..segmentation._tiling import normalize, reflect_index
@@ -131,7 +131,7 @@ def batch(data: Pairs, rows: np.ndarray, context: int, patch: int, device: torch
         vol, tgt = ins[i], outs[i]
         shape = vol.shape
         py, px = min(patch, shape[1]), min(patch, shape[2])
-        r = torch.from_numpy(rows[sel]).to(vol.device)
+        r = to_device(rows[sel], vol.device)
         yy = r[:, 2, None] + torch.arange(py, device=vol.device)
         xx = r[:, 3, None] + torch.arange(px, device=vol.device)
         if context == 0:
@@ -141,11 +141,11 @@ def batch(data: Pairs, rows: np.ndarray, context: int, patch: int, device: torch
         else:
             h = max(context, 1) // 2
             planes = reflect_index(rows[sel, 1, None] + np.arange(-h, h + 1), shape[0])
-            x = vol[torch.from_numpy(planes).to(vol.device)[:, :, None, None], yy[:, None, :, None], xx[:, None, None, :]]
+            x = vol[to_device(planes, vol.device)[:, :, None, None], yy[:, None, :, None], xx[:, None, None, :]]
             y = tgt[r[:, 1, None, None], yy[:, :, None], xx[:, None, :]][:, None]
         for j, xi, yi in zip(sel, x, y):
             xs[j], ys[j] = xi, yi
-    x, y = torch.stack(xs).to(device), torch.stack(ys).to(device)
+    x, y = to_device(torch.stack(xs), device), to_device(torch.stack(ys), device)
     return _turned(x, rows), _turned(y, rows)
 
 
@@ -172,7 +172,7 @@ def blind_spot(x: torch.Tensor, rng: np.random.Generator, channel: int, cell: in
         same = (dy == 0) & (dx == 0)
         dx[same] = rng.choice([-1, 1], int(same.sum()))  # never the pixel itself
         at[:, i] = py, px, np.clip(py + dy, 0, ny - 1), np.clip(px + dx, 0, nx - 1)
-    py, px, sy, sx = torch.from_numpy(at).to(x.device)
+    py, px, sy, sx = to_device(at, x.device)
     bi = torch.arange(b, device=x.device)[:, None]
     out = x.clone()
     out[bi, channel, py, px] = x[bi, channel, sy, sx]

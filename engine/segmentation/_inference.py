@@ -30,7 +30,7 @@ from torch import nn
 
 from ..core import progress
 from ..core._blocks import run_blocks, runner_for, span
-from ..core._device import resolve_device
+from ..core._device import resolve_device, to_device
 from ..core.data import Labels, Volume
 from ..core.errors import InputError, ParameterError
 from ..core.volume_ops import whole_chunks
@@ -134,7 +134,7 @@ class Predictor:
         (:func:`needed_planes`). Normalising, the 2.5-D context (a view of the slab, not a copy for one
         input), tiles, flips, blending all run on the device; ``mask`` (the slices', with the halo's
         for 3-D networks; host memory) skips tiles wholly outside it."""
-        idx = torch.from_numpy(rows).to(self.device)
+        idx = to_device(rows, self.device)
         slab = torch.stack([(as_float(p, dt).index_select(0, idx) - float(low)) * float(scale)
                             for p, dt, (low, scale) in zip(planes, stored, self.norm)])  # (inputs, zz, y, x)
         h, nz = self.halo, len(rows) - 2 * self.halo
@@ -356,11 +356,11 @@ def _compute(job: _Job, dtype: torch.dtype, got, z0: int, z1: int):
         probs = pred.slab_tensor(planes, rows, [a.dtype for a in job.arrays], m)
         if m is not None and pred.ndim == 3:
             m = m[pred.halo:pred.halo + z1 - z0]
-    inside = None if m is None else torch.from_numpy(m).to(probs.device)
+    inside = None if m is None else to_device(m, probs.device)
     if job.outside is not None:
         lab = first_max(probs) + 1
-        if inside is not None:
-            lab[~inside] = job.outside
+        if inside is not None:  # not lab[~inside] = ...: a boolean index waits for the GPU
+            lab = torch.where(inside, lab, job.outside)
         return lab.to(dtype)
     p = probs.permute(1, 2, 3, 0)  # (z, y, x, K)
     index = job.index

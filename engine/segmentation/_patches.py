@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import progress
-from ..core._device import holding_device
+from ..core._device import holding_device, to_device
 from ..core.errors import InputError
 from ._tiling import read_slices, reflect_index
 
@@ -46,7 +46,7 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     r = int(math.ceil(3 * float(sigma.max()))) or 1
     i = torch.arange(-r, r + 1, dtype=x.dtype)
     k = torch.exp(-0.5 * (i[None] / sigma[:, None].clamp(min=1e-3)) ** 2)
-    k = (k / k.sum(1, keepdim=True)).to(x.device)             # (B, 2r+1)
+    k = to_device(k / k.sum(1, keepdim=True), x.device)       # (B, 2r+1)
     b, c = x.shape[:2]
     out = x
     for axis in (-1, -2):
@@ -69,7 +69,7 @@ def _zoom(x: torch.Tensor, y: torch.Tensor, amount: float, gen: torch.Generator)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / f  # output (x, y) -> input (x, y) / f: f > 1 magnifies
     if three_d:
         theta[:, 2, 2] = 1.0
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(to_device(theta.to(x.dtype), x.device), list(x.shape), align_corners=False)
     xz = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     yz = F.grid_sample(y[:, None].to(x.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return xz, yz[:, 0].round().to(y.dtype)
@@ -80,7 +80,7 @@ def flipped(x: torch.Tensor, chosen, axis: int) -> torch.Tensor:
     chosen = np.asarray(chosen, dtype=bool)
     if not chosen.any():
         return x
-    sel = torch.from_numpy(chosen).to(x.device).view((-1,) + (1,) * (x.ndim - 1))
+    sel = to_device(chosen, x.device).view((-1,) + (1,) * (x.ndim - 1))
     return torch.where(sel, x.flip(axis), x)
 
 
@@ -92,7 +92,7 @@ def turned(x: torch.Tensor, turns) -> torch.Tensor:
         return x
     x = x.clone()
     for k in (1, 2, 3):
-        sel = torch.from_numpy(np.nonzero(turns == k)[0]).to(x.device)
+        sel = to_device(np.nonzero(turns == k)[0], x.device)
         if len(sel):
             x[sel] = torch.rot90(x[sel], k, (-2, -1))
     return x
@@ -127,8 +127,8 @@ def augment(x: torch.Tensor, y: torch.Tensor, opts: dict, gen: torch.Generator,
         x = _blur(x, sigma)
     if opts.get("contrast"):
         s = float(opts["contrast"])
-        gain = (1 + (torch.rand(shape, generator=gen) * 2 - 1) * s).to(dev)
-        x = x * gain + ((torch.rand(shape, generator=gen) * 2 - 1) * s).to(dev)
+        gain = to_device(1 + (torch.rand(shape, generator=gen) * 2 - 1) * s, dev)
+        x = x * gain + to_device((torch.rand(shape, generator=gen) * 2 - 1) * s, dev)
     if opts.get("poisson"):
         # shot noise: variance proportional to the (normalised, non-negative) signal
         x = x + float(opts["poisson"]) * x.clamp(min=0).sqrt() * torch.randn(x.shape, generator=noise, device=dev)
@@ -296,8 +296,8 @@ class PatchSource:
         inputs, labels, index = self._on_device()
         dev = inputs.device
         items, origins = self.draw(centres, n, rng, jitter)
-        it = torch.from_numpy(items).to(dev)
-        at = [torch.from_numpy(origins[:, a]).to(dev) for a in range(origins.shape[1])]
+        it = to_device(items, dev)
+        at = [to_device(origins[:, a], dev) for a in range(origins.shape[1])]
         lab = windows(labels[int(val)], self.patch[-len(at):])  # (items, *origins, *patch): views, no copy
         if self.mode == "3d":
             x = windows(inputs, self.patch)[(slice(None), *at)].transpose(0, 1)  # (n, C, pz, py, px)
@@ -306,7 +306,7 @@ class PatchSource:
             x = windows(inputs, self.patch)[:, planes, at[0][:, None], at[1][:, None]]  # (inputs, n, k, py, px)
             x = x.transpose(0, 1).reshape(n, -1, *self.patch[-2:])
         to = getattr(self, "device", dev)
-        return x.contiguous().to(to), lab[(it, *at)].long().to(to)
+        return to_device(x.contiguous(), to), to_device(lab[(it, *at)].long(), to)
 
 
 def windows(a: torch.Tensor, patch) -> torch.Tensor:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..core import progress
+from ..core._device import to_device
 from ..core.errors import DamselflyError, ParameterError
 
 
@@ -194,7 +195,7 @@ def _blend_tiles(items, predictor, tile, overlap, blend, batch, masks, multiple,
         edge = not all(s > p - s for s, p in zip(spatial, padded))
         for ax, (s, p) in enumerate(zip(spatial, padded)):
             if p != s:
-                items = items.index_select(2 + ax, torch.from_numpy(mirrored(s, p, edge)).to(dev))
+                items = items.index_select(2 + ax, to_device(mirrored(s, p, edge), dev))
         if masks is not None:
             masks = np.pad(masks, [(0, 0)] + [(0, p - s) for p, s in zip(padded, spatial)], mode="constant")
     out_tile = [t * f for t, f in zip(tiles, scale)]
@@ -202,15 +203,17 @@ def _blend_tiles(items, predictor, tile, overlap, blend, batch, masks, multiple,
                     -1).reshape(-1, len(tiles))
     jobs = [(i, tuple(int(s) for s in start)) for i in range(n) for start in grid
             if masks is None or masks[(i,) + tuple(slice(s, s + t) for s, t in zip(start, tiles))].any()]
-    w = torch.from_numpy(window(out_tile, blend)).to(dev) if len(grid) > 1 else None
+    w = to_device(window(out_tile, blend), dev) if len(grid) > 1 else None
     acc = wsum = None
     step = max(batch, 1)
+    whole = w is None and tiles == list(items.shape[2:])  # each item one tile, as it is
     for j in range(0, len(jobs), step):
         part = jobs[j:j + step]
-        if w is None and tiles == list(items.shape[2:]):  # whole items: a view, or one gather, not a stack
-            first, last = part[0][0], part[-1][0]
-            x = items[first:last + 1] if last - first + 1 == len(part) else \
-                items.index_select(0, torch.tensor([i for i, _ in part], device=dev))
+        first, last = part[0][0], part[-1][0]
+        in_a_row = whole and last - first + 1 == len(part)
+        if whole:  # a view, or one gather, not a stack
+            x = items[first:last + 1] if in_a_row else \
+                items.index_select(0, to_device(np.array([i for i, _ in part]), dev))
         else:
             x = torch.stack([items[(i, slice(None)) + tuple(slice(s, s + t) for s, t in zip(st, tiles))]
                              for i, st in part])
@@ -223,6 +226,10 @@ def _blend_tiles(items, predictor, tile, overlap, blend, batch, masks, multiple,
             acc = torch.zeros((n, y.shape[1]) + tuple(p * f for p, f in zip(padded, scale)), dtype=torch.float32,
                               device=dev)
             wsum = torch.zeros((n,) + tuple(acc.shape[2:]), dtype=torch.float32, device=dev) if w is not None else None
+        if in_a_row:  # whole items in a row: one copy for the batch, not one an item
+            acc[first:last + 1] = y
+            progress.check()
+            continue
         for (i, st), p in zip(part, y):
             sl = tuple(slice(s * f, s * f + t) for s, f, t in zip(st, scale, out_tile))
             if w is None:  # one tile covers the item: nothing to blend

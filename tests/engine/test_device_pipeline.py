@@ -409,3 +409,19 @@ def test_batches_made_a_step_ahead_in_a_thread_train_the_same_weights(casting_sc
                                schedule=training.Schedule(epochs=3, steps=2, batch=2, patch=32))
     assert model.config["training"]["stopped"] == "cancelled"
     assert [t for t in threading.enumerate() if t.name.startswith("damselfly-batches")] == []
+
+
+def test_to_device_on_the_cpu_shares_the_arrays_memory_and_keeps_tensors_as_they_are():
+    """The helper that keeps a GPU's host running ahead (pinned memory and an asynchronous copy on CUDA,
+    where a plain ``.to`` from pageable memory waits for the queued kernels) costs the CPU nothing: no
+    copy of an array, the same tensor back."""
+    from damselfly.engine.core._device import to_device
+
+    a = np.arange(6, dtype=np.int64).reshape(2, 3)
+    t = to_device(a, torch.device("cpu"))
+    a[1, 2] = 42
+    assert t.dtype == torch.int64 and int(t[1, 2]) == 42
+    b = torch.ones(3)
+    assert to_device(b, torch.device("cpu")) is b
+    strided = to_device(np.arange(10)[::2], torch.device("cpu"))  # a view NumPy cannot hand over as it is
+    assert strided.tolist() == [0, 2, 4, 6, 8]
