@@ -9,7 +9,7 @@ on ``PYTHONPATH`` as the ``damselfly`` package; the same child script then runs 
 - with each model: labels, labels in a mask, class probabilities and uncertainty of the whole volume;
 - a denoiser trained on the tomogram (2 epochs of 10 steps) and its ``enhance``d tomogram;
 - seconds an epoch of 50 steps: the nuclei's U-Net and the tomogram's denoiser (``--runs`` runs, the
-  trees alternating);
+  trees alternating, and which goes first too);
 - seconds of inference with small U-Nets (1 epoch) on a 64 x 256 x 256 casting phantom: 2.5-D in blended
   tiles of 128, masked, a 3-D U-Net in tiles of 64, probabilities in tiles of 128 (the network's own
   work dominates: this is the pipeline's share in real use).
@@ -155,8 +155,9 @@ def main() -> None:
             e0, e1 = np.load(outs["old"] / "enhanced.npy"), np.load(outs["new"] / "enhanced.npy")
             print(f"  enhanced tomogram: max |diff| {float(np.abs(e0 - e1).max()):.2g}")
             times = {"old": [], "new": []}
-            for _ in range(a.runs):
-                for name, pkg in (("old", str(tmp / "pkg")), ("new", None)):
+            trees = [("old", str(tmp / "pkg")), ("new", None)]
+            for r in range(a.runs):  # which tree goes first alternates, so a drift of the machine's speed is shared
+                for name, pkg in (trees if r % 2 == 0 else trees[::-1]):
                     run_in(pkg, outs[name], a.data, timing=True)
                     times[name].append([float(v) for v in (outs[name] / "epochs.txt").read_text().split()]
                                        + [float(v) for v in (outs[name] / "cases.txt").read_text().split()])
