@@ -106,6 +106,28 @@ def tf32(on: bool):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
 
 
+def compile_modes(quick: bool):
+    """``(mode, wrap)`` for eager (``wrap`` None) and each ``torch.compile`` mode measured: ``wrap(net)`` is
+    the network compiled that way. ``--quick`` checks the script, not the compiler: PyTorch's "eager"
+    backend needs no C++ compiler."""
+    yield "eager", None
+    for mode in ("default",) if quick else ("default", "reduce-overhead"):
+        kw = {"backend": "eager"} if quick else {"mode": mode}
+        yield mode, lambda net, kw=kw: torch.compile(net, dynamic=False, **kw)
+
+
+@contextlib.contextmanager
+def swapped(module, name: str, new):
+    """``module.name`` replaced by ``new`` inside the block (left alone for ``None``), restored after."""
+    old = getattr(module, name)
+    if new is not None:
+        setattr(module, name, new)
+    try:
+        yield
+    finally:
+        setattr(module, name, old)
+
+
 def budget(quick: bool, cpu_reference: bool = False) -> dict:
     """A trainer's budget: its defaults, or 2 epochs for a CPU reference (seconds an epoch); with
     ``quick``, 2 epochs of 3 steps of 2 patches of 32 either way."""
@@ -314,20 +336,16 @@ def compiled(gpu: RunContext, shape, tmp: Path, quick: bool = False) -> None:
     fuse = inference._fuse_batchnorm
     eager = None
     print(f"\ninfer, default model, {shape} uint16 memory-mapped: eager against torch.compile", flush=True)
-    for mode in ("eager", "default") if quick else ("eager", "default", "reduce-overhead"):
-        if mode != "eager":
-            # --quick checks the script, not the compiler: PyTorch's "eager" backend needs no C++ compiler
-            backend = {"backend": "eager"} if quick else {"mode": mode}
-            inference._fuse_batchnorm = lambda net, kw=backend: torch.compile(fuse(net), dynamic=False, **kw)
+    for mode, wrap in compile_modes(quick):
         try:
-            S.infer(model, scan, ctx=gpu)  # warm-up: compiles (every slab has the same shape but the last)
-            with Timer() as t:
-                lab = np.asarray(S.infer(model, scan, ctx=gpu).data)
+            compiled_fuse = None if wrap is None else (lambda net, wrap=wrap: wrap(fuse(net)))
+            with swapped(inference, "_fuse_batchnorm", compiled_fuse):
+                S.infer(model, scan, ctx=gpu)  # warm-up: compiles (every slab has the same shape but the last)
+                with Timer() as t:
+                    lab = np.asarray(S.infer(model, scan, ctx=gpu).data)
         except Exception as e:  # noqa: BLE001 - a mode that does not compile here is a finding, not a crash
             print(f"  {mode:16s}: failed: {e!r}"[:300], flush=True)
             continue
-        finally:
-            inference._fuse_batchnorm = fuse
         eager = lab if eager is None else eager
         print(f"  {mode:16s}: {t.s:6.2f} s  {scan.data.size / t.s / 1e6:8.1f} Mvoxel/s  peak {t.peak:.1f} GiB; labels "
               f"agree with eager's on {np.mean(lab == eager):.5f}", flush=True)
@@ -346,27 +364,22 @@ def compiled_training(gpu: RunContext, data: str, quick: bool = False) -> None:
     clean_v, _, clean, noisy, _ = noisy_phantom(LEVEL, shape=(16, 64, 64) if quick else BIG)
     noisy_v = clean_v.with_data(noisy, name="noisy")
     kw = {"epochs": 3, "steps": 3, "batch": 2, "patch": 32} if quick else {"epochs": 6}
-    plain = training.step_network
     print("\ntraining steps eager against torch.compile (seconds an epoch, the first left out: it compiles)", flush=True)
-    for mode in ("eager", "default") if quick else ("eager", "default", "reduce-overhead"):
-        if mode != "eager":
-            backend = {"backend": "eager"} if quick else {"mode": mode}
-            training.step_network = lambda net, kw=backend: torch.compile(net, dynamic=False, **kw)
+    for mode, wrap in compile_modes(quick):
         try:
-            for name, fit, score in (
-                    ("U-Net, nuclei", lambda: S.train(vol, painted, arch="unet", patience=99, **kw, ctx=gpu),
-                     lambda m: "Dice " + " ".join(f"{x:.3f}" for x in dice_scores(
-                         np.asarray(S.infer(m, vol, ctx=gpu).data)[scored], np.asarray(truth.data)[scored], 2))),
-                    ("2.5d denoiser, phantom", lambda: E.train_denoiser(noisy_v, **kw, ctx=gpu),
-                     lambda m: f"PSNR {scores(clean, np.asarray(E.enhance(m, noisy_v, ctx=gpu).data))[0]:.2f} dB")):
-                m = fit()
-                sec = m.config["history"]["seconds"]
-                print(f"  {mode:16s} {name:24s}: first epoch {sec[0]:6.2f} s, then {np.median(sec[1:]):.3f} s an epoch "
-                      f"(median of {len(sec) - 1}); {score(m)}", flush=True)
+            with swapped(training, "step_network", wrap):
+                for name, fit, score in (
+                        ("U-Net, nuclei", lambda: S.train(vol, painted, arch="unet", patience=99, **kw, ctx=gpu),
+                         lambda m: "Dice " + " ".join(f"{x:.3f}" for x in dice_scores(
+                             np.asarray(S.infer(m, vol, ctx=gpu).data)[scored], np.asarray(truth.data)[scored], 2))),
+                        ("2.5d denoiser, phantom", lambda: E.train_denoiser(noisy_v, **kw, ctx=gpu),
+                         lambda m: f"PSNR {scores(clean, np.asarray(E.enhance(m, noisy_v, ctx=gpu).data))[0]:.2f} dB")):
+                    m = fit()
+                    sec = m.config["history"]["seconds"]
+                    print(f"  {mode:16s} {name:24s}: first epoch {sec[0]:6.2f} s, then {np.median(sec[1:]):.3f} s an "
+                          f"epoch (median of {len(sec) - 1}); {score(m)}", flush=True)
         except Exception as e:  # noqa: BLE001 - a mode that does not compile here is a finding, not a crash
             print(f"  {mode:16s}: failed: {e!r}"[:300], flush=True)
-        finally:
-            training.step_network = plain
 
 
 def seeds(gpu: RunContext, quick: bool, n: int = 3) -> None:
