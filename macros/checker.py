@@ -211,6 +211,8 @@ class _Checker:
                 result = None
         elif spec.name in classflow.PASSES_ON:
             result = known.get(classflow.PASSES_ON[spec.name])
+        elif spec.name == "merge_classes":
+            result = classflow.merged(values, known.get("labels"))
         elif spec.name == "threshold" and isinstance(values.get("names"), list):
             result = [str(n) for n in values["names"]]
         self.classes[target] = result

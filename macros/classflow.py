@@ -35,6 +35,21 @@ def file_classes(action: str, path: Path, values: dict) -> list[str] | None:
     return None
 
 
+def merged(values: dict, names: list[str] | None) -> list[str] | None:
+    """The class names of ``merge_classes(labels, ...)`` with ``values`` when the labels' ``names`` are
+    known (None otherwise, or where the call is in error, which the checker reports at its arguments)."""
+    from damselfly.engine.actions.cleanup import merged_classes
+
+    into, merge, unlabelled = values.get("into"), values.get("classes", names), values.get("unlabelled")
+    if names is None or not isinstance(into, str) or not isinstance(merge, list) \
+            or not isinstance(unlabelled, (str, type(None))):
+        return None
+    try:
+        return merged_classes(names, [str(m) for m in merge], into, unlabelled)[0]
+    except ValueError:
+        return None
+
+
 def unknown_classes(pname: str, value, known: dict[str, list[str] | None]) -> tuple[str, list[str]] | None:
     """For a class argument ``pname`` with ``value``: (the argument whose classes it names, the names it
     gives that are not among them), or None when they are all there or nothing is known.

@@ -4,7 +4,7 @@ Importing an action module registers nothing: an action is described by its deco
 runnable only when a :class:`~damselfly.engine.registry.Registry` is given it.
 """
 
-from .cleanup import morphology
+from .cleanup import merge_classes, morphology
 from .compare import compare_methods, comparison_table
 from .enhancement import enhance, train_denoiser, train_restoration
 from .interpolation import interpolate_labels
@@ -31,7 +31,8 @@ from .segmentation import (
 ALL = [
     load, load_labels, save, load_model, save_model,
     calibrate, crop,
-    threshold, train, compare_methods, infer, infer_probabilities, uncertainty, sparse_labels, interpolate_labels,
+    threshold, train, compare_methods, infer, infer_probabilities, uncertainty, sparse_labels, merge_classes,
+    interpolate_labels,
     local_thickness, thickness_stats, label_objects, separate_objects, filter_objects, morphology, measure_objects, histogram, class_fractions, evaluate, training_history, comparison_table,
     train_denoiser, train_restoration, enhance,
     snapshot, render_movie, export_mesh, report,

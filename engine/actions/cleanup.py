@@ -1,4 +1,5 @@
-"""Label clean-up: morphology of one class (open, close, dilate, erode, fill holes, remove small parts)."""
+"""Label clean-up and editing: morphology of one class (open, close, dilate, erode, fill holes, remove
+small parts), and merging classes (e.g. the instance ids of another tool's labels into one class)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..core.data import Labels
-from ..core.errors import ParameterError
+from ..core.data import PALETTE, LabelClass, Labels
+from ..core.errors import InputError, ParameterError
 from ..core.volume_ops import SLAB, output_like
 from ..registry import action
 
@@ -108,3 +109,79 @@ def morphology(labels: Labels, operation: Literal["open", "close", "dilate", "er
         res[m & ~got] = fill
         out[:] = res
     return labels.with_data(out, name=f"{labels.name}_{operation}" if labels.name else operation)
+
+
+def merged_classes(names: list[str], merge: list[str], into: str, unlabelled: str | None) -> tuple[list[str], list[int]]:
+    """The class names after merging ``merge`` into ``into`` (and naming the unlabelled voxels
+    ``unlabelled``), and where each value goes: ``lut[old value]`` is the new value (0 is unlabelled).
+
+    ``into`` takes the place of the first merged class, or is the kept class of that name; a new
+    ``unlabelled`` class comes first.
+
+    Examples
+    --------
+    >>> merged_classes(["a", "b", "c"], ["a", "c"], "ac", None)
+    (['ac', 'b'], [0, 1, 2, 1])
+    >>> merged_classes(["1", "2"], ["1", "2"], "nucleus", "background")
+    (['background', 'nucleus'], [1, 2, 2])
+    """
+    new = [unlabelled] if unlabelled is not None and unlabelled not in names and unlabelled != into else []
+    for n in names:
+        if n not in merge:
+            new.append(n)
+        elif into not in new and (into not in names or into in merge):
+            new.append(into)
+    lut = [new.index(unlabelled) + 1 if unlabelled is not None else 0]
+    lut += [new.index(into if n in merge else n) + 1 for n in names]
+    return new, lut
+
+
+@action("merge_classes", result="merged", category="Segment")
+def merge_classes(labels: Labels, into: str, classes: list[str] | None = None,
+                  unlabelled: str | None = None) -> Labels:
+    """Merge classes into one: e.g. the instance ids of labels from another tool (a class per nucleus)
+    into one class ``nucleus``, for training or as the truth of ``evaluate``. Optionally the unlabelled
+    voxels (0) become a class too (``unlabelled="background"``), for a truth that marks everything.
+
+    Streamed slab by slab; the other classes keep their names and colours.
+
+    Parameters
+    ----------
+    labels : Labels
+        Labels with the classes to merge.
+    into : str
+        The merged class: a new name, or a class of ``labels`` that the others join.
+    classes : list of str, optional
+        The classes to merge (default: all of them).
+    unlabelled : str, optional
+        A class for the unlabelled voxels (a new name first in the list, or an existing class).
+
+    Examples
+    --------
+    >>> truth = merge_classes(ids, into="nucleus", unlabelled="background")   # doctest: +SKIP
+    """
+    names = labels.class_names
+    merge = list(dict.fromkeys(classes if classes is not None else names))
+    for n in merge:
+        labels.class_index(n)  # an unknown class: a clear error with did-you-mean
+    if not merge:
+        raise ParameterError("merge_classes needs at least one class to merge")
+    if not str(into).strip() or (unlabelled is not None and not str(unlabelled).strip()):
+        raise ParameterError("a class name must not be empty")
+    if unlabelled in merge and unlabelled != into:
+        raise ParameterError(f"unlabelled={unlabelled!r} names a class that is merged into {into!r}")
+    new, lut = merged_classes(names, merge, into, unlabelled)
+    colours = {c.name: c.color for c in labels.classes}
+    colours.setdefault(into, colours[merge[0]])
+    classes_out = [LabelClass(i + 1, n, colours.get(n, PALETTE[i % len(PALETTE)])) for i, n in enumerate(new)]
+    dtype = labels.data.dtype if len(new) <= np.iinfo(labels.data.dtype).max else np.uint16
+    table = np.asarray(lut, dtype)
+    out = output_like([labels], labels.shape, dtype)
+    for z0 in range(0, labels.shape[0], SLAB):
+        lab = np.asarray(labels.data[z0:z0 + SLAB])
+        if lab.size and (lab.min() < 0 or lab.max() > len(names)):
+            bad = int(lab.max()) if lab.max() > len(names) else int(lab.min())
+            raise InputError(f"labels hold the value {bad} in slices {z0}..{z0 + len(lab) - 1}, but only "
+                             f"classes 1..{len(names)} are named", labels.source)
+        out[z0:z0 + SLAB] = table[lab]
+    return labels.as_labels(out, classes_out, name=f"{labels.name}_merged" if labels.name else "merged")

@@ -907,3 +907,39 @@ def test_a_plugin_action_is_in_the_menu_its_decorator_names(win):
     entries = {a.data().get("action"): a for a in menus["Process"].actions() if isinstance(a.data(), dict)}
     assert "unsharp_mask" in entries and "calibrate" in entries
     assert entries["unsharp_mask"].toolTip().startswith("Sharpen each slice")
+
+
+def test_merging_instance_ids_from_the_menu_records_a_line_that_replays_the_same(qtbot, win, scan, tmp_path):
+    """Labels from another tool (a class per nucleus, no sidecar) become a foreground/background truth
+    with Segment > merge_classes; the recorded line replays headless to the same labels."""
+    from PySide6.QtGui import QAction
+
+    path, _ = scan
+    win.open_files([str(path)])
+    settle(qtbot, win)
+    ids = np.zeros(SHAPE, np.uint8)
+    ids[4:9, 5:12, 5:12], ids[15:20, 14:22, 3:9] = 1, 2
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "ids.tif", ids)  # as Fiji or StarDist write them: no class names
+    win.set_recording(True)
+    win.run_action("load_labels", str(tmp_path / "ids.tif"), target="ids")
+    settle(qtbot, win)
+    assert win.session["ids"].class_names == ["class1", "class2"]
+    assert any(a.text() == "merge_classes…" for a in win.findChildren(QAction))  # in the menu
+    dlg = win.open_action("merge_classes", {"into": "nucleus", "unlabelled": "background"})
+    assert dlg.values()["labels"] is win.session["ids"]
+    accept(dlg)
+    settle(qtbot, win)
+    merged = win.session["merged"]
+    assert merged.class_names == ["background", "nucleus"] and win.messages == []
+    assert np.array_equal(np.asarray(merged.data), np.where(ids > 0, 2, 1))
+    win.set_recording(False)
+    assert 'merged = merge_classes(ids, "nucleus", unlabelled="background")' in win.macro.text()
+    (tmp_path / "m.dfm").write_text(win.macro.text() + 'save(merged, "merged_replay.tif")\n')  # scan: ids.tif
+    out = subprocess.run([sys.executable, "-m", "damselfly.macros.cli", "run", str(tmp_path / "m.dfm"), "--out",
+                          str(tmp_path / "replay")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    replay = io.read_labels(tmp_path / "replay" / "merged_replay.tif")
+    assert replay.class_names == ["background", "nucleus"]
+    assert np.array_equal(np.asarray(replay.data), np.asarray(merged.data))

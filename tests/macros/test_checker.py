@@ -117,20 +117,35 @@ def test_a_batch_that_trains_on_labels_painted_on_one_scan_is_warned(data_dir):
     assert not check(per_scan, batch_param="scan", check_files=False).diagnostics
 
 
+def grains_files(tmp_path):
+    """The grains phantom (scan, truth), its truth written to ``t.tif`` with its sidecar (air, ice)."""
+    from damselfly.engine.core import phantoms
+    from damselfly.engine.io import _files as io
+
+    vol, truth = phantoms.grains((12, 24, 24), seed=1)
+    io.write_volume(truth, tmp_path / "t.tif")
+    return vol, truth
+
+
+def class_errors(tmp_path, text: str) -> list[tuple[int, str]]:
+    """The checker's errors (line, message) of the macro ``text`` in ``tmp_path``."""
+    from damselfly.macros.checker import check
+    from damselfly.macros.parser import parse
+
+    res = check(parse(text, str(tmp_path / "m.dfm")), base_dir=tmp_path, out_dir=tmp_path / "out")
+    return [(d.line, d.message) for d in res.diagnostics if d.severity == "error"]
+
+
 def test_check_knows_the_classes_of_a_model_file_and_of_labels_with_a_sidecar(tmp_path):
     """local_thickness(seg, class="snow") on a model of air and ice is an error before anything runs
     (issue 30), through infer; so is a class a labels file's sidecar does not name."""
     from damselfly.engine.actions.segmentation import sparse_labels, train
-    from damselfly.engine.core import phantoms
     from damselfly.engine.core.context import RunContext
     from damselfly.engine.io import _files as io
     from damselfly.engine.segmentation import _model as model_io
-    from damselfly.macros.checker import check
-    from damselfly.macros.parser import parse
 
-    vol, truth = phantoms.grains((12, 24, 24), seed=1)
+    vol, truth = grains_files(tmp_path)
     io.write_volume(vol, tmp_path / "s.tif")
-    io.write_volume(truth, tmp_path / "t.tif")  # with its sidecar: air, ice
     model = train(vol, sparse_labels(truth, [3, 8]), arch="forest", ctx=RunContext(device="cpu"))
     model_io.save_model(model, tmp_path / "m.dfmodel")
     text = ('version 1\nparam scan = "s.tif"\nraw = load(scan)\nmodel = load_model("m.dfmodel")\n'
@@ -139,7 +154,17 @@ def test_check_knows_the_classes_of_a_model_file_and_of_labels_with_a_sidecar(tm
             'ok = local_thickness(seg, class="ice")\nsave(ok, "c.tif")\n'
             'named = load_labels("t.tif", classes=["a", "b"])\nth3 = local_thickness(named, class="b")\n'
             'save(th3, "d.tif")\n')
-    res = check(parse(text, str(tmp_path / "m.dfm")), base_dir=tmp_path, out_dir=tmp_path / "out")
-    errors = [(d.line, d.message) for d in res.diagnostics if d.severity == "error"]
-    assert errors == [(6, "unknown class 'snow' ('seg' has the classes air, ice)"),
+    assert class_errors(tmp_path, text) == [(6, "unknown class 'snow' ('seg' has the classes air, ice)"),
                       (9, "unknown class 'ic' ('lab' has the classes air, ice); did you mean 'ice'?")]
+
+
+def test_check_knows_the_classes_merge_classes_makes(tmp_path):
+    """merge_classes of labels whose classes are known: its result's classes are known too (a class it
+    merged away is an error at its line), and the classes it is told to merge are checked."""
+    grains_files(tmp_path)
+    text = ('version 1\nlab = load_labels("t.tif")\nm = merge_classes(lab, into="solid", classes=["ice"], '
+            'unlabelled="unknown")\nfr = class_fractions(m)\nsave(fr, "f.csv")\n'
+            'a = local_thickness(m, class="ice")\nsave(a, "a.tif")\nb = local_thickness(m, class="solid")\n'
+            'save(b, "b.tif")\nc = merge_classes(lab, into="x", classes=["snow"])\nsave(c, "c.tif")\n')
+    assert class_errors(tmp_path, text) == [(6, "unknown class 'ice' ('m' has the classes unknown, air, solid)"),
+                      (10, "unknown class 'snow' ('lab' has the classes air, ice)")]
