@@ -335,12 +335,13 @@ def _predict_block(job: _Job, zs: tuple[int, int], advance=None) -> None:
 def _read(job: _Job, staging: Staging, z0: int, z1: int):
     """The read thread's part: the slab's mask, and its planes on the device (none where the mask is empty;
     a forest reads for itself)."""
-    m = None if job.mask is None else np.asarray(job.mask[z0:z1], dtype=bool)
-    if (m is not None and not m.any()) or not isinstance(job.pred, Predictor):
-        return None, None, m
-    lo, hi, rows = needed_planes(job.pred, job.arrays[0].shape, z0, z1)
-    if m is not None and job.pred.ndim == 3:  # 3-D tiles see the halo's mask too
-        m = slab_mask(job.pred, job.mask, z0, z1)
+    pred, net = job.pred, isinstance(job.pred, Predictor)
+    m = None if job.mask is None else slab_mask(pred, job.mask, z0, z1) if net else \
+        np.asarray(job.mask[z0:z1], dtype=bool)  # read once: for 3-D tiles with the halo's mask
+    own = m if m is None or not net or pred.ndim != 3 else m[pred.halo:pred.halo + z1 - z0]
+    if (own is not None and not own.any()) or not net:
+        return None, None, own
+    lo, hi, rows = needed_planes(pred, job.arrays[0].shape, z0, z1)
     return staging.upload([a[lo:hi] for a in job.arrays]), rows, m
 
 

@@ -206,7 +206,7 @@ def _blend_tiles(items, predictor, tile, overlap, blend, batch, masks, multiple,
     w = to_device(window(out_tile, blend), dev) if len(grid) > 1 else None
     acc = wsum = None
     step = max(batch, 1)
-    whole = w is None and tiles == list(items.shape[2:])  # each item one tile, as it is
+    whole = w is None  # one tile start on each axis: each (padded) item is one tile, as it is
     for j in range(0, len(jobs), step):
         part = jobs[j:j + step]
         first, last = part[0][0], part[-1][0]
