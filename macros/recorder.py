@@ -81,8 +81,16 @@ def _scores(model: Model) -> str:
     if not cols.get("method"):
         return model.config["comparison"].get("note") or "not scored"
     dice = [k for k in cols if k.startswith("dice_")]
-    return "; ".join(f"{m} " + ", ".join(f"{k[5:]} {cols[k][i]:.3f}" for k in dice)
-                     for i, m in enumerate(cols["method"])) + " (held-out Dice)"
+    n = len(model.config["comparison"]["holdout"])
+    scored = model.config["comparison"].get("folds_scored") or [n] * len(cols["method"])
+
+    def row(i: int, m: str) -> str:
+        if scored[i] == 0:
+            return f"{m} not trained (the forest left it no room)"
+        part = "" if scored[i] == n else f" on {scored[i]} of {n} folds (then it could not beat the forest)"
+        return f"{m} " + ", ".join(f"{k[5:]} {cols[k][i]:.3f}" for k in dice) + part
+
+    return "; ".join(row(i, m) for i, m in enumerate(cols["method"])) + " (held-out Dice)"
 
 
 class Recorder:

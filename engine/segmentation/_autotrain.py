@@ -9,6 +9,8 @@ epoch on a real scan whose thin air gaps the network still got wrong).
 The forest goes first (seconds); then the network, within a time budget scaled to the painted voxels on
 a CPU (:func:`network_budget`; on a GPU it trains with its full schedule). The model kept is the better
 by mean held-out Dice; within ``MARGIN`` the forest, which is cheaper to train and to apply, is kept.
+The network's folds stop as soon as it could no longer be kept, even scoring perfectly on the folds left
+(a forest at 0.99 or above leaves it no room at all): the same choice, without its training time.
 The kept method is then fitted on every painted slice. Stop during the network keeps the forest.
 """
 
@@ -99,19 +101,46 @@ Predict = Callable[[Model, int], np.ndarray]
 
 
 def held_out_dice(fit: Fit, predict: Predict, method: str, labels: Labels, parts: list[list[int]],
-                  seconds: float | None = None) -> list[float] | None:
+                  seconds: float | None = None, beat: float | None = None) -> tuple[list[float] | None, int]:
     """Dice per class of ``method`` over every held-out fold (``fit`` on the rest, ``predict`` the fold's
-    slices); None when Stop ended a training (its model saw only part of its schedule)."""
+    slices), and the number of folds scored; None when Stop ended a training (its model saw only part of
+    its schedule).
+
+    With ``beat`` (the mean Dice the method must exceed by more than ``MARGIN`` to be kept), the folds
+    left are not trained once even perfect predictions of them could not give enough (:func:`at_best`):
+    the method cannot be kept, whatever it would score, so the outcome is the same in less time. The Dice
+    is then that of the folds scored (NaN before any).
+    """
     preds, truths = [], []  # the painted voxels of the held-out slices, pooled
-    for held in parts:
+    k = len(labels.classes)
+    for i, held in enumerate(parts):
+        if beat is not None and beat >= round(at_best(preds, truths, labels, parts[i:]), 4) - MARGIN:
+            return (dice_scores(np.concatenate(preds), np.concatenate(truths), k) if preds else [float("nan")] * k), i
         model = fit(method, without_slices(labels, held), seconds)
         if model.config.get("training", {}).get("stopped") == "cancelled":
-            return None
+            return None, i
         for z in held:
             truth = np.asarray(labels.data[z])
             preds.append(predict(model, z)[truth > 0])
             truths.append(truth[truth > 0])
-    return dice_scores(np.concatenate(preds), np.concatenate(truths), len(labels.classes))
+    return dice_scores(np.concatenate(preds), np.concatenate(truths), k), len(parts)
+
+
+def at_best(preds: list[np.ndarray], truths: list[np.ndarray], labels: Labels, left: list[list[int]]) -> float:
+    """The highest pooled mean Dice reachable from the held-out predictions so far: every painted voxel of
+    the folds ``left`` right (that adds true positives and nothing else, so no other prediction of them
+    scores higher for any class).
+
+    Examples
+    --------
+    >>> from damselfly.engine.core.data import Labels, make_classes
+    >>> lab = Labels(np.array([[[1, 2]], [[1, 2]]], np.uint8), classes=make_classes(["a", "b"]))
+    >>> at_best([np.array([2, 2])], [np.array([1, 2])], lab, [[1]])   # 1 of 2 right, then 2 more
+    0.7333333333333334
+    """
+    rest = [np.asarray(labels.data[z])[np.asarray(labels.data[z]) > 0] for f in left for z in f]
+    dice = dice_scores(np.concatenate(preds + rest), np.concatenate(truths + rest), len(labels.classes))
+    return float(np.nanmean(dice)) if not np.all(np.isnan(dice)) else float("nan")
 
 
 def select(images: Sequence[Volume], labels: Labels, fit: Fit, predict: Predict, device: str) -> Model:
@@ -131,11 +160,14 @@ def select(images: Sequence[Volume], labels: Labels, fit: Fit, predict: Predict,
     if not parts:
         note = (f"not scored: every class must be painted on at least two z-slices to hold one out (painted: "
                 f"{sorted(painted)}); the forest was kept")
+    scored_folds: list[int] = []  # per method in the table: the folds it was scored on (fewer: stopped early)
     kept = {}  # (no task of its own: its trainings report progress, and Stop must not end it between them)
     for method in METHODS if parts else ():
         t0 = time.perf_counter()
+        beat = columns["mean_dice"][0] if columns["mean_dice"] and not np.isnan(columns["mean_dice"][0]) else None
         try:
-            dice = held_out_dice(fit, predict, method, labels, parts, None if method == "forest" else per)
+            dice, scored = held_out_dice(fit, predict, method, labels, parts, None if method == "forest" else per,
+                                         None if method == "forest" else beat)
             if dice is not None and method == "forest":
                 kept["forest"] = fit("forest", labels, None)  # the forest on every painted slice, at once
         except Cancelled:
@@ -145,9 +177,18 @@ def select(images: Sequence[Volume], labels: Labels, fit: Fit, predict: Predict,
         if dice is None:
             note = f"Stop during the {method}: it was not scored; the forest was kept"
             break
+        if scored == 0:
+            note = (f"the {method} was not trained: the forest's held-out mean Dice {beat:.3f} leaves no room to beat "
+                    f"it by more than {MARGIN}; the forest was kept")
+        elif scored < len(parts):
+            note = (f"the {method} was scored on {scored} of {len(parts)} folds: even right on every painted voxel "
+                    f"of the others it could not beat the forest's held-out mean Dice {beat:.3f} by more than "
+                    f"{MARGIN}, so it was not trained on them; the forest was kept")
         _row(columns, method, dice, labels, time.perf_counter() - t0)
+        scored_folds.append(scored)
         progress.event("scored", method=method, dice=dict(zip(labels.class_names, dice)),
-                       mean_dice=columns["mean_dice"][-1], seconds=columns["train_s"][-1], folds=parts)
+                       mean_dice=columns["mean_dice"][-1], seconds=columns["train_s"][-1], folds=parts[:scored],
+                       note=note if scored < len(parts) else "")
     best = _choose(columns["method"], columns["mean_dice"])
     winner = columns["method"][best] if columns["method"] else "forest"
     if winner not in kept:
@@ -160,7 +201,8 @@ def select(images: Sequence[Volume], labels: Labels, fit: Fit, predict: Predict,
     model = kept[winner] if winner in kept else model
     columns["chosen"] = [m == winner for m in columns["method"]]
     model.config["comparison"] = {"holdout": parts, "columns": columns, "margin": MARGIN, "refit": True,
-                                  "auto": True, "budget_s": budget, "note": note}
+                                  "auto": True, "budget_s": budget, "note": note,
+                                  "folds_scored": scored_folds}
     return model
 
 

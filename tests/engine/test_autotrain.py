@@ -44,7 +44,14 @@ def test_folds_hold_every_painted_slice_out_once_and_keep_every_class_in_trainin
     assert autotrain.network_budget(10_000, "cpu") == 220.0 and autotrain.network_budget(10**9, "cpu") == 900.0
 
 
-def test_auto_is_the_default_scores_both_methods_on_held_out_slices_and_keeps_the_better(grains):
+@pytest.fixture()
+def room(monkeypatch):
+    """The network is trained on every fold even where the forest leaves it no room (the forest scores 1.0
+    on dabs of the grains phantom, so the early stop would skip the network these tests are about)."""
+    monkeypatch.setattr(autotrain, "at_best", lambda *a: float("inf"))
+
+
+def test_auto_is_the_default_scores_both_methods_on_held_out_slices_and_keeps_the_better(grains, room):
     vol, truth = grains
     events = []
     ctx = RunContext(device="cpu", reporter=Reporter(on_event=lambda name, data: events.append((name, data))))
@@ -91,7 +98,7 @@ def test_without_two_painted_slices_per_class_the_forest_is_kept_and_the_note_sa
     assert "not scored" in model.config["comparison"]["note"] and comparison(model).columns["method"] == []
 
 
-def test_stop_during_the_network_keeps_the_forest(grains):
+def test_stop_during_the_network_keeps_the_forest(grains, room):
     vol, truth = grains
     reporter = Reporter()
 
@@ -142,3 +149,65 @@ def test_uncertainty_is_the_normalised_entropy_of_the_class_probabilities(grains
     t = np.asarray(truth.data)
     edge = ndimage.binary_dilation(t == 2) & ndimage.binary_dilation(t == 1)
     assert np.asarray(u.data)[edge].mean() > 2 * np.asarray(u.data)[~edge].mean()
+
+
+def fake_methods(truth, wrong: dict, seed: int):
+    """``fit`` and ``predict`` for :func:`autotrain.select` without training: a method's prediction of a
+    slice is the truth with a share ``wrong[method]`` of its voxels (drawn per slice) set to the other
+    class. ``fits`` records (method, slices held out) per call."""
+    from types import SimpleNamespace
+
+    t = np.asarray(truth.data)
+    fits = []
+
+    def fit(method, labels, seconds):
+        held = [z for z in range(t.shape[0]) if not np.asarray(labels.data[z]).any() and t[z].any()]
+        fits.append((method, held))
+        return SimpleNamespace(config={"arch": method})
+
+    def predict(model, z):
+        m = model.config["arch"]
+        rng = np.random.default_rng([seed, z, len(m)])
+        flip = rng.random(t[z].shape) < wrong[m]
+        return np.where(flip, 3 - t[z], t[z])
+
+    return fit, predict, fits
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_network_stops_early_only_where_it_could_not_be_kept_anyway(grains, seed):
+    """Over random accuracies per method, the early stop keeps the method that scoring every fold would
+    keep, and trains the network on fewer folds only where it could no longer win."""
+    _, truth = grains
+    painted = dabs(truth, n=6, seed=seed)
+    rng = np.random.default_rng(seed)
+    wrong = {"forest": float(rng.choice([0.0, 0.005, 0.02, 0.05, 0.15])),
+             "unet": float(rng.choice([0.0, 0.01, 0.03, 0.1, 0.3]))}
+    fit, predict, fits = fake_methods(truth, wrong, seed)
+    model = autotrain.select([truth], painted, fit, predict, "cpu")
+    parts = autotrain.folds(autotrain.painted_slices(painted))
+    full = {}  # the pooled held-out mean Dice of each method over every fold, as if none stopped early
+    for method in ("forest", "unet"):
+        dice, scored = autotrain.held_out_dice(*fake_methods(truth, wrong, seed)[:2], method, painted, parts)
+        assert scored == len(parts)
+        full[method] = round(float(np.nanmean(dice)), 4)
+    want = "unet" if full["unet"] > full["forest"] + autotrain.MARGIN else "forest"
+    assert model.config["arch"] == want
+    trained = [h for m, h in fits if m == "unet"]
+    cols = model.config["comparison"]["columns"]
+    if len(trained) < len(parts) + (want == "unet"):  # stopped early: the note says so
+        note = model.config["comparison"]["note"]
+        assert want == "forest" and ("could not beat the forest" in note or "leaves no room" in note), note
+    else:
+        assert cols["mean_dice"][1] == full["unet"]
+
+
+def test_a_forest_that_leaves_no_room_means_no_network_is_trained(grains):
+    _, truth = grains
+    fit, predict, fits = fake_methods(truth, {"forest": 0.0, "unet": 0.0}, 0)
+    model = autotrain.select([truth], dabs(truth), fit, predict, "cpu")
+    assert [m for m, _ in fits] == ["forest"] * 4 and model.config["arch"] == "forest"  # 3 folds + the fit
+    doc = model.config["comparison"]
+    assert doc["columns"]["mean_dice"][0] == 1.0 and np.isnan(doc["columns"]["mean_dice"][1])
+    assert doc["note"].startswith("the unet was not trained: the forest's held-out mean Dice 1.000 leaves no room")
+    assert doc["folds_scored"] == [3, 0]

@@ -326,3 +326,21 @@ def test_auto_training_that_kept_the_forest_is_recorded_with_its_choice(tmp_path
         assert model_io.load_model(tmp_path / "replay" / "kept.dfmodel").hash == model.hash
     else:
         assert "load_model(\"assets/" in text
+
+
+def test_the_recorded_scores_say_when_the_network_stopped_early_or_was_not_trained():
+    from types import SimpleNamespace
+
+    from damselfly.macros.recorder import _scores
+
+    def model(scored, mean):
+        cols = {"method": ["forest", "unet"], "dice_air": [0.991, 0.9], "dice_ice": [0.985, 0.8], "mean_dice": mean}
+        return SimpleNamespace(config={"comparison": {"columns": cols, "holdout": [[1], [2], [3]],
+                                                      "folds_scored": scored}})
+
+    assert _scores(model([3, 1], [0.988, 0.85])) == (
+        "forest air 0.991, ice 0.985; unet air 0.900, ice 0.800 on 1 of 3 folds (then it could not beat the "
+        "forest) (held-out Dice)")
+    assert _scores(model([3, 0], [0.988, float("nan")])) == \
+        "forest air 0.991, ice 0.985; unet not trained (the forest left it no room) (held-out Dice)"
+    assert _scores(model([3, 3], [0.988, 0.85])).endswith("unet air 0.900, ice 0.800 (held-out Dice)")
