@@ -70,7 +70,10 @@ def case(name, vol, truth, seed: int, ctx) -> None:
     t_forest = time.perf_counter() - t1
     fseg = infer(forest, cal, ctx=ctx)
     cols = model.config["comparison"]["columns"]
-    held = "; ".join(f"{m} {cols['mean_dice'][i]:.3f}" for i, m in enumerate(cols["method"]))
+    n, scored = len(model.config["comparison"]["holdout"]), model.config["comparison"].get("folds_scored")
+    held = "; ".join(f"{m} " + ("not trained" if scored and scored[i] == 0 else f"{cols['mean_dice'][i]:.3f}"
+                                + (f" ({scored[i]} of {n} folds)" if scored and scored[i] < n else ""))
+                     for i, m in enumerate(cols["method"]))
     names = truth.class_names
     print(f"\n{name}, seed {seed}: {int(np.count_nonzero(painted.data))} painted voxels on {len(SLICES[name])} "
           f"slices; held-out mean Dice: {held}; kept: {model.config['arch']}")
