@@ -137,7 +137,7 @@ class TrainingDialog(QDialog):
         line = (f"{data.get('method')}: held-out Dice {dice} (mean {float(data.get('mean_dice', float('nan'))):.3f}; "
                 f"{sum(len(f) for f in folds)} painted slices held out in turn; {duration(float(data.get('seconds', 0)))})")
         if data.get("note") and not folds:  # the forest left the network no room: it was not trained
-            line = f"{data.get('method')}: not trained; {data['note']}"
+            line = f"{data.get('method')}: not trained ({data['note'].split(': ', 1)[-1]})"
         elif data.get("note"):  # the network stopped early: it could not be kept whatever it scored
             line = f"{line}; {data['note']}"
         self.scores.setText("\n".join(filter(None, [self.scores.text(), line])))
