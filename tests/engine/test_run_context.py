@@ -81,7 +81,7 @@ def _samples(tmp_path):
         "load_model": (str(tmp_path / "m.dfmodel"),), "calibrate": (vol,), "crop": (vol, [0, 0, 0, 4, 8, 8]),
         "threshold": (vol,), "evaluate": (truth, truth), "local_thickness": (mask, "metal"),
         "thickness_stats": (vol.with_data(np.ones(vol.shape, np.float32)),), "training_history": (model,),
-        "sparse_labels": (truth, [1, 3]), "comparison": (compared,),
+        "sparse_labels": (truth, [1, 3]), "merge_classes": (truth, "solid"), "comparison": (compared,),
         "interpolate_labels": (vol, truth.with_data(np.asarray(truth.data) * np.isin(np.arange(8), [1, 5])[:, None, None])),
         "label_objects": (truth, "pore"), "separate_objects": (pores,), "measure_objects": (pores, vol),
         "class_fractions": (truth,), "filter_objects": (pores,),
