@@ -159,11 +159,21 @@ def train(image: Volume | list[Volume], labels: Labels,
     >>> comparison(model).row("chosen", True)["method"]            # doctest: +SKIP
     'forest'
     """
+    kw = {k: v for k, v in locals().items() if k not in ("image", "labels", "arch", "seconds", "ctx")}
     images = _images(image)
+    augment = {"flip": flip, "rotate": rotate, "contrast": contrast, "noise": noise, "poisson": poisson,
+               "blur": blur, "scale": scale}
+    if arch != "forest":  # the network's settings, checked before any training (auto: the forest's too)
+        net = "unet" if arch == "auto" else arch
+        hp = _hparams(net, width, depth)
+        schedule = training.Schedule(epochs=epochs, steps=steps, batch=batch,
+                                     patch=(48 if input == "3d" else 64) if patch is None else patch, lr=lr,
+                                     validation=validation, patience=patience, seed=seed, seconds=seconds)
+        training.check_settings(images, labels, net, input, context, hp, schedule, augment,
+                                init if arch != "auto" else None)
     if arch == "auto":
         if init is not None:
             raise ParameterError("init continues a network: give its arch (e.g. arch=\"unet\") with init")
-        kw = {k: v for k, v in locals().items() if k not in ("image", "labels", "arch", "images", "seconds", "ctx")}
 
         def fit(method: str, lab: Labels, budget: float | None) -> Model:
             budget = budget if seconds is None else seconds
@@ -176,27 +186,26 @@ def train(image: Volume | list[Volume], labels: Labels,
     if arch == "forest":
         return _train_forest(images, labels, input, seed, init, _mask(mask, mask_classes, images[0]), preview,
                              preview_dir, ctx)
-    hp = {}
-    if width is not None:
-        hp["width" if arch == "msd" else "base"] = width
-    if depth is not None:
-        hp["depth" if arch == "msd" else "levels"] = depth
-    if patch is None:
-        patch = 48 if input == "3d" else 64
     vimgs = _images(val_image) if val_image is not None else None
     if vimgs is not None and val_labels is None:
         raise ParameterError("val_image needs val_labels")
     pdir = preview_folder(preview, preview_dir, ctx)
     m = _mask(mask, mask_classes, images[0])
-    schedule = training.Schedule(epochs=epochs, steps=steps, batch=batch, patch=patch, lr=lr,
-                                 validation=validation, patience=patience, seed=seed, seconds=seconds)
     model = training.train(
         images, labels, arch=arch, input=input, context=context, hparams=hp, schedule=schedule,
-        val_images=vimgs, val_labels=val_labels, init=init, mask=m,
-        augment_opts={"flip": flip, "rotate": rotate, "contrast": contrast, "noise": noise,
-                      "poisson": poisson, "blur": blur, "scale": scale},
+        val_images=vimgs, val_labels=val_labels, init=init, mask=m, augment_opts=augment,
         preview=preview, preview_dir=pdir, device=ctx.device)
     return model
+
+
+def _hparams(arch: str, width: int | None, depth: int | None) -> dict:
+    """The network's hyper-parameters that ``train``'s ``width`` and ``depth`` set."""
+    hp = {}
+    if width is not None:
+        hp["width" if arch == "msd" else "base"] = width
+    if depth is not None:
+        hp["depth" if arch == "msd" else "levels"] = depth
+    return hp
 
 
 def _train_forest(images, labels, input, seed, init, mask, preview, preview_dir, ctx) -> Model:

@@ -159,28 +159,13 @@ def train(images: Sequence[Volume], labels: Labels, *, arch: str = "unet", input
     """
     sc = schedule
     images = list(images)
-    _check_setup(images, labels, arch, input, context, sc.epochs, sc.steps, sc.batch, sc.patch, sc.validation,
-                 sc.patience)
+    opts, hp = check_settings(images, labels, arch, input, context, hparams, sc, augment_opts, init)
     mode = input
     context = context if mode == "2.5d" else 1
-    opts = dict(AUGMENT_DEFAULTS, **(augment_opts or {}))
-    unknown = set(opts) - set(AUGMENT_DEFAULTS)
-    if unknown:
-        raise ParameterError(f"unknown augmentation {sorted(unknown)}; known: {', '.join(AUGMENT_DEFAULTS)}")
-    hp = dict(nets.DEFAULTS[arch], **(hparams or {}))
-    if init is not None:
-        _check_init(init, arch, mode, context, len(images), labels)
-        hp = init.hparams
-        norm = init.normalization
-    else:
-        norm = [norm_range(im) for im in images]
+    norm = init.normalization if init is not None else [norm_range(im) for im in images]
     dev = resolve_device(device)
     rng = np.random.default_rng(sc.seed)
     patch_shape = (sc.patch,) * (3 if mode == "3d" else 2)
-    multiple = 2 ** (hp["levels"] - 1) if "levels" in hp else 1
-    if sc.patch % multiple:
-        raise ParameterError(f"patch must be a multiple of {multiple} for a {hp['levels']}-level U-Net, "
-                             f"got {sc.patch}")
     data = _data(images, labels, norm, mode, context, patch_shape, rng, _mask_array(mask, labels.shape), sc,
                  val_images, val_labels)
     config = {
@@ -456,6 +441,31 @@ def save_preview(pred, arrays, box, folder: Path, epoch: int, margin: int = 32) 
     path = folder / f"epoch_{epoch:03d}.png"
     preview_png(path, img, seg, [c["color"] for c in pred.model.config["classes"]])
     return path
+
+
+def check_settings(images: Sequence[Volume], labels: Labels, arch: str, input: str, context: int,
+                   hparams: dict | None, schedule: Schedule, augment_opts: dict | None = None,
+                   init: Model | None = None) -> tuple[dict, dict]:
+    """Every check :func:`train` makes before any work (images against labels, the settings, the
+    augmentations, ``init``), as errors; the augmentation options and the network's hyper-parameters.
+    ``train(arch="auto")`` runs them for its network first, so a bad setting is an error even where the
+    forest leaves the network no room and it is never trained."""
+    sc = schedule
+    _check_setup(images, labels, arch, input, context, sc.epochs, sc.steps, sc.batch, sc.patch, sc.validation,
+                 sc.patience)
+    opts = dict(AUGMENT_DEFAULTS, **(augment_opts or {}))
+    unknown = set(opts) - set(AUGMENT_DEFAULTS)
+    if unknown:
+        raise ParameterError(f"unknown augmentation {sorted(unknown)}; known: {', '.join(AUGMENT_DEFAULTS)}")
+    hp = dict(nets.DEFAULTS[arch], **(hparams or {}))
+    if init is not None:
+        _check_init(init, arch, input, context if input == "2.5d" else 1, len(images), labels)
+        hp = init.hparams
+    multiple = 2 ** (hp["levels"] - 1) if "levels" in hp else 1
+    if sc.patch % multiple:
+        raise ParameterError(f"patch must be a multiple of {multiple} for a {hp['levels']}-level U-Net, "
+                             f"got {sc.patch}")
+    return opts, hp
 
 
 def _check_setup(images, labels, arch, input, context, epochs, steps, batch, patch, validation, patience):
