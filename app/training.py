@@ -97,6 +97,7 @@ class TrainingDialog(QDialog):
         lay.addLayout(top)
         self.scores = QLabel("")  # train(arch="auto"): each method's Dice on the held-out painted slices
         self.scores.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.scores.setWordWrap(True)  # a long line wraps; it does not widen the dialog past the screen
         lay.addWidget(self.scores)
         self.status = QLabel("starting…")
         lay.addWidget(self.status)
@@ -134,12 +135,15 @@ class TrainingDialog(QDialog):
         class, shown as soon as it is known (the forest's within seconds)."""
         dice = ", ".join(f"{k} {v:.3f}" for k, v in data.get("dice", {}).items())
         folds = data.get("folds") or []
+        n = sum(len(f) for f in folds)
         line = (f"{data.get('method')}: held-out Dice {dice} (mean {float(data.get('mean_dice', float('nan'))):.3f}; "
-                f"{sum(len(f) for f in folds)} painted slices held out in turn; {duration(float(data.get('seconds', 0)))})")
+                f"{n} painted slice{'s' if n != 1 else ''} held out in turn; "
+                f"{duration(float(data.get('seconds', 0)))})")
         if data.get("note") and not folds:  # the forest left the network no room: it was not trained
             line = f"{data.get('method')}: not trained ({data['note'].split(': ', 1)[-1]})"
         elif data.get("note"):  # the network stopped early: it could not be kept whatever it scored
-            line = f"{line}; {data['note']}"
+            line = (f"{line}; stopped after {len(folds)} of {data.get('of', '?')} folds: even right on the rest "
+                    f"it could not beat the forest by the margin")
         self.scores.setText("\n".join(filter(None, [self.scores.text(), line])))
 
     def finished_training(self, message: str) -> None:

@@ -188,7 +188,7 @@ def select(images: Sequence[Volume], labels: Labels, fit: Fit, predict: Predict,
         scored_folds.append(scored)
         progress.event("scored", method=method, dice=dict(zip(labels.class_names, dice)),
                        mean_dice=columns["mean_dice"][-1], seconds=columns["train_s"][-1], folds=parts[:scored],
-                       note=note if scored < len(parts) else "")
+                       of=len(parts), note=note if scored < len(parts) else "")
     best = _choose(columns["method"], columns["mean_dice"])
     winner = columns["method"][best] if columns["method"] else "forest"
     if winner not in kept:

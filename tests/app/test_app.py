@@ -706,6 +706,33 @@ def test_training_dialog_shows_epoch_of_n_and_time_left(qtbot):
     assert dlg.status.text() == "epoch 2/10: loss 0.4000, val_loss 0.5000; at most 1 min 20 s left"
 
 
+def test_training_dialog_says_why_a_network_stopped_early_and_stays_on_the_screen(qtbot):
+    """The held-out scores of train(arch="auto") as the engine sends them: a network stopped after one fold,
+    or not trained at all, is said in a line that wraps instead of widening the dialog."""
+    from damselfly.app.training import TrainingDialog
+
+    dlg = TrainingDialog(None, epochs=10)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    width = dlg.width()
+    dlg.on_scored({"method": "forest", "dice": {"background": 0.985, "nucleus": 0.985}, "mean_dice": 0.985,
+                   "seconds": 8.0, "folds": [[20], [38], [50]], "of": 3, "note": ""})
+    dlg.on_scored({"method": "unet", "dice": {"background": 0.979, "nucleus": 0.98}, "mean_dice": 0.9795,
+                   "seconds": 12.0, "folds": [[20]], "of": 3, "note": "the unet was scored on 1 of 3 folds: ..."})
+    lines = dlg.scores.text().splitlines()
+    assert lines[0].startswith("forest: held-out Dice background 0.985") and "3 painted slices held out" in lines[0]
+    assert "1 painted slice held out" in lines[1] and lines[1].endswith(
+        "stopped after 1 of 3 folds: even right on the rest it could not beat the forest by the margin")
+    qtbot.wait(50)
+    assert dlg.width() <= max(width, 1000)
+    dlg.on_scored({"method": "unet", "dice": {"background": float("nan")}, "mean_dice": float("nan"), "seconds": 0.0,
+                   "folds": [], "of": 3, "note": "the unet was not trained: the forest's held-out mean Dice 1.000 "
+                                                  "leaves no room to beat it by more than 0.01; the forest was kept"})
+    assert dlg.scores.text().splitlines()[-1] == (
+        "unet: not trained (the forest's held-out mean Dice 1.000 leaves no room to beat it by more than 0.01; "
+        "the forest was kept)")
+
+
 def test_window_level_histogram_drag_and_integer_values(qtbot, win, scan, tmp_path):
     from PySide6.QtCore import QPoint
 
