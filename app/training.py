@@ -18,6 +18,7 @@ class LossPlot(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.rows: list[dict] = []
+        self.empty_text = ""  # said in the plot while it has no epoch (e.g. no network was trained)
         self.setMinimumSize(360, 200)
 
     def add(self, row: dict) -> None:
@@ -41,6 +42,7 @@ class LossPlot(QWidget):
         allv = [v for k in self.COLORS for _, v in self.series(k)]
         p.drawText(m, m - 8, "loss (blue), val_loss (yellow) per epoch")
         if not allv:
+            p.drawText(self.rect().adjusted(m, m, -m, -m), Qt.AlignCenter | Qt.TextWordWrap, self.empty_text)
             return
         ep = [e for k in self.COLORS for e, _ in self.series(k)]
         e0, e1 = min(ep), max(max(ep), min(ep) + 1)
@@ -141,6 +143,8 @@ class TrainingDialog(QDialog):
                 f"{duration(float(data.get('seconds', 0)))})")
         if data.get("note") and not folds:  # the forest left the network no room: it was not trained
             line = f"{data.get('method')}: not trained ({data['note'].split(': ', 1)[-1]})"
+            self.plot.empty_text = "no network was trained (the forest has no epochs)"
+            self.plot.update()
         elif data.get("note"):  # the network stopped early: it could not be kept whatever it scored
             line = (f"{line}; stopped after {len(folds)} of {data.get('of', '?')} folds: even right on the rest "
                     f"it could not beat the forest by the margin")

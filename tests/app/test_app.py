@@ -731,6 +731,7 @@ def test_training_dialog_says_why_a_network_stopped_early_and_stays_on_the_scree
     assert dlg.scores.text().splitlines()[-1] == (
         "unet: not trained (the forest's held-out mean Dice 1.000 leaves no room to beat it by more than 0.01; "
         "the forest was kept)")
+    assert dlg.plot.empty_text == "no network was trained (the forest has no epochs)"  # not a bare empty plot
 
 
 def test_window_level_histogram_drag_and_integer_values(qtbot, win, scan, tmp_path):
