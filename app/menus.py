@@ -10,6 +10,7 @@ CATEGORY_ORDER = ["File", "Process", "Segment", "Measure", "Render"]
 
 #: Keys the slice view handles itself (no menu entry).
 from . import prefs  # noqa: E402
+from .params import plain  # noqa: E402
 
 CANVAS_KEYS = [("Up / Down", "next / previous slice"), ("Page Up / Page Down", "10 slices"),
                ("Mouse wheel", "next / previous slice"), ("Ctrl + wheel, + / -", "zoom"),
@@ -79,8 +80,8 @@ class MenusMixin:
         for spec in sorted(specs.values(), key=lambda s: s.name):
             a = self._qaction(spec.title, {"action": spec.name}, lambda n=spec.name: self.start_action(n),
                               menus[spec.category])
-            a.setToolTip(spec.summary)
-            a.setStatusTip(spec.summary)
+            a.setToolTip(plain(spec.summary))
+            a.setStatusTip(plain(spec.summary))
             self.action_entries[spec.name] = a
         file_menu.addSeparator()
         self._qaction("Open session…", {"view": "restores saved work: data, layers, view, macro"},

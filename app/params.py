@@ -90,10 +90,10 @@ class ParamDialog(QDialog):
         self.setWindowTitle(spec.name)
         self.fields: dict[str, QWidget] = {}
         outer = QVBoxLayout(self)
+        self.about = QLabel(plain(spec.summary))  # the action's summary, without markup
+        self.about.setWordWrap(True)
         if spec.summary:
-            about = QLabel(spec.summary)
-            about.setWordWrap(True)
-            outer.addWidget(about)
+            outer.addWidget(self.about)
         form_host = QWidget()
         host_lay = QVBoxLayout(form_host)
         form = QFormLayout()

@@ -625,6 +625,8 @@ def test_dialogs_speak_plainly_fold_advanced_fields_and_hide_what_does_not_apply
     dlg.set_value("method", "two_point")
     assert dlg.shown("regions") and dlg.shown("values") and not dlg.shown("low")
     assert "``" not in dlg.fields["method"].toolTip()
+    about = win.open_action("merge_classes", show=False).about.text()  # its summary has ``nucleus`` in the source
+    assert "one class nucleus, for training" in about and "``" not in about
     dlg = win.open_action("train", show=False)
     assert dlg.shown("epochs") and dlg.shown("arch") and not dlg.shown("lr") and not dlg.shown("batch")
     dlg.advanced.setChecked(True)
