@@ -210,12 +210,18 @@ def crop(volume: V, box: list[int]) -> V:
     return volume.with_data(out, origin=origin, name=f"{volume.name}_crop")
 
 
+def _listed(names: list[str], most: int = 5) -> str:
+    """``a, b, c`` or ``a, b, c, d, e, … (20 classes)``."""
+    return ", ".join(names) if len(names) <= most else ", ".join(names[:most]) + f", … ({len(names)} classes)"
+
+
 @action("evaluate", result="scores", category="Measure")
 def evaluate(seg: Labels, truth: Labels) -> Table:
     """Score a segmentation against ground truth: Dice and IoU per class.
 
     Classes are matched by name. Voxels where ``truth`` is 0 (unlabelled) are ignored, so sparse
-    (partly painted) truth works. A truth class missing from ``seg`` scores 0.
+    (partly painted) truth works. A truth class missing from ``seg`` scores 0; no class name in common
+    is an error (e.g. another tool's instance ids: see ``merge_classes``).
 
     Parameters
     ----------
@@ -230,6 +236,12 @@ def evaluate(seg: Labels, truth: Labels) -> Table:
         Columns ``class``, ``dice``, ``iou``, ``truth_voxels``, ``seg_voxels``, ``intersection``.
     """
     seg.check_same_geometry(truth)
+    if truth.classes and not set(truth.class_names) & set(seg.class_names):
+        raise InputError(f"the segmentation and the truth share no class name (segmentation: "
+                         f"{_listed(seg.class_names)}; truth: {_listed(truth.class_names)}): name the truth's "
+                         f"classes with load_labels(..., classes=[...]), or merge them, e.g. "
+                         f"merge_classes(truth, into=\"{seg.class_names[-1] if seg.classes else 'object'}\")",
+                         truth.source)
     k_t, k_s = len(truth.classes), len(seg.classes)
     conf = np.zeros((k_t + 1, k_s + 1), np.int64)
     task = progress.task("Evaluating", total=seg.shape[0])

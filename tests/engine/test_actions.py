@@ -104,6 +104,18 @@ def test_evaluate_missing_class_scores_zero_and_shape_mismatch_names_files():
         evaluate(other, truth)
 
 
+def test_evaluate_against_a_truth_with_no_class_in_common_says_how_to_name_or_merge_them():
+    """Another tool's instance ids (class1..class20) against a background/nucleus segmentation: not a table
+    of twenty zeros but an error naming both sets of classes and the way out."""
+    ids = labels(np.arange(24).reshape(2, 3, 4) % 7, [f"class{i}" for i in range(1, 7)])
+    ids.metadata["source"] = "nuclei_labels.tif"
+    seg = labels(np.ones((2, 3, 4)), ["background", "nucleus"])
+    with pytest.raises(InputError, match=r"nuclei_labels\.tif: the segmentation and the truth share no class name "
+                       r"\(segmentation: background, nucleus; truth: class1, class2, class3, class4, class5, … "
+                       r"\(6 classes\)\).*merge_classes\(truth, into=\"nucleus\"\)"):
+        evaluate(seg, ids)
+
+
 def test_labels_file_of_wrong_shape_fails_through_the_session(tmp_path, casting_small):
     vol, truth = casting_small
     io.write_volume(vol, tmp_path / "scan.tif")
