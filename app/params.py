@@ -203,7 +203,7 @@ class ParamDialog(QDialog):
         if p.path_kind is None:
             if not p.required and p.default is not None:
                 edit.setText(format_literal(list(p.default) if isinstance(p.default, tuple) else p.default))
-            edit.setPlaceholderText("none" if not p.required else p.type_name)
+            edit.setPlaceholderText("none" if not p.required else "text" if p.type_name == "str" else p.type_name)
             edit.setProperty("kind", "literal")
         else:
             edit.setPlaceholderText("none" if not p.required else "file")
@@ -298,7 +298,10 @@ class ParamDialog(QDialog):
             return text
         expr = parse_value(text)
         if expr is None:
-            if "str" in self.spec.param(name).type_name:
+            type_name = self.spec.param(name).type_name
+            if "list[str]" in type_name:  # bare words, comma-separated, where a list of names is expected
+                return [w.strip() for w in text.split(",") if w.strip()]
+            if "str" in type_name:
                 return text  # a bare word where a string is expected
             raise ParameterError(f"'{name}': {text!r} is not a value (numbers, \"text\", [lists], true/false, none)")
         return const_value(expr)

@@ -959,6 +959,12 @@ def test_merging_instance_ids_from_the_menu_records_a_line_that_replays_the_same
     assert any(a.text() == "merge_classes…" for a in win.findChildren(QAction))  # in the menu
     dlg = win.open_action("merge_classes", {"into": "nucleus", "unlabelled": "background"})
     assert dlg.values()["labels"] is win.session["ids"]
+    dlg.fields["classes"].setText("class1, class2")  # names typed as a user types them: no quotes, no brackets
+    assert dlg.values()["classes"] == ["class1", "class2"]
+    dlg.fields["classes"].setText('["class1", "class2"]')  # or as the macro writes them
+    assert dlg.values()["classes"] == ["class1", "class2"]
+    dlg.fields["classes"].setText("")
+    assert dlg.fields["into"].placeholderText() == "text"  # not Python's "str"
     accept(dlg)
     settle(qtbot, win)
     merged = win.session["merged"]
