@@ -200,6 +200,12 @@ class _Checker:
                 self.err(call.args[i].value, f"unknown class{'es' if len(bad) > 1 else ''} "
                          f"{', '.join(repr(b) for b in bad)} ('{name}' has the classes {', '.join(known[arg])})"
                          f"{suggest(bad[0], known[arg])}")
+        seg, truth = known.get("seg"), known.get("truth")
+        if spec.name == "evaluate" and seg and truth and not set(seg) & set(truth):
+            self.err(call.args[where["truth"]].value, f"'{call.args[where['truth']].value.id}' shares no class name "
+                     f"with '{call.args[where['seg']].value.id}' ({', '.join(truth[:5])}{', …' if len(truth) > 5 else ''}"
+                     f" against {', '.join(seg)}): name its classes with load_labels(..., classes=[...]) or "
+                     f"merge them with merge_classes")
         if target is None:
             return
         result = None

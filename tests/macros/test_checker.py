@@ -168,3 +168,15 @@ def test_check_knows_the_classes_merge_classes_makes(tmp_path):
             'save(b, "b.tif")\nc = merge_classes(lab, into="x", classes=["snow"])\nsave(c, "c.tif")\n')
     assert class_errors(tmp_path, text) == [(6, "unknown class 'ice' ('m' has the classes unknown, air, solid)"),
                       (10, "unknown class 'snow' ('lab' has the classes air, ice)")]
+
+
+def test_check_finds_an_evaluation_against_a_truth_with_no_class_in_common(tmp_path):
+    """evaluate(seg, ids) where the labels file names other classes than the segmentation (another tool's
+    instance ids) is an error at the argument before anything runs; merged, it is fine."""
+    grains_files(tmp_path)  # t.tif: air, ice
+    text = ('version 1\nlab = load_labels("t.tif")\nids = load_labels("t.tif", classes=["c1", "c2"])\n'
+            'a = evaluate(lab, ids)\nsave(a, "a.csv")\nm = merge_classes(ids, into="ice", unlabelled="air")\n'
+            'b = evaluate(lab, m)\nsave(b, "b.csv")\n')
+    assert class_errors(tmp_path, text) == [
+        (4, "'ids' shares no class name with 'lab' (c1, c2 against air, ice): name its classes with "
+            "load_labels(..., classes=[...]) or merge them with merge_classes")]
