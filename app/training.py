@@ -141,12 +141,13 @@ class TrainingDialog(QDialog):
         line = (f"{data.get('method')}: held-out Dice {dice} (mean {float(data.get('mean_dice', float('nan'))):.3f}; "
                 f"{n} painted slice{'s' if n != 1 else ''} held out in turn; "
                 f"{duration(float(data.get('seconds', 0)))})")
-        if data.get("note") and not folds:  # the forest left the network no room: it was not trained
-            line = f"{data.get('method')}: not trained ({data['note'].split(': ', 1)[-1]})"
+        if data.get("beat") is not None and not folds:  # the forest left the network no room: not trained
+            line = (f"{data.get('method')}: not trained (the forest's held-out mean Dice {data['beat']:.3f} leaves "
+                    f"no room to beat it by more than {data.get('margin')}; the forest was kept)")
             self.plot.empty_text = "no network was trained (the forest has no epochs)"
             self.plot.update()
-        elif data.get("note"):  # the network stopped early: it could not be kept whatever it scored
-            line = (f"{line}; stopped after {len(folds)} of {data.get('of', '?')} folds: even right on the rest "
+        elif len(folds) < data.get("of", len(folds)):  # stopped early: it could not be kept whatever it scored
+            line = (f"{line}; stopped after {len(folds)} of {data['of']} folds: even right on the rest "
                     f"it could not beat the forest by the margin")
         self.scores.setText("\n".join(filter(None, [self.scores.text(), line])))
 

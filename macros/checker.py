@@ -15,7 +15,7 @@ from pathlib import Path
 
 from damselfly.engine.builtin import BUILTIN
 from damselfly.engine.core._paths import check_path_text, confine_output
-from damselfly.engine.core.data import suggest
+from damselfly.engine.core.data import listed, suggest
 from damselfly.engine.core.errors import ParameterError
 from damselfly.engine.registry import Registry, StaticObject
 
@@ -203,8 +203,7 @@ class _Checker:
         seg, truth = known.get("seg"), known.get("truth")
         if spec.name == "evaluate" and seg and truth and not set(seg) & set(truth):
             self.err(call.args[where["truth"]].value, f"'{call.args[where['truth']].value.id}' shares no class name "
-                     f"with '{call.args[where['seg']].value.id}' ({', '.join(truth[:5])}{', …' if len(truth) > 5 else ''}"
-                     f" against {', '.join(seg)}): name its classes with load_labels(..., classes=[...]) or "
+                     f"with '{call.args[where['seg']].value.id}' ({listed(truth)} against {listed(seg)}): name its classes with load_labels(..., classes=[...]) or "
                      f"merge them with merge_classes")
         if target is None:
             return

@@ -7,7 +7,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from ..core import progress
-from ..core.data import Labels, Table, Volume, make_classes
+from ..core.data import Labels, Table, Volume, listed, make_classes
 from ..core.errors import InputError, ParameterError
 from ..core.volume_ops import SLAB, map_slabs, output_like, require_finite, sample
 from ..registry import action
@@ -210,11 +210,6 @@ def crop(volume: V, box: list[int]) -> V:
     return volume.with_data(out, origin=origin, name=f"{volume.name}_crop")
 
 
-def _listed(names: list[str], most: int = 5) -> str:
-    """``a, b, c`` or ``a, b, c, d, e, … (20 classes)``."""
-    return ", ".join(names) if len(names) <= most else ", ".join(names[:most]) + f", … ({len(names)} classes)"
-
-
 @action("evaluate", result="scores", category="Measure")
 def evaluate(seg: Labels, truth: Labels) -> Table:
     """Score a segmentation against ground truth: Dice and IoU per class.
@@ -238,7 +233,7 @@ def evaluate(seg: Labels, truth: Labels) -> Table:
     seg.check_same_geometry(truth)
     if truth.classes and not set(truth.class_names) & set(seg.class_names):
         raise InputError(f"the segmentation and the truth share no class name (segmentation: "
-                         f"{_listed(seg.class_names)}; truth: {_listed(truth.class_names)}): name the truth's "
+                         f"{listed(seg.class_names)}; truth: {listed(truth.class_names)}): name the truth's "
                          f"classes with load_labels(..., classes=[...]), or merge them, e.g. "
                          f"merge_classes(truth, into=\"{seg.class_names[-1] if seg.classes else 'object'}\")",
                          truth.source)

@@ -42,6 +42,18 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def listed(names: Sequence[str], most: int = 5) -> str:
+    """Names for a message: all of them, or the first ``most`` and how many there are.
+
+    Examples
+    --------
+    >>> listed(["a", "b"]), listed([f"c{i}" for i in range(1, 21)], most=2)
+    ('a, b', 'c1, c2, … (20 classes)')
+    """
+    names = list(names)
+    return ", ".join(names) if len(names) <= most else ", ".join(names[:most]) + f", … ({len(names)} classes)"
+
+
 def _lazy_array(a) -> bool:
     """An array that reads on indexing (numpy, a memory map, a Zarr or HDF5 array): kept as it is."""
     return isinstance(a, np.ndarray) or all(hasattr(a, k) for k in ("shape", "dtype", "ndim", "__getitem__"))

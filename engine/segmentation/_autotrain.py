@@ -113,33 +113,32 @@ def held_out_dice(fit: Fit, predict: Predict, method: str, labels: Labels, parts
     """
     preds, truths = [], []  # the painted voxels of the held-out slices, pooled
     k = len(labels.classes)
+    slices = [[np.asarray(labels.data[z]) for z in held] for held in parts]  # each painted slice read once
+    painted = [[t[t > 0] for t in fold] for fold in slices]
     for i, held in enumerate(parts):
-        if beat is not None and beat >= round(at_best(preds, truths, labels, parts[i:]), 4) - MARGIN:
+        left = [p for fold in painted[i:] for p in fold]
+        if beat is not None and beat >= round(at_best(preds, truths, left, k), 4) - MARGIN:
             return (dice_scores(np.concatenate(preds), np.concatenate(truths), k) if preds else [float("nan")] * k), i
         model = fit(method, without_slices(labels, held), seconds)
         if model.config.get("training", {}).get("stopped") == "cancelled":
             return None, i
-        for z in held:
-            truth = np.asarray(labels.data[z])
+        for z, truth, voxels in zip(held, slices[i], painted[i]):
             preds.append(predict(model, z)[truth > 0])
-            truths.append(truth[truth > 0])
+            truths.append(voxels)
     return dice_scores(np.concatenate(preds), np.concatenate(truths), k), len(parts)
 
 
-def at_best(preds: list[np.ndarray], truths: list[np.ndarray], labels: Labels, left: list[list[int]]) -> float:
-    """The highest pooled mean Dice reachable from the held-out predictions so far: every painted voxel of
-    the folds ``left`` right (that adds true positives and nothing else, so no other prediction of them
-    scores higher for any class).
+def at_best(preds: list[np.ndarray], truths: list[np.ndarray], left: list[np.ndarray], k: int) -> float:
+    """The highest pooled mean Dice over ``k`` classes reachable from the held-out predictions so far:
+    every painted voxel still held out (``left``: their classes) predicted right (that adds true positives
+    and nothing else, so no other prediction of them scores higher for any class).
 
     Examples
     --------
-    >>> from damselfly.engine.core.data import Labels, make_classes
-    >>> lab = Labels(np.array([[[1, 2]], [[1, 2]]], np.uint8), classes=make_classes(["a", "b"]))
-    >>> at_best([np.array([2, 2])], [np.array([1, 2])], lab, [[1]])   # 1 of 2 right, then 2 more
+    >>> at_best([np.array([2, 2])], [np.array([1, 2])], [np.array([1, 2])], 2)   # 1 of 2 right, then 2 more
     0.7333333333333334
     """
-    rest = [np.asarray(labels.data[z])[np.asarray(labels.data[z]) > 0] for f in left for z in f]
-    dice = dice_scores(np.concatenate(preds + rest), np.concatenate(truths + rest), len(labels.classes))
+    dice = dice_scores(np.concatenate(preds + left), np.concatenate(truths + left), k)
     return float(np.nanmean(dice)) if not np.all(np.isnan(dice)) else float("nan")
 
 
@@ -188,7 +187,7 @@ def select(images: Sequence[Volume], labels: Labels, fit: Fit, predict: Predict,
         scored_folds.append(scored)
         progress.event("scored", method=method, dice=dict(zip(labels.class_names, dice)),
                        mean_dice=columns["mean_dice"][-1], seconds=columns["train_s"][-1], folds=parts[:scored],
-                       of=len(parts), note=note if scored < len(parts) else "")
+                       of=len(parts), beat=beat, margin=MARGIN)
     best = _choose(columns["method"], columns["mean_dice"])
     winner = columns["method"][best] if columns["method"] else "forest"
     if winner not in kept:

@@ -718,9 +718,9 @@ def test_training_dialog_says_why_a_network_stopped_early_and_stays_on_the_scree
     dlg.show()
     width = dlg.width()
     dlg.on_scored({"method": "forest", "dice": {"background": 0.985, "nucleus": 0.985}, "mean_dice": 0.985,
-                   "seconds": 8.0, "folds": [[20], [38], [50]], "of": 3, "note": ""})
+                   "seconds": 8.0, "folds": [[20], [38], [50]], "of": 3, "beat": None, "margin": 0.01})
     dlg.on_scored({"method": "unet", "dice": {"background": 0.979, "nucleus": 0.98}, "mean_dice": 0.9795,
-                   "seconds": 12.0, "folds": [[20]], "of": 3, "note": "the unet was scored on 1 of 3 folds: ..."})
+                   "seconds": 12.0, "folds": [[20]], "of": 3, "beat": 0.985, "margin": 0.01})
     lines = dlg.scores.text().splitlines()
     assert lines[0].startswith("forest: held-out Dice background 0.985") and "3 painted slices held out" in lines[0]
     assert "1 painted slice held out" in lines[1] and lines[1].endswith(
@@ -728,8 +728,7 @@ def test_training_dialog_says_why_a_network_stopped_early_and_stays_on_the_scree
     qtbot.wait(50)
     assert dlg.width() <= max(width, 1000)
     dlg.on_scored({"method": "unet", "dice": {"background": float("nan")}, "mean_dice": float("nan"), "seconds": 0.0,
-                   "folds": [], "of": 3, "note": "the unet was not trained: the forest's held-out mean Dice 1.000 "
-                                                  "leaves no room to beat it by more than 0.01; the forest was kept"})
+                   "folds": [], "of": 3, "beat": 1.0, "margin": 0.01})
     assert dlg.scores.text().splitlines()[-1] == (
         "unet: not trained (the forest's held-out mean Dice 1.000 leaves no room to beat it by more than 0.01; "
         "the forest was kept)")
